@@ -1,0 +1,201 @@
+//! ECS components and resources of the zone world: small plain structs, one concern each.
+//!
+//! Nothing structural changes in a steady-state tick (death is a [`Life`] value, not a removed
+//! component), so archetypes never move and ticks do not allocate.
+
+use std::collections::BTreeMap;
+
+use bevy_ecs::prelude::*;
+use glam::Vec2;
+use smallvec::SmallVec;
+
+use crate::{
+    AbilityId, AbilityUse, EntityId, PlayerId, PlayerInput, PlayerStats, Rules, TileMap, ZoneId,
+};
+
+/// The replicated id of an entity.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetId(pub EntityId);
+
+/// World position, units.
+#[derive(Component, Clone, Copy, Debug, PartialEq)]
+pub struct Position(pub Vec2);
+
+/// Velocity, units per second.
+#[derive(Component, Clone, Copy, Debug, Default, PartialEq)]
+pub struct Velocity(pub Vec2);
+
+/// Facing angle, radians.
+#[derive(Component, Clone, Copy, Debug, Default, PartialEq)]
+pub struct Facing(pub f32);
+
+/// Where the entity wants to go: a unit (or zero) direction and a speed already capped by the
+/// rules for its kind. Set by inputs (players) or AI (NPCs), enforced by the movement system.
+#[derive(Component, Clone, Copy, Debug, Default, PartialEq)]
+pub struct Intent {
+    /// Direction, length <= 1.
+    pub dir: Vec2,
+    /// Desired speed, units per second.
+    pub speed: f32,
+}
+
+/// Hit points.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// Current.
+    pub current: u16,
+    /// Maximum.
+    pub max: u16,
+}
+
+/// Alive, or dead until a tick.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Life {
+    /// Moving, fighting.
+    Alive,
+    /// Respawns at the given tick.
+    Dead {
+        /// Tick of respawn.
+        respawn_at: u64,
+    },
+}
+
+impl Life {
+    /// Whether alive.
+    pub fn is_alive(self) -> bool {
+        matches!(self, Life::Alive)
+    }
+}
+
+/// Combat bookkeeping: who hit last, when the entity last fought, regeneration remainder.
+#[derive(Component, Clone, Copy, Debug, Default, PartialEq)]
+pub struct Combatant {
+    /// Last attacker.
+    pub last_hit_by: Option<EntityId>,
+    /// Last tick this entity dealt or took damage.
+    pub last_combat_tick: u64,
+    /// Fractional health regenerated but not yet applied.
+    pub regen_carry: f32,
+}
+
+/// Tick at which each ability is ready again. Few abilities: stays inline.
+#[derive(Component, Clone, Debug, Default, PartialEq)]
+pub struct Cooldowns(pub SmallVec<[(AbilityId, u64); 4]>);
+
+impl Cooldowns {
+    /// Whether `ability` can be used at `tick`.
+    pub fn ready(&self, ability: AbilityId, tick: u64) -> bool {
+        self.0
+            .iter()
+            .find(|(a, _)| *a == ability)
+            .is_none_or(|(_, t)| *t <= tick)
+    }
+
+    /// Starts the cooldown of `ability` until `ready_at`.
+    pub fn start(&mut self, ability: AbilityId, ready_at: u64) {
+        match self.0.iter_mut().find(|(a, _)| *a == ability) {
+            Some(slot) => slot.1 = ready_at,
+            None => self.0.push((ability, ready_at)),
+        }
+    }
+}
+
+/// An ability use waiting for the combat system.
+#[derive(Component, Clone, Copy, Debug, Default, PartialEq)]
+pub struct PendingAbility(pub Option<AbilityUse>);
+
+/// A player avatar: who controls it and its persistent counters.
+#[derive(Component, Clone, Debug, PartialEq)]
+pub struct Player {
+    /// The account.
+    pub id: PlayerId,
+    /// Newest accepted input (movement is sticky until replaced).
+    pub input: Option<PlayerInput>,
+    /// Newest accepted input sequence number.
+    pub last_seq: Option<u32>,
+    /// Lifetime counters.
+    pub stats: PlayerStats,
+    /// Version of the last emitted save.
+    pub version: u64,
+    /// Index of the spawn point the player respawns at.
+    pub spawn_index: u32,
+}
+
+/// What an NPC is doing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AiState {
+    /// Standing still until a tick.
+    Idle {
+        /// When to consider wandering.
+        until: u64,
+    },
+    /// Walking to a point near home, giving up at a tick.
+    Wander {
+        /// Destination.
+        goal: Vec2,
+        /// Give up at this tick.
+        until: u64,
+    },
+    /// Chasing and attacking a target.
+    Chase {
+        /// The target.
+        target: EntityId,
+    },
+    /// Walking home after losing or leashing from a target.
+    Return,
+}
+
+/// A non-player character and its AI.
+#[derive(Component, Clone, Copy, Debug, PartialEq)]
+pub struct Npc {
+    /// Spawn point and leash anchor.
+    pub home: Vec2,
+    /// Current behaviour.
+    pub state: AiState,
+}
+
+/// The tick counter.
+#[derive(Resource, Clone, Copy, Debug, Default)]
+pub struct Clock {
+    /// Last simulated tick.
+    pub tick: u64,
+}
+
+/// Zone identity and its seed.
+#[derive(Resource, Clone, Copy, Debug)]
+pub struct ZoneInfo {
+    /// Zone id.
+    pub zone: ZoneId,
+    /// Seed of all randomness.
+    pub seed: u64,
+}
+
+/// The rules, as a resource.
+#[derive(Resource, Clone, Debug)]
+pub struct RulesRes(pub Rules);
+
+/// The map, as a resource.
+#[derive(Resource, Clone, Debug)]
+pub struct MapRes(pub TileMap);
+
+/// Canonical lookup tables: ordered maps, so iteration is deterministic.
+#[derive(Resource, Debug, Default)]
+pub struct Registry {
+    /// Every entity by replicated id.
+    pub entities: BTreeMap<EntityId, Entity>,
+    /// Player avatars by account.
+    pub players: BTreeMap<PlayerId, EntityId>,
+    /// Next replicated id.
+    pub next_id: u32,
+    /// NPC count.
+    pub npcs: u32,
+}
+
+/// Inputs counted between ticks, moved into the next tick's metrics.
+#[derive(Resource, Debug, Default)]
+pub struct InputCounters {
+    /// Accepted.
+    pub applied: u32,
+    /// Refused, by kind.
+    pub rejected: [u32; crate::InputError::COUNT],
+}

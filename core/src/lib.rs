@@ -1,0 +1,46 @@
+//! # zone-core
+//!
+//! The pure heart of the zone server: a deterministic, allocation-light [bevy_ecs] simulation of
+//! one region of an MMO world. No I/O, no clock, no OS randomness, no threads: inputs are method
+//! calls with plain data, time is a tick counter, outputs are plain data returned by
+//! [`Zone::tick`].
+//!
+//! ```
+//! use zone_core::{Zone, ZoneConfig, ZoneId};
+//! let mut a = Zone::new(ZoneConfig::arena(ZoneId(1), 96, 96, 50), 7).unwrap();
+//! let mut b = Zone::new(ZoneConfig::arena(ZoneId(1), 96, 96, 50), 7).unwrap();
+//! for _ in 0..30 {
+//!     a.tick();
+//!     b.tick();
+//! }
+//! assert_eq!(a.state_hash(), b.state_hash());
+//! ```
+
+mod components;
+mod config;
+mod grid;
+mod ids;
+mod input;
+mod map;
+mod output;
+mod player;
+pub mod rng;
+mod rules;
+pub mod scenario;
+mod systems;
+mod zone;
+
+pub use config::{ConfigError, MAX_NPCS, ZoneConfig};
+pub use grid::SpatialGrid;
+pub use ids::{AbilityId, EntityId, EventId, PlayerId, ZoneId};
+pub use input::{AbilityUse, InputError, PlayerInput};
+pub use map::{MapError, NpcSpawnRegion, TileMap};
+pub use output::{
+    CombatEvent, DeathEvent, PlayerSave, RespawnEvent, SaveReason, TickMetrics, TickOutput,
+};
+pub use player::{PlayerState, PlayerStats};
+pub use rules::{AbilityKind, AbilityRule, NpcRules, Rules, RulesError};
+pub use zone::{EntityKind, EntityView, JoinError, Zone};
+
+/// Re-exported so callers use the same vector type as the core.
+pub use glam::Vec2;

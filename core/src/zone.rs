@@ -1,0 +1,571 @@
+//! [`Zone`]: the sans-IO facade over the ECS world. Inputs are method calls with plain data;
+//! each [`Zone::tick`] runs the systems once in their fixed order and returns what happened.
+//!
+//! The zone owns no clock, socket or thread: the caller decides when a tick happens.
+
+use bevy_ecs::prelude::*;
+use glam::Vec2;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::components::{
+    AiState, Clock, Combatant, Cooldowns, Facing, Health, InputCounters, Intent, Life, MapRes,
+    NetId, Npc, PendingAbility, Player, Position, Registry, RulesRes, Velocity, ZoneInfo,
+};
+use crate::grid::SpatialGrid;
+use crate::rng::{self, Purpose};
+use crate::systems::{self, CombatScratch, PlayerGrid};
+use crate::{
+    ConfigError, EntityId, InputError, PlayerId, PlayerInput, PlayerState, Rules, TickOutput,
+    TileMap, ZoneConfig, ZoneId,
+};
+
+/// Why a player could not join.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum JoinError {
+    /// The player already has an avatar here.
+    #[error("player {0:?} is already in the zone")]
+    AlreadyInZone(PlayerId),
+    /// `max_players` reached.
+    #[error("zone is full ({0} players)")]
+    ZoneFull(u32),
+    /// The saved state cannot be used (e.g. a corrupt database row).
+    #[error("saved player state rejected: {0}")]
+    InvalidState(&'static str),
+}
+
+/// What kind of entity, and whose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntityKind {
+    /// A player avatar.
+    Player(PlayerId),
+    /// A non-player character.
+    Npc,
+}
+
+/// A read-only copy of one entity's replicated state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EntityView {
+    /// Replicated id.
+    pub id: EntityId,
+    /// Player or NPC.
+    pub kind: EntityKind,
+    /// Position.
+    pub position: Vec2,
+    /// Velocity, units per second.
+    pub velocity: Vec2,
+    /// Facing, radians.
+    pub facing: f32,
+    /// Current health.
+    pub health: u16,
+    /// Maximum health.
+    pub max_health: u16,
+    /// Alive or dead.
+    pub alive: bool,
+    /// Who hit it last.
+    pub last_hit_by: Option<EntityId>,
+}
+
+/// One simulated zone.
+///
+/// ```
+/// use zone_core::{PlayerId, PlayerInput, Zone, ZoneConfig, ZoneId};
+/// let mut zone = Zone::new(ZoneConfig::arena(ZoneId(1), 64, 64, 20), 42).unwrap();
+/// let state = zone.new_character(PlayerId(7));
+/// zone.join(PlayerId(7), state).unwrap();
+/// let input = PlayerInput::movement(1, zone.current_tick(), glam::Vec2::X, true);
+/// zone.handle_input(PlayerId(7), input).unwrap();
+/// let out = zone.tick();
+/// assert_eq!(out.tick, 1);
+/// assert_eq!(out.metrics.players, 1);
+/// ```
+pub struct Zone {
+    world: World,
+    schedule: Schedule,
+}
+
+impl std::fmt::Debug for Zone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zone")
+            .field("zone", &self.zone_id())
+            .field("tick", &self.current_tick())
+            .field("entities", &self.entity_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Zone {
+    /// Builds a zone and spawns its NPCs. The same config and seed always give the same zone.
+    pub fn new(config: ZoneConfig, seed: u64) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let ZoneConfig {
+            zone,
+            rules,
+            map,
+            npc_spawns,
+        } = config;
+        let mut world = World::new();
+        let cell = rules.npc.aggro_radius.max(4.0);
+        world.insert_resource(PlayerGrid(SpatialGrid::new(map.size(), cell)));
+        world.insert_resource(Clock::default());
+        world.insert_resource(ZoneInfo { zone, seed });
+        world.insert_resource(TickOutput::default());
+        world.insert_resource(CombatScratch::default());
+        world.insert_resource(InputCounters::default());
+        let mut registry = Registry {
+            next_id: 1,
+            ..Registry::default()
+        };
+        for (region_index, region) in npc_spawns.iter().enumerate() {
+            for i in 0..region.count {
+                let mut draw = rng::stream(
+                    seed,
+                    region_index as u64,
+                    u64::from(i),
+                    Purpose::NpcPlacement,
+                );
+                let spot = draw.in_disc(region.center, region.radius);
+                let home = if map.body_fits(spot, rules.body_radius) {
+                    spot
+                } else {
+                    map.nearest_walkable(spot)
+                };
+                let id = EntityId(registry.next_id);
+                registry.next_id += 1;
+                let entity = world
+                    .spawn((
+                        NetId(id),
+                        Position(home),
+                        Velocity::default(),
+                        Facing::default(),
+                        Intent::default(),
+                        Health {
+                            current: rules.npc.max_health,
+                            max: rules.npc.max_health,
+                        },
+                        Life::Alive,
+                        Combatant::default(),
+                        Cooldowns::default(),
+                        PendingAbility::default(),
+                        Npc {
+                            home,
+                            state: AiState::Idle {
+                                until: u64::from(draw.below(240)),
+                            },
+                        },
+                    ))
+                    .id();
+                registry.entities.insert(id, entity);
+                registry.npcs += 1;
+            }
+        }
+        world.insert_resource(registry);
+        world.insert_resource(RulesRes(rules));
+        world.insert_resource(MapRes(map));
+        let mut zone = Self {
+            world,
+            schedule: systems::schedule(),
+        };
+        zone.reserve_for_population();
+        Ok(zone)
+    }
+
+    /// The last simulated tick (0 before the first).
+    pub fn current_tick(&self) -> u64 {
+        self.world.resource::<Clock>().tick
+    }
+
+    /// The zone id.
+    pub fn zone_id(&self) -> ZoneId {
+        self.world.resource::<ZoneInfo>().zone
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &Rules {
+        &self.world.resource::<RulesRes>().0
+    }
+
+    /// The map.
+    pub fn map(&self) -> &TileMap {
+        &self.world.resource::<MapRes>().0
+    }
+
+    /// A fresh character for `player`: full health at the player's spawn point.
+    pub fn new_character(&self, player: PlayerId) -> PlayerState {
+        let spawns = self.map().player_spawns();
+        let at = spawns
+            .get(player.0 as usize % spawns.len().max(1))
+            .copied()
+            .unwrap_or(Vec2::splat(0.5));
+        PlayerState::new_character(at.x, at.y, self.rules().player_max_health)
+    }
+
+    /// Puts a player's avatar into the zone from its saved state.
+    ///
+    /// A position that is no longer walkable (the map changed) moves to the player's spawn
+    /// point; a state with non-finite numbers or impossible health is refused.
+    pub fn join(&mut self, player: PlayerId, state: PlayerState) -> Result<EntityId, JoinError> {
+        let rules = self.rules();
+        let max_health = rules.player_max_health;
+        let (radius, respawn, max_players) = (
+            rules.body_radius,
+            rules.player_respawn_ticks,
+            rules.max_players,
+        );
+        let registry = self.world.resource::<Registry>();
+        if registry.players.contains_key(&player) {
+            return Err(JoinError::AlreadyInZone(player));
+        }
+        if registry.players.len() as u32 >= max_players {
+            return Err(JoinError::ZoneFull(max_players));
+        }
+        if !state.x.is_finite() || !state.y.is_finite() || !state.facing.is_finite() {
+            return Err(JoinError::InvalidState(
+                "position or facing is not a finite number",
+            ));
+        }
+        if state.health > max_health {
+            return Err(JoinError::InvalidState("health above the rules' maximum"));
+        }
+        let spawns_len = self.map().player_spawns().len().max(1);
+        let mut position = Vec2::new(state.x, state.y);
+        if !self.map().body_fits(position, radius) {
+            let fresh = self.new_character(player);
+            position = Vec2::new(fresh.x, fresh.y);
+        }
+        let tick = self.current_tick();
+        let life = if state.health == 0 {
+            Life::Dead {
+                respawn_at: tick + u64::from(respawn.max(1)),
+            }
+        } else {
+            Life::Alive
+        };
+        let pi = std::f32::consts::PI;
+        let facing = if state.facing.abs() <= pi {
+            state.facing
+        } else {
+            (state.facing + pi).rem_euclid(2.0 * pi) - pi
+        };
+        let mut registry = self.world.resource_mut::<Registry>();
+        let id = EntityId(registry.next_id);
+        registry.next_id += 1;
+        let entity = self
+            .world
+            .spawn((
+                NetId(id),
+                Position(position),
+                Velocity::default(),
+                Facing(facing),
+                Intent::default(),
+                Health {
+                    current: state.health,
+                    max: max_health,
+                },
+                life,
+                Combatant::default(),
+                Cooldowns::default(),
+                PendingAbility::default(),
+                Player {
+                    id: player,
+                    input: None,
+                    last_seq: None,
+                    stats: state.stats,
+                    version: state.version,
+                    spawn_index: (player.0 % spawns_len as u64) as u32,
+                },
+            ))
+            .id();
+        let mut registry = self.world.resource_mut::<Registry>();
+        registry.entities.insert(id, entity);
+        registry.players.insert(player, id);
+        self.reserve_for_population();
+        Ok(id)
+    }
+
+    /// Grows per-tick buffers to their worst case for the current population, so that no tick
+    /// allocates: each entity uses at most one ability and dies or respawns at most once per
+    /// tick, and each player gets at most two saves (event + checkpoint).
+    fn reserve_for_population(&mut self) {
+        let entities = self.entity_count();
+        let players = self.player_count();
+        fn at_least<T>(v: &mut Vec<T>, n: usize) {
+            v.reserve(n.saturating_sub(v.len()));
+        }
+        let mut out = self.world.resource_mut::<TickOutput>();
+        let out = &mut *out;
+        at_least(&mut out.combat_events, entities);
+        at_least(&mut out.deaths, entities);
+        at_least(&mut out.respawns, entities);
+        at_least(&mut out.player_saves, 2 * players);
+        self.world.resource_mut::<CombatScratch>().reserve(entities);
+        self.world.resource_mut::<PlayerGrid>().0.reserve(players);
+    }
+
+    /// Takes a player's avatar out of the zone and returns its state to save (version bumped).
+    pub fn leave(&mut self, player: PlayerId) -> Option<PlayerState> {
+        let entity = {
+            let mut registry = self.world.resource_mut::<Registry>();
+            let id = registry.players.remove(&player)?;
+            registry.entities.remove(&id)?
+        };
+        let mut state = self.player_state_of(entity)?;
+        state.version += 1;
+        self.world.despawn(entity);
+        Some(state)
+    }
+
+    /// The current state of a player in the zone (version as last saved).
+    pub fn player_state(&self, player: PlayerId) -> Option<PlayerState> {
+        let registry = self.world.resource::<Registry>();
+        let entity = registry.entities.get(registry.players.get(&player)?)?;
+        self.player_state_of(*entity)
+    }
+
+    fn player_state_of(&self, entity: Entity) -> Option<PlayerState> {
+        let w = &self.world;
+        Some(systems::player_state(
+            w.get::<Player>(entity)?,
+            w.get::<Position>(entity)?,
+            w.get::<Facing>(entity)?,
+            w.get::<Health>(entity)?,
+        ))
+    }
+
+    /// The replicated id of a player's avatar.
+    pub fn player_entity(&self, player: PlayerId) -> Option<EntityId> {
+        self.world
+            .resource::<Registry>()
+            .players
+            .get(&player)
+            .copied()
+    }
+
+    /// Players in the zone, in id order.
+    pub fn players(&self) -> impl Iterator<Item = (PlayerId, EntityId)> + '_ {
+        self.world
+            .resource::<Registry>()
+            .players
+            .iter()
+            .map(|(p, e)| (*p, *e))
+    }
+
+    /// Number of players in the zone.
+    pub fn player_count(&self) -> usize {
+        self.world.resource::<Registry>().players.len()
+    }
+
+    /// Number of entities (players and NPCs).
+    pub fn entity_count(&self) -> usize {
+        self.world.resource::<Registry>().entities.len()
+    }
+
+    /// A copy of one entity's replicated state.
+    pub fn entity(&self, id: EntityId) -> Option<EntityView> {
+        let entity = *self.world.resource::<Registry>().entities.get(&id)?;
+        self.view(id, entity)
+    }
+
+    /// Every entity's replicated state, in id order.
+    pub fn entities(&self) -> impl Iterator<Item = EntityView> + '_ {
+        self.world
+            .resource::<Registry>()
+            .entities
+            .iter()
+            .filter_map(|(id, e)| self.view(*id, *e))
+    }
+
+    fn view(&self, id: EntityId, entity: Entity) -> Option<EntityView> {
+        let e = self.world.get_entity(entity).ok()?;
+        let health = e.get::<Health>()?;
+        Some(EntityView {
+            id,
+            kind: match e.get::<Player>() {
+                Some(p) => EntityKind::Player(p.id),
+                None => EntityKind::Npc,
+            },
+            position: e.get::<Position>()?.0,
+            velocity: e.get::<Velocity>()?.0,
+            facing: e.get::<Facing>()?.0,
+            health: health.current,
+            max_health: health.max,
+            alive: e.get::<Life>()?.is_alive(),
+            last_hit_by: e.get::<Combatant>()?.last_hit_by,
+        })
+    }
+
+    /// Validates and queues one input of a player. Refusals are typed and counted in the next
+    /// tick's metrics; nothing here can move anyone faster than the rules allow.
+    pub fn handle_input(&mut self, player: PlayerId, input: PlayerInput) -> Result<(), InputError> {
+        let result = self.accept_input(player, input);
+        let mut counters = self.world.resource_mut::<InputCounters>();
+        match result {
+            Ok(()) => counters.applied += 1,
+            Err(e) => counters.rejected[e.index()] += 1,
+        }
+        result
+    }
+
+    fn accept_input(&mut self, player: PlayerId, input: PlayerInput) -> Result<(), InputError> {
+        input.check_values()?;
+        let registry = self.world.resource::<Registry>();
+        let entity = registry
+            .players
+            .get(&player)
+            .and_then(|id| registry.entities.get(id))
+            .copied()
+            .ok_or(InputError::UnknownPlayer)?;
+        let now = self.current_tick();
+        let rules = self.rules();
+        if input.tick > now + u64::from(rules.max_input_lead_ticks) {
+            return Err(InputError::FromFuture);
+        }
+        if input.tick + u64::from(rules.max_input_age_ticks) < now {
+            return Err(InputError::TooOld);
+        }
+        if let Some(u) = input.ability
+            && rules.ability(u.ability).is_none()
+        {
+            return Err(InputError::UnknownAbility);
+        }
+        let mut e = self
+            .world
+            .get_entity_mut(entity)
+            .map_err(|_| InputError::UnknownPlayer)?;
+        let mut p = e.get_mut::<Player>().ok_or(InputError::UnknownPlayer)?;
+        if p.last_seq.is_some_and(|last| input.seq <= last) {
+            return Err(InputError::Stale);
+        }
+        p.last_seq = Some(input.seq);
+        p.input = Some(input);
+        if let Some(u) = input.ability
+            && let Some(mut pending) = e.get_mut::<PendingAbility>()
+        {
+            pending.0 = Some(u);
+        }
+        Ok(())
+    }
+
+    /// Simulates one tick and returns what happened. The output is valid until the next call.
+    pub fn tick(&mut self) -> &TickOutput {
+        let tick = {
+            let mut clock = self.world.resource_mut::<Clock>();
+            clock.tick += 1;
+            clock.tick
+        };
+        let counters = std::mem::take(&mut *self.world.resource_mut::<InputCounters>());
+        {
+            let mut out = self.world.resource_mut::<TickOutput>();
+            out.reset(tick);
+            out.metrics.inputs_applied = counters.applied;
+            out.metrics.inputs_rejected = counters.rejected;
+        }
+        self.schedule.run(&mut self.world);
+        self.world.resource::<TickOutput>()
+    }
+
+    /// The output of the last tick.
+    pub fn last_output(&self) -> &TickOutput {
+        self.world.resource::<TickOutput>()
+    }
+
+    /// A 64-bit hash of all gameplay state in canonical (entity id) order: equal hashes mean
+    /// equal zones, bit for bit.
+    pub fn state_hash(&self) -> u64 {
+        let mut h = Xxh3::new();
+        let w = &self.world;
+        h.update(&self.current_tick().to_le_bytes());
+        for (id, &entity) in &w.resource::<Registry>().entities {
+            h.update(&id.0.to_le_bytes());
+            let Ok(e) = w.get_entity(entity) else {
+                continue;
+            };
+            let v2 = |h: &mut Xxh3, v: Vec2| {
+                h.update(&v.x.to_bits().to_le_bytes());
+                h.update(&v.y.to_bits().to_le_bytes());
+            };
+            if let Some(p) = e.get::<Position>() {
+                v2(&mut h, p.0);
+            }
+            if let Some(v) = e.get::<Velocity>() {
+                v2(&mut h, v.0);
+            }
+            if let Some(f) = e.get::<Facing>() {
+                h.update(&f.0.to_bits().to_le_bytes());
+            }
+            if let Some(i) = e.get::<Intent>() {
+                v2(&mut h, i.dir);
+                h.update(&i.speed.to_bits().to_le_bytes());
+            }
+            if let Some(hp) = e.get::<Health>() {
+                h.update(&[hp.current.to_le_bytes(), hp.max.to_le_bytes()].concat());
+            }
+            match e.get::<Life>() {
+                Some(Life::Alive) => h.update(&[1]),
+                Some(Life::Dead { respawn_at }) => {
+                    h.update(&[2]);
+                    h.update(&respawn_at.to_le_bytes());
+                }
+                None => h.update(&[0]),
+            }
+            if let Some(c) = e.get::<Combatant>() {
+                h.update(
+                    &c.last_hit_by
+                        .map_or(u64::MAX, |x| u64::from(x.0))
+                        .to_le_bytes(),
+                );
+                h.update(&c.last_combat_tick.to_le_bytes());
+                h.update(&c.regen_carry.to_bits().to_le_bytes());
+            }
+            if let Some(cd) = e.get::<Cooldowns>() {
+                for (a, t) in &cd.0 {
+                    h.update(&[a.0]);
+                    h.update(&t.to_le_bytes());
+                }
+            }
+            if let Some(PendingAbility(Some(u))) = e.get::<PendingAbility>() {
+                h.update(&[u.ability.0]);
+                h.update(&u.target.0.to_le_bytes());
+            }
+            if let Some(p) = e.get::<Player>() {
+                h.update(&p.id.0.to_le_bytes());
+                h.update(&p.last_seq.map_or(u64::MAX, u64::from).to_le_bytes());
+                let s = p.stats;
+                for v in [
+                    u64::from(s.kills),
+                    u64::from(s.deaths),
+                    s.damage_dealt,
+                    s.damage_taken,
+                    s.xp,
+                    p.version,
+                ] {
+                    h.update(&v.to_le_bytes());
+                }
+                if let Some(i) = p.input {
+                    h.update(&i.seq.to_le_bytes());
+                    v2(&mut h, i.direction());
+                    h.update(&[u8::from(i.run)]);
+                }
+            }
+            if let Some(n) = e.get::<Npc>() {
+                v2(&mut h, n.home);
+                match n.state {
+                    AiState::Idle { until } => {
+                        h.update(&[1]);
+                        h.update(&until.to_le_bytes());
+                    }
+                    AiState::Wander { goal, until } => {
+                        h.update(&[2]);
+                        v2(&mut h, goal);
+                        h.update(&until.to_le_bytes());
+                    }
+                    AiState::Chase { target } => {
+                        h.update(&[3]);
+                        h.update(&target.0.to_le_bytes());
+                    }
+                    AiState::Return => h.update(&[4]),
+                }
+            }
+        }
+        h.digest()
+    }
+}
