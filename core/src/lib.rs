@@ -16,6 +16,7 @@
 //! assert_eq!(a.state_hash(), b.state_hash());
 //! ```
 
+pub mod client;
 mod components;
 mod config;
 mod grid;
@@ -24,6 +25,8 @@ mod input;
 mod map;
 mod output;
 mod player;
+pub mod protocol;
+pub mod replication;
 pub mod rng;
 mod rules;
 pub mod scenario;

@@ -1,0 +1,248 @@
+//! [`ClientSession`]: the sans-IO client half of the game protocol.
+//!
+//! It applies the server's delta snapshots against the baselines it holds, rebuilding exactly
+//! the server's quantized state for what it sees; it sends the newest inputs redundantly with
+//! its acks; and it runs the client side of the reliable channel. Bots, simulation tests and game
+//! clients use it; it never touches a socket or a clock.
+
+use std::collections::VecDeque;
+
+use crate::protocol::{
+    ApplyError, ClientMessage, ClientPacket, MAX_INPUTS, NetEntity, ReliableReceiver,
+    ReliableSender, ServerMessage, ServerPacket, WireInput,
+};
+use crate::replication::SNAPSHOT_RING;
+use crate::{EntityId, PlayerId, PlayerInput, ZoneId};
+
+/// Something the server told the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A reliable message, delivered once and in order.
+    Message(ServerMessage),
+    /// The server echoed a ping.
+    Pong(u64),
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    tick: u64,
+    entities: Vec<NetEntity>,
+}
+
+/// The client side of one connection to a zone.
+#[derive(Debug)]
+pub struct ClientSession {
+    player: PlayerId,
+    zone: Option<ZoneId>,
+    entity: Option<EntityId>,
+    tick_hz: u16,
+    ring: Vec<Held>,
+    newest: u64,
+    inputs: VecDeque<WireInput>,
+    next_seq: u32,
+    reliable_rx: ReliableReceiver,
+    reliable_tx: ReliableSender<ClientMessage>,
+    events: VecDeque<ClientEvent>,
+    ping: Option<u64>,
+    decoded: ServerPacket,
+    scratch: Vec<NetEntity>,
+    stale_snapshots: u64,
+}
+
+impl ClientSession {
+    /// A session for `player`, before any packet arrived.
+    pub fn new(player: PlayerId) -> Self {
+        Self {
+            player,
+            zone: None,
+            entity: None,
+            tick_hz: 0,
+            ring: (0..SNAPSHOT_RING).map(|_| Held::default()).collect(),
+            newest: 0,
+            inputs: VecDeque::with_capacity(MAX_INPUTS),
+            next_seq: 1,
+            reliable_rx: ReliableReceiver::default(),
+            reliable_tx: ReliableSender::new(64),
+            events: VecDeque::new(),
+            ping: None,
+            decoded: ServerPacket::default(),
+            scratch: Vec::new(),
+            stale_snapshots: 0,
+        }
+    }
+
+    /// The account this session plays.
+    pub fn player(&self) -> PlayerId {
+        self.player
+    }
+
+    /// The avatar, once welcomed.
+    pub fn entity(&self) -> Option<EntityId> {
+        self.entity
+    }
+
+    /// The zone, once welcomed.
+    pub fn zone(&self) -> Option<ZoneId> {
+        self.zone
+    }
+
+    /// Server ticks per second, once welcomed (0 before).
+    pub fn tick_hz(&self) -> u16 {
+        self.tick_hz
+    }
+
+    /// Newest snapshot tick applied (0 = none).
+    pub fn newest_tick(&self) -> u64 {
+        self.newest
+    }
+
+    /// Snapshots that arrived after a newer one and were skipped.
+    pub fn stale_snapshots(&self) -> u64 {
+        self.stale_snapshots
+    }
+
+    /// What the client sees: the entity list of the newest snapshot, sorted by id.
+    pub fn entities(&self) -> &[NetEntity] {
+        self.held(self.newest).map_or(&[], |v| v.as_slice())
+    }
+
+    /// One entity of the current view.
+    pub fn entity_state(&self, id: EntityId) -> Option<&NetEntity> {
+        let v = self.entities();
+        v.binary_search_by_key(&id, |e| e.id)
+            .ok()
+            .and_then(|i| v.get(i))
+    }
+
+    fn held(&self, tick: u64) -> Option<&Vec<NetEntity>> {
+        let slot = self.ring.get((tick % SNAPSHOT_RING as u64) as usize)?;
+        (tick != 0 && slot.tick == tick).then_some(&slot.entities)
+    }
+
+    /// Next thing the server said, if any.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Queues a chat line (reliable). Fails if the text is too long or too many are unacked.
+    pub fn send_chat(&mut self, text: &str) -> Result<(), &'static str> {
+        if text.len() > crate::protocol::MAX_CHAT {
+            return Err("chat text too long");
+        }
+        self.reliable_tx
+            .send(ClientMessage::Chat {
+                text: text.to_owned(),
+            })
+            .map(drop)
+            .map_err(|_| "chat queue full")
+    }
+
+    /// Asks for a pong in the server's next packet.
+    pub fn ping(&mut self, nonce: u64) {
+        self.ping = Some(nonce);
+    }
+
+    /// Records an input (numbered here) to send with the next packets. Returns its sequence.
+    pub fn push_input(&mut self, mut input: PlayerInput) -> u32 {
+        input.seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        if self.inputs.len() == MAX_INPUTS {
+            self.inputs.pop_front();
+        }
+        self.inputs.push_back(WireInput::from_input(&input));
+        input.seq
+    }
+
+    /// Appends the next client packet to `buf`: acks, the newest inputs, unacked chat, ping.
+    pub fn write_packet(&mut self, buf: &mut Vec<u8>) {
+        let packet = ClientPacket {
+            ack_tick: self.newest,
+            reliable_ack: self.reliable_rx.ack(),
+            ping: self.ping.take(),
+            inputs: self.inputs.iter().copied().collect(),
+            reliable_first: self.reliable_tx.first_seq(),
+            reliable: self.reliable_tx.unacked().take(4).cloned().collect(),
+        };
+        packet.encode(buf);
+    }
+
+    /// Applies one server packet. Reliable messages and acks are taken even from a packet whose
+    /// snapshot is stale; a snapshot against a baseline the client lacks is refused.
+    pub fn handle_packet(&mut self, bytes: &[u8]) -> Result<(), ApplyError> {
+        let mut packet = std::mem::take(&mut self.decoded);
+        let result = packet
+            .decode_into(bytes)
+            .map_err(ApplyError::from)
+            .and_then(|()| self.apply(&packet));
+        self.decoded = packet;
+        result
+    }
+
+    fn apply(&mut self, p: &ServerPacket) -> Result<(), ApplyError> {
+        self.reliable_tx.on_ack(p.reliable_ack);
+        for m in self.reliable_rx.accept(p.reliable_first, &p.reliable) {
+            if let ServerMessage::Welcome {
+                zone,
+                player,
+                entity,
+                tick_hz,
+            } = m
+                && *player == self.player
+            {
+                (self.zone, self.entity, self.tick_hz) = (Some(*zone), Some(*entity), *tick_hz);
+            }
+            self.events.push_back(ClientEvent::Message(m.clone()));
+        }
+        if let Some(n) = p.pong {
+            self.events.push_back(ClientEvent::Pong(n));
+        }
+        if p.tick <= self.newest {
+            self.stale_snapshots += 1;
+            return Ok(());
+        }
+        let base: &[NetEntity] = if p.baseline == 0 {
+            &[]
+        } else {
+            match self.ring.get((p.baseline % SNAPSHOT_RING as u64) as usize) {
+                Some(slot) if slot.tick == p.baseline => &slot.entities,
+                _ => return Err(ApplyError::BaselineMissing(p.baseline)),
+            }
+        };
+        let out = &mut self.scratch;
+        out.clear();
+        let (mut ri, mut ui) = (0usize, 0usize);
+        for (i, b) in base.iter().enumerate() {
+            let i = i as u32;
+            if p.removed.get(ri) == Some(&i) {
+                ri += 1;
+                if p.updates.get(ui).is_some_and(|u| u.index == i) {
+                    return Err(ApplyError::BadIndex);
+                }
+                continue;
+            }
+            match p.updates.get(ui) {
+                Some(u) if u.index == i => {
+                    ui += 1;
+                    out.push(u.apply(b).ok_or(ApplyError::Overflow)?);
+                }
+                _ => out.push(*b),
+            }
+        }
+        if ri != p.removed.len() || ui != p.updates.len() {
+            return Err(ApplyError::BadIndex);
+        }
+        // Merge spawns (sorted by id) into the kept, sorted entities.
+        for s in &p.spawns {
+            out.push(*s);
+        }
+        out.sort_unstable_by_key(|e| e.id);
+        if out.windows(2).any(|w| w[0].id == w[1].id) {
+            return Err(ApplyError::Duplicate);
+        }
+        let slot = &mut self.ring[(p.tick % SNAPSHOT_RING as u64) as usize];
+        slot.tick = p.tick;
+        std::mem::swap(&mut slot.entities, &mut self.scratch);
+        self.newest = p.tick;
+        Ok(())
+    }
+}

@@ -1,0 +1,335 @@
+//! Server-side replication: which entities each client sees (AOI with hysteresis), and one
+//! packet per client per tick that carries a delta snapshot against the newest snapshot that
+//! client acknowledged, fitted to the packet budget by a priority accumulator, plus the
+//! reliable channel.
+//!
+//! Sans-IO like the zone: [`Replicator::handle_packet`] takes a client's decrypted bytes,
+//! [`Replicator::update`] runs after [`crate::Zone::tick`] and fills one buffer with every
+//! client's payload, read back with [`Replicator::packets`]. Nothing allocates per tick once warm.
+
+mod link;
+mod select;
+
+use std::collections::BTreeMap;
+
+use glam::Vec2;
+
+use crate::protocol::{
+    ClientMessage, ClientPacket, DecodeError, MAX_CHAT, MAX_PACKET, NetEntity, ServerMessage,
+    ServerPacket,
+};
+use crate::{EntityId, PlayerId, SpatialGrid, Zone};
+use link::ClientLink;
+
+/// Snapshots remembered per client for use as delta baselines (ticks).
+pub const SNAPSHOT_RING: usize = 32;
+
+/// Replication tuning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplicationConfig {
+    /// A client starts seeing entities within this distance.
+    pub aoi_radius: f32,
+    /// A client stops seeing entities beyond this distance (hysteresis: > `aoi_radius`).
+    pub aoi_exit_radius: f32,
+    /// Largest payload per packet, bytes (at most [`MAX_PACKET`]).
+    pub packet_budget: usize,
+    /// Bytes of each packet the reliable channel may use.
+    pub reliable_budget: usize,
+    /// Most unacknowledged reliable messages per client; beyond it, messages are dropped
+    /// and counted.
+    pub reliable_queue: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            aoi_radius: 32.0,
+            aoi_exit_radius: 36.0,
+            packet_budget: MAX_PACKET,
+            reliable_budget: 400,
+            reliable_queue: 256,
+        }
+    }
+}
+
+/// Why a client packet was not used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PacketError {
+    /// The bytes did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// No client is connected for that player.
+    #[error("no replication link for this player")]
+    UnknownClient,
+}
+
+/// Counters since the replicator was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicationMetrics {
+    /// Packets built.
+    pub packets: u64,
+    /// Payload bytes built.
+    pub bytes: u64,
+    /// Entities in clients' views, summed over packets.
+    pub visible: u64,
+    /// Updates, spawns and removals sent.
+    pub entity_records: u64,
+    /// Changes held back by the packet budget (sent in a later tick).
+    pub deferred: u64,
+    /// Snapshots sent without a baseline.
+    pub full_snapshots: u64,
+    /// Client packets that did not decode, by [`DecodeError::index`].
+    pub decode_errors: [u64; DecodeError::COUNT],
+    /// Client packets for no known client.
+    pub unknown_client: u64,
+    /// Acks naming a tick not sent yet (ignored).
+    pub bogus_acks: u64,
+    /// Inputs passed to the zone.
+    pub inputs_fed: u64,
+    /// Redundant input copies skipped (already fed).
+    pub inputs_redundant: u64,
+    /// Reliable messages dropped because a client's queue was full.
+    pub reliable_dropped: u64,
+}
+
+/// Replication state of every connected client.
+#[derive(Debug)]
+pub struct Replicator {
+    config: ReplicationConfig,
+    tick: u64,
+    world: Vec<NetEntity>,
+    grid: SpatialGrid,
+    clients: BTreeMap<PlayerId, ClientLink>,
+    scratch: select::Scratch,
+    packet: ServerPacket,
+    decoded: ClientPacket,
+    out: Vec<u8>,
+    spans: Vec<(PlayerId, u32, u32)>,
+    metrics: ReplicationMetrics,
+}
+
+impl Replicator {
+    /// A replicator for a zone whose map is `map_size` units across.
+    pub fn new(config: ReplicationConfig, map_size: Vec2) -> Self {
+        let mut config = config;
+        config.packet_budget = config.packet_budget.clamp(64, MAX_PACKET);
+        config.aoi_exit_radius = config.aoi_exit_radius.max(config.aoi_radius);
+        // Reliable traffic never takes more than half a packet: snapshots always progress.
+        config.reliable_budget = config.reliable_budget.min(config.packet_budget / 2);
+        let cell = config.aoi_radius.clamp(4.0, 64.0);
+        Self {
+            grid: SpatialGrid::new(map_size, cell),
+            config,
+            tick: 0,
+            world: Vec::new(),
+            clients: BTreeMap::new(),
+            scratch: select::Scratch::default(),
+            packet: ServerPacket::default(),
+            decoded: ClientPacket::default(),
+            out: Vec::new(),
+            spans: Vec::new(),
+            metrics: ReplicationMetrics::default(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ReplicationConfig {
+        &self.config
+    }
+
+    /// Starts replicating to `player`, whose avatar must already be in `zone`.
+    /// Queues the reliable welcome. Returns `false` if the player has no avatar.
+    pub fn connect(&mut self, zone: &Zone, player: PlayerId) -> bool {
+        let Some(entity) = zone.player_entity(player) else {
+            return false;
+        };
+        let mut link = ClientLink::new(player, entity, &self.config);
+        let welcome = ServerMessage::Welcome {
+            zone: zone.zone_id(),
+            player,
+            entity,
+            tick_hz: zone.rules().tick_hz.min(u32::from(u16::MAX)) as u16,
+        };
+        let _ = link.reliable_tx.send(welcome);
+        self.clients.insert(player, link);
+        let (entities, clients) = (zone.entity_count(), self.clients.len());
+        self.world
+            .reserve(entities.saturating_sub(self.world.len()));
+        self.grid.reserve(entities);
+        self.spans.reserve(clients.saturating_sub(self.spans.len()));
+        self.out
+            .reserve((clients * MAX_PACKET).saturating_sub(self.out.len()));
+        true
+    }
+
+    /// Stops replicating to `player`.
+    pub fn disconnect(&mut self, player: PlayerId) {
+        self.clients.remove(&player);
+    }
+
+    /// Whether `player` is connected.
+    pub fn is_connected(&self, player: PlayerId) -> bool {
+        self.clients.contains_key(&player)
+    }
+
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &ReplicationMetrics {
+        &self.metrics
+    }
+
+    /// Queues a reliable message for one client (dropped and counted if its queue is full).
+    pub fn send_reliable(&mut self, player: PlayerId, message: ServerMessage) -> bool {
+        let Some(link) = self.clients.get_mut(&player) else {
+            return false;
+        };
+        let sent = link.reliable_tx.send(message).is_ok();
+        if !sent {
+            self.metrics.reliable_dropped += 1;
+        }
+        sent
+    }
+
+    /// Takes one decrypted packet from `player`: acks, inputs (each fed to the zone once, in
+    /// sequence order, however many redundant copies arrive) and reliable chat.
+    pub fn handle_packet(
+        &mut self,
+        zone: &mut Zone,
+        player: PlayerId,
+        bytes: &[u8],
+    ) -> Result<(), PacketError> {
+        if let Err(e) = self.decoded.decode_into(bytes) {
+            self.metrics.decode_errors[e.index()] += 1;
+            return Err(e.into());
+        }
+        let Some(link) = self.clients.get_mut(&player) else {
+            self.metrics.unknown_client += 1;
+            return Err(PacketError::UnknownClient);
+        };
+        let p = &self.decoded;
+        if p.ack_tick > self.tick {
+            self.metrics.bogus_acks += 1;
+        } else {
+            link.acked = link.acked.max(p.ack_tick);
+        }
+        if !link.reliable_tx.on_ack(p.reliable_ack) {
+            self.metrics.bogus_acks += 1;
+        }
+        if p.ping.is_some() {
+            link.pong = p.ping;
+        }
+        for input in &p.inputs {
+            if link.last_input_seq.is_some_and(|last| input.seq <= last) {
+                self.metrics.inputs_redundant += 1;
+                continue;
+            }
+            link.last_input_seq = Some(input.seq);
+            self.metrics.inputs_fed += 1;
+            let _ = zone.handle_input(player, input.to_input());
+        }
+        let from_entity = link.entity;
+        let fresh = link.reliable_rx.accept(p.reliable_first, &p.reliable);
+        for m in fresh {
+            let ClientMessage::Chat { text } = m;
+            if text.len() > MAX_CHAT {
+                continue;
+            }
+            // Everyone who can see the speaker hears it (the speaker included).
+            for link in self.clients.values_mut() {
+                if link.entity == from_entity || link.visible.binary_search(&from_entity).is_ok() {
+                    let chat = ServerMessage::Chat {
+                        from: player,
+                        text: text.clone(),
+                    };
+                    if link.reliable_tx.send(chat).is_err() {
+                        self.metrics.reliable_dropped += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds every client's packet for the tick `zone` just simulated.
+    pub fn update(&mut self, zone: &Zone) {
+        self.tick = zone.current_tick();
+        self.world.clear();
+        self.world
+            .extend(zone.entities().map(|v| NetEntity::from_view(&v)));
+        self.grid
+            .rebuild(self.world.iter().map(|e| (e.id, e.position())));
+
+        // Combat log: every hit involving a client's avatar.
+        for hit in &zone.last_output().combat_events {
+            for p in [hit.attacker_player, hit.target_player]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(link) = self.clients.get_mut(&p) {
+                    let m = ServerMessage::Hit {
+                        attacker: hit.attacker,
+                        target: hit.target,
+                        ability: hit.ability,
+                        damage: hit.damage,
+                        killed: hit.killed,
+                    };
+                    if link.reliable_tx.send(m).is_err() {
+                        self.metrics.reliable_dropped += 1;
+                    }
+                }
+            }
+        }
+
+        self.out.clear();
+        self.spans.clear();
+        for link in self.clients.values_mut() {
+            let start = self.out.len();
+            let stats = select::build_packet(
+                link,
+                self.tick,
+                &self.config,
+                &self.world,
+                &self.grid,
+                &mut self.scratch,
+                &mut self.packet,
+                &mut self.out,
+            );
+            let end = self.out.len();
+            self.spans.push((link.player, start as u32, end as u32));
+            self.metrics.packets += 1;
+            self.metrics.bytes += (end - start) as u64;
+            self.metrics.visible += stats.visible as u64;
+            self.metrics.entity_records += stats.records as u64;
+            self.metrics.deferred += stats.deferred as u64;
+            self.metrics.full_snapshots += u64::from(stats.full);
+        }
+    }
+
+    /// The packets built by the last [`Replicator::update`], one per client.
+    pub fn packets(&self) -> impl Iterator<Item = (PlayerId, &[u8])> {
+        self.spans
+            .iter()
+            .map(|&(p, a, b)| (p, self.out.get(a as usize..b as usize).unwrap_or(&[])))
+    }
+
+    /// What `player` holds after applying the packet of `tick` (its view then), sorted by id,
+    /// while that snapshot is still remembered.
+    pub fn sent_view(&self, player: PlayerId, tick: u64) -> Option<&[NetEntity]> {
+        let link = self.clients.get(&player)?;
+        link.snapshot(tick).map(|s| s.as_slice())
+    }
+
+    /// The quantized state of every entity at the last update, sorted by id.
+    pub fn world(&self) -> &[NetEntity] {
+        &self.world
+    }
+
+    /// Entities `player` currently sees (its AOI), sorted by id.
+    pub fn visible(&self, player: PlayerId) -> Option<&[EntityId]> {
+        self.clients.get(&player).map(|l| l.visible.as_slice())
+    }
+}
