@@ -15,6 +15,9 @@ use zone_core::replication::{ReplicationConfig, Replicator};
 use zone_core::rng::{self, Purpose};
 use zone_core::{EntityId, InputError, PlayerId, PlayerInput, Vec2, Zone};
 
+/// The quantized world at one tick and every client's visible set then.
+type TickRecord = (Vec<NetEntity>, BTreeMap<PlayerId, Vec<EntityId>>);
+
 struct Harness {
     zone: Zone,
     rep: Replicator,
@@ -26,7 +29,7 @@ struct Harness {
     apply_errors: u64,
     max_packet: usize,
     /// Per tick: the quantized world and every client's visible set.
-    history: BTreeMap<u64, (Vec<NetEntity>, BTreeMap<PlayerId, Vec<EntityId>>)>,
+    history: BTreeMap<u64, TickRecord>,
 }
 
 impl Harness {
