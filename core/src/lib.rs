@@ -23,6 +23,7 @@ mod grid;
 mod ids;
 mod input;
 mod map;
+pub mod netcode;
 mod output;
 mod player;
 pub mod protocol;
