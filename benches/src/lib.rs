@@ -1,3 +1,241 @@
-//! Criterion benchmarks of the zone server live in `benches/benches/`; run them with
-//! `cargo bench -p benches`. This library is shared scaffolding for them and for the figures
-//! report as it grows.
+//! Scenarios shared by the criterion benches (`benches/`) and the figures report: each builds a
+//! real zone with scripted players and measures what users feel (tick time, bytes per client,
+//! encode cost), never a synthetic stand-in.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bincode::Encode;
+use zone_core::client::ClientSession;
+use zone_core::protocol::NetEntity;
+use zone_core::replication::{ReplicationConfig, Replicator};
+use zone_core::scenario::Script;
+use zone_core::{EntityKind, Zone, ZoneConfig, ZoneId};
+
+/// Arena side length that keeps entity density constant across scenarios (~24 tiles each).
+pub fn arena_side(entities: u32) -> u32 {
+    ((entities as f32 * 24.0).sqrt() as u32).max(128)
+}
+
+/// Which gameplay the scenario runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// The standard scenario: calm NPCs that idle long and aggro close, so that about
+    /// 30% of entities move in a tick.
+    Standard,
+    /// Default rules: NPC camps aggro every passing player; most entities move and fight.
+    Combat,
+}
+
+/// A zone of `players` scripted players and `npcs` NPCs, warmed up for `warm` ticks.
+pub fn busy_zone(players: u32, npcs: u32, warm: u32) -> (Zone, Script) {
+    scenario_zone(Scenario::Combat, players, npcs, warm)
+}
+
+/// A zone of the given scenario, warmed up for `warm` ticks.
+pub fn scenario_zone(kind: Scenario, players: u32, npcs: u32, warm: u32) -> (Zone, Script) {
+    let side = arena_side(players + npcs);
+    let mut config = ZoneConfig::arena(ZoneId(1), side, side, npcs);
+    if kind == Scenario::Standard {
+        config.rules.npc.aggro_radius = 4.0;
+        config.rules.npc.idle_min_ticks = 900;
+        config.rules.npc.idle_max_ticks = 3_600;
+    }
+    let mut zone = Zone::new(config, 42).expect("valid config");
+    let mut script = Script::new(7, 1, players);
+    script.join_all(&mut zone);
+    for _ in 0..warm {
+        script.drive(&mut zone);
+        zone.tick();
+    }
+    (zone, script)
+}
+
+/// The unquantized state of one entity as a naive server would send it, whole, every tick.
+#[derive(Encode)]
+struct NaiveEntity {
+    id: u32,
+    player: bool,
+    x: f32,
+    y: f32,
+    vx: f32,
+    vy: f32,
+    facing: f32,
+    health: u16,
+    max_health: u16,
+    alive: bool,
+}
+
+/// Figures of one replication run.
+#[derive(Clone, Debug, Default)]
+pub struct ReplicationFigures {
+    /// Clients replicated to.
+    pub clients: usize,
+    /// Ticks measured.
+    pub ticks: u64,
+    /// Tick rate the bytes per second assume.
+    pub tick_hz: u32,
+    /// Mean entities in a client's view.
+    pub visible_per_client: f64,
+    /// Fraction of all entities that moved per tick.
+    pub moving_fraction: f64,
+    /// Our payload bytes per client per second.
+    pub bytes_per_client_per_s: f64,
+    /// Naive full snapshots (bincode of unquantized state of the same visible set), per client per second.
+    pub naive_bytes_per_client_per_s: f64,
+    /// Replicator time per visible entity per client (ns).
+    pub ns_per_visible_entity: f64,
+    /// Replicator time per tick for all clients (median, ms).
+    pub update_ms_p50: f64,
+    /// Replicator time per tick for all clients (99th percentile, ms).
+    pub update_ms_p99: f64,
+    /// Largest packet, bytes.
+    pub max_packet: usize,
+    /// Changes deferred by the packet budget per client per tick.
+    pub deferred_per_client_tick: f64,
+    /// Mean records per packet: removals, updates, of which with velocity, with status, spawns,
+    /// reliable messages.
+    pub mix: [f64; 6],
+}
+
+impl ReplicationFigures {
+    /// Bandwidth saved against naive full snapshots, percent.
+    pub fn reduction_pct(&self) -> f64 {
+        100.0 * (1.0 - self.bytes_per_client_per_s / self.naive_bytes_per_client_per_s.max(1.0))
+    }
+}
+
+/// Runs the replication scenario: every player is a client with `rtt_ticks` of round trip,
+/// acking what it receives. Measures `ticks` ticks after `warm` warm-up ticks.
+pub fn replication_run(
+    kind: Scenario,
+    players: u32,
+    npcs: u32,
+    rtt_ticks: usize,
+    warm: u32,
+    ticks: u32,
+) -> ReplicationFigures {
+    let (mut zone, mut script) = scenario_zone(kind, players, npcs, 0);
+    let mut rep = Replicator::new(ReplicationConfig::default(), zone.map().size());
+    let mut clients: Vec<ClientSession> = script
+        .players()
+        .iter()
+        .filter(|p| rep.connect(&zone, p.player))
+        .map(|p| ClientSession::new(p.player))
+        .collect();
+    let half = rtt_ticks / 2;
+    let mut up: VecDeque<Vec<Vec<u8>>> = VecDeque::new();
+    let mut down: VecDeque<Vec<Vec<u8>>> = VecDeque::new();
+    let mut figures = ReplicationFigures {
+        clients: clients.len(),
+        tick_hz: zone.rules().tick_hz,
+        ..Default::default()
+    };
+    let (mut bytes, mut naive, mut visible, mut moved, mut deferred) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut times = Vec::new();
+    let mut naive_buf = Vec::new();
+    let mut naive_list = Vec::new();
+    let cfg = bincode::config::standard();
+    for t in 0..warm + ticks {
+        // Client -> server (delayed by half the round trip).
+        up.push_back(
+            clients
+                .iter_mut()
+                .map(|c| {
+                    let mut b = Vec::new();
+                    c.write_packet(&mut b);
+                    b
+                })
+                .collect(),
+        );
+        if up.len() > half
+            && let Some(batch) = up.pop_front()
+        {
+            for (c, b) in clients.iter().zip(&batch) {
+                let _ = rep.handle_packet(&mut zone, c.player(), b);
+            }
+        }
+        script.drive(&mut zone);
+        let m = zone.tick().metrics;
+        let d0 = rep.metrics().deferred;
+        let started = Instant::now();
+        rep.update(&zone);
+        let took = started.elapsed();
+        let measuring = t >= warm;
+        if measuring {
+            times.push(took);
+            moved += u64::from(m.moved);
+            deferred += rep.metrics().deferred - d0;
+            for (player, packet) in rep.packets() {
+                bytes += packet.len() as u64;
+                if let Ok(p) = zone_core::protocol::ServerPacket::decode(packet) {
+                    let vel = p.updates.iter().filter(|u| u.vel.is_some()).count();
+                    let status = p.updates.iter().filter(|u| u.status.is_some()).count();
+                    for (slot, n) in figures.mix.iter_mut().zip([
+                        p.removed.len(),
+                        p.updates.len(),
+                        vel,
+                        status,
+                        p.spawns.len(),
+                        p.reliable.len(),
+                    ]) {
+                        *slot += n as f64;
+                    }
+                }
+                figures.max_packet = figures.max_packet.max(packet.len());
+                let seen = rep.visible(player).unwrap_or(&[]);
+                visible += seen.len() as u64;
+                naive_list.clear();
+                naive_list.extend(seen.iter().filter_map(|id| zone.entity(*id)).map(|v| {
+                    NaiveEntity {
+                        id: v.id.0,
+                        player: matches!(v.kind, EntityKind::Player(_)),
+                        x: v.position.x,
+                        y: v.position.y,
+                        vx: v.velocity.x,
+                        vy: v.velocity.y,
+                        facing: v.facing,
+                        health: v.health,
+                        max_health: v.max_health,
+                        alive: v.alive,
+                    }
+                }));
+                naive_buf.clear();
+                let _ = bincode::encode_into_std_write(&naive_list, &mut naive_buf, cfg);
+                naive += naive_buf.len() as u64;
+            }
+        }
+        down.push_back(rep.packets().map(|(_, b)| b.to_vec()).collect());
+        if down.len() > half
+            && let Some(batch) = down.pop_front()
+        {
+            for (c, b) in clients.iter_mut().zip(&batch) {
+                let _ = c.handle_packet(b);
+            }
+        }
+    }
+    let per_client_tick = (figures.clients as f64 * f64::from(ticks)).max(1.0);
+    let hz = f64::from(figures.tick_hz);
+    figures.ticks = u64::from(ticks);
+    figures.visible_per_client = visible as f64 / per_client_tick;
+    figures.moving_fraction = moved as f64 / (f64::from(ticks) * zone.entity_count() as f64);
+    figures.bytes_per_client_per_s = bytes as f64 / per_client_tick * hz;
+    figures.naive_bytes_per_client_per_s = naive as f64 / per_client_tick * hz;
+    figures.deferred_per_client_tick = deferred as f64 / per_client_tick;
+    figures.mix.iter_mut().for_each(|m| *m /= per_client_tick);
+    let total: Duration = times.iter().sum();
+    figures.ns_per_visible_entity = total.as_nanos() as f64 / visible.max(1) as f64;
+    times.sort_unstable();
+    let pick = |q: f64| {
+        times
+            .get(((times.len() as f64 - 1.0) * q) as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    figures.update_ms_p50 = pick(0.5);
+    figures.update_ms_p99 = pick(0.99);
+    figures
+}
+
+/// One entity list as the client holds it; re-exported for benches.
+pub type View = Vec<NetEntity>;

@@ -14,6 +14,9 @@ use crate::protocol::{
 use crate::replication::SNAPSHOT_RING;
 use crate::{EntityId, PlayerId, PlayerInput, ZoneId};
 
+/// Packets before an unacknowledged chat line is sent again.
+const CHAT_RESEND_PACKETS: u64 = 12;
+
 /// Something the server told the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientEvent {
@@ -47,6 +50,7 @@ pub struct ClientSession {
     decoded: ServerPacket,
     scratch: Vec<NetEntity>,
     stale_snapshots: u64,
+    packets_written: u64,
 }
 
 impl ClientSession {
@@ -68,6 +72,7 @@ impl ClientSession {
             decoded: ServerPacket::default(),
             scratch: Vec::new(),
             stale_snapshots: 0,
+            packets_written: 0,
         }
     }
 
@@ -155,14 +160,20 @@ impl ClientSession {
 
     /// Appends the next client packet to `buf`: acks, the newest inputs, unacked chat, ping.
     pub fn write_packet(&mut self, buf: &mut Vec<u8>) {
+        self.packets_written += 1;
+        let (reliable_first, due) = self
+            .reliable_tx
+            .due(self.packets_written, CHAT_RESEND_PACKETS);
         let packet = ClientPacket {
             ack_tick: self.newest,
             reliable_ack: self.reliable_rx.ack(),
             ping: self.ping.take(),
             inputs: self.inputs.iter().copied().collect(),
-            reliable_first: self.reliable_tx.first_seq(),
-            reliable: self.reliable_tx.unacked().take(4).cloned().collect(),
+            reliable_first,
+            reliable: due.take(4).cloned().collect(),
         };
+        self.reliable_tx
+            .mark_sent(reliable_first, packet.reliable.len(), self.packets_written);
         packet.encode(buf);
     }
 

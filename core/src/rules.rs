@@ -53,6 +53,10 @@ pub struct NpcRules {
     pub chase_speed: f32,
     /// An NPC decides what to do every this many ticks (staggered across NPCs).
     pub think_interval_ticks: u32,
+    /// Shortest idle pause between wanders, ticks.
+    pub idle_min_ticks: u32,
+    /// Longest idle pause between wanders, ticks.
+    pub idle_max_ticks: u32,
     /// Ability id the NPC attacks with.
     pub ability: u8,
     /// Ticks a dead NPC waits before respawning at home.
@@ -69,6 +73,8 @@ impl Default for NpcRules {
             walk_speed: 2.5,
             chase_speed: 5.5,
             think_interval_ticks: 12,
+            idle_min_ticks: 180,
+            idle_max_ticks: 900,
             ability: 0,
             respawn_ticks: 600,
         }
@@ -278,6 +284,11 @@ impl Rules {
         positive("npc.walk_speed", n.walk_speed)?;
         positive("npc.chase_speed", n.chase_speed)?;
         at_least("npc.think_interval_ticks", n.think_interval_ticks.into(), 1)?;
+        at_least(
+            "npc.idle_max_ticks",
+            n.idle_max_ticks.into(),
+            n.idle_min_ticks.into(),
+        )?;
         if self.ability(AbilityId(n.ability)).is_none() {
             return Err(RulesError::Invalid {
                 field: "npc.ability",

@@ -1,16 +1,17 @@
 //! The small reliable channel carried inside every packet: sequence numbers, cumulative acks,
 //! resend-until-acked and in-order delivery.
 //!
-//! The sender repeats every unacknowledged message, oldest first, in each packet it writes; the
-//! receiver accepts only the contiguous run that continues what it has, so delivery is in order
-//! and exactly once. Sequence numbers are u16 and wrap; the queue is bounded.
+//! The sender puts each message in the next packet, and again every `resend` packets until it
+//! is acknowledged; the receiver accepts only the contiguous run that continues what it has, so
+//! delivery is in order and exactly once. Sequence numbers are u16 and wrap; the queue is bounded.
 
 use std::collections::VecDeque;
 
 /// Sending half: a bounded queue of unacknowledged messages.
 #[derive(Debug)]
 pub struct ReliableSender<M> {
-    queue: VecDeque<M>,
+    /// Unacknowledged messages with the packet number they were last sent in.
+    queue: VecDeque<(M, Option<u64>)>,
     first_seq: u16,
     capacity: usize,
 }
@@ -32,7 +33,7 @@ impl<M> ReliableSender<M> {
             return Err(message);
         }
         let seq = self.first_seq.wrapping_add(self.queue.len() as u16);
-        self.queue.push_back(message);
+        self.queue.push_back((message, None));
         Ok(seq)
     }
 
@@ -55,7 +56,30 @@ impl<M> ReliableSender<M> {
 
     /// Unacknowledged messages, oldest first.
     pub fn unacked(&self) -> impl Iterator<Item = &M> {
-        self.queue.iter()
+        self.queue.iter().map(|(m, _)| m)
+    }
+
+    /// The run of messages due in packet number `now`: from the first one never sent or last
+    /// sent `resend` or more packets ago, to the newest. Returns the run's first sequence number
+    /// and the messages; mark what was actually written with [`ReliableSender::mark_sent`].
+    pub fn due(&self, now: u64, resend: u64) -> (u16, impl Iterator<Item = &M>) {
+        let start = self
+            .queue
+            .iter()
+            .position(|(_, sent)| sent.is_none_or(|t| now.saturating_sub(t) >= resend))
+            .unwrap_or(self.queue.len());
+        (
+            self.first_seq.wrapping_add(start as u16),
+            self.queue.iter().skip(start).map(|(m, _)| m),
+        )
+    }
+
+    /// Records that `count` messages from sequence `first` went out in packet number `now`.
+    pub fn mark_sent(&mut self, first: u16, count: usize, now: u64) {
+        let start = first.wrapping_sub(self.first_seq) as usize;
+        for (_, sent) in self.queue.iter_mut().skip(start).take(count) {
+            *sent = Some(now);
+        }
     }
 
     /// Number of unacknowledged messages.
@@ -135,5 +159,34 @@ mod tests {
         assert_eq!(tx.len(), 2);
         assert!(tx.on_ack(1));
         assert_eq!(tx.unacked().copied().collect::<String>(), "b");
+    }
+}
+
+#[cfg(test)]
+mod resend_tests {
+    use super::*;
+
+    #[test]
+    fn messages_go_out_once_then_again_after_the_resend_interval() {
+        let mut tx = ReliableSender::new(8);
+        tx.send(1).unwrap();
+        let (first, due) = tx.due(10, 5);
+        assert_eq!((first, due.count()), (0, 1));
+        tx.mark_sent(0, 1, 10);
+        tx.send(2).unwrap();
+        let (first, due) = tx.due(11, 5);
+        assert_eq!(
+            (first, due.copied().collect::<Vec<_>>()),
+            (1, vec![2]),
+            "only the new one"
+        );
+        tx.mark_sent(1, 1, 11);
+        assert_eq!(tx.due(12, 5).1.count(), 0, "nothing due");
+        let (first, due) = tx.due(15, 5);
+        assert_eq!(
+            (first, due.copied().collect::<Vec<_>>()),
+            (0, vec![1, 2]),
+            "resend from the oldest"
+        );
     }
 }

@@ -98,6 +98,8 @@ pub struct Replicator {
     config: ReplicationConfig,
     tick: u64,
     world: Vec<NetEntity>,
+    /// `world` index of each entity id (`u32::MAX` when absent).
+    index: Vec<u32>,
     grid: SpatialGrid,
     clients: BTreeMap<PlayerId, ClientLink>,
     scratch: select::Scratch,
@@ -116,12 +118,13 @@ impl Replicator {
         config.aoi_exit_radius = config.aoi_exit_radius.max(config.aoi_radius);
         // Reliable traffic never takes more than half a packet: snapshots always progress.
         config.reliable_budget = config.reliable_budget.min(config.packet_budget / 2);
-        let cell = config.aoi_radius.clamp(4.0, 64.0);
+        let cell = (config.aoi_radius / 2.0).clamp(4.0, 32.0);
         Self {
             grid: SpatialGrid::new(map_size, cell),
             config,
             tick: 0,
             world: Vec::new(),
+            index: Vec::new(),
             clients: BTreeMap::new(),
             scratch: select::Scratch::default(),
             packet: ServerPacket::default(),
@@ -260,6 +263,14 @@ impl Replicator {
         self.world.clear();
         self.world
             .extend(zone.entities().map(|v| NetEntity::from_view(&v)));
+        let top = self.world.last().map_or(0, |e| e.id.0 as usize + 1);
+        self.index.clear();
+        self.index.resize(top, u32::MAX);
+        for (i, e) in self.world.iter().enumerate() {
+            if let Some(slot) = self.index.get_mut(e.id.0 as usize) {
+                *slot = i as u32;
+            }
+        }
         self.grid
             .rebuild(self.world.iter().map(|e| (e.id, e.position())));
 
@@ -292,7 +303,10 @@ impl Replicator {
                 link,
                 self.tick,
                 &self.config,
-                &self.world,
+                select::World {
+                    entities: &self.world,
+                    index: &self.index,
+                },
                 &self.grid,
                 &mut self.scratch,
                 &mut self.packet,

@@ -13,6 +13,9 @@ use crate::{EntityId, SpatialGrid};
 use super::link::ClientLink;
 use super::{ReplicationConfig, SNAPSHOT_RING};
 
+/// Ticks before an unacknowledged reliable message is sent again (about two round trips).
+const RELIABLE_RESEND_TICKS: u64 = 12;
+
 /// Upper bound of the fixed part of a server packet: version, kind, tick, baseline,
 /// reliable ack, pong, and the four section counts and reliable start.
 const FIXED_OVERHEAD: usize = 1 + 1 + 9 + 9 + 3 + 10 + 4 * 3 + 3;
@@ -59,11 +62,16 @@ pub(super) struct BuildStats {
     pub full: bool,
 }
 
-fn find(world: &[NetEntity], id: EntityId) -> Option<&NetEntity> {
-    world
-        .binary_search_by_key(&id, |e| e.id)
-        .ok()
-        .and_then(|i| world.get(i))
+/// The quantized world with an id -> position index.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct World<'a> {
+    pub entities: &'a [NetEntity],
+    pub index: &'a [u32],
+}
+
+fn find(world: World<'_>, id: EntityId) -> Option<&NetEntity> {
+    let i = *world.index.get(id.0 as usize)?;
+    world.entities.get(i as usize)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -71,7 +79,7 @@ pub(super) fn build_packet(
     link: &mut ClientLink,
     tick: u64,
     config: &ReplicationConfig,
-    world: &[NetEntity],
+    world: World<'_>,
     grid: &SpatialGrid,
     s: &mut Scratch,
     packet: &mut ServerPacket,
@@ -79,7 +87,7 @@ pub(super) fn build_packet(
 ) -> BuildStats {
     let me = find(world, link.entity).copied();
     let pong = link.pong.take();
-    let (reliable_ack, reliable_first) = (link.reliable_rx.ack(), link.reliable_tx.first_seq());
+    let reliable_ack = link.reliable_rx.ack();
     let center = me.map(|m| m.position());
 
     // 1. Area of interest, with hysteresis: enter within aoi_radius, leave beyond aoi_exit_radius.
@@ -187,10 +195,11 @@ pub(super) fn build_packet(
         });
     }
 
-    // 4. Reliable messages first (oldest first, within their budget).
+    // 4. Reliable messages first: those never sent and those due for a resend, within budget.
     packet.clear();
     let mut reliable_bytes = 0usize;
-    for m in link.reliable_tx.unacked().take(MAX_RELIABLE_PER_PACKET) {
+    let (reliable_first, due) = link.reliable_tx.due(tick, RELIABLE_RESEND_TICKS);
+    for m in due.take(MAX_RELIABLE_PER_PACKET) {
         s.message.clear();
         WireWriter::new(&mut s.message).put(m);
         if reliable_bytes + s.message.len() > config.reliable_budget {
@@ -279,6 +288,9 @@ pub(super) fn build_packet(
             stats.deferred += 1;
         }
     }
+
+    link.reliable_tx
+        .mark_sent(reliable_first, packet.reliable.len(), tick);
 
     // Swap buffers rather than copy: capacities circulate between clients, so once the
     // largest views have been seen, building a packet allocates nothing.

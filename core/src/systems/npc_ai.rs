@@ -94,7 +94,7 @@ pub(super) fn npc_ai(
             AiState::Wander { goal, until } => {
                 if here.distance_squared(goal) < 0.25 || until <= tick {
                     npc.state = AiState::Idle {
-                        until: tick + idle_ticks(info.seed, net, tick, n.think_interval_ticks),
+                        until: tick + idle_ticks(info.seed, net, tick, n),
                     };
                     (None, 0.0)
                 } else {
@@ -104,7 +104,7 @@ pub(super) fn npc_ai(
             AiState::Return => {
                 if here.distance_squared(npc.home) < 1.0 {
                     npc.state = AiState::Idle {
-                        until: tick + idle_ticks(info.seed, net, tick, n.think_interval_ticks),
+                        until: tick + idle_ticks(info.seed, net, tick, n),
                     };
                     (None, 0.0)
                 } else {
@@ -156,7 +156,11 @@ pub(super) fn npc_ai(
     out.metrics.grid_candidates += candidates;
 }
 
-fn idle_ticks(seed: u64, net: &NetId, tick: u64, think: u32) -> u64 {
+fn idle_ticks(seed: u64, net: &NetId, tick: u64, n: &crate::NpcRules) -> u64 {
     let mut draw = rng::stream(seed, u64::from(net.0.0), tick ^ 0x1D1E, Purpose::NpcWander);
-    u64::from(think) * (2 + u64::from(draw.below(8)))
+    let spread = n
+        .idle_max_ticks
+        .saturating_sub(n.idle_min_ticks)
+        .saturating_add(1);
+    u64::from(n.idle_min_ticks) + u64::from(draw.below(spread))
 }

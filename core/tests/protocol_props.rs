@@ -1,0 +1,291 @@
+//! Property tests of the wire protocol: encode -> decode is the identity for arbitrary
+//! messages, and decoding arbitrary bytes never panics (it returns a typed error).
+
+#![allow(clippy::unwrap_used)]
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use zone_core::client::ClientSession;
+use zone_core::protocol::{
+    ClientMessage, ClientPacket, EntityUpdate, MAX_PACKET, NetEntity, NetKind, ServerMessage,
+    ServerPacket, WireInput,
+};
+use zone_core::{AbilityId, EntityId, PlayerId, ZoneId};
+
+fn wire_input() -> impl Strategy<Value = WireInput> {
+    (
+        any::<u32>(),
+        any::<u64>(),
+        -127i8..=127,
+        -127i8..=127,
+        any::<bool>(),
+        any::<u8>(),
+        proptest::option::of((any::<u8>(), any::<u32>())),
+    )
+        .prop_map(
+            |(seq, tick, move_x, move_y, run, facing, ability)| WireInput {
+                seq,
+                tick,
+                move_x,
+                move_y,
+                run,
+                facing,
+                ability: ability.map(|(a, t)| (AbilityId(a), EntityId(t))),
+            },
+        )
+}
+
+fn chat() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9 äöü€✓]{0,40}"
+}
+
+fn client_packet() -> impl Strategy<Value = ClientPacket> {
+    (
+        any::<u64>(),
+        any::<u16>(),
+        proptest::option::of(any::<u64>()),
+        vec(wire_input(), 0..=8),
+        any::<u16>(),
+        vec(chat(), 0..3),
+    )
+        .prop_map(
+            |(ack_tick, reliable_ack, ping, inputs, first, texts)| ClientPacket {
+                ack_tick,
+                reliable_ack,
+                ping,
+                inputs: inputs.into_iter().collect(),
+                reliable_first: if texts.is_empty() { 0 } else { first },
+                reliable: texts
+                    .into_iter()
+                    .map(|text| ClientMessage::Chat { text })
+                    .collect(),
+            },
+        )
+}
+
+fn net_entity(id: u32) -> impl Strategy<Value = NetEntity> {
+    (
+        any::<bool>(),
+        any::<i32>(),
+        any::<i32>(),
+        any::<i16>(),
+        any::<i16>(),
+        any::<u8>(),
+        any::<u16>(),
+        any::<u16>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            move |(player, x, y, vx, vy, facing, health, max_health, alive)| NetEntity {
+                id: EntityId(id),
+                kind: if player {
+                    NetKind::Player
+                } else {
+                    NetKind::Npc
+                },
+                x,
+                y,
+                vx,
+                vy,
+                facing,
+                health,
+                max_health,
+                alive,
+            },
+        )
+}
+
+fn update(index: u32) -> impl Strategy<Value = EntityUpdate> {
+    (
+        proptest::option::of((any::<i32>(), any::<i32>())),
+        proptest::option::of((-70_000i32..70_000, -70_000i32..70_000)),
+        proptest::option::of(any::<u8>()),
+        proptest::option::of((any::<u16>(), any::<u16>(), any::<bool>())),
+    )
+        .prop_map(move |(pos, vel, facing, status)| EntityUpdate {
+            index,
+            pos,
+            vel,
+            facing,
+            status,
+        })
+        .prop_filter("an update changes something", |u| !u.is_empty())
+}
+
+fn server_message() -> impl Strategy<Value = ServerMessage> {
+    prop_oneof![
+        (any::<u32>(), any::<u64>(), any::<u32>(), any::<u16>()).prop_map(|(z, p, e, hz)| {
+            ServerMessage::Welcome {
+                zone: ZoneId(z),
+                player: PlayerId(p),
+                entity: EntityId(e),
+                tick_hz: hz,
+            }
+        }),
+        (any::<u64>(), chat()).prop_map(|(p, text)| ServerMessage::Chat {
+            from: PlayerId(p),
+            text
+        }),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u8>(),
+            any::<u16>(),
+            any::<bool>()
+        )
+            .prop_map(|(a, t, ab, d, k)| ServerMessage::Hit {
+                attacker: EntityId(a),
+                target: EntityId(t),
+                ability: AbilityId(ab),
+                damage: d,
+                killed: k
+            }),
+        any::<u8>().prop_map(|reason| ServerMessage::Goodbye { reason }),
+    ]
+}
+
+/// Strictly increasing values from sorted, deduplicated picks.
+fn increasing(max_len: usize, bound: u32) -> impl Strategy<Value = Vec<u32>> {
+    vec(0..bound, 0..max_len).prop_map(|mut v| {
+        v.sort_unstable();
+        v.dedup();
+        v
+    })
+}
+
+fn server_packet() -> impl Strategy<Value = ServerPacket> {
+    (
+        1u64..u64::MAX,
+        any::<u16>(),
+        proptest::option::of(any::<u64>()),
+        any::<u16>(),
+        vec(server_message(), 0..4),
+        increasing(20, 5_000),
+        increasing(20, 5_000),
+        increasing(10, 1_000_000),
+        any::<bool>(),
+    )
+        .prop_flat_map(
+            |(tick, rack, pong, first, reliable, removed, upd_idx, spawn_ids, has_base)| {
+                let updates: Vec<_> = upd_idx.iter().map(|&i| update(i)).collect();
+                let spawns: Vec<_> = spawn_ids.iter().map(|&id| net_entity(id)).collect();
+                let baseline = if has_base { tick / 2 } else { 0 };
+                (
+                    Just((tick, baseline, rack, pong, first, reliable, removed)),
+                    updates,
+                    spawns,
+                )
+            },
+        )
+        .prop_map(
+            |((tick, baseline, reliable_ack, pong, first, reliable, removed), updates, spawns)| {
+                ServerPacket {
+                    tick,
+                    baseline,
+                    reliable_ack,
+                    pong,
+                    reliable_first: if reliable.is_empty() { 0 } else { first },
+                    reliable,
+                    removed,
+                    updates,
+                    spawns,
+                }
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn client_packets_round_trip(p in client_packet()) {
+        let mut buf = Vec::new();
+        p.encode(&mut buf);
+        prop_assert!(buf.len() <= MAX_PACKET);
+        prop_assert_eq!(ClientPacket::decode(&buf).unwrap(), p);
+    }
+
+    #[test]
+    fn server_packets_round_trip(p in server_packet()) {
+        let mut buf = Vec::new();
+        p.encode(&mut buf);
+        prop_assume!(buf.len() <= MAX_PACKET);
+        prop_assert_eq!(ServerPacket::decode(&buf).unwrap(), p);
+    }
+
+    #[test]
+    fn update_sizes_are_exact(p in server_packet()) {
+        // The size the replicator budgets with equals what the encoder writes.
+        let mut prev = None;
+        for u in &p.updates {
+            let mut one = ServerPacket { tick: 1, updates: vec![EntityUpdate { index: u.index - prev.map_or(0, |x: u32| x + 1), ..*u }], ..ServerPacket::default() };
+            let mut empty_buf = Vec::new();
+            one.updates.clear();
+            one.encode(&mut empty_buf);
+            let mut with_buf = Vec::new();
+            one.updates.push(EntityUpdate { index: u.index - prev.map_or(0, |x: u32| x + 1), ..*u });
+            one.encode(&mut with_buf);
+            prop_assert_eq!(with_buf.len() - empty_buf.len(), u.encoded_len(prev));
+            prev = Some(u.index);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_any_decoder(bytes in vec(any::<u8>(), 0..1400)) {
+        let _ = ClientPacket::decode(&bytes);
+        let _ = ServerPacket::decode(&bytes);
+        let mut session = ClientSession::new(PlayerId(1));
+        let _ = session.handle_packet(&bytes);
+    }
+
+    #[test]
+    fn mutated_valid_packets_never_panic(p in server_packet(), flips in vec((any::<usize>(), any::<u8>()), 1..8)) {
+        let mut buf = Vec::new();
+        p.encode(&mut buf);
+        for (at, x) in flips {
+            let n = buf.len();
+            if n > 0 {
+                buf[at % n] ^= x;
+            }
+        }
+        let mut session = ClientSession::new(PlayerId(1));
+        let _ = session.handle_packet(&buf);
+        let _ = ClientPacket::decode(&buf);
+    }
+}
+
+#[test]
+fn decoders_refuse_with_typed_reasons() {
+    use zone_core::protocol::DecodeError;
+    assert_eq!(ClientPacket::decode(&[]), Err(DecodeError::Truncated));
+    assert_eq!(
+        ClientPacket::decode(&[9, 1]),
+        Err(DecodeError::BadVersion { got: 9 })
+    );
+    assert!(matches!(
+        ClientPacket::decode(&[1, 7]),
+        Err(DecodeError::BadTag { .. })
+    ));
+    assert_eq!(
+        ClientPacket::decode(&vec![1u8; MAX_PACKET + 1]),
+        Err(DecodeError::TooLarge)
+    );
+    let mut ok = Vec::new();
+    ClientPacket::default().encode(&mut ok);
+    ok.push(0);
+    assert_eq!(
+        ClientPacket::decode(&ok),
+        Err(DecodeError::TrailingBytes(1))
+    );
+    // 9 inputs: over the cap, refused before reading them.
+    let mut nine = Vec::new();
+    ClientPacket::default().encode(&mut nine);
+    let inputs_at = nine.len() - 2;
+    nine[inputs_at] = 9;
+    assert!(matches!(
+        ClientPacket::decode(&nine),
+        Err(DecodeError::TooMany {
+            what: "inputs",
+            got: 9,
+            ..
+        })
+    ));
+}
