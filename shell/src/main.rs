@@ -1,15 +1,17 @@
-//! `zone-server`: runs one zone at a fixed tick rate.
-//!
-//! Until the network transport lands, `run` simulates the zone headless with in-process
-//! scripted bots and logs what happens each second, so the core can be watched working.
+//! `zone-server`: serve a zone, mint connect tokens, run bots. See `zone-server --help`.
 
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use tracing::info;
-use zone_core::scenario::Script;
-use zone_core::{Rules, Zone, ZoneConfig, ZoneId};
+use base64::Engine;
+use clap::{Args, Parser, Subcommand};
+use tracing::{error, info};
+use zone_shell::bots::{BotConfig, run_crowd};
+use zone_shell::config::Config;
+use zone_shell::keys::private_key;
+use zone_shell::tokens::{TokenRequest, mint};
 
 #[derive(Parser, Debug)]
 #[command(name = "zone-server", version, about = "Authoritative MMO zone server")]
@@ -20,115 +22,334 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve a zone (headless for now: in-process scripted bots play in it).
+    /// Serve a zone over UDP (netcode.io) until SIGTERM/SIGINT.
     Run(RunArgs),
+    /// Mint a development connect token (base64) for a player id.
+    Token(TokenArgs),
+    /// Run headless bot clients against a server and report what they saw.
+    Bots(BotArgs),
 }
 
-#[derive(clap::Args, Debug)]
+/// Settings shared by every subcommand. Precedence: flag > env > config file > default.
+#[derive(Args, Debug)]
+struct Common {
+    /// Config file (TOML).
+    #[arg(long, env = "ZONE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for local state (development key).
+    #[arg(long, env = "ZONE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// UDP address to bind.
+    #[arg(long, env = "ZONE_BIND")]
+    bind: Option<SocketAddr>,
+    /// Address clients reach the server at (defaults to --bind).
+    #[arg(long, env = "ZONE_PUBLIC_ADDRESS")]
+    public_address: Option<SocketAddr>,
+    /// netcode.io protocol id.
+    #[arg(long, env = "ZONE_PROTOCOL_ID")]
+    protocol_id: Option<u64>,
+    /// Log format: human or json.
+    #[arg(long, env = "ZONE_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Log filter, e.g. info or zone_shell=debug.
+    #[arg(long, env = "ZONE_LOG")]
+    log: Option<String>,
+}
+
+#[derive(Args, Debug)]
 struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Admin HTTP address (/metrics, /healthz, /readyz).
+    #[arg(long, env = "ZONE_ADMIN_BIND")]
+    admin_bind: Option<SocketAddr>,
     /// Zone id.
-    #[arg(long, env = "ZONE_ID", default_value_t = 1)]
-    zone: u32,
+    #[arg(long, env = "ZONE_ID")]
+    zone_id: Option<u32>,
     /// Seed of the zone's randomness.
-    #[arg(long, env = "ZONE_SEED", default_value_t = 1)]
-    seed: u64,
-    /// Arena side length in tiles.
-    #[arg(long, env = "ZONE_ARENA_SIZE", default_value_t = 256)]
-    arena_size: u32,
+    #[arg(long, env = "ZONE_SEED")]
+    seed: Option<u64>,
+    /// Side of the generated arena, tiles.
+    #[arg(long, env = "ZONE_ARENA_SIZE")]
+    arena_size: Option<u32>,
     /// NPCs in the zone.
-    #[arg(long, env = "ZONE_NPCS", default_value_t = 2_000)]
-    npcs: u32,
-    /// In-process scripted bot players.
-    #[arg(long, env = "ZONE_BOTS", default_value_t = 100)]
-    bots: u32,
-    /// Rules file (TOML); defaults are built in.
+    #[arg(long, env = "ZONE_NPCS")]
+    npcs: Option<u32>,
+    /// Rules file (TOML).
     #[arg(long, env = "ZONE_RULES")]
-    rules: Option<std::path::PathBuf>,
-    /// Stop after this many ticks (0 = run until interrupted).
-    #[arg(long, env = "ZONE_TICKS", default_value_t = 0)]
-    ticks: u64,
+    rules: Option<PathBuf>,
+    /// Most connected clients.
+    #[arg(long, env = "ZONE_MAX_CLIENTS")]
+    max_clients: Option<usize>,
+    /// In-process demo bots connecting over loopback UDP.
+    #[arg(long, env = "ZONE_BOTS")]
+    bots: Option<u32>,
+    /// Stop after this many ticks (0 or absent: run until a signal).
+    #[arg(long, env = "ZONE_TICKS")]
+    ticks: Option<u64>,
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match Cli::parse().command {
+#[derive(Args, Debug)]
+struct TokenArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The player (account) id the token is for.
+    #[arg(long)]
+    player_id: u64,
+}
+
+#[derive(Args, Debug)]
+struct BotArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Number of bots.
+    #[arg(long, default_value_t = 100)]
+    count: u32,
+    /// Seconds to play.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Player id of the first bot.
+    #[arg(long, default_value_t = 1)]
+    first_player: u64,
+    /// Inputs per second.
+    #[arg(long, default_value_t = 60)]
+    tick_hz: u32,
+    /// Server to connect to (defaults to the configured public address).
+    #[arg(long)]
+    server: Option<SocketAddr>,
+}
+
+fn load(common: &Common) -> anyhow::Result<Config> {
+    let mut config = match &common.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = &common.data_dir {
+        config.data_dir = v.clone();
+    }
+    if let Some(v) = common.bind {
+        config.net.bind = v;
+    }
+    if let Some(v) = common.public_address {
+        config.net.public_address = Some(v);
+    }
+    if let Some(v) = common.protocol_id {
+        config.net.protocol_id = v;
+    }
+    if let Some(v) = &common.log_format {
+        config.log.format = v.clone();
+    }
+    if let Some(v) = &common.log {
+        config.log.level = v.clone();
+    }
+    // The key only ever comes from the file or the environment, never a flag (ps would show it).
+    if let Ok(key) = std::env::var("ZONE_PRIVATE_KEY") {
+        config.net.private_key = Some(key);
+    }
+    Ok(config)
+}
+
+fn init_logs(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zone-server: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            eprintln!("zone-server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Run(args) => run(args).await,
+        Command::Token(args) => token(args),
+        Command::Bots(args) => bots(args).await,
     }
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut config = ZoneConfig::arena(
-        ZoneId(args.zone),
-        args.arena_size,
-        args.arena_size,
-        args.npcs,
-    );
-    if let Some(path) = &args.rules {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading rules file {}", path.display()))?;
-        config.rules = Rules::from_toml_str(&text)?;
+    let mut config = load(&args.common)?;
+    if let Some(v) = args.admin_bind {
+        config.admin.bind = v;
     }
-    let tick_hz = config.rules.tick_hz;
-    let mut zone = Zone::new(config, args.seed).context("building the zone")?;
-    let mut script = Script::new(args.seed, 1, args.bots);
-    script.join_all(&mut zone);
-    info!(
-        zone = args.zone,
-        tick_hz,
-        npcs = args.npcs,
-        bots = args.bots,
-        "zone running (headless)"
-    );
-
-    let period = Duration::from_secs_f64(1.0 / f64::from(tick_hz));
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let (mut hits, mut deaths, mut worst) = (0usize, 0usize, Duration::ZERO);
-    let shutdown = tokio::signal::ctrl_c();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => {
-                info!("interrupted; stopping");
-                break;
-            }
-            _ = interval.tick() => {}
-        }
-        script.drive(&mut zone);
-        let started = Instant::now();
-        let out = zone.tick();
-        worst = worst.max(started.elapsed());
-        hits += out.combat_events.len();
-        deaths += out.deaths.len();
-        let tick = out.tick;
-        if tick % u64::from(tick_hz) == 0 {
-            let m = out.metrics;
+    if let Some(v) = args.zone_id {
+        config.zone.id = v;
+    }
+    if let Some(v) = args.seed {
+        config.zone.seed = v;
+    }
+    if let Some(v) = args.arena_size {
+        config.zone.arena_size = v;
+    }
+    if let Some(v) = args.npcs {
+        config.zone.npcs = v;
+    }
+    if let Some(v) = args.rules {
+        config.zone.rules_file = Some(v);
+    }
+    if let Some(v) = args.max_clients {
+        config.net.max_clients = v;
+    }
+    if let Some(v) = args.bots {
+        config.bots = v;
+    }
+    init_logs(&config);
+    config.validate()?;
+    let deadline = Duration::from_secs(config.shutdown_deadline_s);
+    let running = zone_shell::app::start(config, args.ticks.filter(|t| *t > 0)).await?;
+    let stopper = running.stopper();
+    let (status, metrics) = (running.status.clone(), running.metrics.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let ticks = status.ticks.load(std::sync::atomic::Ordering::Acquire);
             info!(
-                tick,
-                players = m.players,
-                npcs = m.npcs,
-                alive = m.alive,
-                moved = m.moved,
-                hits,
-                deaths,
-                worst_tick_us = worst.as_micros() as u64,
-                "second"
+                ticks,
+                clients = metrics.clients.get(),
+                entities = metrics.entities.get(),
+                "status"
             );
-            (hits, deaths, worst) = (0, 0, Duration::ZERO);
         }
-        if args.ticks != 0 && tick >= args.ticks {
-            break;
+    });
+    let finish = running.finish();
+    tokio::pin!(finish);
+    let (summary, host, bots) = tokio::select! {
+        done = &mut finish => done?,
+        _ = wait_for_signal() => {
+            info!("signal received: shutting down (stop accepting, disconnect clients, save players)");
+            let _ = stopper.send(true);
+            tokio::time::timeout(deadline, &mut finish)
+                .await
+                .map_err(|_| anyhow::anyhow!("graceful shutdown exceeded shutdown_deadline_s ({}s)", deadline.as_secs()))??
+        }
+    };
+    info!(
+        ticks = summary.ticks,
+        overruns = summary.overruns,
+        skipped = summary.skipped,
+        saved = summary.saved_at_shutdown,
+        connects = host.stats().connects,
+        state_hash = format!("{:016x}", host.zone().state_hash()),
+        "zone server stopped cleanly"
+    );
+    if let Some(b) = bots {
+        info!(
+            bots = b.bots.len(),
+            connected = b.connected(),
+            faulted = b.faulted(),
+            snapshots_per_bot_s = format!("{:.1}", b.snapshots_per_bot_s()),
+            "demo bots"
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
     }
-    info!(
-        tick = zone.current_tick(),
-        state_hash = format!("{:016x}", zone.state_hash()),
-        "zone stopped"
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let config = load(&args.common)?;
+    config.validate()?;
+    let (key, _) = private_key(&config)?;
+    let token = mint(
+        &TokenRequest {
+            protocol_id: config.net.protocol_id,
+            client_id: args.player_id,
+            servers: vec![config.public_address()],
+            expiry_s: config.net.token_expiry_s,
+            timeout_s: config.net.timeout_s,
+        },
+        &key,
+    )?;
+    println!(
+        "{}",
+        base64::engine::general_purpose::STANDARD.encode(token)
     );
+    Ok(())
+}
+
+async fn bots(args: BotArgs) -> anyhow::Result<()> {
+    let config = load(&args.common)?;
+    init_logs(&config);
+    let (key, _) = private_key(&config).context("the bots mint tokens with the server's key")?;
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let report = run_crowd(
+        BotConfig {
+            server: args.server.unwrap_or_else(|| config.public_address()),
+            protocol_id: config.net.protocol_id,
+            first_player: args.first_player,
+            count: args.count,
+            tick_hz: args.tick_hz,
+            duration: Some(Duration::from_secs(args.seconds)),
+            seed: 1,
+        },
+        &key,
+        stop,
+    )
+    .await?;
+    println!("bots:                 {}", report.bots.len());
+    println!("connected:            {}", report.connected());
+    println!("lost to faults:       {}", report.faulted());
+    println!("snapshots/bot/s:      {:.1}", report.snapshots_per_bot_s());
+    println!(
+        "wire bytes in/bot/s:  {:.0}",
+        report.wire_bytes_in_per_bot_s()
+    );
+    let max_visible = report.bots.iter().map(|b| b.max_visible).max().unwrap_or(0);
+    println!("max entities in view: {max_visible}");
+    if report.connected() < report.bots.len() {
+        anyhow::bail!(
+            "{} of {} bots failed to connect",
+            report.bots.len() - report.connected(),
+            report.bots.len()
+        );
+    }
     Ok(())
 }

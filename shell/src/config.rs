@@ -1,0 +1,365 @@
+//! Server configuration: one serde struct with defaults, loaded from a TOML file, overridden by
+//! `ZONE_*` environment variables and command-line flags (in that order of precedence, lowest
+//! first), and validated at start-up with errors that name the bad field.
+//!
+//! Secrets (the netcode private key) are never logged: `Debug` redacts them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `zone-server run` can be told.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The simulated zone.
+    pub zone: ZoneSection,
+    /// UDP transport and netcode.io.
+    pub net: NetSection,
+    /// Admin HTTP: metrics and health.
+    pub admin: AdminSection,
+    /// Logging.
+    pub log: LogSection,
+    /// Where the server keeps local state (dev key, later the spool and embedded stores).
+    pub data_dir: PathBuf,
+    /// Most time a graceful shutdown may take, seconds.
+    pub shutdown_deadline_s: u64,
+    /// Ticks run back to back to catch up after an overrun before the schedule is reset.
+    pub max_catch_up_ticks: u32,
+    /// In-process demo bots that connect over loopback UDP (0 in production).
+    pub bots: u32,
+}
+
+/// The simulated zone.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ZoneSection {
+    /// Zone id.
+    pub id: u32,
+    /// Seed of all of the zone's randomness.
+    pub seed: u64,
+    /// Side of the generated arena map, tiles.
+    pub arena_size: u32,
+    /// NPCs in the zone.
+    pub npcs: u32,
+    /// Gameplay rules file (TOML); built-in defaults when absent.
+    pub rules_file: Option<PathBuf>,
+}
+
+/// UDP transport and netcode.io.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSection {
+    /// Address the UDP socket binds.
+    pub bind: SocketAddr,
+    /// Address clients reach the server at (written into connect tokens); defaults to `bind`.
+    pub public_address: Option<SocketAddr>,
+    /// netcode.io protocol id shared with clients and the login backend.
+    pub protocol_id: u64,
+    /// netcode.io private key, 64 hex digits, shared with the login backend. When absent, a
+    /// development key is created in `data_dir/dev-private.key`.
+    pub private_key: Option<String>,
+    /// Most connected clients.
+    pub max_clients: usize,
+    /// Lifetime of minted connect tokens, seconds.
+    pub token_expiry_s: u64,
+    /// Connection timeout written into minted tokens, seconds.
+    pub timeout_s: i32,
+    /// Most packets one client may send per tick; the rest are dropped and counted.
+    pub max_packets_per_client_tick: u32,
+}
+
+/// Admin HTTP.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub bind: SocketAddr,
+}
+
+/// Logging.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `human` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `zone_shell=debug,info`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            zone: ZoneSection::default(),
+            net: NetSection::default(),
+            admin: AdminSection::default(),
+            log: LogSection::default(),
+            data_dir: PathBuf::from("zone-data"),
+            shutdown_deadline_s: 10,
+            max_catch_up_ticks: 3,
+            bots: 0,
+        }
+    }
+}
+
+impl Default for ZoneSection {
+    fn default() -> Self {
+        Self {
+            id: 1,
+            seed: 1,
+            arena_size: 256,
+            npcs: 2_000,
+            rules_file: None,
+        }
+    }
+}
+
+impl Default for NetSection {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 40_000)),
+            public_address: None,
+            protocol_id: 0x5A4F_4E45_0000_0001,
+            private_key: None,
+            max_clients: 1_024,
+            token_expiry_s: 300,
+            timeout_s: 10,
+            max_packets_per_client_tick: 8,
+        }
+    }
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 9_100)),
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: "human".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for NetSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetSection")
+            .field("bind", &self.bind)
+            .field("public_address", &self.public_address)
+            .field("protocol_id", &format_args!("{:#x}", self.protocol_id))
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_clients", &self.max_clients)
+            .field("token_expiry_s", &self.token_expiry_s)
+            .field("timeout_s", &self.timeout_s)
+            .field(
+                "max_packets_per_client_tick",
+                &self.max_packets_per_client_tick,
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("zone", &self.zone)
+            .field("net", &self.net)
+            .field("admin", &self.admin)
+            .field("log", &self.log)
+            .field("data_dir", &self.data_dir)
+            .field("shutdown_deadline_s", &self.shutdown_deadline_s)
+            .field("max_catch_up_ticks", &self.max_catch_up_ticks)
+            .field("bots", &self.bots)
+            .finish()
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config: cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this struct (unknown or mistyped field).
+    #[error("config: {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the field.
+        message: String,
+    },
+    /// A field holds a value the server cannot run with.
+    #[error("config: field `{field}` {problem}")]
+    Invalid {
+        /// Dotted path of the field.
+        field: &'static str,
+        /// What is wrong, and what was expected.
+        problem: String,
+    },
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Reads a TOML file (missing fields take defaults).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The address written into connect tokens.
+    pub fn public_address(&self) -> SocketAddr {
+        self.net.public_address.unwrap_or(self.net.bind)
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(16..=4096).contains(&self.zone.arena_size) {
+            return Err(invalid(
+                "zone.arena_size",
+                format!("must be 16..=4096 tiles, got {}", self.zone.arena_size),
+            ));
+        }
+        if u64::from(self.zone.npcs) > zone_core::MAX_NPCS {
+            return Err(invalid(
+                "zone.npcs",
+                format!(
+                    "must be at most {}, got {}",
+                    zone_core::MAX_NPCS,
+                    self.zone.npcs
+                ),
+            ));
+        }
+        if !(1..=zone_core::netcode::MAX_CLIENTS).contains(&self.net.max_clients) {
+            return Err(invalid(
+                "net.max_clients",
+                format!(
+                    "must be 1..={}, got {}",
+                    zone_core::netcode::MAX_CLIENTS,
+                    self.net.max_clients
+                ),
+            ));
+        }
+        if let Some(key) = &self.net.private_key {
+            parse_key(key).map_err(|p| invalid("net.private_key", p))?;
+        }
+        if self.public_address().ip().is_unspecified() {
+            return Err(invalid(
+                "net.public_address",
+                "must be set to a reachable address when net.bind is a wildcard (0.0.0.0 or ::)",
+            ));
+        }
+        if self.net.token_expiry_s == 0 {
+            return Err(invalid("net.token_expiry_s", "must be > 0"));
+        }
+        if self.net.max_packets_per_client_tick == 0 {
+            return Err(invalid("net.max_packets_per_client_tick", "must be > 0"));
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            return Err(invalid(
+                "log.format",
+                format!("must be \"human\" or \"json\", got {:?}", self.log.format),
+            ));
+        }
+        if self.shutdown_deadline_s == 0 {
+            return Err(invalid("shutdown_deadline_s", "must be > 0"));
+        }
+        Ok(())
+    }
+}
+
+/// Parses 64 hex digits into a 32-byte key.
+pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return Err(format!(
+            "must be 64 hex digits, got {} characters",
+            text.len()
+        ));
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        let pair = text.get(2 * i..2 * i + 2).ok_or("must be ASCII hex")?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| format!("must be hex, found {pair:?}"))?;
+    }
+    Ok(key)
+}
+
+/// Formats a key as 64 hex digits (for writing the dev key file only).
+pub fn format_key(key: &[u8; 32]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), c);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut c = Config::default();
+        c.net.private_key = Some("abc".into());
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                field: "net.private_key",
+                ..
+            })
+        ));
+        let mut c = Config::default();
+        c.net.bind = "0.0.0.0:1".parse().unwrap();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::Invalid {
+                field: "net.public_address",
+                ..
+            })
+        ));
+        let err = toml::from_str::<Config>("[net]\nbindd = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bindd"), "{err}");
+    }
+
+    #[test]
+    fn keys_parse_and_never_print() {
+        let hex = "00".repeat(31) + "ff";
+        assert_eq!(parse_key(&hex).unwrap()[31], 0xff);
+        assert_eq!(format_key(&parse_key(&hex).unwrap()), hex);
+        let mut c = Config::default();
+        c.net.private_key = Some(hex.clone());
+        assert!(!format!("{c:?}").contains(&hex));
+    }
+}

@@ -1,0 +1,186 @@
+//! The tick loop: a fixed-rate schedule that runs [`ZoneHost::tick`], reads datagrams between
+//! ticks and sends what the host queues. It never awaits anything but the socket and the timer.
+//!
+//! Overruns: when a tick ends past the next deadline, the missed ticks run back to back (up to
+//! `max_catch_up` of them); if the loop is still behind after that, the remaining ticks are
+//! skipped and counted, and the schedule restarts from now. The tick deadline always wins over
+//! datagrams (`biased` select), and at most `MAX_DATAGRAMS_PER_WAKE` datagrams are read per
+//! wake-up, so a flood of junk cannot starve the ticks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+use tracing::{info, warn};
+
+use crate::host::ZoneHost;
+use crate::metrics::{Direction, Metrics};
+use crate::socket::DatagramSocket;
+use crate::tokens::unix_now;
+
+/// Datagrams read per wake-up before the loop looks at the clock again.
+const MAX_DATAGRAMS_PER_WAKE: usize = 512;
+
+/// Liveness and readiness, shared with the admin endpoint.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// Accepting players and ticking.
+    pub ready: AtomicBool,
+    /// Ticks run so far.
+    pub ticks: AtomicU64,
+}
+
+/// How the loop runs.
+#[derive(Clone, Copy, Debug)]
+pub struct LoopConfig {
+    /// Ticks per second.
+    pub tick_hz: u32,
+    /// Most ticks run back to back to catch up.
+    pub max_catch_up: u32,
+    /// Stop after this many ticks (tests, benchmarks); `None` runs until shutdown.
+    pub max_ticks: Option<u64>,
+}
+
+/// What a finished loop reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoopSummary {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Ticks that overran their period.
+    pub overruns: u64,
+    /// Ticks skipped.
+    pub skipped: u64,
+    /// Players saved at shutdown.
+    pub saved_at_shutdown: usize,
+}
+
+/// Runs `host` on `socket` until `shutdown` turns true (or `max_ticks`), then shuts down
+/// gracefully: stops accepting, disconnects every client, saves every player and flushes.
+pub async fn run_loop<S: DatagramSocket>(
+    host: &mut ZoneHost,
+    socket: &S,
+    config: LoopConfig,
+    metrics: &Metrics,
+    status: &Status,
+    mut shutdown: watch::Receiver<bool>,
+) -> LoopSummary {
+    let epoch = Instant::now();
+    let period = Duration::from_secs_f64(1.0 / f64::from(config.tick_hz.max(1)));
+    let mut next = epoch + period;
+    let mut summary = LoopSummary::default();
+    let mut buf = vec![0u8; 2048];
+    status.ready.store(true, Ordering::Release);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            _ = sleep_until(next) => {
+                let mut ran = 0;
+                while Instant::now() >= next && ran <= config.max_catch_up {
+                    let started = Instant::now();
+                    host.tick(started - epoch);
+                    let took = started.elapsed();
+                    metrics.tick_seconds.observe(took.as_secs_f64());
+                    if took > period {
+                        summary.overruns += 1;
+                        metrics.tick_overruns.inc();
+                    }
+                    summary.ticks += 1;
+                    ran += 1;
+                    next += period;
+                }
+                let now = Instant::now();
+                if now >= next {
+                    let behind = ((now - next).as_secs_f64() / period.as_secs_f64()) as u64 + 1;
+                    summary.skipped += behind;
+                    metrics.ticks_skipped.inc_by(behind);
+                    warn!(behind, "tick loop overloaded; skipping ticks");
+                    next = now + period;
+                }
+                status.ticks.store(summary.ticks, Ordering::Release);
+                flush(host, socket, metrics).await;
+                if config.max_ticks.is_some_and(|m| summary.ticks >= m) {
+                    break;
+                }
+            }
+            received = socket.recv_from(&mut buf) => {
+                handle(host, &mut buf, received, epoch, metrics);
+                for _ in 0..MAX_DATAGRAMS_PER_WAKE {
+                    let more = socket.try_recv_from(&mut buf);
+                    if matches!(&more, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+                        break;
+                    }
+                    handle(host, &mut buf, more, epoch, metrics);
+                }
+                flush(host, socket, metrics).await;
+            }
+        }
+    }
+    status.ready.store(false, Ordering::Release);
+    summary.saved_at_shutdown = host.shutdown();
+    flush(host, socket, metrics).await;
+    info!(
+        saved = summary.saved_at_shutdown,
+        ticks = summary.ticks,
+        "zone loop stopped"
+    );
+    summary
+}
+
+fn handle(
+    host: &mut ZoneHost,
+    buf: &mut [u8],
+    received: std::io::Result<(usize, std::net::SocketAddr)>,
+    epoch: Instant,
+    metrics: &Metrics,
+) {
+    match received {
+        Ok((n, from)) => {
+            metrics
+                .packets
+                .get_or_create(&Direction { direction: "in" })
+                .inc();
+            metrics
+                .bytes
+                .get_or_create(&Direction { direction: "in" })
+                .inc_by(n as u64);
+            if let Some(datagram) = buf.get_mut(..n) {
+                host.handle_datagram(Instant::now() - epoch, unix_now(), from, datagram);
+            }
+        }
+        Err(e) => {
+            // ICMP port-unreachable and friends surface here on some platforms: count, go on.
+            metrics.drop_reason("socket_error");
+            tracing::debug!(error = %e, "recv_from failed");
+        }
+    }
+}
+
+async fn flush<S: DatagramSocket>(host: &mut ZoneHost, socket: &S, metrics: &Metrics) {
+    let (mut packets, mut bytes) = (0u64, 0u64);
+    while let Some(t) = host.poll_transmit() {
+        match socket.send_to(t.payload, t.destination).await {
+            Ok(n) => {
+                packets += 1;
+                bytes += n as u64;
+            }
+            Err(e) => {
+                metrics.drop_reason("send_error");
+                tracing::debug!(error = %e, to = %t.destination, "send_to failed");
+            }
+        }
+    }
+    metrics
+        .packets
+        .get_or_create(&Direction { direction: "out" })
+        .inc_by(packets);
+    metrics
+        .bytes
+        .get_or_create(&Direction { direction: "out" })
+        .inc_by(bytes);
+}
+
+/// Shares status with the admin endpoint.
+pub type SharedStatus = Arc<Status>;

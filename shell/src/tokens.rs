@@ -1,0 +1,53 @@
+//! Minting netcode.io connect tokens, as a login backend would (and as `zone-server token` and
+//! the bots do for development).
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use zone_core::netcode::{ConnectToken, ConnectTokenParams, Key};
+
+use crate::keys::random_bytes;
+
+/// What a token grants.
+#[derive(Clone, Debug)]
+pub struct TokenRequest {
+    /// netcode protocol id.
+    pub protocol_id: u64,
+    /// The player's account id (becomes the zone's `PlayerId`).
+    pub client_id: u64,
+    /// Server addresses the client may connect to, tried in order.
+    pub servers: Vec<SocketAddr>,
+    /// Lifetime, seconds.
+    pub expiry_s: u64,
+    /// Connection timeout, seconds.
+    pub timeout_s: i32,
+}
+
+/// Seconds since the UNIX epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A fresh 2048-byte connect token signed with `private_key`.
+pub fn mint(request: &TokenRequest, private_key: &Key) -> anyhow::Result<[u8; 2048]> {
+    let now = unix_now();
+    let params = ConnectTokenParams {
+        protocol_id: request.protocol_id,
+        create_timestamp: now,
+        expire_timestamp: now + request.expiry_s,
+        timeout_seconds: request.timeout_s,
+        client_id: request.client_id,
+        server_addresses: &request.servers,
+        client_to_server_key: Key::from_bytes(random_bytes()?),
+        server_to_client_key: Key::from_bytes(random_bytes()?),
+        user_data: [0; 256],
+        nonce: random_bytes()?,
+    };
+    let token = ConnectToken::generate(&params, private_key)
+        .map_err(|e| anyhow::anyhow!("minting token: {e}"))?;
+    token
+        .to_bytes()
+        .map_err(|e| anyhow::anyhow!("encoding token: {e}"))
+}
