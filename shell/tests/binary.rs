@@ -1,0 +1,199 @@
+//! The `zone-server` binary itself: runs on embedded defaults, answers health checks, exits 0
+//! on SIGTERM after a graceful shutdown, refuses bad config naming the field, mints tokens.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_zone-server"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split(' ').nth(1)?.parse().ok()
+}
+
+#[test]
+fn runs_with_bots_for_a_fixed_number_of_ticks_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args([
+            "run",
+            "--ticks",
+            "180",
+            "--bots",
+            "3",
+            "--npcs",
+            "200",
+            "--arena-size",
+            "64",
+        ])
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{}", free_port()),
+            "--admin-bind",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{logs}", out.status);
+    assert!(logs.contains("zone server stopped cleanly"), "{logs}");
+    assert!(logs.contains("connected=3"), "demo bots connected: {logs}");
+    assert!(
+        dir.path().join("dev-private.key").exists(),
+        "development key written"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = free_port();
+    let mut child = bin()
+        .args([
+            "run",
+            "--bots",
+            "2",
+            "--npcs",
+            "100",
+            "--arena-size",
+            "64",
+            "--log-format",
+            "json",
+        ])
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{}", free_port()),
+            "--admin-bind",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while get(admin, "/readyz") != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get(admin, "/healthz"), Some(200));
+    std::thread::sleep(Duration::from_millis(500));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(code.success(), "exit {code:?}\n{logs}");
+    assert!(logs.contains("signal received"), "{logs}");
+    assert!(
+        logs.contains("\"saved\":2"),
+        "both bots' players saved: {logs}"
+    );
+    assert!(
+        !logs.contains(
+            &std::fs::read_to_string(dir.path().join("dev-private.key"))
+                .unwrap()
+                .trim()
+                .to_string()
+        ),
+        "key never logged"
+    );
+}
+
+#[test]
+fn bad_config_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("zone.toml");
+    std::fs::write(&file, "[net]\nmax_clients = 0\n").unwrap();
+    let out = bin().args(["run", "--config"]).arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("net.max_clients"), "{err}");
+
+    std::fs::write(&file, "[net]\nbindd = \"127.0.0.1:1\"\n").unwrap();
+    let out = bin().args(["run", "--config"]).arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bindd"));
+
+    let out = bin()
+        .args(["run", "--arena-size", "3"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("zone.arena_size"));
+    let out = bin()
+        .args(["run"])
+        .env("ZONE_NPCS", "not-a-number")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "env values are validated too");
+}
+
+#[test]
+fn token_command_mints_a_parseable_token() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["token", "--player-id", "77"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .unwrap();
+    assert_eq!(bytes.len(), 2048);
+    let token = zone_core::netcode::ConnectToken::read(&bytes).unwrap();
+    assert_eq!(
+        token.protocol_id,
+        zone_shell::config::Config::default().net.protocol_id
+    );
+    assert!(token.expire_timestamp > token.create_timestamp);
+}
