@@ -28,6 +28,21 @@ enum Command {
     Token(TokenArgs),
     /// Run headless bot clients against a server and report what they saw.
     Bots(BotArgs),
+    /// Throw junk datagrams at a server (abuse testing; only at your own server).
+    Flood(FloodArgs),
+}
+
+#[derive(Args, Debug)]
+struct FloodArgs {
+    /// Target server.
+    #[arg(long, default_value = "127.0.0.1:40000")]
+    target: SocketAddr,
+    /// Datagrams per second.
+    #[arg(long, default_value_t = 50_000)]
+    rate: u32,
+    /// Seconds.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
 }
 
 /// Settings shared by every subcommand. Precedence: flag > env > config file > default.
@@ -192,6 +207,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run(args).await,
         Command::Token(args) => token(args),
         Command::Bots(args) => bots(args).await,
+        Command::Flood(args) => {
+            let sent = zone_shell::flood::flood(args.target, args.rate, args.seconds).await?;
+            println!(
+                "sent {sent} junk datagrams ({:.0}/s)",
+                sent as f64 / args.seconds.max(1) as f64
+            );
+            Ok(())
+        }
     }
 }
 
@@ -259,6 +282,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         skipped = summary.skipped,
         saved = summary.saved_at_shutdown,
         connects = host.stats().connects,
+        tick_p50_ms = summary.tick_times.quantile_ms(0.5),
+        tick_p99_ms = summary.tick_times.quantile_ms(0.99),
+        cpu_s = zone_shell::process_stats::cpu_time().map_or(0.0, |d| d.as_secs_f64()),
+        peak_rss_mb = zone_shell::process_stats::peak_rss_bytes().map_or(0, |b| b / (1 << 20)),
         state_hash = format!("{:016x}", host.zone().state_hash()),
         "zone server stopped cleanly"
     );

@@ -43,9 +43,52 @@ pub struct LoopConfig {
     pub max_ticks: Option<u64>,
 }
 
+/// Tick durations in 50 µs buckets up to 100 ms (the last bucket holds everything slower).
+#[derive(Clone, Debug)]
+pub struct TickHistogram {
+    buckets: Vec<u64>,
+}
+
+impl Default for TickHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: vec![0; 2_001],
+        }
+    }
+}
+
+impl TickHistogram {
+    const STEP_US: u64 = 50;
+
+    /// Records one tick.
+    pub fn record(&mut self, took: Duration) {
+        let i =
+            (took.as_micros() as u64 / Self::STEP_US).min(self.buckets.len() as u64 - 1) as usize;
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b += 1;
+        }
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds, as the upper edge of its bucket.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        let total: u64 = self.buckets.iter().sum();
+        let want = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return ((i as u64 + 1) * Self::STEP_US) as f64 / 1000.0;
+            }
+        }
+        0.0
+    }
+}
+
 /// What a finished loop reports.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LoopSummary {
+    /// Tick durations.
+    pub tick_times: TickHistogram,
     /// Ticks run.
     pub ticks: u64,
     /// Ticks that overran their period.
@@ -83,6 +126,7 @@ pub async fn run_loop<S: DatagramSocket>(
                     host.tick(started - epoch);
                     let took = started.elapsed();
                     metrics.tick_seconds.observe(took.as_secs_f64());
+                    summary.tick_times.record(took);
                     if took > period {
                         summary.overruns += 1;
                         metrics.tick_overruns.inc();

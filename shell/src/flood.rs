@@ -1,0 +1,49 @@
+//! A junk-datagram generator for load and abuse testing (`zone-server flood`): random,
+//! truncated, oversized and request-shaped datagrams at a fixed rate from one socket.
+//! Only ever aim it at your own server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::time::{Instant, MissedTickBehavior};
+use zone_core::rng::{self, Purpose};
+
+/// Sends about `rate` datagrams per second to `target` for `seconds`; returns how many were sent.
+pub async fn flood(target: SocketAddr, rate: u32, seconds: u64) -> anyhow::Result<u64> {
+    let bind: SocketAddr = if target.is_ipv4() {
+        "127.0.0.1:0".parse()?
+    } else {
+        "[::1]:0".parse()?
+    };
+    let socket = UdpSocket::bind(bind).await?;
+    // Send in 1 ms batches.
+    let per_batch = (rate / 1_000).max(1);
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; 1_500];
+    while Instant::now() < end {
+        ticker.tick().await;
+        for _ in 0..per_batch {
+            let mut d = rng::stream(0xF100D, sent, 0, Purpose::Script);
+            let len = match sent % 4 {
+                0 => 1 + d.below(40) as usize,
+                1 => 1_078,
+                2 => 200 + d.below(1_000) as usize,
+                _ => 1_500,
+            };
+            for b in buf.iter_mut().take(len) {
+                *b = d.below(256) as u8;
+            }
+            if sent % 3 == 0 {
+                buf[0] = 0;
+            }
+            if socket.send_to(&buf[..len], target).await.is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    Ok(sent)
+}
