@@ -37,7 +37,7 @@ pub async fn flood(target: SocketAddr, rate: u32, seconds: u64) -> anyhow::Resul
             for b in buf.iter_mut().take(len) {
                 *b = d.below(256) as u8;
             }
-            if sent % 3 == 0 {
+            if sent.is_multiple_of(3) {
                 buf[0] = 0;
             }
             if socket.send_to(&buf[..len], target).await.is_ok() {
