@@ -85,6 +85,9 @@ pub struct ReplicationFigures {
     pub naive_bytes_per_client_per_s: f64,
     /// Replicator time per visible entity per client (ns).
     pub ns_per_visible_entity: f64,
+    /// Baseline measured in the same run: naive full-snapshot bincode encode time per visible
+    /// entity per client (ns).
+    pub naive_ns_per_visible_entity: f64,
     /// Replicator time per tick for all clients (median, ms).
     pub update_ms_p50: f64,
     /// Replicator time per tick for all clients (99th percentile, ms).
@@ -134,6 +137,7 @@ pub fn replication_run(
     let (mut bytes, mut naive, mut visible, mut moved, mut deferred) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut times = Vec::new();
+    let mut naive_time = Duration::ZERO;
     let mut naive_buf = Vec::new();
     let mut naive_list = Vec::new();
     let cfg = bincode::config::standard();
@@ -202,7 +206,9 @@ pub fn replication_run(
                     }
                 }));
                 naive_buf.clear();
+                let encode_started = Instant::now();
                 let _ = bincode::encode_into_std_write(&naive_list, &mut naive_buf, cfg);
+                naive_time += encode_started.elapsed();
                 naive += naive_buf.len() as u64;
             }
         }
@@ -226,6 +232,7 @@ pub fn replication_run(
     figures.mix.iter_mut().for_each(|m| *m /= per_client_tick);
     let total: Duration = times.iter().sum();
     figures.ns_per_visible_entity = total.as_nanos() as f64 / visible.max(1) as f64;
+    figures.naive_ns_per_visible_entity = naive_time.as_nanos() as f64 / visible.max(1) as f64;
     times.sort_unstable();
     let pick = |q: f64| {
         times
@@ -239,3 +246,25 @@ pub fn replication_run(
 
 /// One entity list as the client holds it; re-exported for benches.
 pub type View = Vec<NetEntity>;
+
+/// Tick times (seconds) of `ticks` ticks of a warm zone, sorted.
+pub fn tick_times(kind: Scenario, players: u32, npcs: u32, warm: u32, ticks: u32) -> Vec<f64> {
+    let (mut zone, mut script) = scenario_zone(kind, players, npcs, warm);
+    let mut times = Vec::with_capacity(ticks as usize);
+    for _ in 0..ticks {
+        script.drive(&mut zone);
+        let started = Instant::now();
+        zone.tick();
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_unstable_by(f64::total_cmp);
+    times
+}
+
+/// The `q` quantile of sorted values.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0).max(0.0) * q).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,684 @@
+//! The figures report: one command runs short, fixed scenarios and prints one table with the
+//! goal beside each measured value (and `--json` for machines), plus a scaling sweep written as
+//! a PNG to `target/report/scaling.png`.
+//!
+//! `cargo run --release -p benches --bin report` (about 3-4 minutes on 2 cores).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use benches::{Scenario, quantile, replication_run, scenario_zone, tick_times};
+
+/// Counts allocations while `COUNTING` is on (the measured thread only runs then).
+struct Counting;
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; only adds a counter.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+struct Row {
+    area: &'static str,
+    name: String,
+    value: String,
+    goal: String,
+    ok: Option<bool>,
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+}
+
+impl Report {
+    fn row(
+        &mut self,
+        area: &'static str,
+        name: impl Into<String>,
+        value: String,
+        goal: &str,
+        ok: Option<bool>,
+    ) {
+        let row = Row {
+            area,
+            name: name.into(),
+            value,
+            goal: goal.into(),
+            ok,
+        };
+        eprintln!(
+            "  {:<12} {:<46} {:>18}   {}",
+            row.area, row.name, row.value, row.goal
+        );
+        self.rows.push(row);
+    }
+
+    fn print(&self) {
+        println!(
+            "{:<12} {:<46} {:>18}   {:<28} status",
+            "area", "figure", "measured", "goal"
+        );
+        println!("{}", "-".repeat(118));
+        for r in &self.rows {
+            let mark = match r.ok {
+                Some(true) => "met",
+                Some(false) => "NOT MET",
+                None => "",
+            };
+            println!(
+                "{:<12} {:<46} {:>18}   {:<28} {}",
+                r.area, r.name, r.value, r.goal, mark
+            );
+        }
+    }
+
+    fn json(&self) -> String {
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let items: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"area\":\"{}\",\"figure\":\"{}\",\"measured\":\"{}\",\"goal\":\"{}\",\"met\":{}}}",
+                    esc(r.area),
+                    esc(&r.name),
+                    esc(&r.value),
+                    esc(&r.goal),
+                    r.ok.map_or("null".to_string(), |b| b.to_string())
+                )
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--serve-child") {
+        return serve_child(&args);
+    }
+    let json = args.iter().any(|a| a == "--json");
+    let started = Instant::now();
+    let mut r = Report::default();
+    eprintln!("zone-server figures report (2-core machine; release build); rows as they finish:");
+
+    // Core tick.
+    let t = tick_times(Scenario::Combat, 1_000, 5_000, 300, 600);
+    let (p50, p99) = (quantile(&t, 0.5) * 1e3, quantile(&t, 0.99) * 1e3);
+    r.row(
+        "tick",
+        "tick p50, 1,000 players + 5,000 NPCs (combat)",
+        format!("{p50:.2} ms"),
+        "budget 16.7 ms",
+        Some(p50 < 16.7),
+    );
+    r.row(
+        "tick",
+        "tick p99, same",
+        format!("{p99:.2} ms"),
+        "< 8 ms (half the budget)",
+        Some(p99 < 8.0),
+    );
+    r.row(
+        "tick",
+        "ns per entity per tick (p50)",
+        format!("{:.0} ns", p50 * 1e6 / 6_000.0),
+        "-",
+        None,
+    );
+    r.row(
+        "tick",
+        "heap allocations per warm tick",
+        format!("{:.3}", allocations_per_tick()),
+        "0",
+        Some(allocations_per_tick() == 0.0),
+    );
+
+    // Replication.
+    let f = replication_run(Scenario::Standard, 1_000, 5_000, 6, 300, 300);
+    r.row(
+        "replication",
+        format!(
+            "bytes/client/s at 60 Hz ({:.0}% moving, 100 ms RTT)",
+            f.moving_fraction * 100.0
+        ),
+        format!("{:.0}", f.bytes_per_client_per_s),
+        "-",
+        None,
+    );
+    r.row(
+        "replication",
+        "naive full snapshots, same visible set",
+        format!("{:.0}", f.naive_bytes_per_client_per_s),
+        "baseline",
+        None,
+    );
+    r.row(
+        "replication",
+        "reduction vs naive",
+        format!("{:.2} %", f.reduction_pct()),
+        ">= 95 %",
+        Some(f.reduction_pct() >= 95.0),
+    );
+    r.row(
+        "replication",
+        "encode ns per visible entity per client",
+        format!("{:.1} ns", f.ns_per_visible_entity),
+        "<= 100 ns",
+        Some(f.ns_per_visible_entity <= 100.0),
+    );
+    r.row(
+        "replication",
+        "  vs naive bincode encode (same run)",
+        format!(
+            "{:.2}x",
+            f.ns_per_visible_entity / f.naive_ns_per_visible_entity.max(1e-9)
+        ),
+        "ratio",
+        None,
+    );
+    r.row(
+        "replication",
+        "all 1,000 clients per tick, p50 / p99",
+        format!("{:.1} / {:.1} ms", f.update_ms_p50, f.update_ms_p99),
+        "< 16.7 ms",
+        Some(f.update_ms_p99 < 16.7),
+    );
+    r.row(
+        "replication",
+        "largest packet",
+        format!("{} B", f.max_packet),
+        "<= 1200 B",
+        Some(f.max_packet <= 1_200),
+    );
+
+    // netcode.
+    let (pps, overhead) = netcode_figures();
+    r.row(
+        "netcode",
+        "1,000 B payload encrypt+decrypt per core",
+        format!("{:.0}/s", pps),
+        "-",
+        None,
+    );
+    r.row(
+        "netcode",
+        "overhead per payload packet",
+        format!("{overhead} B"),
+        "-",
+        None,
+    );
+
+    // Persistence.
+    r.row(
+        "persistence",
+        "spool append events/s (group commit)",
+        "not built yet".into(),
+        ">= 100,000/s",
+        None,
+    );
+    redis_rows(&mut r);
+
+    // End to end.
+    e2e_rows(&mut r, 300, 20)?;
+
+    // Scaling sweep.
+    scaling(&mut r)?;
+
+    eprintln!("done in {:.0} s\n", started.elapsed().as_secs_f64());
+    if json {
+        println!("{}", r.json());
+    } else {
+        r.print();
+    }
+    Ok(())
+}
+
+fn allocations_per_tick() -> f64 {
+    static MEMO: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *MEMO.get_or_init(|| {
+        let (mut zone, mut script) = scenario_zone(Scenario::Combat, 1_000, 5_000, 300);
+        let before = ALLOCS.load(Ordering::Relaxed);
+        for _ in 0..200 {
+            script.drive(&mut zone);
+            COUNTING.store(true, Ordering::Relaxed);
+            zone.tick();
+            COUNTING.store(false, Ordering::Relaxed);
+        }
+        (ALLOCS.load(Ordering::Relaxed) - before) as f64 / 200.0
+    })
+}
+
+fn netcode_figures() -> (f64, usize) {
+    use zone_core::netcode::Key;
+    use zone_core::netcode::packet::payload_roundtrip;
+    let key = Key::from_bytes([7; 32]);
+    let payload = [0xA5u8; 1_000];
+    let mut scratch = [0u8; zone_core::netcode::MAX_PACKET_BYTES];
+    let n = 100_000u64;
+    let started = Instant::now();
+    let mut size = 0;
+    for seq in 0..n {
+        size = payload_roundtrip(
+            &mut scratch,
+            &key,
+            1,
+            1_000 + seq,
+            std::hint::black_box(&payload),
+        )
+        .unwrap_or(0);
+    }
+    (
+        n as f64 / started.elapsed().as_secs_f64(),
+        size.saturating_sub(payload.len()),
+    )
+}
+
+fn redis_rows(r: &mut Report) {
+    match redis_pipeline() {
+        Ok((p50, p99, ceiling)) => {
+            r.row(
+                "redis",
+                "HSET 1,000 positions in one command, p50",
+                format!("{p50:.3} ms"),
+                "-",
+                None,
+            );
+            r.row(
+                "redis",
+                "same, p99",
+                format!("{p99:.3} ms"),
+                "< 1 ms",
+                Some(p99 < 1.0),
+            );
+            if let Some(c) = ceiling {
+                r.row(
+                    "redis",
+                    "  ceiling: redis-benchmark -P 16 SET",
+                    format!("{c:.0}/s"),
+                    "baseline",
+                    None,
+                );
+                r.row(
+                    "redis",
+                    "  positions/s via fred vs that ceiling",
+                    format!("{:.2}x", 1_000.0 / (p50 / 1e3) / c),
+                    "ratio",
+                    None,
+                );
+            }
+        }
+        Err(e) => r.row(
+            "redis",
+            "pipeline figures",
+            format!("skipped: {e}"),
+            "< 1 ms p99",
+            None,
+        ),
+    }
+}
+
+fn redis_pipeline() -> anyhow::Result<(f64, f64, Option<f64>)> {
+    use fred::prelude::*;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = std::env::temp_dir().join(format!("zone-report-redis-{port}"));
+    std::fs::create_dir_all(&dir)?;
+    let mut server = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!("no redis-server on PATH ({e}); apt-get install redis-server")
+        })?;
+    let result = (|| -> anyhow::Result<(f64, f64, Option<f64>)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (p50, p99) = rt.block_on(async {
+            let client =
+                Builder::from_config(Config::from_url(&format!("redis://127.0.0.1:{port}"))?)
+                    .build()?;
+            let mut tries = 0;
+            while client.init().await.is_err() {
+                tries += 1;
+                anyhow::ensure!(tries < 50, "redis-server did not start");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let fields: Vec<(String, String)> = (0..1_000)
+                .map(|i| (format!("p{i}"), format!("{i},{},{}", i * 3, i * 7)))
+                .collect();
+            let mut times = Vec::new();
+            for _ in 0..300 {
+                let started = Instant::now();
+                let _: () = client.hset("zone:1:positions", fields.clone()).await?;
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_unstable_by(f64::total_cmp);
+            let _ = client.quit().await;
+            Ok::<_, anyhow::Error>((quantile(&times[50..], 0.5), quantile(&times[50..], 0.99)))
+        })?;
+        let ceiling = Command::new("redis-benchmark")
+            .args([
+                "-p",
+                &port.to_string(),
+                "-P",
+                "16",
+                "-t",
+                "set",
+                "-n",
+                "200000",
+                "-q",
+            ])
+            .output()
+            .ok()
+            .and_then(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).to_string();
+                let line = text
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("requests per second"))?
+                    .to_string();
+                line.split_whitespace().find_map(|w| w.parse::<f64>().ok())
+            });
+        Ok((p50, p99, ceiling))
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Child mode: serve a zone for `ticks` ticks, print one summary line, exit.
+fn serve_child(args: &[String]) -> anyhow::Result<()> {
+    let ticks: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_200);
+    let dir = args
+        .get(3)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut config = zone_shell::config::Config::default();
+        config.net.bind = "127.0.0.1:0".parse()?;
+        config.admin.bind = "127.0.0.1:0".parse()?;
+        config.data_dir = dir;
+        config.zone.npcs = 5_000;
+        config.zone.arena_size = 384;
+        config.net.max_clients = 2_000;
+        let running = zone_shell::app::start(config, Some(ticks)).await?;
+        println!("ADDR {}", running.udp_addr);
+        let wall = Instant::now();
+        let (summary, _, _) = running.finish().await?;
+        let cpu = zone_shell::process_stats::cpu_time().map_or(0.0, |d| d.as_secs_f64());
+        let rss = zone_shell::process_stats::peak_rss_bytes().unwrap_or(0);
+        println!(
+            "SUMMARY {} {} {} {} {} {}",
+            summary.tick_times.quantile_ms(0.5),
+            summary.tick_times.quantile_ms(0.99),
+            summary.overruns,
+            cpu / wall.elapsed().as_secs_f64() * 100.0,
+            rss,
+            summary.skipped
+        );
+        Ok(())
+    })
+}
+
+fn e2e_rows(r: &mut Report, bots: u32, seconds: u64) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("zone-report-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let ticks = (seconds + 2) * 60;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--serve-child", &ticks.to_string()])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut lines = BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no child stdout"))?,
+    )
+    .lines();
+    let addr: std::net::SocketAddr = lines
+        .next()
+        .transpose()?
+        .and_then(|l| l.strip_prefix("ADDR ").map(str::to_owned))
+        .ok_or_else(|| anyhow::anyhow!("server child did not start"))?
+        .parse()?;
+    let key = zone_shell::keys::private_key(&zone_shell::config::Config {
+        data_dir: dir.clone(),
+        ..Default::default()
+    })?
+    .0;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let crowd = rt.block_on(async {
+        let (_tx, stop) = tokio::sync::watch::channel(false);
+        zone_shell::bots::run_crowd(
+            zone_shell::bots::BotConfig {
+                server: addr,
+                protocol_id: zone_shell::config::Config::default().net.protocol_id,
+                first_player: 1,
+                count: bots,
+                tick_hz: 60,
+                duration: Some(Duration::from_secs(seconds)),
+                seed: 3,
+            },
+            &key,
+            stop,
+        )
+        .await
+    })?;
+    let summary = lines.find_map(|l| {
+        l.ok()
+            .and_then(|l| l.strip_prefix("SUMMARY ").map(str::to_owned))
+    });
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let v: Vec<f64> = summary
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let get = |i: usize| v.get(i).copied().unwrap_or(f64::NAN);
+    let area = "loopback";
+    r.row(
+        area,
+        format!("{bots} bots, 60 Hz, {seconds} s: server tick p50"),
+        format!("{:.2} ms", get(0)),
+        "-",
+        None,
+    );
+    r.row(
+        area,
+        "server tick p99",
+        format!("{:.2} ms", get(1)),
+        "< 8 ms",
+        Some(get(1) < 8.0),
+    );
+    r.row(
+        area,
+        "disconnects (faults) / not connected",
+        format!(
+            "{} / {}",
+            crowd.faulted(),
+            crowd.bots.len() - crowd.connected()
+        ),
+        "0 / 0",
+        Some(crowd.faulted() == 0 && crowd.connected() == crowd.bots.len()),
+    );
+    r.row(
+        area,
+        "snapshots per bot per second",
+        format!("{:.1}", crowd.snapshots_per_bot_s()),
+        "60",
+        None,
+    );
+    r.row(
+        area,
+        "bytes/client/s on the wire (with netcode)",
+        format!("{:.0}", crowd.wire_bytes_in_per_bot_s()),
+        "-",
+        None,
+    );
+    r.row(
+        area,
+        "server CPU (of one core)",
+        format!("{:.0} %", get(3)),
+        "-",
+        None,
+    );
+    r.row(
+        area,
+        "server peak RSS",
+        format!("{:.0} MiB", get(4) / 1_048_576.0),
+        "-",
+        None,
+    );
+    Ok(())
+}
+
+fn scaling(r: &mut Report) -> anyhow::Result<()> {
+    let mut players_curve = Vec::new();
+    for players in [100u32, 500, 1_000, 2_000] {
+        let t = tick_times(Scenario::Standard, players, 5_000, 120, 240);
+        let f = replication_run(Scenario::Standard, players, 5_000, 6, 120, 120);
+        let p50 = quantile(&t, 0.5) * 1e3;
+        r.row(
+            "scaling",
+            format!("{players} players + 5k NPCs: tick p50 | bytes/client/s"),
+            format!("{p50:.2} ms | {:.0}", f.bytes_per_client_per_s),
+            "-",
+            None,
+        );
+        players_curve.push((f64::from(players), p50, f.bytes_per_client_per_s));
+    }
+    let mut npc_curve = Vec::new();
+    for npcs in [1_000u32, 5_000, 20_000] {
+        let t = tick_times(Scenario::Standard, 1_000, npcs, 120, 240);
+        let p50 = quantile(&t, 0.5) * 1e3;
+        r.row(
+            "scaling",
+            format!("1,000 players + {npcs} NPCs: tick p50"),
+            format!("{p50:.2} ms"),
+            "-",
+            None,
+        );
+        npc_curve.push((f64::from(npcs), p50));
+    }
+    let path = plot(&players_curve, &npc_curve)?;
+    r.row("scaling", "plot", path, "-", None);
+    Ok(())
+}
+
+fn plot(players: &[(f64, f64, f64)], npcs: &[(f64, f64)]) -> anyhow::Result<String> {
+    use plotters::prelude::*;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/report");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.canonicalize()?.join("scaling.png");
+    let root = BitMapBackend::new(&path, (1200, 400)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let panels = root.split_evenly((1, 3));
+    let max = |v: &mut dyn Iterator<Item = f64>| v.fold(0.0f64, f64::max) * 1.15 + 1e-9;
+    let series: [(Vec<(f64, f64)>, RGBColor); 3] = [
+        (players.iter().map(|p| (p.0, p.1)).collect(), RED),
+        (players.iter().map(|p| (p.0, p.2)).collect(), BLUE),
+        (npcs.to_vec(), GREEN),
+    ];
+    // Labels need a TrueType font: DejaVu Sans where the system has it (Debian: fonts-dejavu-core).
+    let font = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    ]
+    .iter()
+    .find_map(|p| std::fs::read(p).ok())
+    .map(|bytes| {
+        plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            Box::leak(bytes.into_boxed_slice()),
+        )
+        .is_ok()
+    })
+    .unwrap_or(false);
+    let titles = [
+        ("tick p50 (ms) vs players, 5k NPCs", "players"),
+        ("bytes/client/s vs players, 5k NPCs", "players"),
+        ("tick p50 (ms) vs NPCs, 1k players", "NPCs"),
+    ];
+    for ((panel, (points, color)), (title, x_desc)) in panels.iter().zip(series).zip(titles) {
+        let x_max = max(&mut points.iter().map(|p| p.0));
+        let y_max = max(&mut points.iter().map(|p| p.1));
+        let mut builder = ChartBuilder::on(panel);
+        builder.margin(20);
+        if font {
+            builder
+                .caption(title, ("sans-serif", 18))
+                .x_label_area_size(35)
+                .y_label_area_size(60);
+        }
+        let mut chart = builder
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut mesh = chart.configure_mesh();
+        if font {
+            mesh.x_desc(x_desc).label_style(("sans-serif", 13));
+        } else {
+            mesh.x_labels(0).y_labels(0);
+        }
+        mesh.draw().map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(3)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 5, color.filled())))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(path.display().to_string())
+}
