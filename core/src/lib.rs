@@ -19,6 +19,8 @@
 pub mod client;
 mod components;
 mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grid;
 mod ids;
 mod input;

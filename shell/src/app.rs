@@ -38,6 +38,9 @@ pub struct Running {
     shutdown: Arc<watch::Sender<bool>>,
     task: tokio::task::JoinHandle<anyhow::Result<(LoopSummary, ZoneHost)>>,
     bots: Option<tokio::task::JoinHandle<anyhow::Result<CrowdReport>>>,
+    /// Stops the demo bots; sent only after the loop has finished, so that bots are
+    /// disconnected by the server's shutdown rather than leaving on their own.
+    bots_stop: watch::Sender<bool>,
 }
 
 impl Running {
@@ -55,6 +58,7 @@ impl Running {
     pub async fn finish(self) -> anyhow::Result<(LoopSummary, ZoneHost, Option<CrowdReport>)> {
         let (summary, host) = self.task.await.context("zone loop task")??;
         let _ = self.shutdown.send(true);
+        let _ = self.bots_stop.send(true);
         let bots = match self.bots {
             Some(b) => Some(b.await.context("bot task")??),
             None => None,
@@ -136,6 +140,7 @@ pub async fn start(config: Config, max_ticks: Option<u64>) -> anyhow::Result<Run
     });
     info!(udp = %udp_addr, public = %public, admin = %admin_addr, tick_hz, "zone server listening");
 
+    let (bots_stop, bots_stop_rx) = watch::channel(false);
     let bots = (config.bots > 0).then(|| {
         let bot_config = BotConfig {
             server: public,
@@ -146,7 +151,7 @@ pub async fn start(config: Config, max_ticks: Option<u64>) -> anyhow::Result<Run
             duration: None,
             seed: config.zone.seed,
         };
-        let (key, rx) = (key.clone(), shutdown_rx.clone());
+        let (key, rx) = (key.clone(), bots_stop_rx.clone());
         tokio::spawn(async move { run_crowd(bot_config, &key, rx).await })
     });
     Ok(Running {
@@ -158,6 +163,7 @@ pub async fn start(config: Config, max_ticks: Option<u64>) -> anyhow::Result<Run
         protocol_id: config.net.protocol_id,
         tick_hz,
         shutdown: Arc::new(shutdown_tx),
+        bots_stop,
         task,
         bots,
     })
