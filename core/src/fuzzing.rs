@@ -16,11 +16,10 @@ use crate::protocol::{ClientPacket, EntityUpdate, NetEntity, NetKind, ServerPack
 use crate::replication::{ReplicationConfig, Replicator};
 use crate::{AbilityId, AbilityUse, EntityId, PlayerId, PlayerInput, Zone, ZoneConfig, ZoneId};
 
-/// Every target, by name (the file names under `fuzz/fuzz_targets/` and `fuzz/corpus/`).
 /// A fuzz target body.
 pub type Body = fn(&[u8]);
 
-/// Every target, by name.
+/// Every target, by name (the file names under `fuzz/fuzz_targets/` and `fuzz/corpus/`).
 pub const TARGETS: &[(&str, Body)] = &[
     ("netcode_server", netcode_server),
     ("netcode_client", netcode_client),
