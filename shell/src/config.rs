@@ -21,7 +21,9 @@ pub struct Config {
     pub admin: AdminSection,
     /// Logging.
     pub log: LogSection,
-    /// Where the server keeps local state (dev key, later the spool and embedded stores).
+    /// Persistence: hot store (Redis or embedded), cold store (ScyllaDB or embedded), spool.
+    pub store: StoreSection,
+    /// Where the server keeps local state: dev key, write-behind spool, embedded stores.
     pub data_dir: PathBuf,
     /// Most time a graceful shutdown may take, seconds.
     pub shutdown_deadline_s: u64,
@@ -70,6 +72,36 @@ pub struct NetSection {
     pub max_packets_per_client_tick: u32,
 }
 
+/// Persistence. Without `redis_url` the hot store lives in the process; without `scylla_uri`
+/// the cold store is an SQLite file in `data_dir`; either way the spool is in `data_dir/spool`.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Redis URL, e.g. `redis://127.0.0.1:6379/0` (may carry a password: never logged).
+    pub redis_url: Option<String>,
+    /// ScyllaDB contact points, comma-separated `host:port`.
+    pub scylla_uri: Option<String>,
+    /// ScyllaDB keyspace.
+    pub scylla_keyspace: String,
+    /// Replication factor `zone-server migrate` gives the keyspace (NetworkTopologyStrategy).
+    pub scylla_replication_factor: u32,
+    /// Timeout of every store command, milliseconds.
+    pub command_timeout_ms: u64,
+    /// Group commit: the spool fsyncs at most this often, milliseconds.
+    pub group_commit_ms: u64,
+    /// Disk budget of the spool, bytes. When full, new combat events are dropped (counted)
+    /// and the server reports not ready; player saves are still written.
+    pub spool_max_bytes: u64,
+    /// Records per flush batch to the cold store.
+    pub flush_batch: usize,
+    /// Player positions are written to the hot store this often, milliseconds.
+    pub position_flush_ms: u64,
+    /// Sessions, presence and hot player state expire after this many seconds unless refreshed.
+    pub hot_ttl_s: u64,
+    /// Zone lease lifetime, milliseconds (renewed at a third of it).
+    pub lease_ttl_ms: u64,
+}
+
 /// Admin HTTP.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -95,6 +127,7 @@ impl Default for Config {
             net: NetSection::default(),
             admin: AdminSection::default(),
             log: LogSection::default(),
+            store: StoreSection::default(),
             data_dir: PathBuf::from("zone-data"),
             shutdown_deadline_s: 10,
             max_catch_up_ticks: 3,
@@ -127,6 +160,52 @@ impl Default for NetSection {
             timeout_s: 10,
             max_packets_per_client_tick: 8,
         }
+    }
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            scylla_uri: None,
+            scylla_keyspace: "zone".into(),
+            scylla_replication_factor: 3,
+            command_timeout_ms: 2_000,
+            group_commit_ms: 5,
+            spool_max_bytes: 1 << 30,
+            flush_batch: 256,
+            position_flush_ms: 1_000,
+            hot_ttl_s: 600,
+            lease_ttl_ms: 6_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSection")
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("scylla_uri", &self.scylla_uri)
+            .field("scylla_keyspace", &self.scylla_keyspace)
+            .field("scylla_replication_factor", &self.scylla_replication_factor)
+            .field("command_timeout_ms", &self.command_timeout_ms)
+            .field("group_commit_ms", &self.group_commit_ms)
+            .field("spool_max_bytes", &self.spool_max_bytes)
+            .field("flush_batch", &self.flush_batch)
+            .field("position_flush_ms", &self.position_flush_ms)
+            .field("hot_ttl_s", &self.hot_ttl_s)
+            .field("lease_ttl_ms", &self.lease_ttl_ms)
+            .finish()
+    }
+}
+
+/// A URL with any password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}<redacted>{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -175,6 +254,7 @@ impl std::fmt::Debug for Config {
             .field("net", &self.net)
             .field("admin", &self.admin)
             .field("log", &self.log)
+            .field("store", &self.store)
             .field("data_dir", &self.data_dir)
             .field("shutdown_deadline_s", &self.shutdown_deadline_s)
             .field("max_catch_up_ticks", &self.max_catch_up_ticks)
@@ -284,6 +364,67 @@ impl Config {
             return Err(invalid(
                 "log.format",
                 format!("must be \"human\" or \"json\", got {:?}", self.log.format),
+            ));
+        }
+        let st = &self.store;
+        if let Some(url) = &st.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "store.redis_url",
+                format!(
+                    "must start with redis:// or rediss://, got {:?}",
+                    redact_url(url)
+                ),
+            ));
+        }
+        if let Some(uri) = &st.scylla_uri
+            && uri.split(',').any(|h| h.trim().is_empty())
+        {
+            return Err(invalid(
+                "store.scylla_uri",
+                "must be comma-separated host:port contact points",
+            ));
+        }
+        let keyspace_ok = !st.scylla_keyspace.is_empty()
+            && st.scylla_keyspace.len() <= 48
+            && st
+                .scylla_keyspace
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && st
+                .scylla_keyspace
+                .starts_with(|c: char| c.is_ascii_alphabetic());
+        if !keyspace_ok {
+            return Err(invalid(
+                "store.scylla_keyspace",
+                "must be 1-48 characters of letters, digits and _, starting with a letter",
+            ));
+        }
+        for (field, value, min) in [
+            ("store.command_timeout_ms", st.command_timeout_ms, 1),
+            ("store.group_commit_ms", st.group_commit_ms, 1),
+            ("store.spool_max_bytes", st.spool_max_bytes, 1 << 20),
+            ("store.position_flush_ms", st.position_flush_ms, 10),
+            ("store.hot_ttl_s", st.hot_ttl_s, 1),
+            ("store.lease_ttl_ms", st.lease_ttl_ms, 300),
+            (
+                "store.scylla_replication_factor",
+                u64::from(st.scylla_replication_factor),
+                1,
+            ),
+        ] {
+            if value < min {
+                return Err(invalid(
+                    field,
+                    format!("must be at least {min}, got {value}"),
+                ));
+            }
+        }
+        if !(1..=10_000).contains(&st.flush_batch) {
+            return Err(invalid(
+                "store.flush_batch",
+                format!("must be 1..=10000, got {}", st.flush_batch),
             ));
         }
         if self.shutdown_deadline_s == 0 {

@@ -17,6 +17,7 @@ pub mod flood;
 pub mod host;
 pub mod keys;
 pub mod metrics;
+pub mod persist;
 pub mod process_stats;
 pub mod server;
 pub mod socket;

@@ -51,7 +51,7 @@ struct Common {
     /// Config file (TOML).
     #[arg(long, env = "ZONE_CONFIG")]
     config: Option<PathBuf>,
-    /// Directory for local state (development key).
+    /// Directory for local state (development key, spool, embedded stores).
     #[arg(long, env = "ZONE_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// UDP address to bind.
@@ -69,6 +69,15 @@ struct Common {
     /// Log filter, e.g. info or zone_shell=debug.
     #[arg(long, env = "ZONE_LOG")]
     log: Option<String>,
+    /// Redis URL for the hot store (embedded in-process store when absent).
+    #[arg(long, env = "ZONE_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// ScyllaDB contact points, host:port[,host:port] (embedded SQLite when absent).
+    #[arg(long, env = "ZONE_SCYLLA_URI")]
+    scylla_uri: Option<String>,
+    /// ScyllaDB keyspace.
+    #[arg(long, env = "ZONE_SCYLLA_KEYSPACE")]
+    scylla_keyspace: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -156,6 +165,17 @@ fn load(common: &Common) -> anyhow::Result<Config> {
     }
     if let Some(v) = &common.log {
         config.log.level = v.clone();
+    }
+    if let Some(v) = &common.scylla_uri {
+        config.store.scylla_uri = Some(v.clone());
+    }
+    if let Some(v) = &common.scylla_keyspace {
+        config.store.scylla_keyspace = v.clone();
+    }
+    // The Redis URL may carry a password: like the key, it comes from the file or the
+    // environment (ZONE_REDIS_URL), or a flag for passwordless development servers.
+    if let Some(v) = &common.redis_url {
+        config.store.redis_url = Some(v.clone());
     }
     // The key only ever comes from the file or the environment, never a flag (ps would show it).
     if let Ok(key) = std::env::var("ZONE_PRIVATE_KEY") {

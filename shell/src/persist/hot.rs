@@ -1,0 +1,123 @@
+//! The hot-store port: fast, shared, losable state. Sessions with a TTL, who is in which zone,
+//! a position cache flushed in batches, a hot copy of each player's last state, cross-zone
+//! pub/sub, per-key rate limits and zone leases with fencing tokens. Implemented by Redis
+//! ([`super::redis`]) and an in-process map ([`super::embedded_hot`]).
+//!
+//! Nothing here is the only copy of anything durable: the cold store is the record, so a Redis
+//! wipe costs a cache refill, never data.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use zone_core::{PlayerId, PlayerState};
+
+use super::cold::StoreError;
+
+/// A player's session: which zone holds them, since when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// Whose.
+    pub player: PlayerId,
+    /// The zone the player is in.
+    pub zone: u32,
+    /// The server instance holding them.
+    pub server: String,
+}
+
+/// A cached position.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Position {
+    /// Whose.
+    pub player: PlayerId,
+    /// World x.
+    pub x: f32,
+    /// World y.
+    pub y: f32,
+}
+
+/// A held zone lease. `fence` increases with every acquisition of any lease, so a later owner
+/// always holds a larger token than an earlier one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The zone.
+    pub zone: u32,
+    /// Who holds it.
+    pub owner: String,
+    /// The fencing token.
+    pub fence: u64,
+}
+
+/// A pub/sub message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The channel it came on.
+    pub channel: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// The hot store.
+#[async_trait::async_trait]
+pub trait HotStore: Send + Sync + Debug {
+    /// A short name for logs ("redis", "embedded").
+    fn name(&self) -> &'static str;
+
+    /// Records (or refreshes) a session; it expires after `ttl` unless refreshed.
+    async fn put_session(&self, session: &Session, ttl: Duration) -> Result<(), StoreError>;
+    /// A player's session, if live.
+    async fn session(&self, player: PlayerId) -> Result<Option<Session>, StoreError>;
+    /// Ends a session.
+    async fn drop_session(&self, player: PlayerId) -> Result<(), StoreError>;
+
+    /// Replaces the set of players present in a zone (expires after `ttl` unless refreshed).
+    async fn set_presence(
+        &self,
+        zone: u32,
+        players: &[PlayerId],
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// The players present in a zone.
+    async fn presence(&self, zone: u32) -> Result<Vec<PlayerId>, StoreError>;
+
+    /// Replaces a zone's position cache in one batched write.
+    async fn flush_positions(
+        &self,
+        zone: u32,
+        positions: &[Position],
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// A zone's cached positions.
+    async fn positions(&self, zone: u32) -> Result<Vec<Position>, StoreError>;
+
+    /// Keeps a player's last state hot (written on leave), keeping the newer version.
+    async fn put_player_state(
+        &self,
+        player: PlayerId,
+        state: &PlayerState,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// A player's hot state.
+    async fn player_state(&self, player: PlayerId) -> Result<Option<PlayerState>, StoreError>;
+
+    /// Publishes to a channel.
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), StoreError>;
+    /// Subscribes to a channel; the subscription survives reconnects.
+    async fn subscribe(&self, channel: &str) -> Result<broadcast::Receiver<Message>, StoreError>;
+
+    /// Counts one use of `key`; `false` when more than `limit` uses fell in the current window.
+    async fn rate_limit(&self, key: &str, limit: u32, window: Duration)
+    -> Result<bool, StoreError>;
+
+    /// Claims a zone for `owner` for `ttl`, if nobody holds it.
+    async fn acquire_lease(
+        &self,
+        zone: u32,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError>;
+    /// Extends a held lease; `false` when it was lost (expired or taken).
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError>;
+    /// Gives a lease up, if still held.
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+}

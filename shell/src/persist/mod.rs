@@ -1,0 +1,16 @@
+//! Persistence: the two store ports ([`HotStore`], [`ColdStore`]), their adapters (Redis via
+//! fred, ScyllaDB via scylla, embedded defaults), the durable write-behind spool and the
+//! flusher that drains it to the cold store.
+//!
+//! The tick never waits on any of it: the loop appends a tick's records to the spool's memory
+//! buffer; a writer thread group-commits them to disk; the flusher drains durable records to
+//! the cold store in batches with backoff and a circuit breaker; acknowledged segments are
+//! deleted. On start, whatever the spool holds is replayed.
+
+pub mod cold;
+pub mod hot;
+pub mod record;
+
+pub use cold::{ColdStore, StoreError, StoredPlayer};
+pub use hot::{HotStore, Lease, Message, Position, Session};
+pub use record::{CombatRecord, ProfileRecord, Record, RecordError, SaveRecord};
