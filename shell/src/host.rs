@@ -14,6 +14,45 @@ use zone_core::replication::{PacketError, ReplicationConfig, Replicator};
 use zone_core::{InputError, PlayerId, PlayerState, Zone};
 
 use crate::metrics::{Metrics, Reason};
+use crate::persist::{CombatRecord, Position, ProfileRecord, Record, SaveRecord, StoredPlayer};
+
+/// Where a joining player's state came from, or why it could not be loaded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoadOutcome {
+    /// Found in a store (the newest of the hot and cold copies).
+    Found {
+        /// The stored state and profile.
+        stored: StoredPlayer,
+        /// `"hot"` or `"cold"`.
+        source: &'static str,
+    },
+    /// No store knows the player: a new character.
+    New,
+    /// The stores could not answer (or the player is over their join rate): refuse the join.
+    Failed(String),
+}
+
+/// A hot-store update the host asks for (the loop hands it to the hot-store worker).
+#[derive(Clone, Debug, PartialEq)]
+pub enum HotOp {
+    /// A player joined this zone.
+    Joined {
+        /// Who.
+        player: PlayerId,
+    },
+    /// A player left; keep their last state hot.
+    Left {
+        /// Who.
+        player: PlayerId,
+        /// Their state at leaving.
+        state: PlayerState,
+    },
+    /// Periodic refresh of presence, positions and sessions.
+    Refresh {
+        /// Everyone in the zone with their position.
+        positions: Vec<Position>,
+    },
+}
 
 /// What a host needs besides the zone.
 #[derive(Clone, Debug)]
@@ -26,6 +65,11 @@ pub struct HostConfig {
     pub max_clients: usize,
     /// Most packets one client may send per tick.
     pub max_packets_per_client_tick: u32,
+    /// This server run's id (start time in unix ms): with the zone id and event id it keys
+    /// combat events uniquely across restarts.
+    pub run: u64,
+    /// Fencing token of the zone lease held (0 without a lease).
+    pub fence: u64,
 }
 
 /// Counters of one host's life, for logs and tests.
@@ -50,8 +94,21 @@ pub struct ZoneHost {
     slots: Vec<Option<PlayerId>>,
     index_of: BTreeMap<PlayerId, usize>,
     packets_this_tick: Vec<u32>,
-    /// Last known state of players who left (kept in memory until persistence lands).
+    /// States of players who left, kept until the cold store acknowledges them, so a quick
+    /// rejoin never reads an older copy from a store the flusher has not reached yet.
     saved: BTreeMap<PlayerId, PlayerState>,
+    /// Connected clients whose state is being loaded: player -> client index.
+    loading: BTreeMap<PlayerId, usize>,
+    /// Loads to start (drained by the loop).
+    load_requests: Vec<PlayerId>,
+    /// Records to make durable (drained by the loop into the spool).
+    records: Vec<Record>,
+    /// Hot-store updates (drained by the loop).
+    hot_ops: Vec<HotOp>,
+    zone_id: u32,
+    run: u64,
+    fence: u64,
+    unix_ms: u64,
     max_packets: u32,
     accepting: bool,
     metrics: Arc<Metrics>,
@@ -77,6 +134,7 @@ impl ZoneHost {
         let net = netcode::Server::new(net_config, challenge_key)
             .map_err(|e| anyhow::anyhow!("netcode server: {e}"))?;
         let rep = Replicator::new(ReplicationConfig::default(), zone.map().size());
+        let zone_id = zone.zone_id().0;
         Ok(Self {
             zone,
             rep,
@@ -85,6 +143,14 @@ impl ZoneHost {
             index_of: BTreeMap::new(),
             packets_this_tick: vec![0; config.max_clients],
             saved: BTreeMap::new(),
+            loading: BTreeMap::new(),
+            load_requests: Vec::new(),
+            records: Vec::new(),
+            hot_ops: Vec::new(),
+            zone_id,
+            run: config.run,
+            fence: config.fence,
+            unix_ms: config.run,
             max_packets: config.max_packets_per_client_tick,
             accepting: true,
             metrics,
@@ -171,39 +237,162 @@ impl ZoneHost {
 
     fn on_connect(&mut self, client_index: usize, client_id: u64, address: SocketAddr) {
         let player = PlayerId(client_id);
-        let state = self
-            .saved
-            .remove(&player)
-            .unwrap_or_else(|| self.zone.new_character(player));
+        info!(player = client_id, %address, "client connected");
+        self.stats.connects += 1;
+        self.metrics.connects.inc();
+        if let Some(slot) = self.slots.get_mut(client_index) {
+            *slot = Some(player);
+        }
+        if let Some(state) = self.saved.get(&player).copied() {
+            self.metrics.player_loads.get_or_create(&reason("local")).inc();
+            self.join(client_index, player, state);
+        } else {
+            self.loading.insert(player, client_index);
+            self.load_requests.push(player);
+        }
+    }
+
+    /// Joins a connected client's player with `state`.
+    fn join(&mut self, client_index: usize, player: PlayerId, state: PlayerState) {
         match self.zone.join(player, state) {
             Ok(entity) => {
+                self.saved.remove(&player);
                 self.rep.connect(&self.zone, player);
-                if let Some(slot) = self.slots.get_mut(client_index) {
-                    *slot = Some(player);
-                }
                 self.index_of.insert(player, client_index);
-                self.stats.connects += 1;
-                self.metrics.connects.inc();
                 self.metrics.clients.set(self.index_of.len() as i64);
-                info!(player = client_id, %address, entity = entity.0, "client connected");
+                self.hot_ops.push(HotOp::Joined { player });
+                debug!(player = player.0, entity = entity.0, "player joined the zone");
             }
             Err(e) => {
-                warn!(player = client_id, %address, error = %e, "join refused; disconnecting");
-                self.saved.insert(player, state);
+                warn!(player = player.0, error = %e, "join refused; disconnecting");
                 let _ = self.net.disconnect(client_index);
             }
         }
+    }
+
+    /// Loads the host asked for since the last call (the loop starts them).
+    pub fn take_load_requests(&mut self) -> Vec<PlayerId> {
+        std::mem::take(&mut self.load_requests)
+    }
+
+    /// A load finished: join the player if they are still connected.
+    pub fn complete_load(&mut self, player: PlayerId, outcome: LoadOutcome) {
+        let Some(client_index) = self.loading.remove(&player) else {
+            return;
+        };
+        if self.slots.get(client_index).copied().flatten() != Some(player) {
+            return;
+        }
+        let state = match outcome {
+            LoadOutcome::Found { stored, source } => {
+                self.metrics.player_loads.get_or_create(&reason(source)).inc();
+                if stored.profile.is_none() {
+                    self.records.push(Record::Profile(ProfileRecord {
+                        player,
+                        name: format!("player-{}", player.0),
+                        created_unix_ms: self.unix_ms,
+                    }));
+                }
+                stored.state
+            }
+            LoadOutcome::New => {
+                self.metrics.player_loads.get_or_create(&reason("new")).inc();
+                self.records.push(Record::Profile(ProfileRecord {
+                    player,
+                    name: format!("player-{}", player.0),
+                    created_unix_ms: self.unix_ms,
+                }));
+                self.zone.new_character(player)
+            }
+            LoadOutcome::Failed(why) => {
+                self.metrics.player_loads.get_or_create(&reason("failed")).inc();
+                warn!(player = player.0, why, "player state could not be loaded; disconnecting");
+                let _ = self.net.disconnect(client_index);
+                return;
+            }
+        };
+        self.join(client_index, player, state);
+    }
+
+    /// Records to make durable since the last call.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.records)
+    }
+
+    /// Hot-store updates since the last call.
+    pub fn take_hot_ops(&mut self) -> Vec<HotOp> {
+        std::mem::take(&mut self.hot_ops)
+    }
+
+    /// The cold store now holds these `(player, version)` saves: forget local copies that
+    /// are no newer.
+    pub fn flushed(&mut self, saves: &[(PlayerId, u64)]) {
+        for (player, version) in saves {
+            if self.saved.get(player).is_some_and(|s| s.version <= *version) {
+                self.saved.remove(player);
+            }
+        }
+    }
+
+    /// Seeds the local copies with saves recovered from the spool at start-up (the newest
+    /// version of each player wins), so a player who rejoins before the flusher has replayed
+    /// them gets their newest state.
+    pub fn recover_saves<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>) {
+        for record in records {
+            if let Record::PlayerSave(s) = record {
+                let newer = self
+                    .saved
+                    .get(&s.player)
+                    .is_none_or(|old| old.version <= s.state.version);
+                if newer {
+                    self.saved.insert(s.player, s.state);
+                }
+            }
+        }
+    }
+
+    /// Players whose state is held locally until the cold store has it.
+    pub fn unflushed_saves(&self) -> usize {
+        self.saved.len()
+    }
+
+    /// Everyone in the zone with their position.
+    pub fn positions(&self) -> Vec<Position> {
+        self.index_of
+            .keys()
+            .filter_map(|p| {
+                self.zone.player_state(*p).map(|s| Position {
+                    player: *p,
+                    x: s.x,
+                    y: s.y,
+                })
+            })
+            .collect()
+    }
+
+    fn save(&mut self, player: PlayerId, state: PlayerState) {
+        self.records.push(Record::PlayerSave(SaveRecord {
+            zone: self.zone_id,
+            player,
+            state,
+            fence: self.fence,
+            unix_ms: self.unix_ms,
+        }));
+        self.saved.insert(player, state);
+        self.hot_ops.push(HotOp::Left { player, state });
+        self.stats.saves += 1;
     }
 
     fn on_disconnect(&mut self, client_index: usize, reason: &str) {
         let Some(player) = self.slots.get_mut(client_index).and_then(Option::take) else {
             return;
         };
-        self.index_of.remove(&player);
-        self.rep.disconnect(player);
-        if let Some(state) = self.zone.leave(player) {
-            self.saved.insert(player, state);
-            self.stats.saves += 1;
+        self.loading.remove(&player);
+        if self.index_of.remove(&player).is_some() {
+            self.rep.disconnect(player);
+            if let Some(state) = self.zone.leave(player) {
+                self.save(player, state);
+            }
         }
         self.stats.disconnects += 1;
         self.metrics
@@ -240,9 +429,29 @@ impl ZoneHost {
     }
 
     /// Simulates one tick, replicates it and queues every client's encrypted packet.
-    pub fn tick(&mut self, now: Duration) {
+    pub fn tick(&mut self, now: Duration, unix_ms: u64) {
+        self.unix_ms = unix_ms;
         let out = self.zone.tick();
         let m = out.metrics;
+        let (zone, run, fence) = (self.zone_id, self.run, self.fence);
+        self.records
+            .extend(out.combat_events.iter().map(|event| {
+                Record::Combat(CombatRecord {
+                    zone,
+                    run,
+                    unix_ms,
+                    event: *event,
+                })
+            }));
+        self.records.extend(out.player_saves.iter().map(|s| {
+            Record::PlayerSave(SaveRecord {
+                zone,
+                player: s.player,
+                state: s.state,
+                fence,
+                unix_ms,
+            })
+        }));
         self.metrics.ticks.inc();
         self.metrics
             .combat_events
@@ -311,18 +520,30 @@ impl ZoneHost {
             }
             self.rep.disconnect(*player);
             if let Some(state) = self.zone.leave(*player) {
-                self.saved.insert(*player, state);
-                self.stats.saves += 1;
+                self.save(*player, state);
             }
         }
         self.index_of.clear();
+        self.loading.clear();
+        self.slots.iter_mut().for_each(|s| *s = None);
         while self.net.poll_event().is_some() {}
         self.metrics.clients.set(0);
         players.len()
     }
 
+    /// The fencing token writes carry.
+    pub fn set_fence(&mut self, fence: u64) {
+        self.fence = fence;
+    }
+
     /// Whether new connections are accepted.
     pub fn accepting(&self) -> bool {
         self.accepting
+    }
+}
+
+fn reason(r: &str) -> Reason {
+    Reason {
+        reason: r.to_owned(),
     }
 }

@@ -1,6 +1,8 @@
 //! The server's Prometheus metrics: one registry, typed handles, cheap atomic updates from the
 //! tick loop, text encoding for the admin `/metrics` endpoint.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -54,6 +56,28 @@ pub struct Metrics {
     pub connects: Counter,
     /// Player disconnects.
     pub disconnects: Family<Reason, Counter>,
+    /// Records in the spool not yet acknowledged by the cold store.
+    pub spool_records: Gauge,
+    /// Bytes the spool holds (disk and buffer).
+    pub spool_bytes: Gauge,
+    /// Age of the oldest record being flushed, seconds (0 when caught up).
+    pub flush_lag_seconds: Gauge<f64, AtomicU64>,
+    /// Cold-store circuit breaker: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Gauge,
+    /// Cold-store writes retried.
+    pub flush_retries: Counter,
+    /// Records flushed to the cold store.
+    pub flushed_records: Counter,
+    /// Records the cold store rejected (written to the dead-letter file).
+    pub dead_letters: Counter,
+    /// Records refused because the spool's disk budget was full, by kind.
+    pub spool_refused: Family<Reason, Counter>,
+    /// Hot-store operations that failed, by operation.
+    pub hot_errors: Family<Reason, Counter>,
+    /// Player loads on join, by source (local, hot, cold, new) or failure.
+    pub player_loads: Family<Reason, Counter>,
+    /// Zone leases lost.
+    pub leases_lost: Counter,
 }
 
 impl Default for Metrics {
@@ -84,6 +108,17 @@ impl Metrics {
             combat_events: Counter::default(),
             connects: Counter::default(),
             disconnects: Family::default(),
+            spool_records: Gauge::default(),
+            spool_bytes: Gauge::default(),
+            flush_lag_seconds: Gauge::default(),
+            breaker_state: Gauge::default(),
+            flush_retries: Counter::default(),
+            flushed_records: Counter::default(),
+            dead_letters: Counter::default(),
+            spool_refused: Family::default(),
+            hot_errors: Family::default(),
+            player_loads: Family::default(),
+            leases_lost: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -135,6 +170,61 @@ impl Metrics {
             "disconnects",
             "Client disconnects, by reason",
             m.disconnects.clone(),
+        );
+        registry.register(
+            "spool_records",
+            "Records in the spool not yet in the cold store",
+            m.spool_records.clone(),
+        );
+        registry.register(
+            "spool_bytes",
+            "Bytes held by the spool",
+            m.spool_bytes.clone(),
+        );
+        registry.register(
+            "flush_lag_seconds",
+            "Age of the oldest record being flushed to the cold store",
+            m.flush_lag_seconds.clone(),
+        );
+        registry.register(
+            "breaker_state",
+            "Cold-store circuit breaker: 0 closed, 1 half-open, 2 open",
+            m.breaker_state.clone(),
+        );
+        registry.register(
+            "flush_retries",
+            "Cold-store writes retried",
+            m.flush_retries.clone(),
+        );
+        registry.register(
+            "flushed_records",
+            "Records flushed to the cold store",
+            m.flushed_records.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Records rejected by the cold store and dead-lettered",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "spool_refused",
+            "Records refused because the spool disk budget was full, by kind",
+            m.spool_refused.clone(),
+        );
+        registry.register(
+            "hot_errors",
+            "Hot-store operations that failed, by operation",
+            m.hot_errors.clone(),
+        );
+        registry.register(
+            "player_loads",
+            "Player state loads on join, by source or failure",
+            m.player_loads.clone(),
+        );
+        registry.register(
+            "leases_lost",
+            "Zone leases lost",
+            m.leases_lost.clone(),
         );
         Self { registry, ..m }
     }

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::host::ZoneHost;
 use crate::metrics::{Direction, Metrics};
+use crate::persist::link::PersistLink;
 use crate::socket::DatagramSocket;
 use crate::tokens::unix_now;
 
@@ -100,10 +101,12 @@ pub struct LoopSummary {
 }
 
 /// Runs `host` on `socket` until `shutdown` turns true (or `max_ticks`), then shuts down
-/// gracefully: stops accepting, disconnects every client, saves every player and flushes.
+/// gracefully: stops accepting, disconnects every client, saves every player and hands the
+/// saves to the spool. Persistence goes through `persist` without ever waiting on a store.
 pub async fn run_loop<S: DatagramSocket>(
     host: &mut ZoneHost,
     socket: &S,
+    persist: &mut PersistLink,
     config: LoopConfig,
     metrics: &Metrics,
     status: &Status,
@@ -123,7 +126,7 @@ pub async fn run_loop<S: DatagramSocket>(
                 let mut ran = 0;
                 while Instant::now() >= next && ran <= config.max_catch_up {
                     let started = Instant::now();
-                    host.tick(started - epoch);
+                    host.tick(started - epoch, unix_ms());
                     let took = started.elapsed();
                     metrics.tick_seconds.observe(took.as_secs_f64());
                     summary.tick_times.record(took);
@@ -144,6 +147,9 @@ pub async fn run_loop<S: DatagramSocket>(
                     next = now + period;
                 }
                 status.ticks.store(summary.ticks, Ordering::Release);
+                persist.pump(host);
+                // Not ready while the spool's disk budget is full: route new players elsewhere.
+                status.ready.store(!persist.spool_full(), Ordering::Release);
                 flush(host, socket, metrics).await;
                 if config.max_ticks.is_some_and(|m| summary.ticks >= m) {
                     break;
@@ -158,12 +164,19 @@ pub async fn run_loop<S: DatagramSocket>(
                     }
                     handle(host, &mut buf, more, epoch, metrics);
                 }
+                persist.pump(host);
+                flush(host, socket, metrics).await;
+            }
+            Some((player, outcome)) = persist.next_load() => {
+                host.complete_load(player, outcome);
+                persist.pump(host);
                 flush(host, socket, metrics).await;
             }
         }
     }
     status.ready.store(false, Ordering::Release);
     summary.saved_at_shutdown = host.shutdown();
+    persist.pump(host);
     flush(host, socket, metrics).await;
     info!(
         saved = summary.saved_at_shutdown,
@@ -224,6 +237,12 @@ async fn flush<S: DatagramSocket>(host: &mut ZoneHost, socket: &S, metrics: &Met
         .bytes
         .get_or_create(&Direction { direction: "out" })
         .inc_by(bytes);
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Shares status with the admin endpoint.

@@ -141,6 +141,7 @@ async fn bots_play_junk_is_dropped_and_shutdown_saves_everyone() {
     let stayers = tokio::spawn(async move { run_crowd(cfg, &key, stop).await });
     tokio::time::sleep(Duration::from_millis(800)).await;
     running.shutdown();
+    let stores = running.stores.clone();
     let (summary, host, _) = running.finish().await.unwrap();
     let stayers = tokio::time::timeout(Duration::from_secs(5), async {
         // Stop the stayers once they noticed the disconnect (or after a moment).
@@ -163,15 +164,22 @@ async fn bots_play_junk_is_dropped_and_shutdown_saves_everyone() {
             "bot {} was told the server closed: {:?}",
             b.player, b.lost
         );
-        assert!(host.saved_state(PlayerId(b.player)).is_some());
-    }
-    for b in &crowd.bots {
+        let stored = stores.cold.load_player(PlayerId(b.player)).await.unwrap();
         assert!(
-            host.saved_state(PlayerId(b.player)).is_some(),
-            "bot {} saved when it left",
+            stored.is_some_and(|s| s.state.version >= 1 && s.profile.is_some()),
+            "bot {} saved to the cold store at shutdown",
             b.player
         );
     }
+    for b in &crowd.bots {
+        let stored = stores.cold.load_player(PlayerId(b.player)).await.unwrap();
+        assert!(
+            stored.is_some_and(|s| s.state.version >= 1),
+            "bot {} saved to the cold store when it left",
+            b.player
+        );
+    }
+
     assert_eq!(host.stats().connects, 15);
 }
 

@@ -7,9 +7,17 @@
 //! the cold store in batches with backoff and a circuit breaker; acknowledged segments are
 //! deleted. On start, whatever the spool holds is replayed.
 
+pub mod breaker;
 pub mod cold;
+pub mod embedded_cold;
+pub mod embedded_hot;
+pub mod flusher;
 pub mod hot;
+pub mod link;
 pub mod record;
+pub mod redis;
+pub mod redis_keys;
+pub mod spool;
 
 pub use cold::{ColdStore, StoreError, StoredPlayer};
 pub use hot::{HotStore, Lease, Message, Position, Session};

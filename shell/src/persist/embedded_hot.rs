@@ -1,0 +1,201 @@
+//! The embedded hot store: the [`HotStore`] port in process memory, used when no
+//! `store.redis_url` is configured (one process hosting the whole world). Same semantics as
+//! the Redis adapter: TTLs, fencing tokens that only grow, newest-version-wins player state.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use zone_core::{PlayerId, PlayerState};
+
+use super::cold::StoreError;
+use super::hot::{HotStore, Lease, Message, Position, Session};
+
+#[derive(Debug, Default)]
+struct State {
+    sessions: BTreeMap<PlayerId, (Session, Instant)>,
+    presence: BTreeMap<u32, (Vec<PlayerId>, Instant)>,
+    positions: BTreeMap<u32, (Vec<Position>, Instant)>,
+    states: BTreeMap<PlayerId, (PlayerState, Instant)>,
+    limits: BTreeMap<String, (u32, Instant)>,
+    leases: BTreeMap<u32, (String, u64, Instant)>,
+    fence: u64,
+    channels: BTreeMap<String, broadcast::Sender<Message>>,
+}
+
+/// The in-process hot store.
+#[derive(Debug, Default)]
+pub struct MemoryHotStore {
+    state: Mutex<State>,
+}
+
+impl MemoryHotStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Unavailable("hot store poisoned".into()))
+    }
+}
+
+fn live<T>(entry: Option<&(T, Instant)>) -> Option<&T> {
+    entry.filter(|(_, exp)| *exp > Instant::now()).map(|(v, _)| v)
+}
+
+#[async_trait::async_trait]
+impl HotStore for MemoryHotStore {
+    fn name(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn put_session(&self, session: &Session, ttl: Duration) -> Result<(), StoreError> {
+        self.lock()?
+            .sessions
+            .insert(session.player, (session.clone(), Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn session(&self, player: PlayerId) -> Result<Option<Session>, StoreError> {
+        Ok(live(self.lock()?.sessions.get(&player)).cloned())
+    }
+
+    async fn drop_session(&self, player: PlayerId) -> Result<(), StoreError> {
+        self.lock()?.sessions.remove(&player);
+        Ok(())
+    }
+
+    async fn set_presence(
+        &self,
+        zone: u32,
+        players: &[PlayerId],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.lock()?
+            .presence
+            .insert(zone, (players.to_vec(), Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn presence(&self, zone: u32) -> Result<Vec<PlayerId>, StoreError> {
+        Ok(live(self.lock()?.presence.get(&zone))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn flush_positions(
+        &self,
+        zone: u32,
+        positions: &[Position],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.lock()?
+            .positions
+            .insert(zone, (positions.to_vec(), Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn positions(&self, zone: u32) -> Result<Vec<Position>, StoreError> {
+        Ok(live(self.lock()?.positions.get(&zone))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn put_player_state(
+        &self,
+        player: PlayerId,
+        state: &PlayerState,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        let newer = live(s.states.get(&player)).is_none_or(|old| old.version <= state.version);
+        if newer {
+            s.states.insert(player, (*state, Instant::now() + ttl));
+        }
+        Ok(())
+    }
+
+    async fn player_state(&self, player: PlayerId) -> Result<Option<PlayerState>, StoreError> {
+        Ok(live(self.lock()?.states.get(&player)).copied())
+    }
+
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), StoreError> {
+        if let Some(tx) = self.lock()?.channels.get(channel) {
+            let _ = tx.send(Message {
+                channel: channel.to_owned(),
+                payload: payload.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<broadcast::Receiver<Message>, StoreError> {
+        Ok(self
+            .lock()?
+            .channels
+            .entry(channel.to_owned())
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .subscribe())
+    }
+
+    async fn rate_limit(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
+        let mut s = self.lock()?;
+        let now = Instant::now();
+        let entry = s.limits.entry(key.to_owned()).or_insert((0, now + window));
+        if entry.1 <= now {
+            *entry = (0, now + window);
+        }
+        entry.0 = entry.0.saturating_add(1);
+        Ok(entry.0 <= limit)
+    }
+
+    async fn acquire_lease(
+        &self,
+        zone: u32,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let mut s = self.lock()?;
+        let now = Instant::now();
+        if s.leases.get(&zone).is_some_and(|(_, _, exp)| *exp > now) {
+            return Ok(None);
+        }
+        s.fence += 1;
+        let fence = s.fence;
+        s.leases.insert(zone, (owner.to_owned(), fence, now + ttl));
+        Ok(Some(Lease {
+            zone,
+            owner: owner.to_owned(),
+            fence,
+        }))
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+        let mut s = self.lock()?;
+        let now = Instant::now();
+        match s.leases.get_mut(&lease.zone) {
+            Some((owner, fence, exp)) if *owner == lease.owner && *fence == lease.fence && *exp > now => {
+                *exp = now + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut s = self.lock()?;
+        if s
+            .leases
+            .get(&lease.zone)
+            .is_some_and(|(o, f, _)| *o == lease.owner && *f == lease.fence)
+        {
+            s.leases.remove(&lease.zone);
+        }
+        Ok(())
+    }
+}

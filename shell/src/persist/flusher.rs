@@ -1,0 +1,349 @@
+//! The flusher: drains durable spool records to the cold store in batches, retrying with
+//! exponential backoff and jitter behind a circuit breaker, dead-lettering records the store
+//! rejects as invalid, and acknowledging what the store has so the spool can delete it.
+//!
+//! It runs as one tokio task, apart from the tick loop: a store outage makes the spool grow,
+//! never the tick slower.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use zone_core::PlayerId;
+
+use super::breaker::{Breaker, BreakerState, backoff};
+use super::cold::{ColdStore, StoreError};
+use super::record::Record;
+use super::spool::{ReadBatch, Spool, SpoolReader};
+use crate::metrics::Metrics;
+
+/// Flusher settings.
+#[derive(Clone, Debug)]
+pub struct FlusherConfig {
+    /// Records per batch.
+    pub batch: usize,
+    /// Timeout of one store write.
+    pub timeout: Duration,
+    /// First retry delay.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// Consecutive failures that open the breaker.
+    pub breaker_threshold: u32,
+    /// First breaker cool-down.
+    pub breaker_cooldown: Duration,
+    /// Where rejected records go.
+    pub dead_letter_path: PathBuf,
+}
+
+impl FlusherConfig {
+    /// Defaults for a spool in `data_dir`.
+    pub fn new(data_dir: &std::path::Path, batch: usize, timeout: Duration) -> Self {
+        Self {
+            batch,
+            timeout,
+            backoff_base: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(5),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(2),
+            dead_letter_path: data_dir.join("dead-letter.log"),
+        }
+    }
+}
+
+/// Player saves the cold store has acknowledged: `(player, version)`. The host drains it to
+/// forget local copies of states that are now safe.
+pub type FlushedSaves = Arc<Mutex<Vec<(PlayerId, u64)>>>;
+
+/// Appends rejected records, with the reason, to the dead-letter file (one line each:
+/// `seq <tab> kind <tab> reason <tab> base64 of the encoded record`), fsynced.
+#[derive(Debug)]
+pub struct DeadLetters {
+    path: PathBuf,
+}
+
+impl DeadLetters {
+    /// Dead letters go to `path`.
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// Writes one dead letter.
+    pub fn write(&self, seq: u64, kind: &str, reason: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        let reason = reason.replace(['\t', '\n'], " ");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        writeln!(f, "{seq}\t{kind}\t{reason}\t{encoded}")?;
+        f.sync_data()
+    }
+
+    /// How many dead letters the file holds.
+    pub fn count(&self) -> usize {
+        std::fs::read_to_string(&self.path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+/// The flusher task.
+#[derive(Debug)]
+pub struct Flusher {
+    spool: Spool,
+    store: Arc<dyn ColdStore>,
+    config: FlusherConfig,
+    metrics: Arc<Metrics>,
+    flushed_saves: FlushedSaves,
+    dead: DeadLetters,
+    breaker: Breaker,
+    rng: u64,
+}
+
+fn record_time(r: &Record) -> u64 {
+    match r {
+        Record::Combat(c) => c.unix_ms,
+        Record::PlayerSave(s) => s.unix_ms,
+        Record::Profile(p) => p.created_unix_ms,
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Flusher {
+    /// A flusher from `spool` to `store`.
+    pub fn new(
+        spool: Spool,
+        store: Arc<dyn ColdStore>,
+        config: FlusherConfig,
+        metrics: Arc<Metrics>,
+        flushed_saves: FlushedSaves,
+    ) -> Self {
+        let breaker = Breaker::new(
+            config.breaker_threshold,
+            config.breaker_cooldown,
+            Duration::from_secs(30),
+        );
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Self {
+            dead: DeadLetters::new(config.dead_letter_path.clone()),
+            spool,
+            store,
+            config,
+            metrics,
+            flushed_saves,
+            breaker,
+            rng: u64::from_le_bytes(seed) | 1,
+        }
+    }
+
+    fn random(&mut self) -> u32 {
+        // xorshift64: jitter only, no need for more.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 32) as u32
+    }
+
+    /// Dead-letters records that were found undecodable (at recovery or while reading).
+    pub fn dead_letter_undecodable(&self, items: &[(u64, Vec<u8>, super::RecordError)]) {
+        for (seq, bytes, err) in items {
+            self.dead_letter(*seq, "undecodable", &err.to_string(), bytes);
+        }
+    }
+
+    fn dead_letter(&self, seq: u64, kind: &str, reason: &str, bytes: &[u8]) {
+        self.metrics.dead_letters.inc();
+        warn!(seq, kind, reason, "record dead-lettered");
+        if let Err(e) = self.dead.write(seq, kind, reason, bytes) {
+            // The record stays counted; losing the dead-letter copy is logged loudly.
+            tracing::error!(seq, error = %e, "cannot write the dead-letter file");
+        }
+    }
+
+    /// Runs until `stop` turns true, then drains what it can until `drain_deadline` elapses.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>, drain_deadline: Duration) {
+        let start = self.spool.stats().acked_seq.load(Ordering::Relaxed);
+        let reader = Arc::new(Mutex::new(self.spool.reader(start)));
+        let mut durable = self.spool.durable();
+        let mut stopping_since: Option<Instant> = None;
+        loop {
+            if stopping_since.is_none() && *stop.borrow() {
+                stopping_since = Some(Instant::now());
+            }
+            if let Some(since) = stopping_since
+                && since.elapsed() >= drain_deadline
+            {
+                break;
+            }
+            let batch = match read_batch(&reader, self.config.batch).await {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(error = %e, "spool read failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            self.dead_letter_undecodable(&batch.undecodable);
+            if batch.last_seq == 0 {
+                self.update_gauges(None);
+                if stopping_since.is_some() {
+                    break;
+                }
+                tokio::select! {
+                    _ = durable.changed() => {}
+                    _ = stop.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                continue;
+            }
+            let deadline = stopping_since.map(|s| s + drain_deadline);
+            if !self.deliver(batch, deadline, &mut stop).await {
+                break;
+            }
+        }
+        self.update_gauges(None);
+        info!(
+            acked = self.spool.stats().acked_seq.load(Ordering::Relaxed),
+            durable = self.spool.durable_seq(),
+            "flusher stopped"
+        );
+    }
+
+    fn update_gauges(&self, oldest_ms: Option<u64>) {
+        let s = self.spool.stats();
+        self.metrics
+            .spool_records
+            .set(s.records.load(Ordering::Relaxed) as i64);
+        self.metrics
+            .spool_bytes
+            .set(s.bytes.load(Ordering::Relaxed) as i64);
+        let lag = oldest_ms.map_or(0.0, |t| unix_ms().saturating_sub(t) as f64 / 1000.0);
+        self.metrics.flush_lag_seconds.set(lag);
+        self.metrics
+            .breaker_state
+            .set(self.breaker.state(Instant::now()) as i64);
+    }
+
+    /// Delivers one batch, retrying until it is in the store. Returns false when it gave up
+    /// because the shutdown drain deadline passed (the records stay in the spool).
+    async fn deliver(
+        &mut self,
+        batch: ReadBatch,
+        deadline: Option<Instant>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let last_seq = batch.last_seq;
+        let mut items: Vec<(u64, Record)> = batch.records;
+        let count = (items.len() + batch.undecodable.len()) as u64;
+        let mut attempt = 0u32;
+        while !items.is_empty() {
+            let oldest = items.first().map(|(_, r)| record_time(r));
+            self.update_gauges(oldest);
+            let wait = self.breaker.wait(Instant::now());
+            if !wait.is_zero() && !self.sleep(wait, deadline, stop).await {
+                return false;
+            }
+            let records: Vec<Record> = items.iter().map(|(_, r)| r.clone()).collect();
+            let result = match tokio::time::timeout(self.config.timeout, self.store.write(&records)).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Timeout(self.config.timeout.as_millis() as u64)),
+            };
+            match result {
+                Ok(()) => {
+                    self.breaker.success();
+                    self.metrics.flushed_records.inc_by(items.len() as u64);
+                    let saves: Vec<(PlayerId, u64)> = items
+                        .iter()
+                        .filter_map(|(_, r)| match r {
+                            Record::PlayerSave(s) => Some((s.player, s.state.version)),
+                            _ => None,
+                        })
+                        .collect();
+                    if !saves.is_empty()
+                        && let Ok(mut f) = self.flushed_saves.lock()
+                    {
+                        f.extend(saves);
+                    }
+                    items.clear();
+                }
+                Err(StoreError::Rejected { index, reason }) if index < items.len() => {
+                    let (seq, record) = items.remove(index);
+                    let mut bytes = Vec::new();
+                    let _ = record.encode_into(&mut bytes);
+                    self.dead_letter(seq, record.kind(), &reason, &bytes);
+                }
+                Err(e) => {
+                    self.metrics.flush_retries.inc();
+                    let opened = self.breaker.failure(Instant::now());
+                    let delay = backoff(
+                        attempt,
+                        self.config.backoff_base,
+                        self.config.backoff_max,
+                        self.random(),
+                    );
+                    attempt = attempt.saturating_add(1);
+                    if attempt == 1 || opened && attempt % 10 == 0 {
+                        warn!(error = %e, store = self.store.name(), attempt, breaker = ?self.breaker.state(Instant::now()), "cold store write failed; retrying");
+                    }
+                    self.update_gauges(oldest);
+                    if !self.sleep(delay, deadline, stop).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        self.spool.ack(last_seq, count);
+        self.update_gauges(None);
+        if self.breaker.state(Instant::now()) == BreakerState::Closed && attempt > 0 {
+            info!(attempts = attempt, "cold store writes recovered");
+        }
+        true
+    }
+
+    /// Sleeps `d`, but not past the shutdown deadline. False when the deadline is reached.
+    async fn sleep(
+        &self,
+        d: Duration,
+        deadline: Option<Instant>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let until = Instant::now() + d;
+        let until = deadline.map_or(until, |dl| until.min(dl));
+        if deadline.is_none() {
+            // A shutdown request shortens the wait to the drain deadline on the next round.
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = stop.changed() => {}
+            }
+            return true;
+        }
+        tokio::time::sleep_until(until.into()).await;
+        deadline.is_none_or(|dl| Instant::now() < dl)
+    }
+}
+
+/// Reads a batch on the blocking pool (file reads stay off the async workers).
+async fn read_batch(
+    reader: &Arc<Mutex<SpoolReader>>,
+    max: usize,
+) -> std::io::Result<ReadBatch> {
+    let reader = reader.clone();
+    tokio::task::spawn_blocking(move || match reader.lock() {
+        Ok(mut r) => r.read(max),
+        Err(_) => Err(std::io::Error::other("spool reader poisoned")),
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(format!("spool read task: {e}"))))
+}

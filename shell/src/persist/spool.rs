@@ -1,0 +1,741 @@
+//! The durable local spool: an append-only log of [`Record`]s in numbered segment files.
+//!
+//! - The tick loop calls [`Spool::append`]: the record is framed into a memory buffer and the
+//!   call returns at once (no I/O on the tick).
+//! - A writer thread group-commits: at most every `group_commit` it writes the buffer to the
+//!   active segment and `fsync`s it, then publishes the highest durable sequence number.
+//! - The flusher reads durable records with a [`SpoolReader`] and, once the cold store has
+//!   them, calls [`Spool::ack`]; segments holding only acknowledged records are deleted.
+//! - On open, every segment is scanned: torn tails are cut off, corrupt frames are skipped (the
+//!   scan resynchronises on the next valid frame) and counted, and everything valid and not
+//!   yet deleted is replayed (the cold store's writes are idempotent, so replaying an already
+//!   flushed record is harmless).
+//!
+//! Frame: `magic 0x5A | len u32 LE | crc32 u32 LE (of seq and payload) | seq u64 LE | payload`.
+//! Sequence numbers increase across segments and restarts.
+//!
+//! Disk budget: when the spool (on disk and buffered) exceeds `max_bytes`, combat records are
+//! refused with [`SpoolError::Full`] (the caller counts them and reports not-ready); player
+//! saves and profiles are always accepted, so no player state is ever dropped for lack of room.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{error, warn};
+
+use super::record::{MAX_RECORD_BYTES, Record, RecordError};
+
+const MAGIC: u8 = 0x5A;
+/// Bytes before the payload.
+pub const FRAME_HEADER: usize = 1 + 4 + 4 + 8;
+/// A segment is closed once it holds this many bytes.
+const SEGMENT_BYTES: u64 = 8 << 20;
+
+/// Why a record was not appended.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpoolError {
+    /// The disk budget is used up; combat records are refused until the flusher catches up.
+    #[error("spool is full ({bytes} bytes of {max})")]
+    Full {
+        /// Bytes held.
+        bytes: u64,
+        /// The budget.
+        max: u64,
+    },
+    /// The record could not be encoded.
+    #[error("record: {0}")]
+    Record(#[from] RecordError),
+    /// The spool has been closed.
+    #[error("spool is closed")]
+    Closed,
+}
+
+/// Spool settings.
+#[derive(Clone, Debug)]
+pub struct SpoolConfig {
+    /// Directory of the segment files.
+    pub dir: PathBuf,
+    /// fsync at most this often.
+    pub group_commit: Duration,
+    /// Disk budget, bytes.
+    pub max_bytes: u64,
+}
+
+/// Counters and gauges of the spool, shared with the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct SpoolStats {
+    /// Records appended and not yet acknowledged.
+    pub records: AtomicU64,
+    /// Bytes on disk plus bytes buffered.
+    pub bytes: AtomicU64,
+    /// Highest sequence number made durable.
+    pub durable_seq: AtomicU64,
+    /// Highest sequence number acknowledged by the cold store.
+    pub acked_seq: AtomicU64,
+    /// fsyncs done (group commits).
+    pub commits: AtomicU64,
+    /// Records refused because the budget was full.
+    pub refused: AtomicU64,
+    /// Write or fsync failures (retried).
+    pub io_errors: AtomicU64,
+    /// Corrupt frames skipped while scanning.
+    pub corrupt_frames: AtomicU64,
+    /// Torn tails cut off at open.
+    pub torn_tails: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Segment {
+    first_seq: u64,
+    last_seq: u64,
+    path: PathBuf,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    buffer: Vec<u8>,
+    buffered_last_seq: u64,
+    next_seq: u64,
+    segments: Vec<Segment>,
+    closing: bool,
+    acked: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    inner: Mutex<Inner>,
+    wake: Condvar,
+    durable: tokio::sync::watch::Sender<u64>,
+    stats: Arc<SpoolStats>,
+    config: SpoolConfig,
+}
+
+/// The spool. Cheap to clone; the writer thread stops when [`Spool::close`] is called.
+#[derive(Clone, Debug)]
+pub struct Spool {
+    shared: Arc<Shared>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// What [`Spool::open`] found on disk.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Valid records not yet deleted, in sequence order: replay them.
+    pub records: Vec<(u64, Record)>,
+    /// Frames whose checksum passed but whose payload does not decode: dead-letter them.
+    pub undecodable: Vec<(u64, Vec<u8>, RecordError)>,
+    /// Corrupt frames skipped.
+    pub corrupt_frames: u64,
+    /// Torn tails cut off.
+    pub torn_tails: u64,
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("seg-{first_seq:020}.log"))
+}
+
+/// One frame parsed from bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A valid frame: its sequence number, payload and total length.
+    Valid {
+        /// Sequence number.
+        seq: u64,
+        /// The encoded record.
+        payload: &'a [u8],
+        /// Frame length in bytes.
+        len: usize,
+    },
+    /// Too few bytes for a whole frame (a torn write at the end of a file).
+    Incomplete,
+    /// Not a valid frame at this offset.
+    Corrupt,
+}
+
+/// Parses the frame at the start of `bytes`. Never panics, whatever the bytes.
+pub fn parse_frame(bytes: &[u8]) -> Frame<'_> {
+    let Some(header) = bytes.get(..FRAME_HEADER) else {
+        return if bytes.first().is_some_and(|b| *b != MAGIC) {
+            Frame::Corrupt
+        } else {
+            Frame::Incomplete
+        };
+    };
+    let u32_at = |i: usize| {
+        header
+            .get(i..i + 4)
+            .and_then(|s| <[u8; 4]>::try_from(s).ok())
+            .map(u32::from_le_bytes)
+    };
+    let (Some(len), Some(crc)) = (u32_at(1), u32_at(5)) else {
+        return Frame::Corrupt;
+    };
+    if header.first() != Some(&MAGIC) || len as usize > MAX_RECORD_BYTES || len == 0 {
+        return Frame::Corrupt;
+    }
+    let total = FRAME_HEADER + len as usize;
+    let Some(frame) = bytes.get(..total) else {
+        return Frame::Incomplete;
+    };
+    let (Some(seq_bytes), Some(payload)) = (frame.get(9..17), frame.get(17..)) else {
+        return Frame::Corrupt;
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(seq_bytes);
+    hasher.update(payload);
+    if hasher.finalize() != crc {
+        return Frame::Corrupt;
+    }
+    let seq = <[u8; 8]>::try_from(seq_bytes).map_or(0, u64::from_le_bytes);
+    Frame::Valid {
+        seq,
+        payload,
+        len: total,
+    }
+}
+
+/// Appends one frame to `out`.
+pub fn write_frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&seq.to_le_bytes());
+    hasher.update(payload);
+    out.push(MAGIC);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&hasher.finalize().to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// Scans a segment's bytes: valid frames in order (with the offset each starts at), how many
+/// corrupt stretches were skipped, and where the valid data ends (a torn tail starts there).
+pub fn scan(bytes: &[u8]) -> (Vec<(usize, u64, &[u8])>, u64, usize) {
+    let mut frames = Vec::new();
+    let mut corrupt = 0;
+    let mut at = 0;
+    let mut valid_end = 0;
+    let mut in_corrupt = false;
+    let mut last_seq = 0u64;
+    while at < bytes.len() {
+        let rest = bytes.get(at..).unwrap_or_default();
+        match parse_frame(rest) {
+            Frame::Valid { seq, payload, len } if seq > last_seq || frames.is_empty() => {
+                frames.push((at, seq, payload));
+                last_seq = seq;
+                at += len;
+                valid_end = at;
+                in_corrupt = false;
+            }
+            Frame::Incomplete if !in_corrupt => break,
+            _ => {
+                if !in_corrupt {
+                    corrupt += 1;
+                    in_corrupt = true;
+                }
+                at += 1;
+            }
+        }
+    }
+    if in_corrupt {
+        // Garbage after the last valid frame is a torn tail, not a skipped middle.
+        corrupt -= 1;
+    }
+    (frames, corrupt, valid_end)
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `config.dir`, recovers what is there and starts the
+    /// writer thread.
+    pub fn open(config: SpoolConfig, stats: Arc<SpoolStats>) -> std::io::Result<(Self, Recovery)> {
+        fs::create_dir_all(&config.dir)?;
+        let mut names: Vec<(u64, PathBuf)> = Vec::new();
+        for entry in fs::read_dir(&config.dir)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if let Some(first) = name
+                .strip_prefix("seg-")
+                .and_then(|n| n.strip_suffix(".log"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                names.push((first, path));
+            }
+        }
+        names.sort();
+        let mut recovery = Recovery::default();
+        let mut segments = Vec::new();
+        let mut max_seq = 0u64;
+        for (first, path) in names {
+            let bytes = fs::read(&path)?;
+            let (frames, corrupt, valid_end) = scan(&bytes);
+            recovery.corrupt_frames += corrupt;
+            if valid_end < bytes.len() {
+                recovery.torn_tails += 1;
+                warn!(path = %path.display(), cut = bytes.len() - valid_end, "spool: cutting a torn or corrupt tail");
+                let f = OpenOptions::new().write(true).open(&path)?;
+                f.set_len(valid_end as u64)?;
+                f.sync_all()?;
+            }
+            let mut last = first.saturating_sub(1);
+            for (_, seq, payload) in frames {
+                if seq <= max_seq && max_seq > 0 {
+                    recovery.corrupt_frames += 1;
+                    continue;
+                }
+                max_seq = seq;
+                last = seq;
+                match Record::decode(payload) {
+                    Ok(r) => recovery.records.push((seq, r)),
+                    Err(e) => recovery.undecodable.push((seq, payload.to_vec(), e)),
+                }
+            }
+            if last < first {
+                fs::remove_file(&path)?;
+                continue;
+            }
+            segments.push(Segment {
+                first_seq: first,
+                last_seq: last,
+                path,
+                bytes: valid_end as u64,
+            });
+        }
+        sync_dir(&config.dir);
+        let on_disk: u64 = segments.iter().map(|s| s.bytes).sum();
+        stats.bytes.store(on_disk, Ordering::Relaxed);
+        stats.records.store(
+            (recovery.records.len() + recovery.undecodable.len()) as u64,
+            Ordering::Relaxed,
+        );
+        stats.durable_seq.store(max_seq, Ordering::Relaxed);
+        stats
+            .corrupt_frames
+            .fetch_add(recovery.corrupt_frames, Ordering::Relaxed);
+        stats
+            .torn_tails
+            .fetch_add(recovery.torn_tails, Ordering::Relaxed);
+        let acked = segments.first().map_or(max_seq, |s| s.first_seq - 1);
+        stats.acked_seq.store(acked, Ordering::Relaxed);
+        let (durable, _) = tokio::sync::watch::channel(max_seq);
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                buffer: Vec::with_capacity(64 << 10),
+                buffered_last_seq: max_seq,
+                next_seq: max_seq + 1,
+                segments,
+                closing: false,
+                acked,
+            }),
+            wake: Condvar::new(),
+            durable,
+            stats,
+            config,
+        });
+        let writer_shared = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || writer_loop(&writer_shared))?;
+        Ok((
+            Self {
+                shared,
+                writer: Arc::new(Mutex::new(Some(writer))),
+            },
+            recovery,
+        ))
+    }
+
+    /// Buffers one record for the next group commit and returns its sequence number. Never
+    /// blocks on I/O. Combat records are refused when the disk budget is used up.
+    pub fn append(&self, record: &Record) -> Result<u64, SpoolError> {
+        let mut payload = Vec::with_capacity(96);
+        record.encode_into(&mut payload)?;
+        let Ok(mut inner) = self.shared.inner.lock() else {
+            return Err(SpoolError::Closed);
+        };
+        if inner.closing {
+            return Err(SpoolError::Closed);
+        }
+        let bytes = self.shared.stats.bytes.load(Ordering::Relaxed);
+        if bytes >= self.shared.config.max_bytes && matches!(record, Record::Combat(_)) {
+            self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(SpoolError::Full {
+                bytes,
+                max: self.shared.config.max_bytes,
+            });
+        }
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let before = inner.buffer.len();
+        write_frame(&mut inner.buffer, seq, &payload);
+        inner.buffered_last_seq = seq;
+        let added = (inner.buffer.len() - before) as u64;
+        drop(inner);
+        self.shared.stats.bytes.fetch_add(added, Ordering::Relaxed);
+        self.shared.stats.records.fetch_add(1, Ordering::Relaxed);
+        self.shared.wake.notify_one();
+        Ok(seq)
+    }
+
+    /// Whether the disk budget is used up.
+    pub fn is_full(&self) -> bool {
+        self.shared.stats.bytes.load(Ordering::Relaxed) >= self.shared.config.max_bytes
+    }
+
+    /// Highest durable sequence number, and a way to wait for it to move.
+    pub fn durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.durable.subscribe()
+    }
+
+    /// Highest durable sequence number now.
+    pub fn durable_seq(&self) -> u64 {
+        *self.shared.durable.borrow()
+    }
+
+    /// The stats.
+    pub fn stats(&self) -> &Arc<SpoolStats> {
+        &self.shared.stats
+    }
+
+    /// The cold store has every record up to `seq`: delete closed segments wholly covered.
+    pub fn ack(&self, seq: u64, records: u64) {
+        let Ok(mut inner) = self.shared.inner.lock() else {
+            return;
+        };
+        if seq <= inner.acked {
+            return;
+        }
+        inner.acked = seq;
+        self.shared.stats.acked_seq.store(seq, Ordering::Relaxed);
+        let _ = self.shared.stats.records.fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |r| Some(r.saturating_sub(records)),
+        );
+        let active = inner.segments.len().saturating_sub(1);
+        let mut removed = 0usize;
+        let mut freed = 0u64;
+        for segment in inner.segments.iter().take(active) {
+            if segment.last_seq > seq {
+                break;
+            }
+            if let Err(e) = fs::remove_file(&segment.path) {
+                warn!(path = %segment.path.display(), error = %e, "spool: cannot delete an acknowledged segment");
+                break;
+            }
+            removed += 1;
+            freed += segment.bytes;
+        }
+        inner.segments.drain(..removed);
+        drop(inner);
+        if removed > 0 {
+            sync_dir(&self.shared.config.dir);
+            let _ = self.shared.stats.bytes.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |b| Some(b.saturating_sub(freed)),
+            );
+        }
+    }
+
+    /// A reader starting after sequence `after`.
+    pub fn reader(&self, after: u64) -> SpoolReader {
+        SpoolReader {
+            spool: self.clone(),
+            after,
+            file: None,
+        }
+    }
+
+    /// Commits what is buffered, stops the writer thread and waits for it.
+    pub fn close(&self) {
+        if let Ok(mut inner) = self.shared.inner.lock() {
+            inner.closing = true;
+        }
+        self.shared.wake.notify_all();
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            error!("spool writer thread panicked");
+        }
+    }
+
+    /// Forces a commit of everything buffered now and waits until it is durable (tests and
+    /// shutdown; the tick loop never calls this).
+    pub fn sync(&self) {
+        let target = match self.shared.inner.lock() {
+            Ok(inner) => inner.buffered_last_seq,
+            Err(_) => return,
+        };
+        self.shared.wake.notify_all();
+        let mut rx = self.durable();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while *rx.borrow_and_update() < target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+            if self.writer.lock().map(|w| w.is_none()).unwrap_or(true) {
+                break;
+            }
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn writer_loop(shared: &Shared) {
+    let mut file: Option<(File, u64)> = None;
+    let mut last_commit = Instant::now();
+    loop {
+        let (batch, last_seq, closing) = {
+            let Ok(mut inner) = shared.inner.lock() else {
+                return;
+            };
+            while inner.buffer.is_empty() && !inner.closing {
+                inner = match shared.wake.wait(inner) {
+                    Ok(g) => g,
+                    Err(_) => return,
+                };
+            }
+            if inner.buffer.is_empty() && inner.closing {
+                return;
+            }
+            // Group commit: let a few ticks' records gather before the next fsync.
+            let since = last_commit.elapsed();
+            if since < shared.config.group_commit && !inner.closing {
+                drop(inner);
+                std::thread::sleep(shared.config.group_commit - since);
+                continue;
+            }
+            let batch = std::mem::replace(&mut inner.buffer, Vec::with_capacity(64 << 10));
+            (batch, inner.buffered_last_seq, inner.closing)
+        };
+        let first_seq = parse_first_seq(&batch);
+        loop {
+            match commit(shared, &mut file, &batch, first_seq, last_seq) {
+                Ok(()) => break,
+                Err(e) => {
+                    shared.stats.io_errors.fetch_add(1, Ordering::Relaxed);
+                    error!(error = %e, "spool: write failed; retrying in 100 ms");
+                    file = None;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        last_commit = Instant::now();
+        shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+        shared.stats.durable_seq.store(last_seq, Ordering::Relaxed);
+        shared.durable.send_replace(last_seq);
+        if closing {
+            let more = shared.inner.lock().map(|i| !i.buffer.is_empty());
+            if !matches!(more, Ok(true)) {
+                return;
+            }
+        }
+    }
+}
+
+fn parse_first_seq(batch: &[u8]) -> u64 {
+    match parse_frame(batch) {
+        Frame::Valid { seq, .. } => seq,
+        _ => 0,
+    }
+}
+
+/// Writes one group-commit batch: to the active segment (opening a new one when there is
+/// none or it is full), then fsync. Partial writes are undone by truncation before retrying.
+fn commit(
+    shared: &Shared,
+    file: &mut Option<(File, u64)>,
+    batch: &[u8],
+    first_seq: u64,
+    last_seq: u64,
+) -> std::io::Result<()> {
+    let needs_new = match file {
+        None => true,
+        Some((_, len)) => *len >= SEGMENT_BYTES,
+    };
+    if needs_new {
+        let path = segment_path(&shared.config.dir, first_seq);
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)?;
+        let len = f.metadata()?.len();
+        sync_dir(&shared.config.dir);
+        if let Ok(mut inner) = shared.inner.lock() {
+            inner.segments.push(Segment {
+                first_seq,
+                last_seq: first_seq.saturating_sub(1),
+                path,
+                bytes: len,
+            });
+        }
+        *file = Some((f, len));
+    }
+    let Some((f, len)) = file.as_mut() else {
+        return Err(std::io::Error::other("no segment"));
+    };
+    if let Err(e) = f.write_all(batch).and_then(|()| f.sync_data()) {
+        // Undo a partial write so the segment stays a clean sequence of frames.
+        let _ = f.set_len(*len);
+        return Err(e);
+    }
+    *len += batch.len() as u64;
+    if let Ok(mut inner) = shared.inner.lock()
+        && let Some(seg) = inner.segments.last_mut()
+    {
+        seg.last_seq = last_seq;
+        seg.bytes = *len;
+    }
+    Ok(())
+}
+
+/// Reads durable records in sequence order, across segments.
+#[derive(Debug)]
+pub struct SpoolReader {
+    spool: Spool,
+    after: u64,
+    file: Option<(PathBuf, File, u64)>,
+}
+
+/// A batch read from the spool.
+#[derive(Debug, Default)]
+pub struct ReadBatch {
+    /// Decoded records.
+    pub records: Vec<(u64, Record)>,
+    /// Frames that passed the checksum but do not decode.
+    pub undecodable: Vec<(u64, Vec<u8>, RecordError)>,
+    /// Highest sequence number in the batch (0 when empty).
+    pub last_seq: u64,
+}
+
+impl SpoolReader {
+    /// The last sequence number returned.
+    pub fn position(&self) -> u64 {
+        self.after
+    }
+
+    /// Reads up to `max` durable records after the current position.
+    pub fn read(&mut self, max: usize) -> std::io::Result<ReadBatch> {
+        let durable = self.spool.durable_seq();
+        let mut out = ReadBatch::default();
+        while out.records.len() + out.undecodable.len() < max && self.after < durable {
+            if self.file.is_none() && !self.open_next()? {
+                break;
+            }
+            let Some((_, f, pos)) = self.file.as_mut() else {
+                break;
+            };
+            let mut chunk = vec![0u8; 64 << 10];
+            f.seek(SeekFrom::Start(*pos))?;
+            let n = f.read(&mut chunk)?;
+            chunk.truncate(n);
+            let data = chunk;
+            *pos += n as u64;
+            let mut at = 0;
+            let mut progressed = false;
+            while at < data.len() && out.records.len() + out.undecodable.len() < max {
+                match parse_frame(data.get(at..).unwrap_or_default()) {
+                    Frame::Valid { seq, payload, len } => {
+                        if seq > durable {
+                            break;
+                        }
+                        if seq > self.after {
+                            match Record::decode(payload) {
+                                Ok(r) => out.records.push((seq, r)),
+                                Err(e) => out.undecodable.push((seq, payload.to_vec(), e)),
+                            }
+                            self.after = seq;
+                            out.last_seq = seq;
+                        }
+                        at += len;
+                        progressed = true;
+                    }
+                    Frame::Incomplete => break,
+                    Frame::Corrupt => {
+                        // Only durable, checksummed data is read; corruption here means the
+                        // disk changed under us. Skip a byte and count it.
+                        self.spool
+                            .shared
+                            .stats
+                            .corrupt_frames
+                            .fetch_add(1, Ordering::Relaxed);
+                        at += 1;
+                    }
+                }
+            }
+            let rest = data.get(at..).unwrap_or_default();
+            // Unconsumed bytes are re-read next time from the file position they start at.
+            if let Some((_, _, pos)) = self.file.as_mut() {
+                *pos -= rest.len() as u64;
+            }
+            if !progressed {
+                // End of this segment (or a frame that cannot complete): move on to the next
+                // segment if there is one.
+                if !self.advance_segment()? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn segment_list(&self) -> Vec<(u64, PathBuf)> {
+        self.spool
+            .shared
+            .inner
+            .lock()
+            .map(|i| {
+                i.segments
+                    .iter()
+                    .map(|s| (s.first_seq, s.path.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn open_next(&mut self) -> std::io::Result<bool> {
+        let segments = self.segment_list();
+        // The segment holding `after + 1`: the last one whose first_seq <= after + 1.
+        let target = self.after + 1;
+        let pick = segments
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= target)
+            .or_else(|| segments.first());
+        let Some((_, path)) = pick else {
+            return Ok(false);
+        };
+        let f = File::open(path)?;
+        self.file = Some((path.clone(), f, 0));
+        Ok(true)
+    }
+
+    fn advance_segment(&mut self) -> std::io::Result<bool> {
+        let segments = self.segment_list();
+        let current = self.file.as_ref().map(|(p, _, _)| p.clone());
+        let idx = segments.iter().position(|(_, p)| Some(p) == current.as_ref());
+        let next = match idx {
+            Some(i) => segments.get(i + 1),
+            None => segments.iter().find(|(first, _)| *first > self.after),
+        };
+        match next {
+            Some((_, path)) => {
+                let f = File::open(path)?;
+                self.file = Some((path.clone(), f, 0));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
