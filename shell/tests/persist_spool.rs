@@ -77,12 +77,17 @@ fn appended_records_are_durable_and_replayed_after_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, rec) = open(dir.path(), 1 << 30);
     assert!(rec.records.is_empty());
-    let written: Vec<Record> = (0..1_000).map(|i| combat(1, i / 4, (i % 4) as u32)).collect();
+    let written: Vec<Record> = (0..1_000)
+        .map(|i| combat(1, i / 4, (i % 4) as u32))
+        .collect();
     let mut seqs = Vec::new();
     for r in &written {
         seqs.push(spool.append(r).unwrap());
     }
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "sequence numbers increase by one");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "sequence numbers increase by one"
+    );
     spool.sync();
     assert_eq!(spool.durable_seq(), *seqs.last().unwrap());
     let mut reader = spool.reader(0);
@@ -93,7 +98,11 @@ fn appended_records_are_durable_and_replayed_after_reopen() {
     drop(spool);
 
     let (spool, rec) = open(dir.path(), 1 << 30);
-    assert_eq!(rec.records.len(), 1_000, "everything unacknowledged is replayed");
+    assert_eq!(
+        rec.records.len(),
+        1_000,
+        "everything unacknowledged is replayed"
+    );
     assert!(rec.records.iter().map(|(_, r)| r).eq(written.iter()));
     assert_eq!((rec.corrupt_frames, rec.torn_tails), (0, 0));
     // New records continue the sequence.
@@ -131,7 +140,10 @@ fn a_torn_tail_is_cut_and_a_corrupt_middle_is_skipped() {
         })
         .collect();
     let expected: Vec<u64> = (0..99).filter(|t| *t != 10).collect();
-    assert_eq!(ticks, expected, "only the damaged frames are lost, never garbage replayed");
+    assert_eq!(
+        ticks, expected,
+        "only the damaged frames are lost, never garbage replayed"
+    );
     assert_eq!(
         std::fs::metadata(&seg).unwrap().len() as usize,
         bytes.len() - (frame_len - frame_len / 2),
@@ -182,7 +194,10 @@ fn acknowledged_segments_are_deleted() {
     assert_eq!(spool.stats().records.load(Ordering::Relaxed), 0);
     spool.close();
     let (_spool, rec) = open(dir.path(), 1 << 30);
-    assert!(rec.records.len() < 200_000, "deleted segments are not replayed");
+    assert!(
+        rec.records.len() < 200_000,
+        "deleted segments are not replayed"
+    );
 }
 
 /// A cold store that fails while `down`, counts writes per key and can reject one kind.
@@ -220,11 +235,18 @@ impl ColdStore for FlakyStore {
             match r {
                 Record::Combat(c) => {
                     // Idempotent by key: count distinct keys, and how often each was written.
-                    *self.combat.lock().unwrap().entry((c.run, c.event.id.0)).or_default() += 1;
+                    *self
+                        .combat
+                        .lock()
+                        .unwrap()
+                        .entry((c.run, c.event.id.0))
+                        .or_default() += 1;
                 }
                 Record::PlayerSave(s) => {
                     let mut saves = self.saves.lock().unwrap();
-                    let keep = saves.get(&s.player).is_none_or(|o| o.version < s.state.version);
+                    let keep = saves
+                        .get(&s.player)
+                        .is_none_or(|o| o.version < s.state.version);
                     if keep {
                         saves.insert(s.player, s.state);
                     }
@@ -235,10 +257,15 @@ impl ColdStore for FlakyStore {
         Ok(())
     }
     async fn load_player(&self, player: PlayerId) -> Result<Option<StoredPlayer>, StoreError> {
-        Ok(self.saves.lock().unwrap().get(&player).map(|s| StoredPlayer {
-            state: *s,
-            profile: None,
-        }))
+        Ok(self
+            .saves
+            .lock()
+            .unwrap()
+            .get(&player)
+            .map(|s| StoredPlayer {
+                state: *s,
+                profile: None,
+            }))
     }
     async fn combat_events(&self, _: u32, _: u32) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
         Ok(Vec::new())
@@ -275,7 +302,11 @@ async fn an_outage_delays_but_loses_nothing_and_the_breaker_opens_and_closes() {
         spool.append(&combat(1, i, 0)).unwrap();
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(metrics.breaker_state.get(), 2, "breaker open during the outage");
+    assert_eq!(
+        metrics.breaker_state.get(),
+        2,
+        "breaker open during the outage"
+    );
     let calls_open = store.calls.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let calls_later = store.calls.load(Ordering::Relaxed);
@@ -284,14 +315,21 @@ async fn an_outage_delays_but_loses_nothing_and_the_breaker_opens_and_closes() {
         "an open breaker holds calls back: {calls_open} -> {calls_later}"
     );
     assert!(metrics.flush_retries.get() >= 3);
-    assert_eq!(spool.stats().records.load(Ordering::Relaxed), 500, "nothing acked while down");
+    assert_eq!(
+        spool.stats().records.load(Ordering::Relaxed),
+        500,
+        "nothing acked while down"
+    );
     store.down.store(false, Ordering::Relaxed);
     for i in 500..700 {
         spool.append(&combat(1, i, 0)).unwrap();
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while spool.stats().records.load(Ordering::Relaxed) > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "flusher did not catch up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "flusher did not catch up"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let combat = store.combat.lock().unwrap().clone();
@@ -312,7 +350,13 @@ async fn a_rejected_record_is_dead_lettered_and_the_rest_flow() {
     let config = flusher_config(dir.path());
     let dead_path = config.dead_letter_path.clone();
     let flushed = Arc::default();
-    let flusher = Flusher::new(spool.clone(), store.clone(), config, metrics.clone(), Arc::clone(&flushed));
+    let flusher = Flusher::new(
+        spool.clone(),
+        store.clone(),
+        config,
+        metrics.clone(),
+        Arc::clone(&flushed),
+    );
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(flusher.run(stop, Duration::from_secs(5)));
     spool.append(&save(1, 1, 1.0)).unwrap();
@@ -327,7 +371,10 @@ async fn a_rejected_record_is_dead_lettered_and_the_rest_flow() {
     assert_eq!(metrics.dead_letters.get(), 1);
     let dead = std::fs::read_to_string(&dead_path).unwrap();
     assert_eq!(dead.lines().count(), 1);
-    assert!(dead.contains("player_save") && dead.contains("injected invalid record"), "{dead}");
+    assert!(
+        dead.contains("player_save") && dead.contains("injected invalid record"),
+        "{dead}"
+    );
     let saves = store.saves.lock().unwrap().clone();
     assert!(saves.contains_key(&PlayerId(1)) && saves.contains_key(&PlayerId(3)));
     assert!(!saves.contains_key(&PlayerId(2)));
@@ -363,10 +410,17 @@ async fn sqlite_writes_are_idempotent_and_the_newest_version_wins() {
     store.write(&[save(5, 7, 70.0)]).await.unwrap();
     store.write(&[save(5, 3, 30.0)]).await.unwrap();
     let p = store.load_player(PlayerId(5)).await.unwrap().unwrap();
-    assert_eq!((p.state.version, p.state.x), (7, 70.0), "an older replayed save never wins");
+    assert_eq!(
+        (p.state.version, p.state.x),
+        (7, 70.0),
+        "an older replayed save never wins"
+    );
     store.write(&[save(5, 8, 80.0)]).await.unwrap();
     let p = store.load_player(PlayerId(5)).await.unwrap().unwrap();
-    assert_eq!((p.state.version, p.state.x, p.state.stats.kills), (8, 80.0, 8));
+    assert_eq!(
+        (p.state.version, p.state.x, p.state.stats.kills),
+        (8, 80.0, 8)
+    );
     assert!(p.profile.is_none());
     let profile = Record::Profile(ProfileRecord {
         player: PlayerId(5),
@@ -394,8 +448,11 @@ async fn sqlite_writes_are_idempotent_and_the_newest_version_wins() {
 
     // A corrupt row reads back as a typed error, never a panic or a bogus state.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute("UPDATE player_state SET health = 70000 WHERE player_id = 5", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE player_state SET health = 70000 WHERE player_id = 5",
+        [],
+    )
+    .unwrap();
     assert!(matches!(
         store.load_player(PlayerId(5)).await,
         Err(StoreError::BadRow(_))
