@@ -10,6 +10,8 @@
 pub mod cold;
 pub mod hot;
 pub mod record;
+pub mod schema;
+pub mod scylla;
 
 pub use cold::{ColdStore, StoreError, StoredPlayer};
 pub use hot::{HotStore, Lease, Message, Position, Session};
