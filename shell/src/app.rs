@@ -127,10 +127,41 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
 
 async fn open_scylla(
     uri: &str,
-    _keyspace: &str,
-    _timeout: Duration,
+    keyspace: &str,
+    timeout: Duration,
 ) -> anyhow::Result<Arc<dyn ColdStore>> {
-    anyhow::bail!("ScyllaDB support is not built yet (store.scylla_uri = {uri})")
+    let store = crate::persist::scylla::ScyllaStore::connect(uri, keyspace, timeout)
+        .await
+        .with_context(|| {
+            format!("connecting to ScyllaDB at {uri} (keyspace {keyspace}; run `zone-server migrate` first)")
+        })?;
+    Ok(Arc::new(store))
+}
+
+/// `zone-server migrate`: applies `infra/scylla/schema.cql` (built into the binary) to the
+/// configured cluster. Idempotent.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    config.validate()?;
+    let st = &config.store;
+    let Some(uri) = &st.scylla_uri else {
+        anyhow::bail!(
+            "migrate needs store.scylla_uri (--scylla-uri or ZONE_SCYLLA_URI); the embedded store creates its tables itself"
+        );
+    };
+    let nodes: Vec<&str> = uri.split(',').map(str::trim).collect();
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(nodes)
+        .connection_timeout(
+            Duration::from_millis(st.command_timeout_ms).max(Duration::from_secs(5)),
+        )
+        .build()
+        .await
+        .with_context(|| format!("connecting to ScyllaDB at {uri}"))?;
+    crate::persist::schema::migrate(&session, &st.scylla_keyspace, st.scylla_replication_factor)
+        .await
+        .context("applying the schema")?;
+    info!(keyspace = %st.scylla_keyspace, "schema applied");
+    Ok(())
 }
 
 fn unix_ms() -> u64 {
