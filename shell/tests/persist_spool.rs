@@ -458,3 +458,35 @@ async fn sqlite_writes_are_idempotent_and_the_newest_version_wins() {
         Err(StoreError::BadRow(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_an_outage_ends_within_the_drain_deadline_keeping_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(&dir.path().join("spool"), 1 << 30);
+    let store = Arc::new(FlakyStore::default());
+    store.down.store(true, Ordering::Relaxed);
+    let flusher = Flusher::new(
+        spool.clone(),
+        store.clone(),
+        flusher_config(dir.path()),
+        Arc::new(Metrics::new()),
+        Arc::default(),
+    );
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(flusher.run(stop, Duration::from_millis(300)));
+    for i in 0..100 {
+        spool.append(&combat(1, i, 0)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(3), task)
+        .await
+        .expect("the flusher gave up at the drain deadline")
+        .unwrap();
+    assert_eq!(
+        spool.stats().records.load(Ordering::Relaxed),
+        100,
+        "records stay spooled"
+    );
+    spool.close();
+}

@@ -104,6 +104,8 @@ pub struct Flusher {
     dead: DeadLetters,
     breaker: Breaker,
     rng: u64,
+    drain: Duration,
+    stopping_since: Option<Instant>,
 }
 
 fn record_time(r: &Record) -> u64 {
@@ -145,6 +147,8 @@ impl Flusher {
             flushed_saves,
             breaker,
             rng: u64::from_le_bytes(seed) | 1,
+            drain: Duration::ZERO,
+            stopping_since: None,
         }
     }
 
@@ -174,17 +178,12 @@ impl Flusher {
 
     /// Runs until `stop` turns true, then drains what it can until `drain_deadline` elapses.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>, drain_deadline: Duration) {
+        self.drain = drain_deadline;
         let start = self.spool.stats().acked_seq.load(Ordering::Relaxed);
         let reader = Arc::new(Mutex::new(self.spool.reader(start)));
         let mut durable = self.spool.durable();
-        let mut stopping_since: Option<Instant> = None;
         loop {
-            if stopping_since.is_none() && *stop.borrow() {
-                stopping_since = Some(Instant::now());
-            }
-            if let Some(since) = stopping_since
-                && since.elapsed() >= drain_deadline
-            {
+            if self.deadline(&stop).is_some_and(|d| Instant::now() >= d) {
                 break;
             }
             let batch = match read_batch(&reader, self.config.batch).await {
@@ -198,7 +197,7 @@ impl Flusher {
             self.dead_letter_undecodable(&batch.undecodable);
             if batch.last_seq == 0 {
                 self.update_gauges(None);
-                if stopping_since.is_some() {
+                if self.stopping_since.is_some() {
                     break;
                 }
                 tokio::select! {
@@ -208,8 +207,7 @@ impl Flusher {
                 }
                 continue;
             }
-            let deadline = stopping_since.map(|s| s + drain_deadline);
-            if !self.deliver(batch, deadline, &mut stop).await {
+            if !self.deliver(batch, &mut stop).await {
                 break;
             }
         }
@@ -219,6 +217,14 @@ impl Flusher {
             durable = self.spool.durable_seq(),
             "flusher stopped"
         );
+    }
+
+    /// The drain deadline, once a stop was requested.
+    fn deadline(&mut self, stop: &watch::Receiver<bool>) -> Option<Instant> {
+        if self.stopping_since.is_none() && *stop.borrow() {
+            self.stopping_since = Some(Instant::now());
+        }
+        self.stopping_since.map(|s| s + self.drain)
     }
 
     fn update_gauges(&self, oldest_ms: Option<u64>) {
@@ -238,12 +244,7 @@ impl Flusher {
 
     /// Delivers one batch, retrying until it is in the store. Returns false when it gave up
     /// because the shutdown drain deadline passed (the records stay in the spool).
-    async fn deliver(
-        &mut self,
-        batch: ReadBatch,
-        deadline: Option<Instant>,
-        stop: &mut watch::Receiver<bool>,
-    ) -> bool {
+    async fn deliver(&mut self, batch: ReadBatch, stop: &mut watch::Receiver<bool>) -> bool {
         let last_seq = batch.last_seq;
         let mut items: Vec<(u64, Record)> = batch.records;
         let count = (items.len() + batch.undecodable.len()) as u64;
@@ -252,7 +253,7 @@ impl Flusher {
             let oldest = items.first().map(|(_, r)| record_time(r));
             self.update_gauges(oldest);
             let wait = self.breaker.wait(Instant::now());
-            if !wait.is_zero() && !self.sleep(wait, deadline, stop).await {
+            if !wait.is_zero() && !self.sleep(wait, stop).await {
                 return false;
             }
             let records: Vec<Record> = items.iter().map(|(_, r)| r.clone()).collect();
@@ -299,7 +300,7 @@ impl Flusher {
                         warn!(error = %e, store = self.store.name(), attempt, breaker = ?self.breaker.state(Instant::now()), "cold store write failed; retrying");
                     }
                     self.update_gauges(oldest);
-                    if !self.sleep(delay, deadline, stop).await {
+                    if !self.sleep(delay, stop).await {
                         return false;
                     }
                 }
@@ -313,25 +314,24 @@ impl Flusher {
         true
     }
 
-    /// Sleeps `d`, but not past the shutdown deadline. False when the deadline is reached.
-    async fn sleep(
-        &self,
-        d: Duration,
-        deadline: Option<Instant>,
-        stop: &mut watch::Receiver<bool>,
-    ) -> bool {
+    /// Sleeps `d`, but not past the shutdown drain deadline. False once that deadline passed:
+    /// the caller gives up and leaves the records in the spool for the next start.
+    async fn sleep(&mut self, d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
         let until = Instant::now() + d;
-        let until = deadline.map_or(until, |dl| until.min(dl));
-        if deadline.is_none() {
-            // A shutdown request shortens the wait to the drain deadline on the next round.
-            tokio::select! {
-                _ = tokio::time::sleep_until(until.into()) => {}
-                _ = stop.changed() => {}
+        match self.deadline(stop) {
+            None => {
+                // A stop request ends the wait early; the next round applies the deadline.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                    _ = stop.changed() => {}
+                }
+                self.deadline(stop).is_none_or(|dl| Instant::now() < dl)
             }
-            return true;
+            Some(dl) => {
+                tokio::time::sleep_until(until.min(dl).into()).await;
+                Instant::now() < dl
+            }
         }
-        tokio::time::sleep_until(until.into()).await;
-        deadline.is_none_or(|dl| Instant::now() < dl)
     }
 }
 

@@ -176,6 +176,8 @@ async fn hot_writer(
             .inc();
     };
     let mut failing = false;
+    // Other zones and services follow who enters and leaves on the zone's channel.
+    let channel = redis_keys::zone_channel(config.zone);
     while let Some(op) = rx.recv().await {
         let (name, result) = match &op {
             HotOp::Joined { player } => {
@@ -184,14 +186,24 @@ async fn hot_writer(
                     zone: config.zone,
                     server: config.server.clone(),
                 };
-                ("session", hot.put_session(&session, config.hot_ttl).await)
+                let mut r = hot.put_session(&session, config.hot_ttl).await;
+                if r.is_ok() {
+                    r = hot
+                        .publish(&channel, format!("join {}", player.0).as_bytes())
+                        .await;
+                }
+                ("session", r)
             }
             HotOp::Left { player, state } => {
-                let r = hot.put_player_state(*player, state, config.hot_ttl).await;
-                let r = match r {
-                    Ok(()) => hot.drop_session(*player).await,
-                    e => e,
-                };
+                let mut r = hot.put_player_state(*player, state, config.hot_ttl).await;
+                if r.is_ok() {
+                    r = hot.drop_session(*player).await;
+                }
+                if r.is_ok() {
+                    r = hot
+                        .publish(&channel, format!("leave {}", player.0).as_bytes())
+                        .await;
+                }
                 ("player_state", r)
             }
             HotOp::Refresh { positions } => {
