@@ -104,34 +104,64 @@ pub fn build_zone(config: &Config) -> anyhow::Result<Zone> {
 pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
     let st = &config.store;
     let timeout = Duration::from_millis(st.command_timeout_ms);
-    let hot: Arc<dyn HotStore> = match &st.redis_url {
-        Some(url) => Arc::new(
-            RedisHotStore::connect(url, timeout)
-                .await
-                .with_context(|| format!("connecting to Redis at {}", crate::config::redact_url(url)))?,
-        ),
-        None => Arc::new(MemoryHotStore::new()),
-    };
-    let cold: Arc<dyn ColdStore> = match &st.scylla_uri {
-        Some(uri) => open_scylla(uri, &st.scylla_keyspace, timeout).await?,
-        None => {
-            let path = config.data_dir.join("cold.sqlite");
-            Arc::new(
-                SqliteStore::open(&path)
-                    .with_context(|| format!("opening the embedded cold store {}", path.display()))?,
-            )
-        }
-    };
+    let hot: Arc<dyn HotStore> =
+        match &st.redis_url {
+            Some(url) => Arc::new(RedisHotStore::connect(url, timeout).await.with_context(
+                || format!("connecting to Redis at {}", crate::config::redact_url(url)),
+            )?),
+            None => Arc::new(MemoryHotStore::new()),
+        };
+    let cold: Arc<dyn ColdStore> =
+        match &st.scylla_uri {
+            Some(uri) => open_scylla(uri, &st.scylla_keyspace, timeout).await?,
+            None => {
+                let path = config.data_dir.join("cold.sqlite");
+                Arc::new(SqliteStore::open(&path).with_context(|| {
+                    format!("opening the embedded cold store {}", path.display())
+                })?)
+            }
+        };
     info!(hot = hot.name(), cold = cold.name(), "stores open");
     Ok(Stores { hot, cold })
 }
 
 async fn open_scylla(
     uri: &str,
-    _keyspace: &str,
-    _timeout: Duration,
+    keyspace: &str,
+    timeout: Duration,
 ) -> anyhow::Result<Arc<dyn ColdStore>> {
-    anyhow::bail!("ScyllaDB support is not built yet (store.scylla_uri = {uri})")
+    let store = crate::persist::scylla::ScyllaStore::connect(uri, keyspace, timeout)
+        .await
+        .with_context(|| {
+            format!("connecting to ScyllaDB at {uri} (keyspace {keyspace}; run `zone-server migrate` first)")
+        })?;
+    Ok(Arc::new(store))
+}
+
+/// `zone-server migrate`: applies `infra/scylla/schema.cql` (built into the binary) to the
+/// configured cluster. Idempotent.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    config.validate()?;
+    let st = &config.store;
+    let Some(uri) = &st.scylla_uri else {
+        anyhow::bail!(
+            "migrate needs store.scylla_uri (--scylla-uri or ZONE_SCYLLA_URI); the embedded store creates its tables itself"
+        );
+    };
+    let nodes: Vec<&str> = uri.split(',').map(str::trim).collect();
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(nodes)
+        .connection_timeout(
+            Duration::from_millis(st.command_timeout_ms).max(Duration::from_secs(5)),
+        )
+        .build()
+        .await
+        .with_context(|| format!("connecting to ScyllaDB at {uri}"))?;
+    crate::persist::schema::migrate(&session, &st.scylla_keyspace, st.scylla_replication_factor)
+        .await
+        .context("applying the schema")?;
+    info!(keyspace = %st.scylla_keyspace, "schema applied");
+    Ok(())
 }
 
 fn unix_ms() -> u64 {
@@ -187,7 +217,11 @@ pub async fn start_with(
         lease_ttl * 2,
     )
     .await?;
-    info!(zone = config.zone.id, fence = lease.fence, "zone lease claimed");
+    info!(
+        zone = config.zone.id,
+        fence = lease.fence,
+        "zone lease claimed"
+    );
 
     let spool_stats = Arc::new(SpoolStats::default());
     let spool_dir = config.data_dir.join("spool");
@@ -309,7 +343,10 @@ pub async fn start_with(
         let close_spool = loop_spool.clone();
         let _ = tokio::task::spawn_blocking(move || close_spool.close()).await;
         info!(
-            unflushed_records = loop_spool.stats().records.load(std::sync::atomic::Ordering::Relaxed),
+            unflushed_records = loop_spool
+                .stats()
+                .records
+                .load(std::sync::atomic::Ordering::Relaxed),
             "persistence stopped; unflushed records stay in the spool for the next start"
         );
         Ok((summary, host))

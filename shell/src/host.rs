@@ -244,7 +244,10 @@ impl ZoneHost {
             *slot = Some(player);
         }
         if let Some(state) = self.saved.get(&player).copied() {
-            self.metrics.player_loads.get_or_create(&reason("local")).inc();
+            self.metrics
+                .player_loads
+                .get_or_create(&reason("local"))
+                .inc();
             self.join(client_index, player, state);
         } else {
             self.loading.insert(player, client_index);
@@ -261,7 +264,11 @@ impl ZoneHost {
                 self.index_of.insert(player, client_index);
                 self.metrics.clients.set(self.index_of.len() as i64);
                 self.hot_ops.push(HotOp::Joined { player });
-                debug!(player = player.0, entity = entity.0, "player joined the zone");
+                debug!(
+                    player = player.0,
+                    entity = entity.0,
+                    "player joined the zone"
+                );
             }
             Err(e) => {
                 warn!(player = player.0, error = %e, "join refused; disconnecting");
@@ -285,7 +292,10 @@ impl ZoneHost {
         }
         let state = match outcome {
             LoadOutcome::Found { stored, source } => {
-                self.metrics.player_loads.get_or_create(&reason(source)).inc();
+                self.metrics
+                    .player_loads
+                    .get_or_create(&reason(source))
+                    .inc();
                 if stored.profile.is_none() {
                     self.records.push(Record::Profile(ProfileRecord {
                         player,
@@ -296,7 +306,10 @@ impl ZoneHost {
                 stored.state
             }
             LoadOutcome::New => {
-                self.metrics.player_loads.get_or_create(&reason("new")).inc();
+                self.metrics
+                    .player_loads
+                    .get_or_create(&reason("new"))
+                    .inc();
                 self.records.push(Record::Profile(ProfileRecord {
                     player,
                     name: format!("player-{}", player.0),
@@ -305,8 +318,14 @@ impl ZoneHost {
                 self.zone.new_character(player)
             }
             LoadOutcome::Failed(why) => {
-                self.metrics.player_loads.get_or_create(&reason("failed")).inc();
-                warn!(player = player.0, why, "player state could not be loaded; disconnecting");
+                self.metrics
+                    .player_loads
+                    .get_or_create(&reason("failed"))
+                    .inc();
+                warn!(
+                    player = player.0,
+                    why, "player state could not be loaded; disconnecting"
+                );
                 let _ = self.net.disconnect(client_index);
                 return;
             }
@@ -328,7 +347,11 @@ impl ZoneHost {
     /// are no newer.
     pub fn flushed(&mut self, saves: &[(PlayerId, u64)]) {
         for (player, version) in saves {
-            if self.saved.get(player).is_some_and(|s| s.version <= *version) {
+            if self
+                .saved
+                .get(player)
+                .is_some_and(|s| s.version <= *version)
+            {
                 self.saved.remove(player);
             }
         }
@@ -434,15 +457,14 @@ impl ZoneHost {
         let out = self.zone.tick();
         let m = out.metrics;
         let (zone, run, fence) = (self.zone_id, self.run, self.fence);
-        self.records
-            .extend(out.combat_events.iter().map(|event| {
-                Record::Combat(CombatRecord {
-                    zone,
-                    run,
-                    unix_ms,
-                    event: *event,
-                })
-            }));
+        self.records.extend(out.combat_events.iter().map(|event| {
+            Record::Combat(CombatRecord {
+                zone,
+                run,
+                unix_ms,
+                event: *event,
+            })
+        }));
         self.records.extend(out.player_saves.iter().map(|s| {
             Record::PlayerSave(SaveRecord {
                 zone,

@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Serve a zone over UDP (netcode.io) until SIGTERM/SIGINT.
     Run(RunArgs),
+    /// Create the ScyllaDB keyspace and tables (infra/scylla/schema.cql); safe to re-run.
+    Migrate(MigrateArgs),
     /// Mint a development connect token (base64) for a player id.
     Token(TokenArgs),
     /// Run headless bot clients against a server and report what they saw.
@@ -111,6 +113,12 @@ struct RunArgs {
     /// Stop after this many ticks (0 or absent: run until a signal).
     #[arg(long, env = "ZONE_TICKS")]
     ticks: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct MigrateArgs {
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args, Debug)]
@@ -226,6 +234,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Token(args) => token(args),
+        Command::Migrate(args) => {
+            let config = load(&args.common)?;
+            init_logs(&config);
+            zone_shell::app::migrate(&config).await
+        }
         Command::Bots(args) => bots(args).await,
         Command::Flood(args) => {
             let sent = zone_shell::flood::flood(args.target, args.rate, args.seconds).await?;

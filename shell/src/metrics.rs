@@ -221,11 +221,7 @@ impl Metrics {
             "Player state loads on join, by source or failure",
             m.player_loads.clone(),
         );
-        registry.register(
-            "leases_lost",
-            "Zone leases lost",
-            m.leases_lost.clone(),
-        );
+        registry.register("leases_lost", "Zone leases lost", m.leases_lost.clone());
         Self { registry, ..m }
     }
 

@@ -126,7 +126,10 @@ mod tests {
             b.failure(now);
             now += b.wait(now);
         }
-        assert_eq!(b.failure(now).then(|| b.wait(now)), Some(Duration::from_secs(4)));
+        assert_eq!(
+            b.failure(now).then(|| b.wait(now)),
+            Some(Duration::from_secs(4))
+        );
     }
 
     #[test]

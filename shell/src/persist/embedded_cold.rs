@@ -6,9 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use zone_core::{
-    AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats,
-};
+use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats};
 
 use super::cold::{ColdStore, StoreError, StoredPlayer};
 use super::record::{ProfileRecord, Record};
@@ -58,10 +56,10 @@ fn invalid(record: &Record) -> Option<String> {
     match record {
         Record::Combat(c) => (!c.event.x.is_finite() || !c.event.y.is_finite())
             .then(|| "combat event position is not finite".to_owned()),
-        Record::PlayerSave(s) => (!s.state.x.is_finite()
-            || !s.state.y.is_finite()
-            || !s.state.facing.is_finite())
-        .then(|| "player state is not finite".to_owned()),
+        Record::PlayerSave(s) => {
+            (!s.state.x.is_finite() || !s.state.y.is_finite() || !s.state.facing.is_finite())
+                .then(|| "player state is not finite".to_owned())
+        }
         Record::Profile(p) => (p.name.is_empty() || p.name.len() > 64)
             .then(|| format!("profile name of {} bytes (1..=64)", p.name.len())),
     }
@@ -177,7 +175,11 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(), StoreError
                 }
                 Record::Profile(p) => {
                     profile
-                        .execute(params![to_sql(p.player.0), p.name, to_sql(p.created_unix_ms)])
+                        .execute(params![
+                            to_sql(p.player.0),
+                            p.name,
+                            to_sql(p.created_unix_ms)
+                        ])
                         .map_err(unavailable)?;
                 }
             }
@@ -223,9 +225,8 @@ fn load(conn: &mut Connection, player: PlayerId) -> Result<Option<StoredPlayer>,
         )
         .optional()
         .map_err(|e| match e {
-            rusqlite::Error::InvalidColumnType(..) | rusqlite::Error::FromSqlConversionFailure(..) => {
-                StoreError::BadRow(e.to_string())
-            }
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..) => StoreError::BadRow(e.to_string()),
             other => unavailable(other),
         })?;
     let Some((x, y, facing, health, kills, deaths, dealt, taken, xp, version)) = row else {
@@ -262,7 +263,11 @@ fn load(conn: &mut Connection, player: PlayerId) -> Result<Option<StoredPlayer>,
     Ok(Some(StoredPlayer { state, profile }))
 }
 
-fn events(conn: &mut Connection, zone: u32, day: u32) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
+fn events(
+    conn: &mut Connection,
+    zone: u32,
+    day: u32,
+) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT run, event_id, tick, attacker, attacker_player, target, target_player, \

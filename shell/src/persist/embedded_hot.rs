@@ -45,7 +45,9 @@ impl MemoryHotStore {
 }
 
 fn live<T>(entry: Option<&(T, Instant)>) -> Option<&T> {
-    entry.filter(|(_, exp)| *exp > Instant::now()).map(|(v, _)| v)
+    entry
+        .filter(|(_, exp)| *exp > Instant::now())
+        .map(|(v, _)| v)
 }
 
 #[async_trait::async_trait]
@@ -76,9 +78,12 @@ impl HotStore for MemoryHotStore {
         players: &[PlayerId],
         ttl: Duration,
     ) -> Result<(), StoreError> {
+        let mut players = players.to_vec();
+        players.sort();
+        players.dedup();
         self.lock()?
             .presence
-            .insert(zone, (players.to_vec(), Instant::now() + ttl));
+            .insert(zone, (players, Instant::now() + ttl));
         Ok(())
     }
 
@@ -143,7 +148,12 @@ impl HotStore for MemoryHotStore {
             .subscribe())
     }
 
-    async fn rate_limit(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<bool, StoreError> {
         let mut s = self.lock()?;
         let now = Instant::now();
         let entry = s.limits.entry(key.to_owned()).or_insert((0, now + window));
@@ -159,13 +169,14 @@ impl HotStore for MemoryHotStore {
         zone: u32,
         owner: &str,
         ttl: Duration,
+        after_fence: u64,
     ) -> Result<Option<Lease>, StoreError> {
         let mut s = self.lock()?;
         let now = Instant::now();
         if s.leases.get(&zone).is_some_and(|(_, _, exp)| *exp > now) {
             return Ok(None);
         }
-        s.fence += 1;
+        s.fence = s.fence.max(after_fence) + 1;
         let fence = s.fence;
         s.leases.insert(zone, (owner.to_owned(), fence, now + ttl));
         Ok(Some(Lease {
@@ -179,7 +190,9 @@ impl HotStore for MemoryHotStore {
         let mut s = self.lock()?;
         let now = Instant::now();
         match s.leases.get_mut(&lease.zone) {
-            Some((owner, fence, exp)) if *owner == lease.owner && *fence == lease.fence && *exp > now => {
+            Some((owner, fence, exp))
+                if *owner == lease.owner && *fence == lease.fence && *exp > now =>
+            {
                 *exp = now + ttl;
                 Ok(true)
             }
@@ -189,8 +202,7 @@ impl HotStore for MemoryHotStore {
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         let mut s = self.lock()?;
-        if s
-            .leases
+        if s.leases
             .get(&lease.zone)
             .is_some_and(|(o, f, _)| *o == lease.owner && *f == lease.fence)
         {

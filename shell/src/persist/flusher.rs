@@ -256,10 +256,11 @@ impl Flusher {
                 return false;
             }
             let records: Vec<Record> = items.iter().map(|(_, r)| r.clone()).collect();
-            let result = match tokio::time::timeout(self.config.timeout, self.store.write(&records)).await {
-                Ok(r) => r,
-                Err(_) => Err(StoreError::Timeout(self.config.timeout.as_millis() as u64)),
-            };
+            let result =
+                match tokio::time::timeout(self.config.timeout, self.store.write(&records)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StoreError::Timeout(self.config.timeout.as_millis() as u64)),
+                };
             match result {
                 Ok(()) => {
                     self.breaker.success();
@@ -335,10 +336,7 @@ impl Flusher {
 }
 
 /// Reads a batch on the blocking pool (file reads stay off the async workers).
-async fn read_batch(
-    reader: &Arc<Mutex<SpoolReader>>,
-    max: usize,
-) -> std::io::Result<ReadBatch> {
+async fn read_batch(reader: &Arc<Mutex<SpoolReader>>, max: usize) -> std::io::Result<ReadBatch> {
     let reader = reader.clone();
     tokio::task::spawn_blocking(move || match reader.lock() {
         Ok(mut r) => r.read(max),

@@ -109,12 +109,14 @@ pub trait HotStore: Send + Sync + Debug {
     async fn rate_limit(&self, key: &str, limit: u32, window: Duration)
     -> Result<bool, StoreError>;
 
-    /// Claims a zone for `owner` for `ttl`, if nobody holds it.
+    /// Claims a zone for `owner` for `ttl`, if nobody holds it. The fencing token handed out
+    /// is greater than `after_fence` even if the store lost its counter (a Redis wipe).
     async fn acquire_lease(
         &self,
         zone: u32,
         owner: &str,
         ttl: Duration,
+        after_fence: u64,
     ) -> Result<Option<Lease>, StoreError>;
     /// Extends a held lease; `false` when it was lost (expired or taken).
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError>;

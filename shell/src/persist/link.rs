@@ -82,12 +82,7 @@ impl PersistLink {
             hot_rx,
             metrics.clone(),
         ));
-        tokio::spawn(loader(
-            stores.clone(),
-            config.timeout,
-            load_rx,
-            done_tx,
-        ));
+        tokio::spawn(loader(stores.clone(), config.timeout, load_rx, done_tx));
         Self {
             spool,
             hot_tx,
@@ -250,7 +245,11 @@ async fn hot_writer(
 pub async fn load_player(stores: &Stores, player: PlayerId, timeout: Duration) -> LoadOutcome {
     match stores
         .hot
-        .rate_limit(&format!("join:{}", player.0), JOINS_PER_MINUTE, Duration::from_secs(60))
+        .rate_limit(
+            &format!("join:{}", player.0),
+            JOINS_PER_MINUTE,
+            Duration::from_secs(60),
+        )
         .await
     {
         Ok(false) => return LoadOutcome::Failed("join rate limit".into()),
@@ -321,7 +320,7 @@ pub async fn claim_lease(
 ) -> anyhow::Result<Lease> {
     let until = Instant::now() + deadline;
     loop {
-        match hot.acquire_lease(zone, owner, ttl).await {
+        match hot.acquire_lease(zone, owner, ttl, 0).await {
             Ok(Some(lease)) => return Ok(lease),
             Ok(None) if Instant::now() < until => {
                 info!(zone, key = %redis_keys::lease(zone), "zone lease held by another server; waiting for it to expire");
@@ -341,10 +340,12 @@ pub async fn claim_lease(
 
 /// Renews `lease` every third of its lifetime. When it is lost (taken, or not renewable
 /// before it expires) it counts the loss and sends `true` on `lost`: the server must stop
-/// simulating the zone. Returns when `stop` turns true (releasing the lease).
+/// simulating the zone. When the lease key vanished without anyone else taking it (a Redis
+/// restart without persistence), it is claimed again with a larger fencing token.
+/// Returns when `stop` turns true (releasing the lease).
 pub async fn keep_lease(
     hot: Arc<dyn HotStore>,
-    lease: Lease,
+    mut lease: Lease,
     ttl: Duration,
     metrics: Arc<Metrics>,
     lost: Arc<watch::Sender<bool>>,
@@ -364,8 +365,26 @@ pub async fn keep_lease(
         match hot.renew_lease(&lease, ttl).await {
             Ok(true) => last_renewed = Instant::now(),
             Ok(false) => {
+                if let Ok(Some(again)) = hot
+                    .acquire_lease(lease.zone, &lease.owner, ttl, lease.fence)
+                    .await
+                {
+                    warn!(
+                        zone = lease.zone,
+                        old = lease.fence,
+                        new = again.fence,
+                        "zone lease vanished from the hot store (wiped?); claimed it again"
+                    );
+                    lease = again;
+                    last_renewed = Instant::now();
+                    continue;
+                }
                 metrics.leases_lost.inc();
-                error!(zone = lease.zone, fence = lease.fence, "zone lease lost to another owner; stopping the simulation");
+                error!(
+                    zone = lease.zone,
+                    fence = lease.fence,
+                    "zone lease lost to another owner; stopping the simulation"
+                );
                 let _ = lost.send(true);
                 return;
             }

@@ -17,6 +17,8 @@ pub mod link;
 pub mod record;
 pub mod redis;
 pub mod redis_keys;
+pub mod schema;
+pub mod scylla;
 pub mod spool;
 
 pub use cold::{ColdStore, StoreError, StoredPlayer};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
-use fred::types::{ExpireOptions, Expiration, SetOptions};
+use fred::types::{Expiration, ExpireOptions};
 use tokio::sync::{Semaphore, broadcast};
 use zone_core::{PlayerId, PlayerState};
 
@@ -35,6 +35,21 @@ return 1
 const RENEW: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
+/// Claims a lease: raises the fence counter to at least ARGV[3] (a wiped Redis restarts
+/// counters at zero), takes the next token, sets the lease if free. KEYS[1] lease, KEYS[2]
+/// fence counter; ARGV owner, ttl ms, floor. Returns the token, or 0 when the lease is held.
+const ACQUIRE: &str = r"
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+if cur < tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[3])
+end
+local f = redis.call('INCR', KEYS[2])
+if redis.call('SET', KEYS[1], ARGV[1] .. '|' .. f, 'NX', 'PX', ARGV[2]) then
+  return f
 end
 return 0
 ";
@@ -155,7 +170,9 @@ impl RedisHotStore {
         fut: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, StoreError> {
         let Ok(_permit) = self.in_flight.try_acquire() else {
-            return Err(StoreError::Unavailable("too many Redis calls in flight".into()));
+            return Err(StoreError::Unavailable(
+                "too many Redis calls in flight".into(),
+            ));
         };
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r.map_err(err),
@@ -250,7 +267,9 @@ impl HotStore for RedisHotStore {
     }
 
     async fn presence(&self, zone: u32) -> Result<Vec<PlayerId>, StoreError> {
-        let members: Vec<String> = self.call(self.client.smembers(keys::presence(zone))).await?;
+        let members: Vec<String> = self
+            .call(self.client.smembers(keys::presence(zone)))
+            .await?;
         let mut out: Vec<PlayerId> = members
             .iter()
             .filter_map(|m| m.parse().ok().map(PlayerId))
@@ -285,8 +304,9 @@ impl HotStore for RedisHotStore {
     }
 
     async fn positions(&self, zone: u32) -> Result<Vec<Position>, StoreError> {
-        let map: std::collections::HashMap<String, Vec<u8>> =
-            self.call(self.client.hgetall(keys::positions(zone))).await?;
+        let map: std::collections::HashMap<String, Vec<u8>> = self
+            .call(self.client.hgetall(keys::positions(zone)))
+            .await?;
         let mut out: Vec<Position> = map
             .iter()
             .filter_map(|(k, v)| decode_position(PlayerId(k.parse().ok()?), v))
@@ -301,8 +321,8 @@ impl HotStore for RedisHotStore {
         state: &PlayerState,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let data = bincode::encode_to_vec(state, bincode_config())
-            .map_err(|e| StoreError::Rejected {
+        let data =
+            bincode::encode_to_vec(state, bincode_config()).map_err(|e| StoreError::Rejected {
                 index: 0,
                 reason: e.to_string(),
             })?;
@@ -311,10 +331,11 @@ impl HotStore for RedisHotStore {
             Value::Bytes(data.into()),
             Value::from(ms(ttl)),
         ];
-        self.call(
-            self.client
-                .eval::<i64, _, _, _>(PUT_STATE, vec![keys::player_state(player)], args),
-        )
+        self.call(self.client.eval::<i64, _, _, _>(
+            PUT_STATE,
+            vec![keys::player_state(player)],
+            args,
+        ))
         .await
         .map(|_| ())
     }
@@ -347,7 +368,12 @@ impl HotStore for RedisHotStore {
         Ok(rx)
     }
 
-    async fn rate_limit(&self, key: &str, limit: u32, window: Duration) -> Result<bool, StoreError> {
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<bool, StoreError> {
         let key = keys::rate_limit(key);
         let pipe = self.client.pipeline();
         let queue = async {
@@ -369,22 +395,23 @@ impl HotStore for RedisHotStore {
         zone: u32,
         owner: &str,
         ttl: Duration,
+        after_fence: u64,
     ) -> Result<Option<Lease>, StoreError> {
-        let fence: u64 = self.call(self.client.incr(keys::FENCE)).await?;
-        let value = format!("{owner}|{fence}");
-        let set: Option<String> = self
-            .call(self.client.set(
-                keys::lease(zone),
-                value,
-                Some(Expiration::PX(ms(ttl))),
-                Some(SetOptions::NX),
-                false,
+        let fence: i64 = self
+            .call(self.client.eval(
+                ACQUIRE,
+                vec![keys::lease(zone), keys::FENCE.to_owned()],
+                vec![
+                    Value::from(owner),
+                    Value::from(ms(ttl)),
+                    Value::from(after_fence.to_string()),
+                ],
             ))
             .await?;
-        Ok(set.map(|_| Lease {
+        Ok((fence > 0).then(|| Lease {
             zone,
             owner: owner.to_owned(),
-            fence,
+            fence: fence as u64,
         }))
     }
 
@@ -402,10 +429,11 @@ impl HotStore for RedisHotStore {
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         let value = format!("{}|{}", lease.owner, lease.fence);
-        self.call(
-            self.client
-                .eval::<i64, _, _, _>(RELEASE, vec![keys::lease(lease.zone)], vec![value]),
-        )
+        self.call(self.client.eval::<i64, _, _, _>(
+            RELEASE,
+            vec![keys::lease(lease.zone)],
+            vec![value],
+        ))
         .await
         .map(|_| ())
     }

@@ -412,11 +412,13 @@ impl Spool {
         }
         inner.acked = seq;
         self.shared.stats.acked_seq.store(seq, Ordering::Relaxed);
-        let _ = self.shared.stats.records.fetch_update(
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-            |r| Some(r.saturating_sub(records)),
-        );
+        let _ = self
+            .shared
+            .stats
+            .records
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                Some(r.saturating_sub(records))
+            });
         let active = inner.segments.len().saturating_sub(1);
         let mut removed = 0usize;
         let mut freed = 0u64;
@@ -435,11 +437,13 @@ impl Spool {
         drop(inner);
         if removed > 0 {
             sync_dir(&self.shared.config.dir);
-            let _ = self.shared.stats.bytes.fetch_update(
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-                |b| Some(b.saturating_sub(freed)),
-            );
+            let _ =
+                self.shared
+                    .stats
+                    .bytes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                        Some(b.saturating_sub(freed))
+                    });
         }
     }
 
@@ -724,7 +728,9 @@ impl SpoolReader {
     fn advance_segment(&mut self) -> std::io::Result<bool> {
         let segments = self.segment_list();
         let current = self.file.as_ref().map(|(p, _, _)| p.clone());
-        let idx = segments.iter().position(|(_, p)| Some(p) == current.as_ref());
+        let idx = segments
+            .iter()
+            .position(|(_, p)| Some(p) == current.as_ref());
         let next = match idx {
             Some(i) => segments.get(i + 1),
             None => segments.iter().find(|(first, _)| *first > self.after),

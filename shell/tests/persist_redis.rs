@@ -1,0 +1,426 @@
+//! The hot store against a real `redis-server` that each test starts itself on a free
+//! loopback port (and kills and restarts): the port's contract (same tests run on the
+//! in-process store), pub/sub surviving a restart, and a running zone server that keeps
+//! ticking through a Redis outage, reconnects, repopulates presence and positions after the
+//! restart wiped them, and loses nothing durable.
+//!
+//! Needs `redis-server` on PATH (`apt-get install redis-server`; `.ci/run` installs it). A
+//! missing binary fails the tests with that message, it never skips them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use zone_core::{PlayerId, PlayerState};
+use zone_shell::app::start_with;
+use zone_shell::bots::{BotConfig, run_crowd};
+use zone_shell::config::Config;
+use zone_shell::persist::embedded_cold::SqliteStore;
+use zone_shell::persist::embedded_hot::MemoryHotStore;
+use zone_shell::persist::link::Stores;
+use zone_shell::persist::redis::RedisHotStore;
+use zone_shell::persist::{ColdStore, HotStore, Position, Session};
+
+/// A redis-server of the test's own.
+struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut s = Self {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts (again) on the same port, with no data (as an unpersisted Redis comes back).
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "these tests need redis-server on PATH (apt-get install -y redis-server): {e}"
+                )
+            });
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn redis(server: &RedisServer) -> RedisHotStore {
+    RedisHotStore::connect(&server.url(), Duration::from_millis(500))
+        .await
+        .unwrap()
+}
+
+/// The port's contract, for any implementation.
+async fn contract(hot: &dyn HotStore, tag: u32) {
+    let ttl = Duration::from_secs(30);
+    let zone = 1_000 + tag;
+    let p = |n: u64| PlayerId(u64::from(tag) * 1_000 + n);
+
+    let session = Session {
+        player: p(1),
+        zone,
+        server: "srv-a".into(),
+    };
+    hot.put_session(&session, ttl).await.unwrap();
+    assert_eq!(hot.session(p(1)).await.unwrap(), Some(session.clone()));
+    hot.put_session(
+        &Session {
+            player: p(2),
+            ..session.clone()
+        },
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(hot.session(p(2)).await.unwrap(), None, "sessions expire");
+    hot.drop_session(p(1)).await.unwrap();
+    assert_eq!(hot.session(p(1)).await.unwrap(), None);
+
+    hot.set_presence(zone, &[p(3), p(1), p(2)], ttl)
+        .await
+        .unwrap();
+    hot.set_presence(zone, &[p(2), p(1)], ttl).await.unwrap();
+    assert_eq!(
+        hot.presence(zone).await.unwrap(),
+        vec![p(1), p(2)],
+        "presence is replaced"
+    );
+    hot.set_presence(zone, &[], ttl).await.unwrap();
+    assert!(hot.presence(zone).await.unwrap().is_empty());
+
+    let positions: Vec<Position> = (0..1_000)
+        .map(|i| Position {
+            player: p(i),
+            x: i as f32 * 0.5,
+            y: -(i as f32),
+        })
+        .collect();
+    hot.flush_positions(zone, &positions, ttl).await.unwrap();
+    assert_eq!(hot.positions(zone).await.unwrap(), positions);
+    hot.flush_positions(zone, &positions[..3], ttl)
+        .await
+        .unwrap();
+    assert_eq!(hot.positions(zone).await.unwrap(), positions[..3].to_vec());
+
+    let mut s = PlayerState::new_character(1.0, 2.0, 90);
+    s.version = 5;
+    hot.put_player_state(p(1), &s, ttl).await.unwrap();
+    let mut older = s;
+    older.version = 4;
+    older.x = 99.0;
+    hot.put_player_state(p(1), &older, ttl).await.unwrap();
+    assert_eq!(
+        hot.player_state(p(1)).await.unwrap(),
+        Some(s),
+        "an older state never wins"
+    );
+    assert_eq!(hot.player_state(p(9)).await.unwrap(), None);
+
+    let key = format!("test:{tag}");
+    for _ in 0..3 {
+        assert!(
+            hot.rate_limit(&key, 3, Duration::from_secs(10))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !hot.rate_limit(&key, 3, Duration::from_secs(10))
+            .await
+            .unwrap()
+    );
+    let short = format!("short:{tag}");
+    assert!(
+        hot.rate_limit(&short, 1, Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !hot.rate_limit(&short, 1, Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert!(
+        hot.rate_limit(&short, 1, Duration::from_millis(50))
+            .await
+            .unwrap(),
+        "window resets"
+    );
+
+    let lease_ttl = Duration::from_millis(300);
+    let a = hot
+        .acquire_lease(zone, "a", lease_ttl, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        hot.acquire_lease(zone, "b", lease_ttl, 0)
+            .await
+            .unwrap()
+            .is_none(),
+        "one owner"
+    );
+    assert!(hot.renew_lease(&a, lease_ttl).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(
+        !hot.renew_lease(&a, lease_ttl).await.unwrap(),
+        "an expired lease is lost"
+    );
+    let b = hot
+        .acquire_lease(zone, "b", lease_ttl, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        b.fence > a.fence,
+        "fencing tokens only grow: {} then {}",
+        a.fence,
+        b.fence
+    );
+    hot.release_lease(&a).await.unwrap();
+    assert!(
+        hot.renew_lease(&b, lease_ttl).await.unwrap(),
+        "a stale owner cannot release"
+    );
+    hot.release_lease(&b).await.unwrap();
+    let c = hot
+        .acquire_lease(zone, "c", lease_ttl, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c.fence > b.fence);
+    hot.release_lease(&c).await.unwrap();
+    let d = hot
+        .acquire_lease(zone, "d", lease_ttl, c.fence + 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        d.fence > c.fence + 100,
+        "the floor is respected (counter lost in a wipe)"
+    );
+    hot.release_lease(&d).await.unwrap();
+
+    let channel = format!("zs:test:{tag}");
+    let mut rx = hot.subscribe(&channel).await.unwrap();
+    hot.publish(&channel, b"hello").await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            let m = rx.recv().await.unwrap();
+            if m.channel == channel {
+                return m;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(m.payload, b"hello");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_store_keeps_the_contract() {
+    contract(&MemoryHotStore::new(), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_keeps_the_contract() {
+    let server = RedisServer::start();
+    let hot = redis(&server).await;
+    contract(&hot, 2).await;
+    hot.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_fail_fast_while_redis_is_down_and_work_again_after_restart() {
+    let mut server = RedisServer::start();
+    let hot = redis(&server).await;
+    let channel = "zs:test:restart";
+    let mut rx = hot.subscribe(channel).await.unwrap();
+    server.kill();
+    let started = std::time::Instant::now();
+    assert!(
+        hot.presence(1).await.is_err(),
+        "a call while Redis is down fails"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "within the command timeout"
+    );
+    server.restart();
+    // fred reconnects with backoff; calls succeed again, the subscription is re-established.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if hot
+            .set_presence(1, &[PlayerId(1)], Duration::from_secs(5))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no reconnect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            hot.publish(channel, b"after restart").await.unwrap();
+            if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("subscription came back after the restart");
+    assert_eq!(got.payload, b"after restart");
+    hot.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
+    let mut server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.net.bind = "127.0.0.1:0".parse().unwrap();
+    config.admin.bind = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = dir.path().to_path_buf();
+    config.zone.arena_size = 96;
+    config.zone.npcs = 200;
+    config.store.redis_url = Some(server.url());
+    config.store.command_timeout_ms = 300;
+    config.store.position_flush_ms = 200;
+    config.store.lease_ttl_ms = 10_000;
+    let hot: Arc<dyn HotStore> = Arc::new(redis(&server).await);
+    let cold = Arc::new(SqliteStore::open(&dir.path().join("cold.sqlite")).unwrap());
+    let stores = Stores {
+        hot: hot.clone(),
+        cold: cold.clone(),
+    };
+    let running = start_with(config, None, stores.clone()).await.unwrap();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let bot_config = BotConfig {
+        server: running.udp_addr,
+        protocol_id: running.protocol_id,
+        first_player: 500,
+        count: 8,
+        tick_hz: running.tick_hz,
+        duration: None,
+        seed: 3,
+    };
+    let key = running.private_key.clone();
+    let crowd = tokio::spawn(async move { run_crowd(bot_config, &key, stop).await });
+    let expected: Vec<PlayerId> = (500..508).map(PlayerId).collect();
+    let wait_presence = |what: &'static str| {
+        let hot = hot.clone();
+        let expected = expected.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                if hot.presence(1).await.ok().as_ref() == Some(&expected)
+                    && hot.positions(1).await.map(|p| p.len()).ok() == Some(8)
+                {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "presence not {what}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait_presence("written").await;
+    let sessions = hot.session(PlayerId(500)).await.unwrap().unwrap();
+    assert_eq!(sessions.zone, 1);
+
+    server.kill();
+    let ticks_before = running
+        .status
+        .ticks
+        .load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ticks_during = running
+        .status
+        .ticks
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        ticks_during - ticks_before >= 60,
+        "the loop kept ticking with Redis down: {ticks_before} -> {ticks_during}"
+    );
+    let errors = running.metrics.encode();
+    assert!(
+        errors.contains("zone_hot_errors_total"),
+        "hot-store failures are counted"
+    );
+
+    server.restart();
+    wait_presence("rebuilt after the wipe").await;
+
+    let _ = stop_tx.send(true);
+    let report = crowd.await.unwrap().unwrap();
+    assert!(report.bots.iter().all(|b| b.connected));
+    running.shutdown();
+    let (summary, _, _) = running.finish().await.unwrap();
+    assert!(summary.ticks > 0);
+    for p in &expected {
+        let stored = cold.load_player(*p).await.unwrap();
+        assert!(
+            stored.is_some_and(|s| s.state.version >= 1),
+            "{p:?} saved to the cold store"
+        );
+    }
+    // After the leave, the hot copy is written too (Redis is back; the writer is async).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while hot.player_state(PlayerId(500)).await.unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hot copy of the last state"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,460 @@
+//! The spool, the flusher and the embedded cold store: durability, recovery from torn and
+//! corrupt segments, the disk budget, retries through an outage, the circuit breaker, dead
+//! letters, idempotent and newest-wins writes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, ZoneId};
+use zone_shell::metrics::Metrics;
+use zone_shell::persist::embedded_cold::SqliteStore;
+use zone_shell::persist::flusher::{Flusher, FlusherConfig};
+use zone_shell::persist::spool::{Spool, SpoolConfig, SpoolError, SpoolStats};
+use zone_shell::persist::{
+    ColdStore, CombatRecord, ProfileRecord, Record, SaveRecord, StoreError, StoredPlayer,
+};
+
+fn combat(run: u64, tick: u64, seq: u32) -> Record {
+    Record::Combat(CombatRecord {
+        zone: 1,
+        run,
+        unix_ms: 1_700_000_000_000 + tick * 16,
+        event: CombatEvent {
+            id: EventId::new(ZoneId(1), tick, seq),
+            tick,
+            attacker: EntityId(7),
+            attacker_player: Some(PlayerId(70)),
+            target: EntityId(9),
+            target_player: None,
+            ability: AbilityId(1),
+            damage: 12,
+            killed: seq % 5 == 0,
+            x: 10.5,
+            y: -3.25,
+        },
+    })
+}
+
+fn save(player: u64, version: u64, x: f32) -> Record {
+    let mut state = PlayerState::new_character(x, 2.0, 100);
+    state.version = version;
+    state.stats.kills = version as u32;
+    Record::PlayerSave(SaveRecord {
+        zone: 1,
+        player: PlayerId(player),
+        state,
+        fence: 0,
+        unix_ms: 1_700_000_000_000,
+    })
+}
+
+fn open(dir: &std::path::Path, max_bytes: u64) -> (Spool, zone_shell::persist::spool::Recovery) {
+    Spool::open(
+        SpoolConfig {
+            dir: dir.to_path_buf(),
+            group_commit: Duration::from_millis(2),
+            max_bytes,
+        },
+        Arc::new(SpoolStats::default()),
+    )
+    .unwrap()
+}
+
+fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn appended_records_are_durable_and_replayed_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, rec) = open(dir.path(), 1 << 30);
+    assert!(rec.records.is_empty());
+    let written: Vec<Record> = (0..1_000)
+        .map(|i| combat(1, i / 4, (i % 4) as u32))
+        .collect();
+    let mut seqs = Vec::new();
+    for r in &written {
+        seqs.push(spool.append(r).unwrap());
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "sequence numbers increase by one"
+    );
+    spool.sync();
+    assert_eq!(spool.durable_seq(), *seqs.last().unwrap());
+    let mut reader = spool.reader(0);
+    let batch = reader.read(10_000).unwrap();
+    assert_eq!(batch.records.len(), 1_000);
+    assert!(batch.records.iter().map(|(_, r)| r).eq(written.iter()));
+    spool.close();
+    drop(spool);
+
+    let (spool, rec) = open(dir.path(), 1 << 30);
+    assert_eq!(
+        rec.records.len(),
+        1_000,
+        "everything unacknowledged is replayed"
+    );
+    assert!(rec.records.iter().map(|(_, r)| r).eq(written.iter()));
+    assert_eq!((rec.corrupt_frames, rec.torn_tails), (0, 0));
+    // New records continue the sequence.
+    let next = spool.append(&save(1, 1, 0.0)).unwrap();
+    assert_eq!(next, seqs.last().unwrap() + 1);
+    spool.close();
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_a_corrupt_middle_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path(), 1 << 30);
+    for i in 0..100 {
+        spool.append(&combat(1, i, 0)).unwrap();
+    }
+    spool.sync();
+    spool.close();
+    let seg = segments(dir.path()).remove(0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let frame_len = bytes.len() / 100;
+    // Flip a byte inside frame 10's payload, and tear the last frame in half.
+    bytes[10 * frame_len + frame_len / 2] ^= 0x40;
+    bytes.truncate(bytes.len() - frame_len / 2);
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let (spool, rec) = open(dir.path(), 1 << 30);
+    assert_eq!(rec.torn_tails, 1);
+    assert_eq!(rec.corrupt_frames, 1);
+    let ticks: Vec<u64> = rec
+        .records
+        .iter()
+        .map(|(_, r)| match r {
+            Record::Combat(c) => c.event.tick,
+            _ => unreachable!(),
+        })
+        .collect();
+    let expected: Vec<u64> = (0..99).filter(|t| *t != 10).collect();
+    assert_eq!(
+        ticks, expected,
+        "only the damaged frames are lost, never garbage replayed"
+    );
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len() as usize,
+        bytes.len() - (frame_len - frame_len / 2),
+        "the torn tail was cut off on disk"
+    );
+    spool.close();
+}
+
+#[test]
+fn full_budget_refuses_combat_but_never_player_saves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path(), 4_096);
+    let mut refused = 0;
+    for i in 0..1_000 {
+        match spool.append(&combat(1, i, 0)) {
+            Ok(_) => {}
+            Err(SpoolError::Full { .. }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(refused > 900, "combat refused once full: {refused}");
+    assert!(spool.is_full());
+    for p in 0..100 {
+        spool.append(&save(p, 1, 1.0)).unwrap();
+    }
+    assert_eq!(spool.stats().refused.load(Ordering::Relaxed), refused);
+    spool.close();
+}
+
+#[test]
+fn acknowledged_segments_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path(), 1 << 30);
+    // > 8 MiB of records: at least two segments.
+    let mut last = 0;
+    for i in 0..200_000 {
+        last = spool.append(&combat(1, i, 0)).unwrap();
+        if i % 20_000 == 0 {
+            spool.sync();
+        }
+    }
+    spool.sync();
+    let before = segments(dir.path()).len();
+    assert!(before >= 2, "{before} segments");
+    spool.ack(last, 200_000);
+    let after = segments(dir.path()).len();
+    assert_eq!(after, 1, "all but the active segment deleted");
+    assert_eq!(spool.stats().records.load(Ordering::Relaxed), 0);
+    spool.close();
+    let (_spool, rec) = open(dir.path(), 1 << 30);
+    assert!(
+        rec.records.len() < 200_000,
+        "deleted segments are not replayed"
+    );
+}
+
+/// A cold store that fails while `down`, counts writes per key and can reject one kind.
+#[derive(Debug, Default)]
+struct FlakyStore {
+    down: AtomicBool,
+    calls: AtomicU64,
+    reject_x: Mutex<Option<f32>>,
+    combat: Mutex<BTreeMap<(u64, u128), u32>>,
+    saves: Mutex<BTreeMap<PlayerId, PlayerState>>,
+}
+
+#[async_trait::async_trait]
+impl ColdStore for FlakyStore {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+    async fn write(&self, batch: &[Record]) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if self.down.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("injected outage".into()));
+        }
+        let reject = *self.reject_x.lock().unwrap();
+        for (i, r) in batch.iter().enumerate() {
+            if let (Record::PlayerSave(s), Some(x)) = (r, reject)
+                && s.state.x == x
+            {
+                return Err(StoreError::Rejected {
+                    index: i,
+                    reason: "injected invalid record".into(),
+                });
+            }
+        }
+        for r in batch {
+            match r {
+                Record::Combat(c) => {
+                    // Idempotent by key: count distinct keys, and how often each was written.
+                    *self
+                        .combat
+                        .lock()
+                        .unwrap()
+                        .entry((c.run, c.event.id.0))
+                        .or_default() += 1;
+                }
+                Record::PlayerSave(s) => {
+                    let mut saves = self.saves.lock().unwrap();
+                    let keep = saves
+                        .get(&s.player)
+                        .is_none_or(|o| o.version < s.state.version);
+                    if keep {
+                        saves.insert(s.player, s.state);
+                    }
+                }
+                Record::Profile(_) => {}
+            }
+        }
+        Ok(())
+    }
+    async fn load_player(&self, player: PlayerId) -> Result<Option<StoredPlayer>, StoreError> {
+        Ok(self
+            .saves
+            .lock()
+            .unwrap()
+            .get(&player)
+            .map(|s| StoredPlayer {
+                state: *s,
+                profile: None,
+            }))
+    }
+    async fn combat_events(&self, _: u32, _: u32) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+fn flusher_config(dir: &std::path::Path) -> FlusherConfig {
+    FlusherConfig {
+        backoff_base: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(50),
+        breaker_threshold: 3,
+        breaker_cooldown: Duration::from_millis(100),
+        ..FlusherConfig::new(dir, 64, Duration::from_secs(1))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_delays_but_loses_nothing_and_the_breaker_opens_and_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(&dir.path().join("spool"), 1 << 30);
+    let store = Arc::new(FlakyStore::default());
+    store.down.store(true, Ordering::Relaxed);
+    let metrics = Arc::new(Metrics::new());
+    let flusher = Flusher::new(
+        spool.clone(),
+        store.clone(),
+        flusher_config(dir.path()),
+        metrics.clone(),
+        Arc::default(),
+    );
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(flusher.run(stop, Duration::from_secs(5)));
+    for i in 0..500 {
+        spool.append(&combat(1, i, 0)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        metrics.breaker_state.get(),
+        2,
+        "breaker open during the outage"
+    );
+    let calls_open = store.calls.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls_later = store.calls.load(Ordering::Relaxed);
+    assert!(
+        calls_later - calls_open <= 4,
+        "an open breaker holds calls back: {calls_open} -> {calls_later}"
+    );
+    assert!(metrics.flush_retries.get() >= 3);
+    assert_eq!(
+        spool.stats().records.load(Ordering::Relaxed),
+        500,
+        "nothing acked while down"
+    );
+    store.down.store(false, Ordering::Relaxed);
+    for i in 500..700 {
+        spool.append(&combat(1, i, 0)).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while spool.stats().records.load(Ordering::Relaxed) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "flusher did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let combat = store.combat.lock().unwrap().clone();
+    assert_eq!(combat.len(), 700, "every event reached the store");
+    assert_eq!(metrics.breaker_state.get(), 0, "breaker closed again");
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    spool.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_record_is_dead_lettered_and_the_rest_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(&dir.path().join("spool"), 1 << 30);
+    let store = Arc::new(FlakyStore::default());
+    *store.reject_x.lock().unwrap() = Some(666.0);
+    let metrics = Arc::new(Metrics::new());
+    let config = flusher_config(dir.path());
+    let dead_path = config.dead_letter_path.clone();
+    let flushed = Arc::default();
+    let flusher = Flusher::new(
+        spool.clone(),
+        store.clone(),
+        config,
+        metrics.clone(),
+        Arc::clone(&flushed),
+    );
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(flusher.run(stop, Duration::from_secs(5)));
+    spool.append(&save(1, 1, 1.0)).unwrap();
+    spool.append(&save(2, 1, 666.0)).unwrap();
+    spool.append(&save(3, 1, 3.0)).unwrap();
+    spool.append(&combat(1, 1, 0)).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while spool.stats().records.load(Ordering::Relaxed) > 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metrics.dead_letters.get(), 1);
+    let dead = std::fs::read_to_string(&dead_path).unwrap();
+    assert_eq!(dead.lines().count(), 1);
+    assert!(
+        dead.contains("player_save") && dead.contains("injected invalid record"),
+        "{dead}"
+    );
+    let saves = store.saves.lock().unwrap().clone();
+    assert!(saves.contains_key(&PlayerId(1)) && saves.contains_key(&PlayerId(3)));
+    assert!(!saves.contains_key(&PlayerId(2)));
+    let acked = flushed.lock().unwrap().clone();
+    assert!(acked.contains(&(PlayerId(1), 1)) && acked.contains(&(PlayerId(3), 1)));
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+    spool.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_are_idempotent_and_the_newest_version_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cold.sqlite");
+    let store = SqliteStore::open(&path).unwrap();
+    let batch: Vec<Record> = (0..50).map(|i| combat(9, 100 + i, 0)).collect();
+    store.write(&batch).await.unwrap();
+    store.write(&batch).await.unwrap();
+    let day = match &batch[0] {
+        Record::Combat(c) => c.day(),
+        _ => unreachable!(),
+    };
+    let events = store.combat_events(1, day).await.unwrap();
+    assert_eq!(events.len(), 50, "replayed events are stored once");
+    assert!(events.iter().zip(&batch).all(|((run, e), r)| match r {
+        Record::Combat(c) => *run == 9 && *e == c.event,
+        _ => false,
+    }));
+    // The same event id from another run is another event.
+    store.write(&[combat(10, 100, 0)]).await.unwrap();
+    assert_eq!(store.combat_events(1, day).await.unwrap().len(), 51);
+
+    store.write(&[save(5, 7, 70.0)]).await.unwrap();
+    store.write(&[save(5, 3, 30.0)]).await.unwrap();
+    let p = store.load_player(PlayerId(5)).await.unwrap().unwrap();
+    assert_eq!(
+        (p.state.version, p.state.x),
+        (7, 70.0),
+        "an older replayed save never wins"
+    );
+    store.write(&[save(5, 8, 80.0)]).await.unwrap();
+    let p = store.load_player(PlayerId(5)).await.unwrap().unwrap();
+    assert_eq!(
+        (p.state.version, p.state.x, p.state.stats.kills),
+        (8, 80.0, 8)
+    );
+    assert!(p.profile.is_none());
+    let profile = Record::Profile(ProfileRecord {
+        player: PlayerId(5),
+        name: "ada".into(),
+        created_unix_ms: 1,
+    });
+    store.write(&[profile.clone(), profile]).await.unwrap();
+    let p = store.load_player(PlayerId(5)).await.unwrap().unwrap();
+    assert_eq!(p.profile.unwrap().name, "ada");
+    assert!(store.load_player(PlayerId(6)).await.unwrap().is_none());
+
+    // Invalid records are rejected with their index; nothing of the batch is written.
+    let err = store
+        .write(&[save(6, 1, 1.0), save(7, 1, f32::NAN)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::Rejected {
+            index: 1,
+            reason: "player state is not finite".into()
+        }
+    );
+    assert!(store.load_player(PlayerId(6)).await.unwrap().is_none());
+
+    // A corrupt row reads back as a typed error, never a panic or a bogus state.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE player_state SET health = 70000 WHERE player_id = 5",
+        [],
+    )
+    .unwrap();
+    assert!(matches!(
+        store.load_player(PlayerId(5)).await,
+        Err(StoreError::BadRow(_))
+    ));
+}
