@@ -45,7 +45,7 @@ impl Bytes<'_> {
         f32::from_bits(self.u32())
     }
     fn flag(&mut self) -> bool {
-        self.u8() % 2 == 0
+        self.u8().is_multiple_of(2)
     }
 }
 
