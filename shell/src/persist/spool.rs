@@ -105,6 +105,9 @@ struct Inner {
     segments: Vec<Segment>,
     closing: bool,
     acked: u64,
+    /// First sequence number of the segment the writer appends to (recovered segments are
+    /// never appended to, so they can all be deleted once acknowledged).
+    active: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -335,6 +338,7 @@ impl Spool {
                 segments,
                 closing: false,
                 acked,
+                active: None,
             }),
             wake: Condvar::new(),
             durable,
@@ -423,11 +427,11 @@ impl Spool {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
                 Some(r.saturating_sub(records))
             });
-        let active = inner.segments.len().saturating_sub(1);
+        let active = inner.active;
         let mut removed = 0usize;
         let mut freed = 0u64;
-        for segment in inner.segments.iter().take(active) {
-            if segment.last_seq > seq {
+        for segment in &inner.segments {
+            if segment.last_seq > seq || Some(segment.first_seq) == active {
                 break;
             }
             if let Err(e) = fs::remove_file(&segment.path) {
@@ -581,6 +585,7 @@ fn commit(
         let len = f.metadata()?.len();
         sync_dir(&shared.config.dir);
         if let Ok(mut inner) = shared.inner.lock() {
+            inner.active = Some(first_seq);
             inner.segments.push(Segment {
                 first_seq,
                 last_seq: first_seq.saturating_sub(1),
