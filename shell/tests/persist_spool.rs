@@ -2,6 +2,8 @@
 //! corrupt segments, the disk budget, retries through an outage, the circuit breaker, dead
 //! letters, idempotent and newest-wins writes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +32,7 @@ fn combat(run: u64, tick: u64, seq: u32) -> Record {
             target_player: None,
             ability: AbilityId(1),
             damage: 12,
-            killed: seq % 5 == 0,
+            killed: seq.is_multiple_of(5),
             x: 10.5,
             y: -3.25,
         },

@@ -216,10 +216,13 @@ pub fn write_frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// A valid frame found by [`scan`]: its offset, sequence number and payload.
+pub type ScannedFrame<'a> = (usize, u64, &'a [u8]);
+
 /// Scans a segment's bytes: valid frames in order (with the offset each starts at), how many
 /// corrupt stretches were skipped, and where the valid data ends (a torn tail starts there).
 /// A valid frame anywhere after a damaged one is found: only damaged frames are lost.
-pub fn scan(bytes: &[u8]) -> (Vec<(usize, u64, &[u8])>, u64, usize) {
+pub fn scan(bytes: &[u8]) -> (Vec<ScannedFrame<'_>>, u64, usize) {
     let mut frames = Vec::new();
     let mut corrupt = 0;
     let mut at = 0;
