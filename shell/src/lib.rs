@@ -14,6 +14,8 @@ pub mod app;
 pub mod bots;
 pub mod config;
 pub mod flood;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod keys;
 pub mod metrics;

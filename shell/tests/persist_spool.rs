@@ -2,6 +2,8 @@
 //! corrupt segments, the disk budget, retries through an outage, the circuit breaker, dead
 //! letters, idempotent and newest-wins writes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +13,7 @@ use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState
 use zone_shell::metrics::Metrics;
 use zone_shell::persist::embedded_cold::SqliteStore;
 use zone_shell::persist::flusher::{Flusher, FlusherConfig};
-use zone_shell::persist::spool::{Spool, SpoolConfig, SpoolError, SpoolStats};
+use zone_shell::persist::spool::{FRAME_HEADER, Spool, SpoolConfig, SpoolError, SpoolStats, scan};
 use zone_shell::persist::{
     ColdStore, CombatRecord, ProfileRecord, Record, SaveRecord, StoreError, StoredPlayer,
 };
@@ -30,7 +32,7 @@ fn combat(run: u64, tick: u64, seq: u32) -> Record {
             target_player: None,
             ability: AbilityId(1),
             damage: 12,
-            killed: seq % 5 == 0,
+            killed: seq.is_multiple_of(5),
             x: 10.5,
             y: -3.25,
         },
@@ -148,6 +150,50 @@ fn a_torn_tail_is_cut_and_a_corrupt_middle_is_skipped() {
         std::fs::metadata(&seg).unwrap().len() as usize,
         bytes.len() - (frame_len - frame_len / 2),
         "the torn tail was cut off on disk"
+    );
+    spool.close();
+}
+
+#[test]
+fn a_damaged_length_loses_only_its_frame_not_the_rest_of_the_segment() {
+    // Found by the `spool_decode` fuzz target: a length field damaged to point past the end of
+    // the file read as a torn tail, so opening cut off every durable frame after it.
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path(), 1 << 30);
+    for i in 0..100 {
+        spool.append(&combat(1, i, 0)).unwrap();
+    }
+    spool.sync();
+    spool.close();
+    let seg = segments(dir.path()).remove(0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = scan(&bytes).0[97].0;
+    bytes[at + 1..at + 5].copy_from_slice(&4_000u32.to_le_bytes());
+    assert!(
+        at + FRAME_HEADER + 4_000 > bytes.len(),
+        "the length points past the end"
+    );
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let (spool, rec) = open(dir.path(), 1 << 30);
+    assert_eq!((rec.torn_tails, rec.corrupt_frames), (0, 1));
+    let tick = |r: &Record| match r {
+        Record::Combat(c) => c.event.tick,
+        _ => unreachable!(),
+    };
+    let expected: Vec<u64> = (0..100).filter(|t| *t != 97).collect();
+    let recovered: Vec<u64> = rec.records.iter().map(|(_, r)| tick(r)).collect();
+    assert_eq!(recovered, expected, "only the damaged frame is lost");
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len() as usize,
+        bytes.len(),
+        "nothing was cut"
+    );
+    let batch = spool.reader(0).read(1_000).unwrap();
+    let read: Vec<u64> = batch.records.iter().map(|(_, r)| tick(r)).collect();
+    assert_eq!(
+        read, expected,
+        "the flusher's reader skips the damaged frame too"
     );
     spool.close();
 }

@@ -296,7 +296,7 @@ impl Flusher {
                         self.random(),
                     );
                     attempt = attempt.saturating_add(1);
-                    if attempt == 1 || opened && attempt % 10 == 0 {
+                    if attempt == 1 || opened && attempt.is_multiple_of(10) {
                         warn!(error = %e, store = self.store.name(), attempt, breaker = ?self.breaker.state(Instant::now()), "cold store write failed; retrying");
                     }
                     self.update_gauges(oldest);

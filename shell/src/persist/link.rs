@@ -255,7 +255,7 @@ async fn hot_writer(
 /// Loads a player: the newer of the hot and the cold copy; hot alone when the cold store is
 /// down; a new character only when both stores answered and neither knows the player.
 pub async fn load_player(stores: &Stores, player: PlayerId, timeout: Duration) -> LoadOutcome {
-    match stores
+    if let Ok(false) = stores
         .hot
         .rate_limit(
             &format!("join:{}", player.0),
@@ -264,14 +264,13 @@ pub async fn load_player(stores: &Stores, player: PlayerId, timeout: Duration) -
         )
         .await
     {
-        Ok(false) => return LoadOutcome::Failed("join rate limit".into()),
-        Ok(true) | Err(_) => {}
+        return LoadOutcome::Failed("join rate limit".into());
     }
     let hot = tokio::time::timeout(timeout, stores.hot.player_state(player));
     let cold = tokio::time::timeout(timeout, stores.cold.load_player(player));
     let (hot, cold) = tokio::join!(hot, cold);
-    let hot = hot.unwrap_or_else(|_| Err(StoreError::Timeout(timeout.as_millis() as u64)));
-    let cold = cold.unwrap_or_else(|_| Err(StoreError::Timeout(timeout.as_millis() as u64)));
+    let hot = hot.unwrap_or(Err(StoreError::Timeout(timeout.as_millis() as u64)));
+    let cold = cold.unwrap_or(Err(StoreError::Timeout(timeout.as_millis() as u64)));
     match (hot, cold) {
         (Ok(Some(h)), Ok(Some(c))) => {
             if h.version > c.state.version {

@@ -155,7 +155,8 @@ pub enum Frame<'a> {
         /// Frame length in bytes.
         len: usize,
     },
-    /// Too few bytes for a whole frame (a torn write at the end of a file).
+    /// Too few bytes for a whole frame: a torn write at the end of a file, or a damaged length
+    /// (only what follows can tell; see [`scan`]).
     Incomplete,
     /// Not a valid frame at this offset.
     Corrupt,
@@ -215,9 +216,13 @@ pub fn write_frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// A valid frame found by [`scan`]: its offset, sequence number and payload.
+pub type ScannedFrame<'a> = (usize, u64, &'a [u8]);
+
 /// Scans a segment's bytes: valid frames in order (with the offset each starts at), how many
 /// corrupt stretches were skipped, and where the valid data ends (a torn tail starts there).
-pub fn scan(bytes: &[u8]) -> (Vec<(usize, u64, &[u8])>, u64, usize) {
+/// A valid frame anywhere after a damaged one is found: only damaged frames are lost.
+pub fn scan(bytes: &[u8]) -> (Vec<ScannedFrame<'_>>, u64, usize) {
     let mut frames = Vec::new();
     let mut corrupt = 0;
     let mut at = 0;
@@ -234,7 +239,9 @@ pub fn scan(bytes: &[u8]) -> (Vec<(usize, u64, &[u8])>, u64, usize) {
                 valid_end = at;
                 in_corrupt = false;
             }
-            Frame::Incomplete if !in_corrupt => break,
+            // Incomplete is not necessarily a torn tail: a damaged length in the middle of a
+            // segment can point past its end. Skip it like corruption; if no valid frame
+            // follows, the stretch is the torn tail after all (and is cut, not counted).
             _ => {
                 if !in_corrupt {
                     corrupt += 1;
@@ -609,6 +616,20 @@ fn commit(
     Ok(())
 }
 
+/// Bytes a [`SpoolReader`] reads at a time.
+const CHUNK: usize = 64 << 10;
+
+/// Whether the incomplete frame at `data[at..]` has a damaged length rather than being cut by
+/// the chunk or still being written: the read reached the end of the file (`at_eof`) and a
+/// durable frame follows it, which a write in progress never has.
+fn damaged_length(data: &[u8], at: usize, at_eof: bool, durable: u64) -> bool {
+    at_eof
+        && scan(data.get(at + 1..).unwrap_or_default())
+            .0
+            .first()
+            .is_some_and(|(_, seq, _)| *seq <= durable)
+}
+
 /// Reads durable records in sequence order, across segments.
 #[derive(Debug)]
 pub struct SpoolReader {
@@ -645,7 +666,7 @@ impl SpoolReader {
             let Some((_, f, pos)) = self.file.as_mut() else {
                 break;
             };
-            let mut chunk = vec![0u8; 64 << 10];
+            let mut chunk = vec![0u8; CHUNK];
             f.seek(SeekFrom::Start(*pos))?;
             let n = f.read(&mut chunk)?;
             chunk.truncate(n);
@@ -670,8 +691,10 @@ impl SpoolReader {
                         at += len;
                         progressed = true;
                     }
-                    Frame::Incomplete => break,
-                    Frame::Corrupt => {
+                    Frame::Incomplete if !damaged_length(&data, at, n < CHUNK, durable) => {
+                        break;
+                    }
+                    Frame::Incomplete | Frame::Corrupt => {
                         // Only durable, checksummed data is read; corruption here means the
                         // disk changed under us. Skip a byte and count it.
                         self.spool
