@@ -490,7 +490,7 @@ fn redis_rows(r: &mut Report) {
         Ok((p50, p99, hp50, hp99, ceiling)) => {
             r.row(
                 "redis",
-                "HotStore::flush_positions 1,000 (DEL+HSET+PEXPIRE) p50",
+                "HotStore::flush_positions 1,000 (HSET+HDEL+PEXPIRE) p50",
                 format!("{hp50:.3} ms"),
                 "-",
                 None,
