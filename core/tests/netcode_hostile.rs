@@ -511,8 +511,27 @@ fn spoofed_top_of_space_sequence_from_a_connected_address() {
     assert!(!w.already_received(6));
 }
 
+/// A restarted server given a random start never repeats a challenge sequence of the
+/// previous run; a start among per-client sequences is refused.
+#[test]
+fn the_global_sequence_start_is_configurable_and_kept_above_half_the_space() {
+    use zone_core::netcode::{ConfigError, random_global_sequence_start};
+    let start = random_global_sequence_start([0xff; 8]);
+    assert_eq!(start, (1 << 63) | ((1 << 62) - 1));
+    assert_eq!(random_global_sequence_start([0; 8]), 1 << 63);
+    let mut config = ServerConfig::new(PROTOCOL_ID, private_key(), 4, vec![server_addr()]);
+    config.global_sequence_start = start;
+    let server = Server::new(config.clone(), Key::from_bytes([9; 32])).unwrap();
+    assert_eq!(server.next_global_sequence(), Some(start));
+    config.global_sequence_start = (1 << 63) - 1;
+    assert!(matches!(
+        Server::new(config, Key::from_bytes([9; 32])),
+        Err(ConfigError::GlobalSequenceStart { .. })
+    ));
+}
+
 /// renetcode 2.0.0 starts its global sequence at 0, colliding with per-client sequences
-/// under the same server-to-client key. Ours starts at `1 << 63`, on every construction.
+/// under the same server-to-client key. Ours starts at `1 << 63` by default.
 #[test]
 fn first_global_sequence_packets_are_above_half_the_space() {
     for round in 0..3 {

@@ -251,6 +251,7 @@ pub async fn start_with(
         max_packets_per_client_tick: config.net.max_packets_per_client_tick,
         run,
         fence: lease.fence,
+        global_sequence_random: random_bytes()?,
     };
     let mut host = ZoneHost::new(
         zone,

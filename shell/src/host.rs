@@ -70,6 +70,8 @@ pub struct HostConfig {
     pub run: u64,
     /// Fencing token of the zone lease held (0 without a lease).
     pub fence: u64,
+    /// Fresh random bytes picking where the netcode global sequence starts this run.
+    pub global_sequence_random: [u8; 8],
 }
 
 /// Counters of one host's life, for logs and tests.
@@ -125,12 +127,15 @@ impl ZoneHost {
         challenge_key: Key,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let net_config = netcode::ServerConfig::new(
+        let mut net_config = netcode::ServerConfig::new(
             config.protocol_id,
             private_key,
             config.max_clients,
             config.public_addresses.clone(),
         );
+        // A random start per run: challenge nonces never repeat across restarts.
+        net_config.global_sequence_start =
+            netcode::random_global_sequence_start(config.global_sequence_random);
         let net = netcode::Server::new(net_config, challenge_key)
             .map_err(|e| anyhow::anyhow!("netcode server: {e}"))?;
         let rep = Replicator::new(ReplicationConfig::default(), zone.map().size());

@@ -244,6 +244,12 @@ pub enum ConfigError {
         /// Field name.
         field: &'static str,
     },
+    /// The global sequence would start among per-client sequence numbers.
+    #[error("expected global_sequence_start >= 1 << 63, got {got}")]
+    GlobalSequenceStart {
+        /// Value supplied.
+        got: u64,
+    },
 }
 
 macro_rules! drop_reasons {

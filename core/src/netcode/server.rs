@@ -80,6 +80,18 @@ pub struct ServerConfig {
     pub event_queue_capacity: usize,
     /// Per-address connection request limit.
     pub rate_limit: RateLimitConfig,
+    /// First global sequence number (challenge and denied packets), at least `1 << 63` so it
+    /// never meets a per-client sequence. Defaults to `1 << 63`; a server that restarts with
+    /// the same private key should pass `(1 << 63) | random` (see
+    /// [`random_global_sequence_start`]), so a still-valid token's challenge nonces never repeat
+    /// across restarts.
+    pub global_sequence_start: u64,
+}
+
+/// A global sequence start from 8 random bytes: `1 << 63` plus a random offset below `1 << 62`,
+/// leaving at least `2^62` sequence numbers before exhaustion.
+pub fn random_global_sequence_start(random: [u8; 8]) -> u64 {
+    GLOBAL_SEQUENCE_START | (u64::from_le_bytes(random) & ((1 << 62) - 1))
 }
 
 impl ServerConfig {
@@ -105,6 +117,7 @@ impl ServerConfig {
                 .saturating_add(256),
             event_queue_capacity: max_clients.saturating_mul(4).saturating_add(16),
             rate_limit: RateLimitConfig::default(),
+            global_sequence_start: GLOBAL_SEQUENCE_START,
         }
     }
 }
@@ -276,7 +289,7 @@ impl fmt::Debug for Server {
 
 impl Server {
     /// Creates a server. `challenge_key` must be fresh random bytes from the caller's CSPRNG
-    /// for every construction. The global sequence starts at `1 << 63`.
+    /// for every construction. The global sequence starts at `config.global_sequence_start`.
     pub fn new(config: ServerConfig, challenge_key: Key) -> Result<Self, ConfigError> {
         if config.max_clients == 0 || config.max_clients > MAX_CLIENTS {
             return Err(ConfigError::MaxClients {
@@ -314,6 +327,11 @@ impl Server {
                 return Err(ConfigError::Zero { field });
             }
         }
+        if config.global_sequence_start < GLOBAL_SEQUENCE_START {
+            return Err(ConfigError::GlobalSequenceStart {
+                got: config.global_sequence_start,
+            });
+        }
         let mut slots = Vec::with_capacity(config.max_clients);
         slots.resize_with(config.max_clients, || None);
         Ok(Self {
@@ -324,7 +342,7 @@ impl Server {
                 .collect(),
             challenge_key,
             challenge_sequence: Some(0),
-            global_sequence: Some(GLOBAL_SEQUENCE_START),
+            global_sequence: Some(config.global_sequence_start),
             slots,
             by_address: BTreeMap::new(),
             pending: BTreeMap::new(),
