@@ -39,6 +39,8 @@ pub struct FlusherConfig {
     pub breaker_cooldown: Duration,
     /// Where rejected records go.
     pub dead_letter_path: PathBuf,
+    /// Seed of the retry jitter; `None` draws one from the OS (simulations fix it).
+    pub jitter_seed: Option<u64>,
 }
 
 impl FlusherConfig {
@@ -52,6 +54,7 @@ impl FlusherConfig {
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(2),
             dead_letter_path: data_dir.join("dead-letter.log"),
+            jitter_seed: None,
         }
     }
 }
@@ -137,7 +140,12 @@ impl Flusher {
             Duration::from_secs(30),
         );
         let mut seed = [0u8; 8];
-        let _ = getrandom::fill(&mut seed);
+        match config.jitter_seed {
+            Some(s) => seed = s.to_le_bytes(),
+            None => {
+                let _ = getrandom::fill(&mut seed);
+            }
+        }
         Self {
             dead: DeadLetters::new(config.dead_letter_path.clone()),
             spool,
@@ -186,7 +194,16 @@ impl Flusher {
             if self.deadline(&stop).is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            let batch = match read_batch(&reader, self.config.batch).await {
+            let batch = if self.spool.is_manual() {
+                // Simulations: no blocking pool (its threads would escape the simulated clock).
+                match reader.lock() {
+                    Ok(mut r) => r.read(self.config.batch),
+                    Err(_) => Err(std::io::Error::other("spool reader poisoned")),
+                }
+            } else {
+                read_batch(&reader, self.config.batch).await
+            };
+            let batch = match batch {
                 Ok(b) => b,
                 Err(e) => {
                     warn!(error = %e, "spool read failed; retrying");

@@ -20,6 +20,7 @@ pub mod redis_keys;
 pub mod schema;
 pub mod scylla;
 pub mod spool;
+pub mod spool_fs;
 
 pub use cold::{ColdStore, StoreError, StoredPlayer};
 pub use hot::{HotStore, Lease, Message, Position, Session};

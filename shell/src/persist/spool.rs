@@ -18,8 +18,6 @@
 //! refused with [`SpoolError::Full`] (the caller counts them and reports not-ready); player
 //! saves and profiles are always accepted, so no player state is ever dropped for lack of room.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -29,6 +27,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, warn};
 
 use super::record::{MAX_RECORD_BYTES, Record, RecordError};
+use super::spool_fs::{SpoolFs, StdFs};
 
 const MAGIC: u8 = 0x5A;
 /// Bytes before the payload.
@@ -64,6 +63,16 @@ pub struct SpoolConfig {
     pub group_commit: Duration,
     /// Disk budget, bytes.
     pub max_bytes: u64,
+}
+
+/// Who commits the buffer to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriterMode {
+    /// A writer thread, every `group_commit` (production).
+    Thread,
+    /// The owner calls [`Spool::commit_now`] (simulations, where threads would escape the
+    /// simulated clock).
+    Manual,
 }
 
 /// Counters and gauges of the spool, shared with the metrics endpoint.
@@ -112,6 +121,10 @@ struct Inner {
 
 #[derive(Debug)]
 struct Shared {
+    fs: Arc<dyn SpoolFs>,
+    mode: WriterMode,
+    /// The segment being appended to and its length (writer side only).
+    active_file: Mutex<Option<(PathBuf, u64)>>,
     inner: Mutex<Inner>,
     wake: Condvar,
     durable: tokio::sync::watch::Sender<u64>,
@@ -262,10 +275,19 @@ impl Spool {
     /// Opens (or creates) the spool in `config.dir`, recovers what is there and starts the
     /// writer thread.
     pub fn open(config: SpoolConfig, stats: Arc<SpoolStats>) -> std::io::Result<(Self, Recovery)> {
-        fs::create_dir_all(&config.dir)?;
+        Self::open_on(Arc::new(StdFs), WriterMode::Thread, config, stats)
+    }
+
+    /// Opens the spool on any [`SpoolFs`], with the given writer mode.
+    pub fn open_on(
+        fs: Arc<dyn SpoolFs>,
+        mode: WriterMode,
+        config: SpoolConfig,
+        stats: Arc<SpoolStats>,
+    ) -> std::io::Result<(Self, Recovery)> {
+        fs.create_dir_all(&config.dir)?;
         let mut names: Vec<(u64, PathBuf)> = Vec::new();
-        for entry in fs::read_dir(&config.dir)? {
-            let path = entry?.path();
+        for path in fs.list(&config.dir)? {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
@@ -282,15 +304,13 @@ impl Spool {
         let mut segments = Vec::new();
         let mut max_seq = 0u64;
         for (first, path) in names {
-            let bytes = fs::read(&path)?;
+            let bytes = fs.read(&path)?;
             let (frames, corrupt, valid_end) = scan(&bytes);
             recovery.corrupt_frames += corrupt;
             if valid_end < bytes.len() {
                 recovery.torn_tails += 1;
                 warn!(path = %path.display(), cut = bytes.len() - valid_end, "spool: cutting a torn or corrupt tail");
-                let f = OpenOptions::new().write(true).open(&path)?;
-                f.set_len(valid_end as u64)?;
-                f.sync_all()?;
+                fs.truncate_durable(&path, valid_end as u64)?;
             }
             let mut last = first.saturating_sub(1);
             for (_, seq, payload) in frames {
@@ -306,7 +326,7 @@ impl Spool {
                 }
             }
             if last < first {
-                fs::remove_file(&path)?;
+                fs.remove(&path)?;
                 continue;
             }
             segments.push(Segment {
@@ -316,7 +336,7 @@ impl Spool {
                 bytes: valid_end as u64,
             });
         }
-        sync_dir(&config.dir);
+        fs.sync_dir(&config.dir);
         let on_disk: u64 = segments.iter().map(|s| s.bytes).sum();
         stats.bytes.store(on_disk, Ordering::Relaxed);
         stats.records.store(
@@ -334,6 +354,9 @@ impl Spool {
         stats.acked_seq.store(acked, Ordering::Relaxed);
         let (durable, _) = tokio::sync::watch::channel(max_seq);
         let shared = Arc::new(Shared {
+            fs,
+            mode,
+            active_file: Mutex::new(None),
             inner: Mutex::new(Inner {
                 buffer: Vec::with_capacity(64 << 10),
                 buffered_last_seq: max_seq,
@@ -348,14 +371,21 @@ impl Spool {
             stats,
             config,
         });
-        let writer_shared = shared.clone();
-        let writer = std::thread::Builder::new()
-            .name("spool-writer".into())
-            .spawn(move || writer_loop(&writer_shared))?;
+        let writer = match mode {
+            WriterMode::Thread => {
+                let writer_shared = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("spool-writer".into())
+                        .spawn(move || writer_loop(&writer_shared))?,
+                )
+            }
+            WriterMode::Manual => None,
+        };
         Ok((
             Self {
                 shared,
-                writer: Arc::new(Mutex::new(Some(writer))),
+                writer: Arc::new(Mutex::new(writer)),
             },
             recovery,
         ))
@@ -437,7 +467,7 @@ impl Spool {
             if segment.last_seq > seq || Some(segment.first_seq) == active {
                 break;
             }
-            if let Err(e) = fs::remove_file(&segment.path) {
+            if let Err(e) = self.shared.fs.remove(&segment.path) {
                 warn!(path = %segment.path.display(), error = %e, "spool: cannot delete an acknowledged segment");
                 break;
             }
@@ -447,7 +477,7 @@ impl Spool {
         inner.segments.drain(..removed);
         drop(inner);
         if removed > 0 {
-            sync_dir(&self.shared.config.dir);
+            self.shared.fs.sync_dir(&self.shared.config.dir);
             let _ =
                 self.shared
                     .stats
@@ -472,6 +502,10 @@ impl Spool {
         if let Ok(mut inner) = self.shared.inner.lock() {
             inner.closing = true;
         }
+        if self.shared.mode == WriterMode::Manual {
+            self.commit_now();
+            return;
+        }
         self.shared.wake.notify_all();
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(h) = handle
@@ -484,6 +518,10 @@ impl Spool {
     /// Forces a commit of everything buffered now and waits until it is durable (tests and
     /// shutdown; the tick loop never calls this).
     pub fn sync(&self) {
+        if self.shared.mode == WriterMode::Manual {
+            self.commit_now();
+            return;
+        }
         let target = match self.shared.inner.lock() {
             Ok(inner) => inner.buffered_last_seq,
             Err(_) => return,
@@ -498,16 +536,56 @@ impl Spool {
             }
         }
     }
-}
 
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    /// Writer-mode `Manual`: commits what is buffered now (one write and one fsync). Returns
+    /// false when the write failed (the records stay buffered for the next call).
+    pub fn commit_now(&self) -> bool {
+        let Some((batch, last_seq)) = take_batch(&self.shared) else {
+            return true;
+        };
+        match commit_batch(&self.shared, &batch, last_seq) {
+            Ok(()) => true,
+            Err(e) => {
+                self.shared.stats.io_errors.fetch_add(1, Ordering::Relaxed);
+                error!(error = %e, "spool: write failed; will retry");
+                // Put the batch back in front of anything appended since.
+                if let Ok(mut inner) = self.shared.inner.lock() {
+                    let mut rest = std::mem::take(&mut inner.buffer);
+                    inner.buffer = batch;
+                    inner.buffer.append(&mut rest);
+                }
+                false
+            }
+        }
+    }
+
+    /// Whether the writer is the owner's job ([`WriterMode::Manual`]).
+    pub fn is_manual(&self) -> bool {
+        self.shared.mode == WriterMode::Manual
     }
 }
 
+/// Takes the buffer for a commit, if anything is buffered.
+fn take_batch(shared: &Shared) -> Option<(Vec<u8>, u64)> {
+    let mut inner = shared.inner.lock().ok()?;
+    if inner.buffer.is_empty() {
+        return None;
+    }
+    let batch = std::mem::replace(&mut inner.buffer, Vec::with_capacity(64 << 10));
+    Some((batch, inner.buffered_last_seq))
+}
+
+/// Writes one batch durably and publishes its last sequence number.
+fn commit_batch(shared: &Shared, batch: &[u8], last_seq: u64) -> std::io::Result<()> {
+    let first_seq = parse_first_seq(batch);
+    commit(shared, batch, first_seq, last_seq)?;
+    shared.stats.commits.fetch_add(1, Ordering::Relaxed);
+    shared.stats.durable_seq.store(last_seq, Ordering::Relaxed);
+    shared.durable.send_replace(last_seq);
+    Ok(())
+}
+
 fn writer_loop(shared: &Shared) {
-    let mut file: Option<(File, u64)> = None;
     let mut last_commit = Instant::now();
     loop {
         let (batch, last_seq, closing) = {
@@ -533,22 +611,15 @@ fn writer_loop(shared: &Shared) {
             let batch = std::mem::replace(&mut inner.buffer, Vec::with_capacity(64 << 10));
             (batch, inner.buffered_last_seq, inner.closing)
         };
-        let first_seq = parse_first_seq(&batch);
-        loop {
-            match commit(shared, &mut file, &batch, first_seq, last_seq) {
-                Ok(()) => break,
-                Err(e) => {
-                    shared.stats.io_errors.fetch_add(1, Ordering::Relaxed);
-                    error!(error = %e, "spool: write failed; retrying in 100 ms");
-                    file = None;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+        while let Err(e) = commit_batch(shared, &batch, last_seq) {
+            shared.stats.io_errors.fetch_add(1, Ordering::Relaxed);
+            error!(error = %e, "spool: write failed; retrying in 100 ms");
+            if let Ok(mut f) = shared.active_file.lock() {
+                *f = None;
             }
+            std::thread::sleep(Duration::from_millis(100));
         }
         last_commit = Instant::now();
-        shared.stats.commits.fetch_add(1, Ordering::Relaxed);
-        shared.stats.durable_seq.store(last_seq, Ordering::Relaxed);
-        shared.durable.send_replace(last_seq);
         if closing {
             let more = shared.inner.lock().map(|i| !i.buffer.is_empty());
             if !matches!(more, Ok(true)) {
@@ -565,47 +636,38 @@ fn parse_first_seq(batch: &[u8]) -> u64 {
     }
 }
 
-/// Writes one group-commit batch: to the active segment (opening a new one when there is
-/// none or it is full), then fsync. Partial writes are undone by truncation before retrying.
-fn commit(
-    shared: &Shared,
-    file: &mut Option<(File, u64)>,
-    batch: &[u8],
-    first_seq: u64,
-    last_seq: u64,
-) -> std::io::Result<()> {
-    let needs_new = match file {
+/// Writes one group-commit batch to the active segment (starting a new one when there is none
+/// or it is full) and makes it durable.
+fn commit(shared: &Shared, batch: &[u8], first_seq: u64, last_seq: u64) -> std::io::Result<()> {
+    let mut active = shared
+        .active_file
+        .lock()
+        .map_err(|_| std::io::Error::other("spool writer state poisoned"))?;
+    let needs_new = match &*active {
         None => true,
         Some((_, len)) => *len >= SEGMENT_BYTES,
     };
     if needs_new {
         let path = segment_path(&shared.config.dir, first_seq);
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)?;
-        let len = f.metadata()?.len();
-        sync_dir(&shared.config.dir);
-        if let Ok(mut inner) = shared.inner.lock() {
+        shared.fs.append_durable(&path, &[])?;
+        shared.fs.sync_dir(&shared.config.dir);
+        if let Ok(mut inner) = shared.inner.lock()
+            && !inner.segments.iter().any(|s| s.path == path)
+        {
             inner.active = Some(first_seq);
             inner.segments.push(Segment {
                 first_seq,
                 last_seq: first_seq.saturating_sub(1),
-                path,
-                bytes: len,
+                path: path.clone(),
+                bytes: 0,
             });
         }
-        *file = Some((f, len));
+        *active = Some((path, 0));
     }
-    let Some((f, len)) = file.as_mut() else {
+    let Some((path, len)) = active.as_mut() else {
         return Err(std::io::Error::other("no segment"));
     };
-    if let Err(e) = f.write_all(batch).and_then(|()| f.sync_data()) {
-        // Undo a partial write so the segment stays a clean sequence of frames.
-        let _ = f.set_len(*len);
-        return Err(e);
-    }
+    shared.fs.append_durable(path, batch)?;
     *len += batch.len() as u64;
     if let Ok(mut inner) = shared.inner.lock()
         && let Some(seg) = inner.segments.last_mut()
@@ -635,7 +697,7 @@ fn damaged_length(data: &[u8], at: usize, at_eof: bool, durable: u64) -> bool {
 pub struct SpoolReader {
     spool: Spool,
     after: u64,
-    file: Option<(PathBuf, File, u64)>,
+    file: Option<(PathBuf, u64)>,
 }
 
 /// A batch read from the spool.
@@ -663,12 +725,11 @@ impl SpoolReader {
             if self.file.is_none() && !self.open_next()? {
                 break;
             }
-            let Some((_, f, pos)) = self.file.as_mut() else {
+            let Some((path, pos)) = self.file.as_mut() else {
                 break;
             };
             let mut chunk = vec![0u8; CHUNK];
-            f.seek(SeekFrom::Start(*pos))?;
-            let n = f.read(&mut chunk)?;
+            let n = self.spool.shared.fs.read_at(path, *pos, &mut chunk)?;
             chunk.truncate(n);
             let data = chunk;
             *pos += n as u64;
@@ -708,7 +769,7 @@ impl SpoolReader {
             }
             let rest = data.get(at..).unwrap_or_default();
             // Unconsumed bytes are re-read next time from the file position they start at.
-            if let Some((_, _, pos)) = self.file.as_mut() {
+            if let Some((_, pos)) = self.file.as_mut() {
                 *pos -= rest.len() as u64;
             }
             if !progressed {
@@ -748,14 +809,13 @@ impl SpoolReader {
         let Some((_, path)) = pick else {
             return Ok(false);
         };
-        let f = File::open(path)?;
-        self.file = Some((path.clone(), f, 0));
+        self.file = Some((path.clone(), 0));
         Ok(true)
     }
 
     fn advance_segment(&mut self) -> std::io::Result<bool> {
         let segments = self.segment_list();
-        let current = self.file.as_ref().map(|(p, _, _)| p.clone());
+        let current = self.file.as_ref().map(|(p, _)| p.clone());
         let idx = segments
             .iter()
             .position(|(_, p)| Some(p) == current.as_ref());
@@ -765,8 +825,7 @@ impl SpoolReader {
         };
         match next {
             Some((_, path)) => {
-                let f = File::open(path)?;
-                self.file = Some((path.clone(), f, 0));
+                self.file = Some((path.clone(), 0));
                 Ok(true)
             }
             None => Ok(false),
