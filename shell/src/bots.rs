@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
+
+use crate::socket::DatagramSocket;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use zone_core::client::{ClientEvent as GameEvent, ClientSession};
@@ -65,6 +67,9 @@ pub struct BotReport {
     pub server_closed: bool,
     /// Seconds from start to connected.
     pub connect_ms: u64,
+    /// The bot's own avatar as its newest snapshot showed it: (snapshot tick, state). Lets a
+    /// test compare the client's view with the server's state at that tick.
+    pub last_self: Option<(u64, zone_core::protocol::NetEntity)>,
 }
 
 /// Aggregate over a crowd.
@@ -158,6 +163,18 @@ async fn play(
         "[::1]:0".parse()?
     };
     let socket = UdpSocket::bind(bind).await?;
+    play_on(&socket, &config, player, token, &mut stop).await
+}
+
+/// One bot on any datagram socket (tokio's, or a simulated one): connects with `token`, plays
+/// until `config.duration`, `stop`, or the connection ends, and reports what it saw.
+pub async fn play_on<S: DatagramSocket>(
+    socket: &S,
+    config: &BotConfig,
+    player: u64,
+    token: [u8; 2048],
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<BotReport> {
     let epoch = Instant::now();
     let mut client = Client::new(Duration::ZERO, &token);
     let mut session = ClientSession::new(PlayerId(player));
@@ -220,6 +237,9 @@ async fn play(
             }
         }
         report.max_visible = report.max_visible.max(session.entities().len());
+        if let Some(me) = session.entity().and_then(|id| session.entity_state(id)) {
+            report.last_self = Some((session.newest_tick(), *me));
+        }
         if report.lost.is_some() {
             if client.state() == ClientState::Disconnected {
                 // A server-side disconnect (shutdown) is an orderly close, not a fault.

@@ -116,6 +116,18 @@ pub struct ZoneHost {
     metrics: Arc<Metrics>,
     drops_seen: Vec<u64>,
     stats: HostStats,
+    observer: Option<ObserverSlot>,
+}
+
+/// Called with the zone after every tick (tests and simulations record the server's truth).
+pub type TickObserver = Box<dyn FnMut(&Zone) + Send>;
+
+struct ObserverSlot(TickObserver);
+
+impl std::fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TickObserver")
+    }
 }
 
 impl ZoneHost {
@@ -161,6 +173,7 @@ impl ZoneHost {
             metrics,
             drops_seen: vec![0; DropReason::COUNT],
             stats: HostStats::default(),
+            observer: None,
         })
     }
 
@@ -495,6 +508,9 @@ impl ZoneHost {
                     .inc_by(n.into());
             }
         }
+        if let Some(ObserverSlot(observe)) = self.observer.as_mut() {
+            observe(&self.zone);
+        }
         self.rep.update(&self.zone);
         for (player, payload) in self.rep.packets() {
             let Some(&index) = self.index_of.get(&player) else {
@@ -556,6 +572,11 @@ impl ZoneHost {
         while self.net.poll_event().is_some() {}
         self.metrics.clients.set(0);
         players.len()
+    }
+
+    /// Observes the zone after every tick.
+    pub fn set_observer(&mut self, observer: TickObserver) {
+        self.observer = Some(ObserverSlot(observer));
     }
 
     /// The fencing token writes carry.

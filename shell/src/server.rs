@@ -31,6 +31,9 @@ pub struct Status {
     pub ready: AtomicBool,
     /// Ticks run so far.
     pub ticks: AtomicU64,
+    /// Longest time between the starts of two consecutive ticks, microseconds (a stall shows
+    /// here; simulations assert on it).
+    pub max_tick_gap_us: AtomicU64,
 }
 
 /// How the loop runs.
@@ -117,6 +120,7 @@ pub async fn run_loop<S: DatagramSocket>(
     let mut next = epoch + period;
     let mut summary = LoopSummary::default();
     let mut buf = vec![0u8; 2048];
+    let mut last_tick: Option<Instant> = None;
     status.ready.store(true, Ordering::Release);
     loop {
         tokio::select! {
@@ -126,6 +130,11 @@ pub async fn run_loop<S: DatagramSocket>(
                 let mut ran = 0;
                 while Instant::now() >= next && ran <= config.max_catch_up {
                     let started = Instant::now();
+                    if let Some(last) = last_tick {
+                        let gap = (started - last).as_micros() as u64;
+                        status.max_tick_gap_us.fetch_max(gap, Ordering::Relaxed);
+                    }
+                    last_tick = Some(started);
                     host.tick(started - epoch, unix_ms());
                     let took = started.elapsed();
                     metrics.tick_seconds.observe(took.as_secs_f64());

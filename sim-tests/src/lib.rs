@@ -1,4 +1,11 @@
-//! Whole-network turmoil simulations of the real shell code with injected database and
-//! network faults. The shell's socket already sits behind `zone_shell::socket::DatagramSocket`
-//! so turmoil's UDP socket can stand in; the scenarios land with the persistence work (hot and
-//! cold stores, spool), which they exist to check.
+//! Whole-network turmoil simulations of the real zone-server shell with injected database and
+//! network faults. [`world::run`] runs one seed of one [`world::Scenario`]: the zone server
+//! (real `ZoneHost`, tick loop, spool on the crash-consistent [`disk::SimFs`], flusher,
+//! persistence link, lease keeper), bots on their own hosts, and [`stores`] "redis" and
+//! "scylla" hosts reached over simulated TCP; it then checks the invariants and returns the
+//! violations. `tests/scenarios.rs` runs the scenarios over many seeds; any failure prints the
+//! command that replays its seed.
+
+pub mod disk;
+pub mod stores;
+pub mod world;

@@ -1,9 +1,12 @@
 //! A circuit breaker for the cold store: after `threshold` consecutive failures it opens and
 //! the flusher stops calling the store for a cool-down (doubling up to a cap while failures
 //! continue); then one probe batch is let through (half-open) and its outcome closes or
-//! re-opens the breaker. Time is passed in, so the breaker is testable without clocks.
+//! re-opens the breaker. Time is passed in (tokio time, so simulations control it), so the
+//! breaker is testable without clocks.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// The breaker's state, as exported in the `zone_breaker_state` gauge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

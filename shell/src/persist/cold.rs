@@ -41,7 +41,7 @@ impl StoreError {
 }
 
 /// A stored player: their newest state and profile.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct StoredPlayer {
     /// Newest state.
     pub state: PlayerState,

@@ -9,7 +9,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use base64::Engine;
 use tokio::sync::watch;
@@ -339,13 +341,13 @@ impl Flusher {
             None => {
                 // A stop request ends the wait early; the next round applies the deadline.
                 tokio::select! {
-                    _ = tokio::time::sleep_until(until.into()) => {}
+                    _ = tokio::time::sleep_until(until) => {}
                     _ = stop.changed() => {}
                 }
                 self.deadline(stop).is_none_or(|dl| Instant::now() < dl)
             }
             Some(dl) => {
-                tokio::time::sleep_until(until.min(dl).into()).await;
+                tokio::time::sleep_until(until.min(dl)).await;
                 Instant::now() < dl
             }
         }

@@ -9,13 +9,14 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
+use bincode::{Decode, Encode};
 use tokio::sync::broadcast;
 use zone_core::{PlayerId, PlayerState};
 
 use super::cold::StoreError;
 
 /// A player's session: which zone holds them, since when.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Session {
     /// Whose.
     pub player: PlayerId,
@@ -26,7 +27,7 @@ pub struct Session {
 }
 
 /// A cached position.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Encode, Decode)]
 pub struct Position {
     /// Whose.
     pub player: PlayerId,
@@ -38,7 +39,7 @@ pub struct Position {
 
 /// A held zone lease. `fence` increases with every acquisition of any lease, so a later owner
 /// always holds a larger token than an earlier one.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Lease {
     /// The zone.
     pub zone: u32,
@@ -65,6 +66,13 @@ pub trait HotStore: Send + Sync + Debug {
 
     /// Records (or refreshes) a session; it expires after `ttl` unless refreshed.
     async fn put_session(&self, session: &Session, ttl: Duration) -> Result<(), StoreError>;
+    /// Records (or refreshes) many sessions in one round trip.
+    async fn put_sessions(&self, sessions: &[Session], ttl: Duration) -> Result<(), StoreError> {
+        for s in sessions {
+            self.put_session(s, ttl).await?;
+        }
+        Ok(())
+    }
     /// A player's session, if live.
     async fn session(&self, player: PlayerId) -> Result<Option<Session>, StoreError>;
     /// Ends a session.

@@ -219,17 +219,15 @@ async fn hot_writer(
                         .await;
                 }
                 if r.is_ok() {
-                    for player in &players {
-                        let session = Session {
+                    let sessions: Vec<Session> = players
+                        .iter()
+                        .map(|player| Session {
                             player: *player,
                             zone: config.zone,
                             server: config.server.clone(),
-                        };
-                        r = hot.put_session(&session, config.hot_ttl).await;
-                        if r.is_err() {
-                            break;
-                        }
-                    }
+                        })
+                        .collect();
+                    r = hot.put_sessions(&sessions, config.hot_ttl).await;
                 }
                 ("refresh", r)
             }

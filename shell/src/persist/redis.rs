@@ -229,6 +229,27 @@ impl HotStore for RedisHotStore {
         .await
     }
 
+    async fn put_sessions(&self, sessions: &[Session], ttl: Duration) -> Result<(), StoreError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let pipe = self.client.pipeline();
+        let queue = async {
+            for s in sessions {
+                pipe.set::<(), _, _>(
+                    keys::session(s.player),
+                    format!("{}\t{}", s.zone, s.server),
+                    Some(Expiration::PX(ms(ttl))),
+                    None,
+                    false,
+                )
+                .await?;
+            }
+            pipe.all::<Value>().await.map(|_| ())
+        };
+        self.call(queue).await
+    }
+
     async fn session(&self, player: PlayerId) -> Result<Option<Session>, StoreError> {
         let v: Option<String> = self.call(self.client.get(keys::session(player))).await?;
         let Some(v) = v else { return Ok(None) };

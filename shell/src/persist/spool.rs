@@ -729,7 +729,12 @@ impl SpoolReader {
                 break;
             };
             let mut chunk = vec![0u8; CHUNK];
-            let n = self.spool.shared.fs.read_at(path, *pos, &mut chunk)?;
+            let n = match self.spool.shared.fs.read_at(path, *pos, &mut chunk) {
+                Ok(n) => n,
+                // Deleted after acknowledgement (this reader had passed it): move on.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(e),
+            };
             chunk.truncate(n);
             let data = chunk;
             *pos += n as u64;

@@ -37,9 +37,7 @@ impl SpoolFs for StdFs {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
-        fs::read_dir(dir)?
-            .map(|e| e.map(|e| e.path()))
-            .collect()
+        fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect()
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

@@ -1,0 +1,444 @@
+//! The simulated "redis" and "scylla" hosts and the shell-side adapters that reach them over
+//! turmoil TCP. Each request is one connection carrying one length-prefixed bincode frame each
+//! way, so a crashed or partitioned store shows up to the shell as refused or timed-out calls,
+//! exactly what the real adapters see.
+//!
+//! The sim redis keeps its data in the host's memory (a crash or bounce loses it, like a Redis
+//! without persistence); the sim scylla keeps its data in [`ColdData`], owned by the test, so it
+//! survives crashes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bincode::{Decode, Encode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+use turmoil::net::{TcpListener, TcpStream};
+use zone_core::{CombatEvent, EventId, PlayerId, PlayerState};
+use zone_shell::persist::embedded_hot::MemoryHotStore;
+use zone_shell::persist::{
+    ColdStore, CombatRecord, HotStore, Lease, Message, Position, ProfileRecord, Record, SaveRecord,
+    Session, StoreError, StoredPlayer,
+};
+
+/// Port of both store hosts.
+pub const PORT: u16 = 7000;
+
+#[derive(Debug, Encode, Decode)]
+enum Req {
+    Write(Vec<Record>),
+    LoadPlayer(PlayerId),
+    CombatEvents(u32, u32),
+    PutSession(Session, u64),
+    PutSessions(Vec<Session>, u64),
+    GetSession(PlayerId),
+    DropSession(PlayerId),
+    SetPresence(u32, Vec<PlayerId>, u64),
+    Presence(u32),
+    FlushPositions(u32, Vec<Position>, u64),
+    Positions(u32),
+    PutState(PlayerId, PlayerState, u64),
+    GetState(PlayerId),
+    Publish(String, Vec<u8>),
+    RateLimit(String, u32, u64),
+    Acquire(u32, String, u64, u64),
+    Renew(Lease, u64),
+    Release(Lease),
+}
+
+#[derive(Debug, Encode, Decode)]
+enum Resp {
+    Done,
+    Failed(String),
+    Rejected(u64, String),
+    Player(Option<StoredPlayer>),
+    Events(Vec<(u64, CombatEvent)>),
+    Session(Option<Session>),
+    Players(Vec<PlayerId>),
+    Positions(Vec<Position>),
+    State(Option<PlayerState>),
+    Flag(bool),
+    Lease(Option<Lease>),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ 16 << 20 }>()
+}
+
+async fn write_frame<T: Encode>(s: &mut TcpStream, v: &T) -> std::io::Result<()> {
+    let bytes = bincode::encode_to_vec(v, config()).map_err(std::io::Error::other)?;
+    s.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
+    s.write_all(&bytes).await?;
+    s.flush().await
+}
+
+async fn read_frame<T: Decode<()>>(s: &mut TcpStream) -> std::io::Result<T> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+    s.read_exact(&mut buf).await?;
+    bincode::decode_from_slice(&buf, config())
+        .map(|(v, _)| v)
+        .map_err(std::io::Error::other)
+}
+
+/// The durable contents of the sim scylla: one row per key, newest-wins player state.
+#[derive(Debug, Default)]
+pub struct ColdData {
+    /// Combat events by (zone, day, run, event id).
+    pub combat: BTreeMap<(u32, u32, u64, EventId), CombatRecord>,
+    /// Newest save per player.
+    pub saves: BTreeMap<PlayerId, SaveRecord>,
+    /// Profiles.
+    pub profiles: BTreeMap<PlayerId, ProfileRecord>,
+    /// Writes of a key that already held a different value (must stay 0).
+    pub conflicting_writes: u64,
+    /// Record writes received, including idempotent repeats.
+    pub writes: u64,
+}
+
+impl ColdData {
+    fn write(&mut self, batch: &[Record]) {
+        for r in batch {
+            self.writes += 1;
+            match r {
+                Record::Combat(c) => {
+                    let key = (c.zone, c.day(), c.run, c.event.id);
+                    if let Some(old) = self.combat.get(&key) {
+                        if old.event != c.event {
+                            self.conflicting_writes += 1;
+                        }
+                    } else {
+                        self.combat.insert(key, *c);
+                    }
+                }
+                Record::PlayerSave(s) => {
+                    let newer = self
+                        .saves
+                        .get(&s.player)
+                        .is_none_or(|o| o.write_order() < s.write_order());
+                    if newer {
+                        self.saves.insert(s.player, *s);
+                    }
+                }
+                Record::Profile(p) => {
+                    self.profiles.entry(p.player).or_insert_with(|| p.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Serves the sim scylla on [`PORT`] from `data`.
+pub async fn scylla_host(data: Arc<Mutex<ColdData>>) -> turmoil::Result {
+    let listener = TcpListener::bind(("0.0.0.0", PORT)).await?;
+    loop {
+        let (mut s, _) = listener.accept().await?;
+        let data = data.clone();
+        tokio::spawn(async move {
+            let Ok(req) = read_frame::<Req>(&mut s).await else {
+                return;
+            };
+            let resp = {
+                let Ok(mut d) = data.lock() else { return };
+                match req {
+                    Req::Write(batch) => {
+                        d.write(&batch);
+                        Resp::Done
+                    }
+                    Req::LoadPlayer(p) => Resp::Player(d.saves.get(&p).map(|s| StoredPlayer {
+                        state: s.state,
+                        profile: d.profiles.get(&p).cloned(),
+                    })),
+                    Req::CombatEvents(zone, day) => Resp::Events(
+                        d.combat
+                            .iter()
+                            .filter(|((z, dd, _, _), _)| *z == zone && *dd == day)
+                            .map(|((_, _, run, _), c)| (*run, c.event))
+                            .collect(),
+                    ),
+                    other => Resp::Failed(format!("not a cold-store request: {other:?}")),
+                }
+            };
+            let _ = write_frame(&mut s, &resp).await;
+        });
+    }
+}
+
+/// Serves the sim redis on [`PORT`]; its data lives as long as this host incarnation.
+pub async fn redis_host() -> turmoil::Result {
+    let store = Arc::new(MemoryHotStore::new());
+    let listener = TcpListener::bind(("0.0.0.0", PORT)).await?;
+    loop {
+        let (mut s, _) = listener.accept().await?;
+        let store = store.clone();
+        tokio::spawn(async move {
+            let Ok(req) = read_frame::<Req>(&mut s).await else {
+                return;
+            };
+            let ms = Duration::from_millis;
+            let r = |x: Result<Resp, StoreError>| x.unwrap_or_else(|e| Resp::Failed(e.to_string()));
+            let resp = match req {
+                Req::PutSession(sess, ttl) => {
+                    r(store.put_session(&sess, ms(ttl)).await.map(|()| Resp::Done))
+                }
+                Req::PutSessions(sess, ttl) => r(store
+                    .put_sessions(&sess, ms(ttl))
+                    .await
+                    .map(|()| Resp::Done)),
+                Req::GetSession(p) => r(store.session(p).await.map(Resp::Session)),
+                Req::DropSession(p) => r(store.drop_session(p).await.map(|()| Resp::Done)),
+                Req::SetPresence(z, ps, ttl) => r(store
+                    .set_presence(z, &ps, ms(ttl))
+                    .await
+                    .map(|()| Resp::Done)),
+                Req::Presence(z) => r(store.presence(z).await.map(Resp::Players)),
+                Req::FlushPositions(z, ps, ttl) => r(store
+                    .flush_positions(z, &ps, ms(ttl))
+                    .await
+                    .map(|()| Resp::Done)),
+                Req::Positions(z) => r(store.positions(z).await.map(Resp::Positions)),
+                Req::PutState(p, st, ttl) => r(store
+                    .put_player_state(p, &st, ms(ttl))
+                    .await
+                    .map(|()| Resp::Done)),
+                Req::GetState(p) => r(store.player_state(p).await.map(Resp::State)),
+                Req::Publish(c, b) => r(store.publish(&c, &b).await.map(|()| Resp::Done)),
+                Req::RateLimit(k, l, w) => r(store.rate_limit(&k, l, ms(w)).await.map(Resp::Flag)),
+                Req::Acquire(z, o, ttl, after) => r(store
+                    .acquire_lease(z, &o, ms(ttl), after)
+                    .await
+                    .map(Resp::Lease)),
+                Req::Renew(l, ttl) => r(store.renew_lease(&l, ms(ttl)).await.map(Resp::Flag)),
+                Req::Release(l) => r(store.release_lease(&l).await.map(|()| Resp::Done)),
+                other => Resp::Failed(format!("not a hot-store request: {other:?}")),
+            };
+            let _ = write_frame(&mut s, &resp).await;
+        });
+    }
+}
+
+/// One request to `host`, bounded by `timeout`.
+async fn call(host: &'static str, req: Req, timeout: Duration) -> Result<Resp, StoreError> {
+    let attempt = async {
+        let mut s = TcpStream::connect((host, PORT)).await?;
+        write_frame(&mut s, &req).await?;
+        read_frame::<Resp>(&mut s).await
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(Resp::Failed(e))) => Err(StoreError::Unavailable(e)),
+        Ok(Ok(Resp::Rejected(index, reason))) => Err(StoreError::Rejected {
+            index: index as usize,
+            reason,
+        }),
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(e)) => Err(StoreError::Unavailable(format!("{host}: {e}"))),
+        Err(_) => Err(StoreError::Timeout(timeout.as_millis() as u64)),
+    }
+}
+
+fn unexpected(r: Resp) -> StoreError {
+    StoreError::BadRow(format!("unexpected reply {r:?}"))
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// The shell's cold-store port, reaching the sim scylla.
+#[derive(Debug, Clone)]
+pub struct SimCold {
+    /// Per-call timeout.
+    pub timeout: Duration,
+    /// Planted bug for the test that shows the invariants work: drop the combat records of
+    /// every tenth tick, and report success anyway.
+    pub lose_writes: bool,
+}
+
+#[async_trait::async_trait]
+impl ColdStore for SimCold {
+    fn name(&self) -> &'static str {
+        "sim-scylla"
+    }
+
+    async fn write(&self, batch: &[Record]) -> Result<(), StoreError> {
+        let mut batch = batch.to_vec();
+        if self.lose_writes {
+            batch.retain(|r| !matches!(r, Record::Combat(c) if c.event.tick % 10 == 3));
+        }
+        match call("scylla", Req::Write(batch), self.timeout).await? {
+            Resp::Done => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn load_player(&self, player: PlayerId) -> Result<Option<StoredPlayer>, StoreError> {
+        match call("scylla", Req::LoadPlayer(player), self.timeout).await? {
+            Resp::Player(p) => Ok(p),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn combat_events(
+        &self,
+        zone: u32,
+        day: u32,
+    ) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
+        match call("scylla", Req::CombatEvents(zone, day), self.timeout).await? {
+            Resp::Events(e) => Ok(e),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+/// The shell's hot-store port, reaching the sim redis. Pub/sub is not simulated: `subscribe`
+/// gives a receiver that never yields (publishing still goes through the network).
+#[derive(Debug, Clone)]
+pub struct SimHot {
+    /// Per-call timeout.
+    pub timeout: Duration,
+}
+
+impl SimHot {
+    async fn done(&self, req: Req) -> Result<(), StoreError> {
+        match call("redis", req, self.timeout).await? {
+            Resp::Done => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl HotStore for SimHot {
+    fn name(&self) -> &'static str {
+        "sim-redis"
+    }
+
+    async fn put_session(&self, session: &Session, ttl: Duration) -> Result<(), StoreError> {
+        self.done(Req::PutSession(session.clone(), ms(ttl))).await
+    }
+
+    async fn put_sessions(&self, sessions: &[Session], ttl: Duration) -> Result<(), StoreError> {
+        self.done(Req::PutSessions(sessions.to_vec(), ms(ttl)))
+            .await
+    }
+
+    async fn session(&self, player: PlayerId) -> Result<Option<Session>, StoreError> {
+        match call("redis", Req::GetSession(player), self.timeout).await? {
+            Resp::Session(s) => Ok(s),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn drop_session(&self, player: PlayerId) -> Result<(), StoreError> {
+        self.done(Req::DropSession(player)).await
+    }
+
+    async fn set_presence(
+        &self,
+        zone: u32,
+        players: &[PlayerId],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.done(Req::SetPresence(zone, players.to_vec(), ms(ttl)))
+            .await
+    }
+
+    async fn presence(&self, zone: u32) -> Result<Vec<PlayerId>, StoreError> {
+        match call("redis", Req::Presence(zone), self.timeout).await? {
+            Resp::Players(p) => Ok(p),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn flush_positions(
+        &self,
+        zone: u32,
+        positions: &[Position],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.done(Req::FlushPositions(zone, positions.to_vec(), ms(ttl)))
+            .await
+    }
+
+    async fn positions(&self, zone: u32) -> Result<Vec<Position>, StoreError> {
+        match call("redis", Req::Positions(zone), self.timeout).await? {
+            Resp::Positions(p) => Ok(p),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn put_player_state(
+        &self,
+        player: PlayerId,
+        state: &PlayerState,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.done(Req::PutState(player, *state, ms(ttl))).await
+    }
+
+    async fn player_state(&self, player: PlayerId) -> Result<Option<PlayerState>, StoreError> {
+        match call("redis", Req::GetState(player), self.timeout).await? {
+            Resp::State(s) => Ok(s),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), StoreError> {
+        self.done(Req::Publish(channel.to_owned(), payload.to_vec()))
+            .await
+    }
+
+    async fn subscribe(&self, _channel: &str) -> Result<broadcast::Receiver<Message>, StoreError> {
+        Ok(broadcast::channel(1).1)
+    }
+
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<bool, StoreError> {
+        match call(
+            "redis",
+            Req::RateLimit(key.to_owned(), limit, ms(window)),
+            self.timeout,
+        )
+        .await?
+        {
+            Resp::Flag(b) => Ok(b),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn acquire_lease(
+        &self,
+        zone: u32,
+        owner: &str,
+        ttl: Duration,
+        after_fence: u64,
+    ) -> Result<Option<Lease>, StoreError> {
+        match call(
+            "redis",
+            Req::Acquire(zone, owner.to_owned(), ms(ttl), after_fence),
+            self.timeout,
+        )
+        .await?
+        {
+            Resp::Lease(l) => Ok(l),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {
+        match call("redis", Req::Renew(lease.clone(), ms(ttl)), self.timeout).await? {
+            Resp::Flag(b) => Ok(b),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.done(Req::Release(lease.clone())).await
+    }
+}
