@@ -128,6 +128,9 @@ pub struct Outcome {
     pub max_tick_gap_us: u64,
 }
 
+/// What the hot store said was present, beside who the zone held.
+type PresenceProbe = (Option<Vec<PlayerId>>, Vec<PlayerId>);
+
 /// State shared between the test and every host incarnation.
 #[derive(Debug, Default)]
 struct World {
@@ -138,7 +141,7 @@ struct World {
     runs: AtomicU64,
     max_gap_us: AtomicU64,
     final_hash: AtomicU64,
-    presence_after: Mutex<Option<(Option<Vec<PlayerId>>, Vec<PlayerId>)>>,
+    presence_after: Mutex<Option<PresenceProbe>>,
     lose_writes: bool,
     /// The server's quantized entities of recent ticks, by (run, tick).
     truth: Mutex<BTreeMap<(u64, u64), BTreeMap<zone_core::EntityId, NetEntity>>>,
@@ -196,7 +199,7 @@ impl DatagramSocket for DupUdp {
     }
 
     async fn send_to(&self, buf: &[u8], to: SocketAddr) -> std::io::Result<usize> {
-        if self.dup && self.n.fetch_add(1, Ordering::Relaxed) % 4 == 0 {
+        if self.dup && self.n.fetch_add(1, Ordering::Relaxed).is_multiple_of(4) {
             let _ = self.inner.send_to(buf, to).await;
         }
         self.inner.send_to(buf, to).await
