@@ -115,6 +115,8 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         match &st.scylla_uri {
             Some(uri) => open_scylla(uri, &st.scylla_keyspace, timeout).await?,
             None => {
+                std::fs::create_dir_all(&config.data_dir)
+                    .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
                 let path = config.data_dir.join("cold.sqlite");
                 Arc::new(SqliteStore::open(&path).with_context(|| {
                     format!("opening the embedded cold store {}", path.display())

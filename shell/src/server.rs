@@ -185,7 +185,7 @@ pub async fn run_loop<S: DatagramSocket>(
     }
     status.ready.store(false, Ordering::Release);
     summary.saved_at_shutdown = host.shutdown();
-    persist.pump(host);
+    persist.final_pump(host);
     flush(host, socket, metrics).await;
     info!(
         saved = summary.saved_at_shutdown,

@@ -51,8 +51,9 @@ fn runs_with_bots_for_a_fixed_number_of_ticks_and_exits_cleanly() {
             "--admin-bind",
             &format!("127.0.0.1:{}", free_port()),
         ])
+        // A data directory that does not exist yet, as on a fresh machine.
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(dir.path().join("fresh"))
         .output()
         .unwrap();
     let logs = String::from_utf8_lossy(&out.stderr);
@@ -60,8 +61,12 @@ fn runs_with_bots_for_a_fixed_number_of_ticks_and_exits_cleanly() {
     assert!(logs.contains("zone server stopped cleanly"), "{logs}");
     assert!(logs.contains("connected=3"), "demo bots connected: {logs}");
     assert!(
-        dir.path().join("dev-private.key").exists(),
+        dir.path().join("fresh/dev-private.key").exists(),
         "development key written"
+    );
+    assert!(
+        dir.path().join("fresh/cold.sqlite").exists(),
+        "embedded cold store created"
     );
 }
 

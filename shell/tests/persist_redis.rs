@@ -422,6 +422,15 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
             "{p:?} saved to the cold store"
         );
     }
+    // The shutdown rewrote presence: nobody is listed in a zone that is no longer served.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !hot.presence(1).await.unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "presence cleared at shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // After the leave, the hot copy is written too (Redis is back; the writer is async).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while hot.player_state(PlayerId(500)).await.unwrap().is_none() {

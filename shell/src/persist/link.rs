@@ -157,6 +157,13 @@ impl PersistLink {
         }
     }
 
+    /// The last pump at shutdown: also rewrites presence and positions at once (empty, as
+    /// everyone was saved and disconnected), so the hot store does not list departed players.
+    pub fn final_pump(&mut self, host: &mut ZoneHost) {
+        self.next_refresh = Instant::now();
+        self.pump(host);
+    }
+
     /// Whether the spool's disk budget is used up (the server then reports not ready).
     pub fn spool_full(&self) -> bool {
         self.spool.is_full()
