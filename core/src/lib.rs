@@ -34,6 +34,7 @@ pub mod rng;
 mod rules;
 pub mod scenario;
 mod systems;
+pub mod world;
 mod zone;
 
 pub use config::{ConfigError, MAX_NPCS, ZoneConfig};
