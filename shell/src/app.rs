@@ -28,6 +28,7 @@ use crate::persist::redis::RedisHotStore;
 use crate::persist::spool::{Spool, SpoolConfig, SpoolStats};
 use crate::persist::{ColdStore, HotStore};
 use crate::server::{LoopConfig, LoopSummary, Status, run_loop};
+use crate::tokens::unix_ms;
 
 /// A running server.
 #[derive(Debug)]
@@ -164,12 +165,6 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
         .context("applying the schema")?;
     info!(keyspace = %st.scylla_keyspace, "schema applied");
     Ok(())
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Starts a server with the stores `config` names.

@@ -351,14 +351,18 @@ impl ZoneHost {
         self.join(client_index, player, state);
     }
 
-    /// Records to make durable since the last call.
-    pub fn take_records(&mut self) -> Vec<Record> {
-        std::mem::take(&mut self.records)
+    /// Hands over the records to make durable since the last call by swapping them with
+    /// `buf` (which must be empty): the two vectors trade places, so neither side allocates
+    /// once both have grown.
+    pub fn swap_records(&mut self, buf: &mut Vec<Record>) {
+        debug_assert!(buf.is_empty());
+        std::mem::swap(&mut self.records, buf);
     }
 
-    /// Hot-store updates since the last call.
-    pub fn take_hot_ops(&mut self) -> Vec<HotOp> {
-        std::mem::take(&mut self.hot_ops)
+    /// Hands over the hot-store updates since the last call, like [`Self::swap_records`].
+    pub fn swap_hot_ops(&mut self, buf: &mut Vec<HotOp>) {
+        debug_assert!(buf.is_empty());
+        std::mem::swap(&mut self.hot_ops, buf);
     }
 
     /// The cold store now holds these `(player, version)` saves: forget local copies that
@@ -390,11 +394,6 @@ impl ZoneHost {
                 }
             }
         }
-    }
-
-    /// Players whose state is held locally until the cold store has it.
-    pub fn unflushed_saves(&self) -> usize {
-        self.saved.len()
     }
 
     /// Everyone in the zone with their position.

@@ -19,7 +19,7 @@ use crate::host::ZoneHost;
 use crate::metrics::{Direction, Metrics};
 use crate::persist::link::PersistLink;
 use crate::socket::DatagramSocket;
-use crate::tokens::unix_now;
+use crate::tokens::{unix_ms, unix_now};
 
 /// Datagrams read per wake-up before the loop looks at the clock again.
 const MAX_DATAGRAMS_PER_WAKE: usize = 512;
@@ -246,12 +246,6 @@ async fn flush<S: DatagramSocket>(host: &mut ZoneHost, socket: &S, metrics: &Met
         .bytes
         .get_or_create(&Direction { direction: "out" })
         .inc_by(bytes);
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Shares status with the admin endpoint.

@@ -30,6 +30,13 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Milliseconds since the UNIX epoch (record timestamps, run ids).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A fresh 2048-byte connect token signed with `private_key`.
 pub fn mint(request: &TokenRequest, private_key: &Key) -> anyhow::Result<[u8; 2048]> {
     let now = unix_now();

@@ -23,6 +23,7 @@ use super::cold::{ColdStore, StoreError};
 use super::record::Record;
 use super::spool::{ReadBatch, Spool, SpoolReader};
 use crate::metrics::Metrics;
+use crate::tokens::unix_ms;
 
 /// Flusher settings.
 #[derive(Clone, Debug)]
@@ -89,13 +90,6 @@ impl DeadLetters {
         writeln!(f, "{seq}\t{kind}\t{reason}\t{encoded}")?;
         f.sync_data()
     }
-
-    /// How many dead letters the file holds.
-    pub fn count(&self) -> usize {
-        std::fs::read_to_string(&self.path)
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
-    }
 }
 
 /// The flusher task.
@@ -119,12 +113,6 @@ fn record_time(r: &Record) -> u64 {
         Record::PlayerSave(s) => s.unix_ms,
         Record::Profile(p) => p.created_unix_ms,
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Flusher {
@@ -265,19 +253,18 @@ impl Flusher {
     /// because the shutdown drain deadline passed (the records stay in the spool).
     async fn deliver(&mut self, batch: ReadBatch, stop: &mut watch::Receiver<bool>) -> bool {
         let last_seq = batch.last_seq;
-        let mut items: Vec<(u64, Record)> = batch.records;
-        let count = (items.len() + batch.undecodable.len()) as u64;
+        let count = (batch.records.len() + batch.undecodable.len()) as u64;
+        let (mut seqs, mut items): (Vec<u64>, Vec<Record>) = batch.records.into_iter().unzip();
         let mut attempt = 0u32;
         while !items.is_empty() {
-            let oldest = items.first().map(|(_, r)| record_time(r));
+            let oldest = items.first().map(record_time);
             self.update_gauges(oldest);
             let wait = self.breaker.wait(Instant::now());
             if !wait.is_zero() && !self.sleep(wait, stop).await {
                 return false;
             }
-            let records: Vec<Record> = items.iter().map(|(_, r)| r.clone()).collect();
             let result =
-                match tokio::time::timeout(self.config.timeout, self.store.write(&records)).await {
+                match tokio::time::timeout(self.config.timeout, self.store.write(&items)).await {
                     Ok(r) => r,
                     Err(_) => Err(StoreError::Timeout(self.config.timeout.as_millis() as u64)),
                 };
@@ -287,7 +274,7 @@ impl Flusher {
                     self.metrics.flushed_records.inc_by(items.len() as u64);
                     let saves: Vec<(PlayerId, u64)> = items
                         .iter()
-                        .filter_map(|(_, r)| match r {
+                        .filter_map(|r| match r {
                             Record::PlayerSave(s) => Some((s.player, s.state.version)),
                             _ => None,
                         })
@@ -298,9 +285,10 @@ impl Flusher {
                         f.extend(saves);
                     }
                     items.clear();
+                    seqs.clear();
                 }
                 Err(StoreError::Rejected { index, reason }) if index < items.len() => {
-                    let (seq, record) = items.remove(index);
+                    let (seq, record) = (seqs.remove(index), items.remove(index));
                     let mut bytes = Vec::new();
                     let _ = record.encode_into(&mut bytes);
                     self.dead_letter(seq, record.kind(), &reason, &bytes);

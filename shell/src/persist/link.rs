@@ -15,6 +15,7 @@ use zone_core::PlayerId;
 use super::cold::{ColdStore, StoreError, StoredPlayer};
 use super::flusher::FlushedSaves;
 use super::hot::{HotStore, Lease, Session};
+use super::record::Record;
 use super::redis_keys;
 use super::spool::{Spool, SpoolError};
 use crate::host::{HotOp, LoadOutcome, ZoneHost};
@@ -62,6 +63,9 @@ pub struct PersistLink {
     metrics: Arc<Metrics>,
     position_flush: Duration,
     next_refresh: Instant,
+    /// Reused between pumps (swapped with the host's), so pumping allocates nothing.
+    records: Vec<Record>,
+    ops: Vec<HotOp>,
 }
 
 impl PersistLink {
@@ -92,6 +96,8 @@ impl PersistLink {
             metrics,
             position_flush: config.position_flush,
             next_refresh: Instant::now(),
+            records: Vec::new(),
+            ops: Vec::new(),
         }
     }
 
@@ -102,7 +108,8 @@ impl PersistLink {
 
     /// Moves what the host produced to the spool and the workers. Never blocks.
     pub fn pump(&mut self, host: &mut ZoneHost) {
-        for record in host.take_records() {
+        host.swap_records(&mut self.records);
+        for record in self.records.drain(..) {
             match self.spool.append(&record) {
                 Ok(_) => {}
                 Err(SpoolError::Full { .. }) => {
@@ -129,15 +136,15 @@ impl PersistLink {
                 host.complete_load(player, LoadOutcome::Failed("load queue full".into()));
             }
         }
-        let mut ops = host.take_hot_ops();
+        host.swap_hot_ops(&mut self.ops);
         let now = Instant::now();
         if now >= self.next_refresh {
             self.next_refresh = now + self.position_flush;
-            ops.push(HotOp::Refresh {
+            self.ops.push(HotOp::Refresh {
                 positions: host.positions(),
             });
         }
-        for op in ops {
+        for op in self.ops.drain(..) {
             if self.hot_tx.try_send(op).is_err() {
                 self.metrics
                     .hot_errors

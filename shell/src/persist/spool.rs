@@ -219,14 +219,29 @@ pub fn parse_frame(bytes: &[u8]) -> Frame<'_> {
 
 /// Appends one frame to `out`.
 pub fn write_frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+    let start = out.len();
+    out.resize(start + FRAME_HEADER, 0);
+    out.extend_from_slice(payload);
+    if let Some(frame) = out.get_mut(start..) {
+        fill_header(frame, seq);
+    }
+}
+
+/// Writes the header of `frame` (header space followed by the payload): magic, payload
+/// length, CRC32 of sequence number and payload, sequence number.
+fn fill_header(frame: &mut [u8], seq: u64) {
+    let (header, payload) = frame.split_at_mut(FRAME_HEADER.min(frame.len()));
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&seq.to_le_bytes());
     hasher.update(payload);
-    out.push(MAGIC);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&hasher.finalize().to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(payload);
+    let mut h = [0u8; FRAME_HEADER];
+    h[0] = MAGIC;
+    h[1..5].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[5..9].copy_from_slice(&hasher.finalize().to_le_bytes());
+    h[9..17].copy_from_slice(&seq.to_le_bytes());
+    if header.len() == FRAME_HEADER {
+        header.copy_from_slice(&h);
+    }
 }
 
 /// A valid frame found by [`scan`]: its offset, sequence number and payload.
@@ -394,8 +409,6 @@ impl Spool {
     /// Buffers one record for the next group commit and returns its sequence number. Never
     /// blocks on I/O. Combat records are refused when the disk budget is used up.
     pub fn append(&self, record: &Record) -> Result<u64, SpoolError> {
-        let mut payload = Vec::with_capacity(96);
-        record.encode_into(&mut payload)?;
         let Ok(mut inner) = self.shared.inner.lock() else {
             return Err(SpoolError::Closed);
         };
@@ -410,10 +423,25 @@ impl Spool {
                 max: self.shared.config.max_bytes,
             });
         }
+        // Encoded straight into the group-commit buffer behind a header filled in afterwards:
+        // no per-record allocation.
+        let before = inner.buffer.len();
+        inner.buffer.resize(before + FRAME_HEADER, 0);
+        let encoded = record.encode_into(&mut inner.buffer);
+        let len = inner.buffer.len() - before - FRAME_HEADER;
+        if let Err(e) = encoded {
+            inner.buffer.truncate(before);
+            return Err(e.into());
+        }
+        if len > MAX_RECORD_BYTES {
+            inner.buffer.truncate(before);
+            return Err(RecordError::TooLarge(len).into());
+        }
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let before = inner.buffer.len();
-        write_frame(&mut inner.buffer, seq, &payload);
+        if let Some(frame) = inner.buffer.get_mut(before..) {
+            fill_header(frame, seq);
+        }
         inner.buffered_last_seq = seq;
         let added = (inner.buffer.len() - before) as u64;
         drop(inner);
@@ -712,11 +740,6 @@ pub struct ReadBatch {
 }
 
 impl SpoolReader {
-    /// The last sequence number returned.
-    pub fn position(&self) -> u64 {
-        self.after
-    }
-
     /// Reads up to `max` durable records after the current position.
     pub fn read(&mut self, max: usize) -> std::io::Result<ReadBatch> {
         let durable = self.spool.durable_seq();
