@@ -8,8 +8,8 @@
 use std::collections::VecDeque;
 
 use crate::protocol::{
-    ApplyError, ClientMessage, ClientPacket, MAX_INPUTS, NetEntity, ReliableReceiver,
-    ReliableSender, ServerMessage, ServerPacket, WireInput,
+    ApplyError, ClientMessage, ClientPacket, MAX_INPUTS, NetEntity, Redirect, RedirectAssembler,
+    ReliableReceiver, ReliableSender, ServerMessage, ServerPacket, WireInput,
 };
 use crate::replication::SNAPSHOT_RING;
 use crate::{EntityId, PlayerId, PlayerInput, ZoneId};
@@ -24,6 +24,9 @@ pub enum ClientEvent {
     Message(ServerMessage),
     /// The server echoed a ping.
     Pong(u64),
+    /// The player was handed to another zone: connect there with the token (all parts of the
+    /// redirect arrived).
+    Redirect(Redirect),
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +54,8 @@ pub struct ClientSession {
     scratch: Vec<NetEntity>,
     stale_snapshots: u64,
     packets_written: u64,
+    redirect: RedirectAssembler,
+    redirects_refused: u64,
 }
 
 impl ClientSession {
@@ -73,7 +78,14 @@ impl ClientSession {
             scratch: Vec::new(),
             stale_snapshots: 0,
             packets_written: 0,
+            redirect: RedirectAssembler::default(),
+            redirects_refused: 0,
         }
+    }
+
+    /// Redirect parts that did not continue the redirect being assembled (refused).
+    pub fn redirects_refused(&self) -> u64 {
+        self.redirects_refused
     }
 
     /// The account this session plays.
@@ -201,6 +213,14 @@ impl ClientSession {
                 && *player == self.player
             {
                 (self.zone, self.entity, self.tick_hz) = (Some(*zone), Some(*entity), *tick_hz);
+            }
+            if let ServerMessage::Redirect { .. } = m {
+                match self.redirect.accept(m) {
+                    Ok(Some(done)) => self.events.push_back(ClientEvent::Redirect(done)),
+                    Ok(None) => {}
+                    Err(_) => self.redirects_refused += 1,
+                }
+                continue;
             }
             self.events.push_back(ClientEvent::Message(m.clone()));
         }

@@ -2,7 +2,7 @@
 
 use glam::Vec2;
 
-use crate::{NpcSpawnRegion, Rules, RulesError, TileMap, ZoneId};
+use crate::{NpcSpawnRegion, OpenEdges, Rules, RulesError, TileMap, ZoneId};
 
 /// Everything needed to build a [`crate::Zone`] besides its seed.
 #[derive(Clone, Debug)]
@@ -48,7 +48,23 @@ impl ZoneConfig {
     /// A square-ish arena of `width` x `height` tiles with `npcs` NPCs spread over camps on a
     /// regular lattice: the standard scenario of tests, benches and the demo server.
     pub fn arena(zone: ZoneId, width: u32, height: u32, npcs: u32) -> Self {
-        let map = TileMap::arena(width, height);
+        Self::arena_in(zone, TileMap::arena(width, height), npcs)
+    }
+
+    /// The same arena layout on a placed map (see [`TileMap::arena_in`]): one zone of a world
+    /// grid, NPC camps relative to the map's origin.
+    pub fn placed_arena(
+        zone: ZoneId,
+        origin: (i64, i64),
+        width: u32,
+        height: u32,
+        open: OpenEdges,
+        npcs: u32,
+    ) -> Self {
+        Self::arena_in(zone, TileMap::arena_in(origin, width, height, open), npcs)
+    }
+
+    fn arena_in(zone: ZoneId, map: TileMap, npcs: u32) -> Self {
         let spacing = 24.0;
         let cols = ((map.width() as f32 - 8.0) / spacing).max(1.0) as u32;
         let rows = ((map.height() as f32 - 8.0) / spacing).max(1.0) as u32;
@@ -60,10 +76,11 @@ impl ZoneConfig {
                 continue;
             }
             let (cx, cy) = (i % cols, i / cols);
-            let center = Vec2::new(
-                4.0 + spacing * (cx as f32 + 0.5),
-                4.0 + spacing * (cy as f32 + 0.5),
-            );
+            let center = map.origin()
+                + Vec2::new(
+                    4.0 + spacing * (cx as f32 + 0.5),
+                    4.0 + spacing * (cy as f32 + 0.5),
+                );
             npc_spawns.push(NpcSpawnRegion {
                 center: map.nearest_walkable(center),
                 radius: 6.0,
@@ -81,14 +98,9 @@ impl ZoneConfig {
     /// Checks rules and spawn regions.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.rules.validate()?;
-        let size = self.map.size();
         let mut total = 0u64;
         for (index, r) in self.npc_spawns.iter().enumerate() {
-            let inside = r.center.is_finite()
-                && r.center.x >= 0.0
-                && r.center.y >= 0.0
-                && r.center.x < size.x
-                && r.center.y < size.y;
+            let inside = r.center.is_finite() && self.map.contains(r.center);
             if !inside || !r.radius.is_finite() || r.radius < 0.0 {
                 return Err(ConfigError::SpawnRegion { index });
             }

@@ -509,6 +509,26 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         stream.extend_from_slice(&p);
         single = p;
     }
+    // The same client handed off: its avatar leaves and a redirect follows in parts.
+    let mut redirected = stream.clone();
+    zone.leave(PlayerId(1));
+    let mut fake_token = [0u8; crate::protocol::CONNECT_TOKEN_BYTES];
+    fake_token[..1_100].fill(0xA5);
+    for m in crate::protocol::redirect_messages(
+        crate::ZoneId(2),
+        std::net::SocketAddr::from(([10, 0, 0, 2], 40_001)),
+        &fake_token,
+    ) {
+        rep.send_reliable(PlayerId(1), m);
+    }
+    for _ in 0..6 {
+        zone.tick();
+        rep.update(&zone);
+        if let Some((_, p)) = rep.packets().next() {
+            redirected.extend_from_slice(&(p.len() as u16).to_le_bytes());
+            redirected.extend_from_slice(p);
+        }
+    }
     let framed = |chunks: &[&[u8]]| {
         let mut out = Vec::new();
         for c in chunks {
@@ -532,7 +552,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ),
         ("connect_token", vec![tok, vec![0; 1078]]),
         ("client_packet", vec![client_pkt.clone()]),
-        ("client_session", vec![stream, single.clone()]),
+        ("client_session", vec![stream, single.clone(), redirected]),
         ("protocol_roundtrip", vec![script.clone(), vec![7; 64]]),
         (
             "replication_loss",

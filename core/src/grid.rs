@@ -11,6 +11,7 @@ use crate::EntityId;
 /// Entities bucketed by cell.
 #[derive(Debug, Default)]
 pub struct SpatialGrid {
+    origin: Vec2,
     cell: f32,
     cols: u32,
     rows: u32,
@@ -21,8 +22,19 @@ pub struct SpatialGrid {
 }
 
 impl SpatialGrid {
-    /// A grid covering `size` world units with square cells of `cell` units.
+    /// A grid covering `size` world units from the origin with square cells of `cell` units.
     pub fn new(size: Vec2, cell: f32) -> Self {
+        Self::covering(Vec2::ZERO, size, cell)
+    }
+
+    /// A grid covering the rectangle from `origin` of `size` world units (positions outside it
+    /// fall into the nearest edge cell: still found, just less cheaply).
+    pub fn covering(origin: Vec2, size: Vec2, cell: f32) -> Self {
+        let origin = if origin.is_finite() {
+            origin
+        } else {
+            Vec2::ZERO
+        };
         let cell = if cell.is_finite() && cell > 0.0 {
             cell
         } else {
@@ -31,6 +43,7 @@ impl SpatialGrid {
         let cols = ((size.x / cell).ceil() as u32).max(1);
         let rows = ((size.y / cell).ceil() as u32).max(1);
         Self {
+            origin,
             cell,
             cols,
             rows,
@@ -46,6 +59,7 @@ impl SpatialGrid {
     }
 
     fn cell_coords(&self, p: Vec2) -> (u32, u32) {
+        let p = p - self.origin;
         let cx = (p.x / self.cell).floor().clamp(0.0, (self.cols - 1) as f32) as u32;
         let cy = (p.y / self.cell).floor().clamp(0.0, (self.rows - 1) as f32) as u32;
         (cx, cy)
@@ -175,6 +189,32 @@ mod tests {
             grid.for_each_within(c, r, |id, _| got.push(id));
             got.sort();
             assert_eq!(got, brute(&items, c, r));
+        }
+    }
+
+    #[test]
+    fn a_grid_away_from_the_origin_answers_like_brute_force() {
+        let origin = Vec2::new(512.0, 256.0);
+        let mut grid = SpatialGrid::covering(origin, Vec2::new(64.0, 64.0), 8.0);
+        let mut d = crate::rng::stream(2, 0, 0, crate::rng::Purpose::Script);
+        let items: Vec<_> = (0..300)
+            .map(|i| {
+                let p = origin + Vec2::new(d.range(-3.0, 67.0), d.range(-3.0, 67.0));
+                (EntityId(i), p)
+            })
+            .collect();
+        grid.rebuild(items.iter().copied());
+        for _ in 0..100 {
+            let c = origin + Vec2::new(d.range(0.0, 64.0), d.range(0.0, 64.0));
+            let r = d.range(0.0, 16.0);
+            let mut got = Vec::new();
+            let examined = grid.for_each_within(c, r, |id, _| got.push(id));
+            got.sort();
+            assert_eq!(got, brute(&items, c, r));
+            assert!(
+                examined < 300 || r > 12.0,
+                "cells are used, not one edge cell"
+            );
         }
     }
 

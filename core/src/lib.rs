@@ -41,9 +41,10 @@ pub use config::{ConfigError, MAX_NPCS, ZoneConfig};
 pub use grid::SpatialGrid;
 pub use ids::{AbilityId, EntityId, EventId, PlayerId, ZoneId};
 pub use input::{AbilityUse, InputError, PlayerInput};
-pub use map::{MapError, NpcSpawnRegion, TileMap};
+pub use map::{BORDER_STRIP, MapError, NpcSpawnRegion, OpenEdges, TileMap};
 pub use output::{
-    CombatEvent, DeathEvent, PlayerSave, RespawnEvent, SaveReason, TickMetrics, TickOutput,
+    BorderCrossing, CombatEvent, DeathEvent, PlayerSave, RespawnEvent, SaveReason, TickMetrics,
+    TickOutput,
 };
 pub use player::{PlayerState, PlayerStats};
 pub use rules::{AbilityKind, AbilityRule, NpcRules, Rules, RulesError};

@@ -83,6 +83,20 @@ pub struct PlayerSave {
     pub reason: SaveReason,
 }
 
+/// A player whose avatar stands outside the zone's own rectangle (it stepped over an open
+/// edge): the shell hands it to the zone that owns `x, y`, or puts it back inside.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BorderCrossing {
+    /// Whose avatar.
+    pub player: PlayerId,
+    /// The avatar.
+    pub entity: EntityId,
+    /// World position x, outside the zone.
+    pub x: f32,
+    /// World position y, outside the zone.
+    pub y: f32,
+}
+
 /// Work and population counters of one tick.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TickMetrics {
@@ -136,6 +150,9 @@ pub struct TickOutput {
     pub respawns: Vec<RespawnEvent>,
     /// Player states to persist.
     pub player_saves: Vec<PlayerSave>,
+    /// Players standing outside the zone after this tick, by player id (every tick until the
+    /// shell acts).
+    pub crossings: Vec<BorderCrossing>,
     /// Work counters.
     pub metrics: TickMetrics,
     next_seq: u32,
@@ -148,6 +165,7 @@ impl TickOutput {
         self.deaths.clear();
         self.respawns.clear();
         self.player_saves.clear();
+        self.crossings.clear();
         self.metrics = TickMetrics::default();
         self.next_seq = 0;
     }

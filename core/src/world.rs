@@ -8,7 +8,8 @@
 use glam::Vec2;
 use smallvec::SmallVec;
 
-use crate::ZoneId;
+use crate::replication::GHOST_ID_BASE;
+use crate::{EntityId, OpenEdges, ZoneConfig, ZoneId};
 
 /// A rectangle of world space, `min` inclusive, `max` exclusive.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -96,6 +97,75 @@ impl WorldGrid {
         })
     }
 
+    /// `columns x rows` square zones of `zone_tiles` tiles each (the form zone maps need).
+    pub fn of_tiles(
+        columns: u32,
+        rows: u32,
+        zone_tiles: u32,
+        first_zone: u32,
+    ) -> Result<Self, WorldError> {
+        Self::new(columns, rows, Vec2::splat(zone_tiles as f32), first_zone)
+    }
+
+    /// Zones across.
+    pub fn columns(&self) -> u32 {
+        self.columns
+    }
+
+    /// Zones down.
+    pub fn rows(&self) -> u32 {
+        self.rows
+    }
+
+    /// The size of one zone, world units.
+    pub fn zone_size(&self) -> Vec2 {
+        self.zone_size
+    }
+
+    /// Whether `zone` is part of this world.
+    pub fn contains_zone(&self, zone: ZoneId) -> bool {
+        self.cell(zone).is_some()
+    }
+
+    /// The generated arena of one zone (see [`ZoneConfig::placed_arena`]) with `npcs` NPCs:
+    /// placed at the zone's corner, open towards every neighbour. `None` for a zone outside
+    /// the world or a grid whose zone size is not a whole number of tiles.
+    pub fn zone_config(&self, zone: ZoneId, npcs: u32) -> Option<ZoneConfig> {
+        let (cx, cy) = self.cell(zone)?;
+        let size = self.zone_size;
+        if size.fract() != Vec2::ZERO || size.max_element() > 4096.0 {
+            return None;
+        }
+        let r = self.bounds(zone)?;
+        let open = OpenEdges {
+            min_x: cx > 0,
+            max_x: cx + 1 < self.columns,
+            min_y: cy > 0,
+            max_y: cy + 1 < self.rows,
+        };
+        Some(ZoneConfig::placed_arena(
+            zone,
+            (r.min.x as i64, r.min.y as i64),
+            size.x as u32,
+            size.y as u32,
+            open,
+            npcs,
+        ))
+    }
+
+    /// Where `neighbour` lies as seen from `zone`: a slot 0..8 for the eight directions (row
+    /// by row, skipping the centre), `None` if they are not neighbours.
+    pub fn neighbour_slot(&self, zone: ZoneId, neighbour: ZoneId) -> Option<u8> {
+        let (ax, ay) = self.cell(zone)?;
+        let (bx, by) = self.cell(neighbour)?;
+        let (dx, dy) = (i64::from(bx) - i64::from(ax), i64::from(by) - i64::from(ay));
+        if dx.abs() > 1 || dy.abs() > 1 || (dx, dy) == (0, 0) {
+            return None;
+        }
+        let i = (dy + 1) * 3 + (dx + 1);
+        Some(if i > 4 { i - 1 } else { i } as u8)
+    }
+
     /// Every zone id, row by row.
     pub fn zones(&self) -> impl Iterator<Item = ZoneId> + '_ {
         (0..self.columns * self.rows).map(|i| ZoneId(self.first_zone + i))
@@ -168,6 +238,13 @@ impl WorldGrid {
     }
 }
 
+/// The replicated id a zone gives a ghost of entity `id` of the neighbour in `slot` (see
+/// [`WorldGrid::neighbour_slot`]): above [`GHOST_ID_BASE`], distinct per neighbour, stable
+/// while the entity lives. Ids wrap after 2^28 entities of one zone.
+pub fn ghost_id(slot: u8, id: EntityId) -> EntityId {
+    EntityId(GHOST_ID_BASE | (u32::from(slot & 7) << 28) | (id.0 & 0x0FFF_FFFF))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +304,43 @@ mod tests {
         );
         let corner = g.ghost_zones(Vec2::new(97.0, 48.0), 5.0);
         assert_eq!(corner.as_slice(), &[ZoneId(11), ZoneId(13), ZoneId(14)]);
+    }
+
+    #[test]
+    fn zone_configs_tile_the_world_and_open_towards_neighbours() {
+        let g = WorldGrid::of_tiles(2, 2, 64, 1).unwrap();
+        let one = g.zone_config(ZoneId(1), 10).unwrap();
+        assert_eq!(one.map.origin(), Vec2::ZERO);
+        let e = one.map.open_edges();
+        assert!(!e.min_x && e.max_x && !e.min_y && e.max_y);
+        let four = g.zone_config(ZoneId(4), 10).unwrap();
+        assert_eq!(four.map.origin(), Vec2::new(64.0, 64.0));
+        assert!(four.validate().is_ok());
+        let e = four.map.open_edges();
+        assert!(e.min_x && !e.max_x && e.min_y && !e.max_y);
+        assert!(g.zone_config(ZoneId(5), 10).is_none());
+        let odd = WorldGrid::new(2, 1, Vec2::new(10.5, 10.0), 1).unwrap();
+        assert!(odd.zone_config(ZoneId(1), 0).is_none());
+    }
+
+    #[test]
+    fn neighbour_slots_are_distinct_and_ghost_ids_never_collide_with_own_ids() {
+        let g = grid();
+        let slots: Vec<u8> = g
+            .neighbours(ZoneId(14))
+            .iter()
+            .map(|n| g.neighbour_slot(ZoneId(14), *n).unwrap())
+            .collect();
+        let mut sorted = slots.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), slots.len());
+        assert!(slots.iter().all(|s| *s < 8));
+        assert_eq!(g.neighbour_slot(ZoneId(10), ZoneId(12)), None);
+        assert_eq!(g.neighbour_slot(ZoneId(10), ZoneId(10)), None);
+        let a = ghost_id(0, EntityId(5));
+        let b = ghost_id(1, EntityId(5));
+        assert!(a.0 >= GHOST_ID_BASE && b.0 >= GHOST_ID_BASE && a != b);
     }
 
     #[test]

@@ -105,7 +105,11 @@ impl Zone {
         } = config;
         let mut world = World::new();
         let cell = rules.npc.aggro_radius.max(4.0);
-        world.insert_resource(PlayerGrid(SpatialGrid::new(map.size(), cell)));
+        world.insert_resource(PlayerGrid(SpatialGrid::covering(
+            map.origin(),
+            map.size(),
+            cell,
+        )));
         world.insert_resource(Clock::default());
         world.insert_resource(ZoneInfo { zone, seed });
         world.insert_resource(TickOutput::default());
@@ -124,7 +128,7 @@ impl Zone {
                     Purpose::NpcPlacement,
                 );
                 let spot = draw.in_disc(region.center, region.radius);
-                let home = if map.body_fits(spot, rules.body_radius) {
+                let home = if map.body_fits_within(spot, rules.body_radius) {
                     spot
                 } else {
                     map.nearest_walkable(spot)
@@ -297,8 +301,45 @@ impl Zone {
         at_least(&mut out.deaths, entities);
         at_least(&mut out.respawns, entities);
         at_least(&mut out.player_saves, 2 * players);
+        at_least(&mut out.crossings, players);
         self.world.resource_mut::<CombatScratch>().reserve(entities);
         self.world.resource_mut::<PlayerGrid>().0.reserve(players);
+    }
+
+    /// Puts a player who stepped over the border back inside the zone (nearest spot inside,
+    /// standing still): the shell does this when the neighbouring zone cannot take them.
+    /// Returns `false` if the player is not here.
+    pub fn place_inside(&mut self, player: PlayerId) -> bool {
+        let Some(entity) = self.player_ecs_entity(player) else {
+            return false;
+        };
+        let radius = self.rules().body_radius;
+        let Some(now) = self.world.get::<Position>(entity).map(|p| p.0) else {
+            return false;
+        };
+        let map = self.map();
+        let mut spot = map.clamp_inside(now, radius + 0.05);
+        if !map.body_fits_within(spot, radius) {
+            spot = map.nearest_walkable(spot);
+        }
+        if let Ok(mut e) = self.world.get_entity_mut(entity) {
+            if let Some(mut p) = e.get_mut::<Position>() {
+                p.0 = spot;
+            }
+            if let Some(mut v) = e.get_mut::<Velocity>() {
+                v.0 = Vec2::ZERO;
+            }
+        }
+        true
+    }
+
+    fn player_ecs_entity(&self, player: PlayerId) -> Option<Entity> {
+        let registry = self.world.resource::<Registry>();
+        registry
+            .players
+            .get(&player)
+            .and_then(|id| registry.entities.get(id))
+            .copied()
     }
 
     /// Takes a player's avatar out of the zone and returns its state to save (version bumped).

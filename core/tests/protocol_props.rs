@@ -141,6 +141,22 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                 killed: k
             }),
         any::<u8>().prop_map(|reason| ServerMessage::Goodbye { reason }),
+        (
+            any::<u32>(),
+            any::<[u8; 4]>(),
+            any::<u16>(),
+            1u8..=zone_core::protocol::MAX_REDIRECT_PARTS,
+            vec(any::<u8>(), 0..=zone_core::protocol::REDIRECT_PART_BYTES)
+        )
+            .prop_flat_map(|(z, ip, port, parts, token)| {
+                (0..parts).prop_map(move |part| ServerMessage::Redirect {
+                    zone: ZoneId(z),
+                    address: std::net::SocketAddr::from((ip, port)),
+                    part,
+                    parts,
+                    token: token.clone(),
+                })
+            }),
     ]
 }
 

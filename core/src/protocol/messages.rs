@@ -127,6 +127,43 @@ pub enum ServerMessage {
         /// Reason code: 0 shutdown, 1 kicked, 2 zone handoff.
         reason: u8,
     },
+    /// One part of a redirect: the player now belongs to `zone`, served at `address`; the
+    /// parts' `token` bytes, in order, are the connect token to get in with (see
+    /// [`super::RedirectAssembler`]).
+    Redirect {
+        /// The zone the player was handed to.
+        zone: ZoneId,
+        /// Where that zone's server listens.
+        address: std::net::SocketAddr,
+        /// This part's index, from 0.
+        part: u8,
+        /// Number of parts (at most [`super::MAX_REDIRECT_PARTS`]).
+        parts: u8,
+        /// Token bytes of this part (at most [`super::REDIRECT_PART_BYTES`]).
+        token: Vec<u8>,
+    },
+}
+
+fn check_server_message(m: &ServerMessage) -> Result<(), DecodeError> {
+    match m {
+        ServerMessage::Chat { text, .. } => check_text(text),
+        ServerMessage::Redirect {
+            part, parts, token, ..
+        } => {
+            if token.len() > super::REDIRECT_PART_BYTES {
+                Err(DecodeError::TooMany {
+                    what: "redirect token bytes",
+                    got: token.len(),
+                    max: super::REDIRECT_PART_BYTES,
+                })
+            } else if *parts == 0 || *parts > super::MAX_REDIRECT_PARTS || part >= parts {
+                Err(DecodeError::OutOfRange("redirect part"))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_text(text: &str) -> Result<(), DecodeError> {
@@ -476,9 +513,7 @@ impl ServerPacket {
             self.reliable_first = r.get()?;
             for _ in 0..n {
                 let m: ServerMessage = r.get()?;
-                if let ServerMessage::Chat { text, .. } = &m {
-                    check_text(text)?;
-                }
+                check_server_message(&m)?;
                 self.reliable.push(m);
             }
         }

@@ -7,6 +7,7 @@
 
 mod messages;
 mod quantize;
+mod redirect;
 mod reliable;
 pub mod wire;
 
@@ -16,6 +17,10 @@ pub use messages::{
 };
 pub use quantize::{
     NetEntity, NetKind, POS_SCALE, dequantize_angle, quantize_angle, quantize_pos, quantize_vel,
+};
+pub use redirect::{
+    CONNECT_TOKEN_BYTES, MAX_REDIRECT_PARTS, REDIRECT_PART_BYTES, Redirect, RedirectAssembler,
+    RedirectError, redirect_messages,
 };
 pub use reliable::{ReliableReceiver, ReliableSender};
 

@@ -24,6 +24,10 @@ use link::ClientLink;
 /// Snapshots remembered per client for use as delta baselines (ticks).
 pub const SNAPSHOT_RING: usize = 32;
 
+/// Replicated ids from here up are ghosts: read-only copies of entities a neighbouring zone
+/// simulates near the border. A zone's own ids stay below (they count up from 1).
+pub const GHOST_ID_BASE: u32 = 1 << 31;
+
 /// Replication tuning.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReplicationConfig {
@@ -111,8 +115,17 @@ pub struct Replicator {
 }
 
 impl Replicator {
-    /// A replicator for a zone whose map is `map_size` units across.
+    /// A replicator for a zone whose map is `map_size` units across from the world origin.
     pub fn new(config: ReplicationConfig, map_size: Vec2) -> Self {
+        Self::covering(config, Vec2::ZERO, map_size)
+    }
+
+    /// A replicator sized for `zone`'s map, wherever in the world it lies.
+    pub fn for_zone(config: ReplicationConfig, zone: &Zone) -> Self {
+        Self::covering(config, zone.map().origin(), zone.map().size())
+    }
+
+    fn covering(config: ReplicationConfig, origin: Vec2, map_size: Vec2) -> Self {
         let mut config = config;
         config.packet_budget = config.packet_budget.clamp(64, MAX_PACKET);
         config.aoi_exit_radius = config.aoi_exit_radius.max(config.aoi_radius);
@@ -120,7 +133,7 @@ impl Replicator {
         config.reliable_budget = config.reliable_budget.min(config.packet_budget / 2);
         let cell = (config.aoi_radius / 2.0).clamp(4.0, 32.0);
         Self {
-            grid: SpatialGrid::new(map_size, cell),
+            grid: SpatialGrid::covering(origin, map_size, cell),
             config,
             tick: 0,
             world: Vec::new(),
@@ -259,11 +272,31 @@ impl Replicator {
 
     /// Builds every client's packet for the tick `zone` just simulated.
     pub fn update(&mut self, zone: &Zone) {
+        self.update_with_ghosts(zone, &[]);
+    }
+
+    /// Like [`Replicator::update`], with ghosts: entities of neighbouring zones near the border,
+    /// already in world coordinates, with ids from [`GHOST_ID_BASE`] up and sorted by id
+    /// (others are ignored). Clients see them like any entity; they cannot be simulated here.
+    ///
+    /// A client whose avatar has left the zone (a handoff in progress) keeps its view as it
+    /// was: its packets carry only reliable messages (the redirect) until it goes.
+    pub fn update_with_ghosts(&mut self, zone: &Zone, ghosts: &[NetEntity]) {
         self.tick = zone.current_tick();
         self.world.clear();
-        self.world
-            .extend(zone.entities().map(|v| NetEntity::from_view(&v)));
+        self.world.extend(
+            zone.entities()
+                .map(|v| NetEntity::from_view(&v))
+                .filter(|e| e.id.0 < GHOST_ID_BASE),
+        );
         let top = self.world.last().map_or(0, |e| e.id.0 as usize + 1);
+        let mut last = None;
+        for g in ghosts {
+            if g.id.0 >= GHOST_ID_BASE && last.is_none_or(|l| g.id > l) {
+                self.world.push(*g);
+                last = Some(g.id);
+            }
+        }
         self.index.clear();
         self.index.resize(top, u32::MAX);
         for (i, e) in self.world.iter().enumerate() {

@@ -70,8 +70,15 @@ pub(super) struct World<'a> {
 }
 
 fn find(world: World<'_>, id: EntityId) -> Option<&NetEntity> {
-    let i = *world.index.get(id.0 as usize)?;
-    world.entities.get(i as usize)
+    match world.index.get(id.0 as usize) {
+        Some(&i) => world.entities.get(i as usize),
+        // Ghosts (ids past the zone's own) are found by search: the list is sorted by id.
+        None => world
+            .entities
+            .binary_search_by_key(&id, |e| e.id)
+            .ok()
+            .and_then(|i| world.entities.get(i)),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -91,7 +98,11 @@ pub(super) fn build_packet(
     let center = me.map(|m| m.position());
 
     // 1. Area of interest, with hysteresis: enter within aoi_radius, leave beyond aoi_exit_radius.
+    //    A client whose avatar left (handoff under way) keeps its view unchanged.
     s.visible.clear();
+    if center.is_none() {
+        s.visible.extend_from_slice(&link.visible);
+    }
     if let Some(c) = center {
         let enter2 = config.aoi_radius * config.aoi_radius;
         let previously = &link.visible;
@@ -120,7 +131,7 @@ pub(super) fn build_packet(
         kind * (1.0 + config.aoi_radius / (d + 1.0))
     };
     let (mut bi, mut vi, mut pi) = (0usize, 0usize, 0usize);
-    loop {
+    while center.is_some() {
         let (b, v) = (base.get(bi), s.visible.get(vi).copied());
         let (id, change, w) = match (b, v) {
             (None, None) => break,

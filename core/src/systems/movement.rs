@@ -1,17 +1,19 @@
 //! Moves living entities toward their intent: bounded acceleration, a hard speed cap from the
-//! rules, and axis-separated sliding collision against blocked tiles.
+//! rules, and axis-separated sliding collision against blocked tiles. Players may step over an
+//! open edge of the map (to be handed to the next zone); NPCs never leave their zone.
 
 use bevy_ecs::prelude::*;
+use bevy_ecs::query::Has;
 use glam::Vec2;
 
 use crate::TickOutput;
-use crate::components::{Intent, Life, MapRes, Position, RulesRes, Velocity};
+use crate::components::{Intent, Life, MapRes, Npc, Position, RulesRes, Velocity};
 
 pub(super) fn movement(
     rules: Res<RulesRes>,
     map: Res<MapRes>,
     mut out: ResMut<TickOutput>,
-    mut movers: Query<(&Life, &Intent, &mut Velocity, &mut Position)>,
+    mut movers: Query<(&Life, &Intent, &mut Velocity, &mut Position, Has<Npc>)>,
 ) {
     let rules = &rules.0;
     let map = &map.0;
@@ -20,7 +22,14 @@ pub(super) fn movement(
     let cap = rules.run_speed.max(rules.npc.chase_speed);
     let radius = rules.body_radius;
     let mut moved = 0;
-    for (life, intent, mut vel, mut pos) in &mut movers {
+    for (life, intent, mut vel, mut pos, npc) in &mut movers {
+        let fits = |p: Vec2| {
+            if npc {
+                map.body_fits_within(p, radius)
+            } else {
+                map.body_fits(p, radius)
+            }
+        };
         if !life.is_alive() {
             if vel.0 != Vec2::ZERO {
                 vel.0 = Vec2::ZERO;
@@ -35,13 +44,13 @@ pub(super) fn movement(
         let step = v * dt;
         let mut p = pos.0;
         let along_x = Vec2::new(p.x + step.x, p.y);
-        if map.body_fits(along_x, radius) {
+        if fits(along_x) {
             p = along_x;
         } else {
             v.x = 0.0;
         }
         let along_y = Vec2::new(p.x, p.y + step.y);
-        if map.body_fits(along_y, radius) {
+        if fits(along_y) {
             p = along_y;
         } else {
             v.y = 0.0;
