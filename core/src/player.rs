@@ -35,11 +35,34 @@ pub struct PlayerState {
     pub health: u16,
     /// Lifetime counters.
     pub stats: PlayerStats,
-    /// Increases by one with every save the zone emits for this player.
+    /// Increases by one with every save the zone emits for this player. The upper 32 bits
+    /// are the ownership epoch ([`PlayerState::epoch`]): a zone that takes the player over
+    /// raises it, so its saves order after every save of an earlier holder.
     pub version: u64,
 }
 
+/// Bits of [`PlayerState::version`] below the ownership epoch.
+pub const EPOCH_SHIFT: u32 = 32;
+
 impl PlayerState {
+    /// The ownership epoch this state was saved under (0 before any claim).
+    ///
+    /// ```
+    /// let s = zone_core::PlayerState::new_character(1.0, 2.0, 100).claimed(3);
+    /// assert_eq!((s.epoch(), s.version), (3, 3 << 32));
+    /// ```
+    pub fn epoch(&self) -> u64 {
+        self.version >> EPOCH_SHIFT
+    }
+
+    /// The state as taken over under ownership epoch `epoch`: its version jumps to the first of
+    /// that epoch (never down: an epoch at or below the current one only adds one).
+    pub fn claimed(mut self, epoch: u64) -> Self {
+        let first = epoch.checked_shl(EPOCH_SHIFT).unwrap_or(u64::MAX);
+        self.version = first.max(self.version.saturating_add(1));
+        self
+    }
+
     /// A brand-new character at a position, with the given health and nothing done yet.
     pub fn new_character(x: f32, y: f32, health: u16) -> Self {
         Self {

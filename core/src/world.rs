@@ -222,11 +222,20 @@ impl WorldGrid {
     /// The neighbours of `p`'s zone whose rectangles lie within `margin` of `p`: the zones that
     /// should show an entity at `p` as a read-only ghost.
     pub fn ghost_zones(&self, p: Vec2, margin: f32) -> SmallVec<[ZoneId; 8]> {
+        match self.zone_at(p) {
+            Some(home) => self.ghost_zones_of(home, p, margin),
+            None => SmallVec::new(),
+        }
+    }
+
+    /// The neighbours of `zone` whose rectangles lie within `margin` of `p` (an entity `zone`
+    /// simulates, wherever exactly it stands).
+    pub fn ghost_zones_of(&self, zone: ZoneId, p: Vec2, margin: f32) -> SmallVec<[ZoneId; 8]> {
         let mut out = SmallVec::new();
-        let Some(home) = self.zone_at(p) else {
+        if !p.is_finite() {
             return out;
-        };
-        for n in self.neighbours(home) {
+        }
+        for n in self.neighbours(zone) {
             if let Some(r) = self.bounds(n) {
                 let nearest = p.clamp(r.min, r.max);
                 if nearest.distance(p) <= margin {

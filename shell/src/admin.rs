@@ -1,5 +1,5 @@
-//! The admin HTTP endpoint: Prometheus `/metrics`, liveness `/healthz` (the tick loop is
-//! advancing) and readiness `/readyz` (accepting players).
+//! The admin HTTP endpoint: Prometheus `/metrics`, liveness `/healthz` (every zone's tick loop
+//! is advancing) and readiness `/readyz` (every zone accepting players).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,22 +10,25 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::metrics::Metrics;
+use crate::metrics::MetricsText;
 use crate::server::Status;
+
+type Seen = Vec<(u64, tokio::time::Instant)>;
 
 #[derive(Clone)]
 struct AdminState {
-    metrics: Arc<Metrics>,
-    status: Arc<Status>,
-    last_seen: Arc<std::sync::Mutex<(u64, tokio::time::Instant)>>,
+    metrics: Arc<dyn MetricsText>,
+    statuses: Arc<Vec<Arc<Status>>>,
+    last_seen: Arc<std::sync::Mutex<Seen>>,
 }
 
-/// The admin router.
-pub fn router(metrics: Arc<Metrics>, status: Arc<Status>) -> Router {
+/// The admin router over the metrics and the status of every zone the process serves.
+pub fn router(metrics: Arc<dyn MetricsText>, statuses: Vec<Arc<Status>>) -> Router {
+    let now = tokio::time::Instant::now();
     let state = AdminState {
         metrics,
-        status,
-        last_seen: Arc::new(std::sync::Mutex::new((0, tokio::time::Instant::now()))),
+        last_seen: Arc::new(std::sync::Mutex::new(vec![(0, now); statuses.len()])),
+        statuses: Arc::new(statuses),
     };
     Router::new()
         .route("/metrics", get(metrics_text))
@@ -42,29 +45,30 @@ async fn metrics_text(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.encode(),
+        s.metrics.text(),
     )
 }
 
 async fn healthz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
-    // Healthy while the tick counter moves (or the loop has not started yet).
-    let ticks = s.status.ticks.load(Ordering::Acquire);
+    // Healthy while every zone's tick counter moves (or its loop has not started yet).
     let Ok(mut seen) = s.last_seen.lock() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "poisoned\n");
     };
     let now = tokio::time::Instant::now();
-    if ticks != seen.0 {
-        *seen = (ticks, now);
+    for (status, seen) in s.statuses.iter().zip(seen.iter_mut()) {
+        let ticks = status.ticks.load(Ordering::Acquire);
+        if ticks != seen.0 {
+            *seen = (ticks, now);
+        }
+        if ticks != 0 && now - seen.1 >= Duration::from_secs(5) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "tick loop stalled\n");
+        }
     }
-    if ticks == 0 || now - seen.1 < Duration::from_secs(5) {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "tick loop stalled\n")
-    }
+    (StatusCode::OK, "ok\n")
 }
 
 async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
-    if s.status.ready.load(Ordering::Acquire) {
+    if s.statuses.iter().all(|st| st.ready.load(Ordering::Acquire)) {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
@@ -74,11 +78,11 @@ async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
 /// Serves the admin router on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    status: Arc<Status>,
+    metrics: Arc<dyn MetricsText>,
+    statuses: Vec<Arc<Status>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, status))
+    axum::serve(listener, router(metrics, statuses))
         .with_graceful_shutdown(shutdown)
         .await
 }

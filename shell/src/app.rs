@@ -1,46 +1,103 @@
-//! Wiring for `zone-server run`: build the zone and host from a [`Config`], open the stores
-//! and the spool (replaying what it holds), claim the zone lease, bind the sockets, start the
-//! admin endpoint, the flusher and optional demo bots, run the loop until a signal or a tick
-//! limit, shut down gracefully (players saved, spool synced, flusher drained within the
-//! deadline). Tests call [`start`] or [`start_with`] directly.
+//! Wiring for `zone-server run`: build the zones of the world this process simulates from a
+//! [`Config`], open the stores and the spool (replaying what it holds), claim each zone's
+//! lease, bind the sockets, start the admin endpoint, the flusher and optional demo bots, run
+//! one tick loop per zone until a signal or a tick limit, shut down gracefully (players saved,
+//! spool synced, flusher drained within the deadline). Tests call [`start`] or [`start_with`].
+//!
+//! One process, one spool, one flusher; per zone, its own UDP socket, tick loop, persistence
+//! link (hot-store writer, loader, zone bus) and lease. A zone that loses its lease stops alone
+//! (its players saved and disconnected); the others go on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use zone_core::netcode::Key;
-use zone_core::{Rules, Zone, ZoneConfig, ZoneId};
+use zone_core::{Rules, Zone, ZoneId};
 
 use std::time::Duration;
 
 use crate::bots::{BotConfig, CrowdReport, run_crowd};
-use crate::config::Config;
+use crate::config::{Config, HostedZone};
 use crate::host::{HostConfig, ZoneHost};
 use crate::keys::{private_key, random_bytes};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsText, WorldMetrics};
 use crate::persist::embedded_cold::SqliteStore;
 use crate::persist::embedded_hot::MemoryHotStore;
 use crate::persist::flusher::{FlushedSaves, Flusher, FlusherConfig};
 use crate::persist::link::{LinkConfig, PersistLink, Stores, claim_lease, keep_lease};
 use crate::persist::redis::RedisHotStore;
 use crate::persist::spool::{Spool, SpoolConfig, SpoolStats};
-use crate::persist::{ColdStore, HotStore};
+use crate::persist::{ColdStore, HotStore, Record};
 use crate::server::{LoopConfig, LoopSummary, Status, run_loop};
 use crate::tokens::unix_ms;
+use crate::world::WorldPlace;
+
+/// One zone a running server simulates.
+#[derive(Debug, Clone)]
+pub struct ZoneRunning {
+    /// The zone.
+    pub zone: u32,
+    /// Where its UDP socket is bound.
+    pub udp_addr: SocketAddr,
+    /// Where its clients connect (written into connect tokens).
+    pub public_address: SocketAddr,
+    /// Its metrics.
+    pub metrics: Arc<Metrics>,
+    /// Its loop status.
+    pub status: Arc<Status>,
+}
+
+/// How one zone's loop ended.
+#[derive(Debug)]
+pub struct ZoneFinished {
+    /// The zone.
+    pub zone: u32,
+    /// What the loop reports.
+    pub summary: LoopSummary,
+    /// The host, for inspection.
+    pub host: ZoneHost,
+    /// Whether it stopped because its lease was lost.
+    pub lease_lost: bool,
+    /// Releases the lease (sent once the spool has drained what it could).
+    lease_release: watch::Sender<bool>,
+}
+
+/// How a server ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Every zone, in the order they were started.
+    pub zones: Vec<ZoneFinished>,
+    /// The demo bots' report, if any ran.
+    pub bots: Option<CrowdReport>,
+}
+
+impl Finished {
+    /// The first zone's summary and host (the only ones in a one-zone world).
+    pub fn first(&self) -> Option<(&LoopSummary, &ZoneHost)> {
+        self.zones.first().map(|z| (&z.summary, &z.host))
+    }
+}
+
+type ZoneTask = tokio::task::JoinHandle<anyhow::Result<ZoneFinished>>;
 
 /// A running server.
 #[derive(Debug)]
 pub struct Running {
-    /// Where clients connect (the bound UDP address).
+    /// Where clients connect to the first zone (the bound UDP address).
     pub udp_addr: SocketAddr,
+    /// Every zone simulated here.
+    pub zones: Vec<ZoneRunning>,
     /// Where `/metrics`, `/healthz`, `/readyz` answer.
     pub admin_addr: SocketAddr,
-    /// Metrics.
+    /// The first zone's metrics.
     pub metrics: Arc<Metrics>,
-    /// Loop status.
+    /// The first zone's loop status.
     pub status: Arc<Status>,
+    /// What `/metrics` shows (every zone's).
+    pub export: Arc<dyn MetricsText>,
     /// The netcode private key (for minting tokens in tests and demo bots).
     pub private_key: Key,
     /// The protocol id.
@@ -52,16 +109,15 @@ pub struct Running {
     /// The stores in use.
     pub stores: Stores,
     shutdown: Arc<watch::Sender<bool>>,
-    lease_lost: watch::Receiver<bool>,
-    task: tokio::task::JoinHandle<anyhow::Result<(LoopSummary, ZoneHost)>>,
+    task: tokio::task::JoinHandle<anyhow::Result<Vec<ZoneFinished>>>,
     bots: Option<tokio::task::JoinHandle<anyhow::Result<CrowdReport>>>,
-    /// Stops the demo bots; sent only after the loop has finished, so that bots are
+    /// Stops the demo bots; sent only after the loops have finished, so that bots are
     /// disconnected by the server's shutdown rather than leaving on their own.
     bots_stop: watch::Sender<bool>,
 }
 
 impl Running {
-    /// Asks the loop to shut down gracefully.
+    /// Asks every loop to shut down gracefully.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
@@ -71,33 +127,50 @@ impl Running {
         self.shutdown.clone()
     }
 
-    /// Waits for the loop (and demo bots) to finish. An error if the zone lease was lost.
-    pub async fn finish(self) -> anyhow::Result<(LoopSummary, ZoneHost, Option<CrowdReport>)> {
-        let (summary, host) = self.task.await.context("zone loop task")??;
-        if *self.lease_lost.borrow() {
-            anyhow::bail!("the zone lease was lost: stopped simulating (players saved)");
-        }
+    /// Waits for the loops (and demo bots) to finish. An error if a zone lease was lost.
+    pub async fn finish(self) -> anyhow::Result<Finished> {
+        let zones = self.task.await.context("zone loops")??;
+        let lost: Vec<u32> = zones
+            .iter()
+            .filter(|z| z.lease_lost)
+            .map(|z| z.zone)
+            .collect();
         let _ = self.shutdown.send(true);
         let _ = self.bots_stop.send(true);
         let bots = match self.bots {
             Some(b) => Some(b.await.context("bot task")??),
             None => None,
         };
-        Ok((summary, host, bots))
+        if !lost.is_empty() {
+            anyhow::bail!(
+                "the lease of zone(s) {lost:?} was lost: stopped simulating them (players saved)"
+            );
+        }
+        Ok(Finished { zones, bots })
     }
 }
 
-/// Builds the zone described by `config`.
+/// Builds the first zone `config` describes.
 pub fn build_zone(config: &Config) -> anyhow::Result<Zone> {
+    let hosted = config.hosted_zones()?;
+    let first = hosted.first().context("no zone to simulate")?;
+    build_zone_of(config, first)
+}
+
+/// Builds one zone of the world `config` describes.
+pub fn build_zone_of(config: &Config, hosted: &HostedZone) -> anyhow::Result<Zone> {
     let z = &config.zone;
-    let mut zone_config = ZoneConfig::arena(ZoneId(z.id), z.arena_size, z.arena_size, z.npcs);
+    let grid = config.grid()?;
+    let mut zone_config = grid
+        .zone_config(ZoneId(hosted.zone), z.npcs)
+        .with_context(|| format!("zone {} is not part of the world", hosted.zone))?;
     if let Some(path) = &z.rules_file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading rules file {}", path.display()))?;
         zone_config.rules = Rules::from_toml_str(&text)
             .with_context(|| format!("rules file {}", path.display()))?;
     }
-    Zone::new(zone_config, z.seed).context("building the zone")
+    Zone::new(zone_config, hosted.seed).with_context(|| format!("building zone {}", hosted.zone))
 }
 
 /// Opens the stores `config` names: Redis or the in-process hot store, ScyllaDB or the
@@ -174,8 +247,18 @@ pub async fn start(config: Config, max_ticks: Option<u64>) -> anyhow::Result<Run
     start_with(config, max_ticks, stores).await
 }
 
-/// Starts a server on the given stores: opens and replays the spool, claims the zone lease,
-/// binds UDP and admin sockets, spawns the loop, the flusher (and demo bots).
+/// One zone, bound and leased, ready to run.
+struct Prepared {
+    hosted: HostedZone,
+    zone: Option<Zone>,
+    socket: tokio::net::UdpSocket,
+    running: ZoneRunning,
+    lease: crate::persist::Lease,
+    server_name: String,
+}
+
+/// Starts a server on the given stores: opens and replays the spool, claims every zone's
+/// lease, binds UDP and admin sockets, spawns the loops, the flusher (and demo bots).
 pub async fn start_with(
     config: Config,
     max_ticks: Option<u64>,
@@ -184,41 +267,76 @@ pub async fn start_with(
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
-    let zone = build_zone(&config)?;
-    let tick_hz = zone.rules().tick_hz;
     let (key, dev_key) = private_key(&config)?;
     if dev_key {
         warn!(path = %config.data_dir.join("dev-private.key").display(), "no net.private_key configured: using the development key file");
     }
     let st = &config.store;
-    let socket = tokio::net::UdpSocket::bind(config.net.bind)
-        .await
-        .with_context(|| format!("binding UDP {}", config.net.bind))?;
-    let udp_addr = socket.local_addr()?;
-    let public = config.net.public_address.unwrap_or(udp_addr);
+    let grid = config.grid()?;
+    let hosted = config.hosted_zones()?;
     let admin = tokio::net::TcpListener::bind(config.admin.bind)
         .await
         .with_context(|| format!("binding admin HTTP {}", config.admin.bind))?;
     let admin_addr = admin.local_addr()?;
-    let metrics = Arc::new(Metrics::new());
-    let status = Arc::new(Status::default());
-
+    let one_zone = hosted.len() == 1;
+    let mut world_metrics = WorldMetrics::default();
     let run = unix_ms();
-    let server_name = format!("{public}/{run}");
     let lease_ttl = Duration::from_millis(st.lease_ttl_ms);
-    let lease = claim_lease(
-        &stores.hot,
-        config.zone.id,
-        &server_name,
-        lease_ttl,
-        lease_ttl * 2,
-    )
-    .await?;
-    info!(
-        zone = config.zone.id,
-        fence = lease.fence,
-        "zone lease claimed"
-    );
+
+    let mut prepared = Vec::with_capacity(hosted.len());
+    for h in &hosted {
+        let zone = build_zone_of(&config, h)?;
+        let socket = tokio::net::UdpSocket::bind(h.bind)
+            .await
+            .with_context(|| format!("binding UDP {} for zone {}", h.bind, h.zone))?;
+        let udp_addr = socket.local_addr()?;
+        let public_address = match config.net.public_address {
+            Some(p) if p.port() != 0 => h.public_address,
+            _ => udp_addr,
+        };
+        let metrics = if one_zone {
+            Arc::new(Metrics::new())
+        } else {
+            world_metrics.add_zone(h.zone)
+        };
+        let server_name = format!("{public_address}/{run}");
+        let lease =
+            claim_lease(&stores.hot, h.zone, &server_name, lease_ttl, lease_ttl * 2).await?;
+        info!(zone = h.zone, fence = lease.fence, "zone lease claimed");
+        prepared.push(Prepared {
+            hosted: *h,
+            zone: Some(zone),
+            socket,
+            running: ZoneRunning {
+                zone: h.zone,
+                udp_addr,
+                public_address,
+                metrics,
+                status: Arc::new(Status::default()),
+            },
+            lease,
+            server_name,
+        });
+    }
+    let first = prepared
+        .first()
+        .map(|p| p.running.clone())
+        .context("no zone to simulate")?;
+    // Process-wide metrics (spool, flusher): the zone's own in a one-zone process.
+    let process_metrics = if one_zone {
+        first.metrics.clone()
+    } else {
+        world_metrics.process().clone()
+    };
+    let export: Arc<dyn MetricsText> = if one_zone {
+        first.metrics.clone()
+    } else {
+        Arc::new(world_metrics)
+    };
+    let tick_hz = prepared
+        .first()
+        .and_then(|p| p.zone.as_ref())
+        .map_or(60, |z| z.rules().tick_hz);
 
     let spool_stats = Arc::new(SpoolStats::default());
     let spool_dir = config.data_dir.join("spool");
@@ -240,47 +358,8 @@ pub async fn start_with(
             "spool recovered; replaying to the cold store"
         );
     }
-
-    let host_config = HostConfig {
-        protocol_id: config.net.protocol_id,
-        public_addresses: vec![public],
-        max_clients: config.net.max_clients,
-        max_packets_per_client_tick: config.net.max_packets_per_client_tick,
-        run,
-        fence: lease.fence,
-        global_sequence_random: random_bytes()?,
-    };
-    let mut host = ZoneHost::new(
-        zone,
-        &host_config,
-        key.clone(),
-        Key::from_bytes(random_bytes()?),
-        metrics.clone(),
-    )?;
-    host.recover_saves(recovery.records.iter().map(|(_, r)| r));
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let shutdown_tx = Arc::new(shutdown_tx);
-    let (lease_lost_tx, lease_lost) = watch::channel(false);
-    let lease_lost_tx = Arc::new(lease_lost_tx);
-    {
-        // Losing the lease shuts the loop down: a zone is never simulated by two servers.
-        let (mut lost, stop) = (lease_lost.clone(), shutdown_tx.clone());
-        tokio::spawn(async move {
-            if lost.wait_for(|l| *l).await.is_ok() {
-                let _ = stop.send(true);
-            }
-        });
-    }
-    let (lease_stop_tx, lease_stop_rx) = watch::channel(false);
-    tokio::spawn(keep_lease(
-        stores.hot.clone(),
-        lease,
-        lease_ttl,
-        metrics.clone(),
-        lease_lost_tx,
-        lease_stop_rx,
-    ));
+    let recovered: Arc<Vec<Record>> =
+        Arc::new(recovery.records.iter().map(|(_, r)| r.clone()).collect());
 
     let flushed: FlushedSaves = Arc::default();
     let timeout = Duration::from_millis(st.command_timeout_ms);
@@ -288,26 +367,77 @@ pub async fn start_with(
         spool.clone(),
         stores.cold.clone(),
         FlusherConfig::new(&config.data_dir, st.flush_batch, timeout),
-        metrics.clone(),
+        process_metrics,
         flushed.clone(),
     );
     flusher.dead_letter_undecodable(&recovery.undecodable);
     let (flusher_stop_tx, flusher_stop_rx) = watch::channel(false);
     let drain = Duration::from_secs(config.shutdown_deadline_s) / 2;
     let flusher_task = tokio::spawn(flusher.run(flusher_stop_rx, drain));
-    let mut link = PersistLink::start(
-        spool.clone(),
-        &stores,
-        &LinkConfig {
-            zone: config.zone.id,
-            server: server_name,
-            hot_ttl: Duration::from_secs(st.hot_ttl_s),
-            position_flush: Duration::from_millis(st.position_flush_ms),
-            timeout,
-        },
-        flushed,
-        metrics.clone(),
-    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown_tx = Arc::new(shutdown_tx);
+    let statuses: Vec<Arc<Status>> = prepared.iter().map(|p| p.running.status.clone()).collect();
+    let zones: Vec<ZoneRunning> = prepared.iter().map(|p| p.running.clone()).collect();
+    let mut tasks: Vec<ZoneTask> = Vec::with_capacity(prepared.len());
+    for mut p in prepared {
+        let zone = p.zone.take().context("zone built once")?;
+        let zone_tick_hz = zone.rules().tick_hz;
+        let world = config.is_world().then(|| {
+            let mut place = WorldPlace::new(grid, ZoneId(p.hosted.zone), p.running.public_address);
+            place.ghost_margin = config.world.ghost_margin;
+            place.handoff_timeout = Duration::from_millis(config.world.handoff_timeout_ms);
+            place.token_expiry_s = config.net.token_expiry_s.min(300);
+            place.token_timeout_s = config.net.timeout_s;
+            place
+        });
+        let host_config = HostConfig {
+            protocol_id: config.net.protocol_id,
+            public_addresses: vec![p.running.public_address],
+            max_clients: config.net.max_clients,
+            max_packets_per_client_tick: config.net.max_packets_per_client_tick,
+            run,
+            fence: p.lease.fence,
+            global_sequence_random: random_bytes()?,
+            world,
+        };
+        let mut host = ZoneHost::new(
+            zone,
+            &host_config,
+            key.clone(),
+            Key::from_bytes(random_bytes()?),
+            p.running.metrics.clone(),
+        )?;
+        host.recover_saves(recovered.iter());
+        let link = PersistLink::start(
+            spool.clone(),
+            &stores,
+            &LinkConfig {
+                zone: p.hosted.zone,
+                server: p.server_name.clone(),
+                hot_ttl: Duration::from_secs(st.hot_ttl_s),
+                position_flush: Duration::from_millis(st.position_flush_ms),
+                timeout,
+                world: config.is_world(),
+            },
+            flushed.clone(),
+            p.running.metrics.clone(),
+        );
+        let loop_config = LoopConfig {
+            tick_hz: zone_tick_hz,
+            max_catch_up: config.max_catch_up_ticks,
+            max_ticks,
+        };
+        tasks.push(tokio::spawn(run_zone(
+            p,
+            host,
+            link,
+            stores.hot.clone(),
+            lease_ttl,
+            loop_config,
+            shutdown_rx.clone(),
+        )));
+    }
 
     let admin_shutdown = {
         let mut rx = shutdown_rx.clone();
@@ -317,27 +447,31 @@ pub async fn start_with(
     };
     tokio::spawn(crate::admin::serve(
         admin,
-        metrics.clone(),
-        status.clone(),
+        export.clone(),
+        statuses,
         admin_shutdown,
     ));
 
-    let loop_config = LoopConfig {
-        tick_hz,
-        max_catch_up: config.max_catch_up_ticks,
-        max_ticks,
-    };
-    let (m, s, rx) = (metrics.clone(), status.clone(), shutdown_rx.clone());
     let loop_spool = spool.clone();
     let task = tokio::spawn(async move {
-        let summary = run_loop(&mut host, &socket, &mut link, loop_config, &m, &s, rx).await;
-        // Everything the loop produced is in the spool's buffer: make it durable, let the
+        let mut finished = Vec::with_capacity(tasks.len());
+        let mut failure = None;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(f)) => finished.push(f),
+                Ok(Err(e)) => failure = Some(e),
+                Err(e) => failure = Some(anyhow::anyhow!("zone task failed: {e}")),
+            }
+        }
+        // Everything the loops produced is in the spool's buffer: make it durable, let the
         // flusher drain what it can within the deadline, then stop.
         let sync_spool = loop_spool.clone();
         let _ = tokio::task::spawn_blocking(move || sync_spool.sync()).await;
         let _ = flusher_stop_tx.send(true);
         let _ = flusher_task.await;
-        let _ = lease_stop_tx.send(true);
+        for f in &finished {
+            let _ = f.lease_release.send(true);
+        }
         let close_spool = loop_spool.clone();
         let _ = tokio::task::spawn_blocking(move || close_spool.close()).await;
         info!(
@@ -347,38 +481,106 @@ pub async fn start_with(
                 .load(std::sync::atomic::Ordering::Relaxed),
             "persistence stopped; unflushed records stay in the spool for the next start"
         );
-        Ok((summary, host))
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(finished),
+        }
     });
-    info!(udp = %udp_addr, public = %public, admin = %admin_addr, tick_hz, "zone server listening");
+    for z in &zones {
+        info!(zone = z.zone, udp = %z.udp_addr, public = %z.public_address, "zone listening");
+    }
+    info!(admin = %admin_addr, tick_hz, zones = zones.len(), "zone server listening");
 
     let (bots_stop, bots_stop_rx) = watch::channel(false);
     let bots = (config.bots > 0).then(|| {
         let bot_config = BotConfig {
-            server: public,
+            server: first.public_address,
+            servers: zones.iter().map(|z| z.public_address).collect(),
             protocol_id: config.net.protocol_id,
             first_player: 1_000_000,
             count: config.bots,
             tick_hz,
             duration: None,
             seed: config.zone.seed,
+            roam: config.is_world().then_some(grid),
         };
         let (key, rx) = (key.clone(), bots_stop_rx.clone());
         tokio::spawn(async move { run_crowd(bot_config, &key, rx).await })
     });
     Ok(Running {
-        udp_addr,
+        udp_addr: first.udp_addr,
+        zones,
         admin_addr,
-        metrics,
-        status,
+        metrics: first.metrics.clone(),
+        status: first.status.clone(),
+        export,
         private_key: key,
         protocol_id: config.net.protocol_id,
         tick_hz,
         spool_stats,
         stores,
         shutdown: shutdown_tx,
-        lease_lost,
-        bots_stop,
         task,
         bots,
+        bots_stop,
+    })
+}
+
+/// One zone's life: keep its lease, run its loop until shutdown or the lease is lost.
+async fn run_zone(
+    p: Prepared,
+    mut host: ZoneHost,
+    mut link: PersistLink,
+    hot: Arc<dyn HotStore>,
+    lease_ttl: Duration,
+    loop_config: LoopConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<ZoneFinished> {
+    let zone = p.hosted.zone;
+    let (lease_lost_tx, mut lease_lost) = watch::channel(false);
+    let (lease_stop_tx, lease_stop_rx) = watch::channel(false);
+    tokio::spawn(keep_lease(
+        hot,
+        p.lease,
+        lease_ttl,
+        Some(p.running.public_address.to_string()),
+        p.running.metrics.clone(),
+        Arc::new(lease_lost_tx),
+        lease_stop_rx,
+    ));
+    // This zone stops on the server's shutdown or on losing its lease (a zone is never
+    // simulated by two servers).
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut lost_watch = lease_lost.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {}
+            _ = lost_watch.wait_for(|l| *l) => {}
+        }
+        let _ = stop_tx.send(true);
+    });
+    let summary = run_loop(
+        &mut host,
+        &p.socket,
+        &mut link,
+        loop_config,
+        &p.running.metrics,
+        &p.running.status,
+        stop_rx,
+    )
+    .await;
+    let lost = *lease_lost.borrow_and_update();
+    if lost {
+        error!(
+            zone,
+            "zone stopped: its lease was lost (players saved and disconnected)"
+        );
+    }
+    Ok(ZoneFinished {
+        zone,
+        summary,
+        host,
+        lease_lost: lost,
+        lease_release: lease_stop_tx,
     })
 }

@@ -1,7 +1,9 @@
 //! Headless bot clients: each connects over UDP with a connect token, plays through
-//! `core::client::ClientSession` (walks, turns, fights back) and reports what it saw.
-//! `zone-server bots` runs them against any server; `zone-server run --bots N` runs a few
-//! in-process for the demo; tests and load runs use them too.
+//! `core::client::ClientSession` (walks, turns, fights back), follows zone redirects like a game
+//! client (disconnect, connect to the new zone with the token it was given) and reports what it
+//! saw. In a world they roam: they walk to random places, over borders. `zone-server bots` runs
+//! them against any server; `zone-server run --bots N` runs a few in-process for the demo;
+//! tests and load runs use them too.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,9 +15,10 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use zone_core::client::{ClientEvent as GameEvent, ClientSession};
 use zone_core::netcode::{Client, ClientEvent, ClientState, Key};
-use zone_core::protocol::ServerMessage;
+use zone_core::protocol::{POS_SCALE, ServerMessage};
 use zone_core::rng::{self, Purpose};
-use zone_core::{AbilityId, AbilityUse, PlayerId, PlayerInput, Vec2};
+use zone_core::world::WorldGrid;
+use zone_core::{AbilityId, AbilityUse, PlayerId, PlayerInput, Vec2, ZoneId};
 
 use crate::tokens::{TokenRequest, mint};
 
@@ -24,6 +27,8 @@ use crate::tokens::{TokenRequest, mint};
 pub struct BotConfig {
     /// Server to connect to.
     pub server: SocketAddr,
+    /// Servers to spread the bots over (bot `i` starts on `servers[i % len]`); empty: `server`.
+    pub servers: Vec<SocketAddr>,
     /// netcode protocol id.
     pub protocol_id: u64,
     /// First player id; bot `i` plays `first_player + i`.
@@ -36,6 +41,8 @@ pub struct BotConfig {
     pub duration: Option<Duration>,
     /// Seed of the bots' choices.
     pub seed: u64,
+    /// A world to roam: bots walk to random places of it, over its borders.
+    pub roam: Option<WorldGrid>,
 }
 
 /// What one bot saw.
@@ -70,6 +77,15 @@ pub struct BotReport {
     /// The bot's own avatar as its newest snapshot showed it: (snapshot tick, state). Lets a
     /// test compare the client's view with the server's state at that tick.
     pub last_self: Option<(u64, zone_core::protocol::NetEntity)>,
+    /// The zone of the newest snapshot (after redirects, the last zone).
+    pub zone: Option<ZoneId>,
+    /// The zones played in, in order (the first 64).
+    pub path: Vec<ZoneId>,
+    /// Zone redirects followed.
+    pub redirects: u64,
+    /// For each redirect followed: milliseconds from the first snapshot that showed the avatar
+    /// over its zone's border to the first snapshot from the new zone.
+    pub handoff_ms: Vec<u64>,
 }
 
 /// Aggregate over a crowd.
@@ -106,6 +122,11 @@ impl CrowdReport {
             / self.seconds.max(1e-9)
     }
 
+    /// Redirects followed by all bots.
+    pub fn redirects(&self) -> u64 {
+        self.bots.iter().map(|b| b.redirects).sum()
+    }
+
     /// Mean snapshots per connected bot per second.
     pub fn snapshots_per_bot_s(&self) -> f64 {
         let n = self.connected().max(1) as f64;
@@ -123,17 +144,23 @@ pub async fn run_crowd(
     let mut tasks = Vec::with_capacity(config.count as usize);
     for i in 0..u64::from(config.count) {
         let player = config.first_player + i;
+        let server = config
+            .servers
+            .get(i as usize % config.servers.len().max(1))
+            .copied()
+            .unwrap_or(config.server);
         let token = mint(
             &TokenRequest {
                 protocol_id: config.protocol_id,
                 client_id: player,
-                servers: vec![config.server],
+                servers: vec![server],
                 expiry_s: 3_600,
                 timeout_s: 10,
             },
             private_key,
         )?;
-        let (cfg, stop) = (config.clone(), stop.clone());
+        let (mut cfg, stop) = (config.clone(), stop.clone());
+        cfg.server = server;
         tasks.push(tokio::spawn(
             async move { play(cfg, player, token, stop).await },
         ));
@@ -166,8 +193,43 @@ async fn play(
     play_on(&socket, &config, player, token, &mut stop).await
 }
 
+/// Where a roaming bot is going and how it is doing.
+#[derive(Debug, Default)]
+struct Roam {
+    waypoint: Option<Vec2>,
+    best: f32,
+    since_progress: u32,
+}
+
+impl Roam {
+    /// The direction to walk from `at` in `world`, picking a new waypoint when the last is
+    /// reached or the bot has been stuck (a wall) for three seconds.
+    fn direction(&mut self, world: &WorldGrid, at: Vec2, seed: u64, player: u64, n: u64) -> Vec2 {
+        let size = world.zone_size() * Vec2::new(world.columns() as f32, world.rows() as f32);
+        let reached = self.waypoint.is_none_or(|w| w.distance(at) < 2.0);
+        if reached || self.since_progress > 180 {
+            let mut d = rng::stream(seed, player, n, Purpose::Script);
+            self.waypoint = Some(Vec2::new(
+                d.range(3.0, size.x - 3.0),
+                d.range(3.0, size.y - 3.0),
+            ));
+            self.best = f32::INFINITY;
+            self.since_progress = 0;
+        }
+        let to = self.waypoint.unwrap_or(at) - at;
+        let dist = to.length();
+        if dist < self.best - 0.5 {
+            (self.best, self.since_progress) = (dist, 0);
+        } else {
+            self.since_progress += 1;
+        }
+        to.normalize_or_zero()
+    }
+}
+
 /// One bot on any datagram socket (tokio's, or a simulated one): connects with `token`, plays
-/// until `config.duration`, `stop`, or the connection ends, and reports what it saw.
+/// until `config.duration`, `stop`, or the connection ends, follows redirects to other zones
+/// (on the same socket), and reports what it saw.
 pub async fn play_on<S: DatagramSocket>(
     socket: &S,
     config: &BotConfig,
@@ -189,6 +251,10 @@ pub async fn play_on<S: DatagramSocket>(
     let mut buf = vec![0u8; 2048];
     let mut out = Vec::with_capacity(1200);
     let (mut dir, mut run, mut n) = (Vec2::ZERO, false, 0u64);
+    let mut roam = Roam::default();
+    // When the avatar was first seen over its zone's border (for the handoff latency), and
+    // whether a redirect is being followed (the next snapshot closes the measurement).
+    let (mut crossed_at, mut redirected): (Option<Instant>, bool) = (None, false);
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -228,17 +294,57 @@ pub async fn play_on<S: DatagramSocket>(
                 ClientEvent::Payload(_) => {}
             }
         }
+        let mut redirect = None;
         while let Some(ev) = session.poll_event() {
             match ev {
                 GameEvent::Message(ServerMessage::Welcome { .. }) => report.welcomed = true,
                 GameEvent::Message(ServerMessage::Hit { .. }) => report.hits += 1,
                 GameEvent::Message(ServerMessage::Goodbye { .. }) => report.server_closed = true,
+                GameEvent::Redirect(r) => redirect = Some(r),
                 _ => {}
             }
         }
+        if let Some(r) = redirect {
+            // Leave the old zone properly, then connect to the new one with its token.
+            let _ = client.disconnect();
+            while let Some(t) = client.poll_transmit() {
+                let _ = socket.send_to(t.payload, t.destination).await;
+            }
+            client = Client::new(epoch.elapsed(), &r.token[..]);
+            session = ClientSession::new(PlayerId(player));
+            report.redirects += 1;
+            report.lost = None;
+            redirected = true;
+            tracing::debug!(player, zone = r.zone.0, address = %r.address, "bot follows a redirect");
+        }
         report.max_visible = report.max_visible.max(session.entities().len());
-        if let Some(me) = session.entity().and_then(|id| session.entity_state(id)) {
-            report.last_self = Some((session.newest_tick(), *me));
+        let me = session
+            .entity()
+            .and_then(|id| session.entity_state(id))
+            .copied();
+        if let Some(me) = me {
+            report.last_self = Some((session.newest_tick(), me));
+            report.zone = session.zone();
+            if let Some(z) = report.zone
+                && report.path.last() != Some(&z)
+                && report.path.len() < 64
+            {
+                report.path.push(z);
+            }
+            let at = Vec2::new(me.x as f32, me.y as f32) / POS_SCALE;
+            if redirected {
+                redirected = false;
+                if let Some(t) = crossed_at.take() {
+                    report.handoff_ms.push(t.elapsed().as_millis() as u64);
+                }
+            } else if let (Some(world), Some(zone)) = (&config.roam, session.zone()) {
+                let over = world.bounds(zone).is_some_and(|b| !b.contains(at));
+                if over && crossed_at.is_none() {
+                    crossed_at = Some(Instant::now());
+                } else if !over {
+                    crossed_at = None;
+                }
+            }
         }
         if report.lost.is_some() {
             if client.state() == ClientState::Disconnected {
@@ -250,18 +356,27 @@ pub async fn play_on<S: DatagramSocket>(
         if client.state() == ClientState::Connected {
             n += 1;
             let mut d = rng::stream(config.seed, player, n, Purpose::Script);
-            if dir == Vec2::ZERO || d.below(90) == 0 {
-                let a = d.range(0.0, std::f32::consts::TAU);
-                dir = if d.below(5) == 0 {
-                    Vec2::ZERO
-                } else {
-                    Vec2::new(a.cos(), a.sin())
-                };
-                run = d.below(3) == 0;
+            let at = me.map(|m| Vec2::new(m.x as f32, m.y as f32) / POS_SCALE);
+            match (&config.roam, at) {
+                (Some(world), Some(at)) => {
+                    dir = roam.direction(world, at, config.seed, player, n);
+                    run = true;
+                }
+                _ => {
+                    if dir == Vec2::ZERO || d.below(90) == 0 {
+                        let a = d.range(0.0, std::f32::consts::TAU);
+                        dir = if d.below(5) == 0 {
+                            Vec2::ZERO
+                        } else {
+                            Vec2::new(a.cos(), a.sin())
+                        };
+                        run = d.below(3) == 0;
+                    }
+                }
             }
             let mut input = PlayerInput::movement(0, session.newest_tick() + 1, dir, run);
             input.facing = dir.y.atan2(dir.x);
-            if let Some(me) = session.entity().and_then(|id| session.entity_state(id)) {
+            if let Some(me) = me {
                 // Fight back at whoever is close, now and then.
                 if d.below(20) == 0 {
                     let near = session

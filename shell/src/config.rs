@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The simulated zone.
+    /// The simulated zone (of a world of several: every zone's common settings).
     pub zone: ZoneSection,
+    /// The world of zones: its grid and which zones this process simulates.
+    pub world: WorldSection,
     /// UDP transport and netcode.io.
     pub net: NetSection,
     /// Admin HTTP: metrics and health.
@@ -33,20 +35,64 @@ pub struct Config {
     pub bots: u32,
 }
 
-/// The simulated zone.
+/// The simulated zone; in a world of several, the settings every zone shares.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ZoneSection {
-    /// Zone id.
+    /// Zone id (in a world: the first zone's; the others follow row by row).
     pub id: u32,
-    /// Seed of all of the zone's randomness.
+    /// Seed of all of the zone's randomness (each further zone of a world mixes in its id).
     pub seed: u64,
-    /// Side of the generated arena map, tiles.
+    /// Side of the generated arena map, tiles (in a world: of each zone).
     pub arena_size: u32,
-    /// NPCs in the zone.
+    /// NPCs in the zone (in a world: in each zone).
     pub npcs: u32,
     /// Gameplay rules file (TOML); built-in defaults when absent.
     pub rules_file: Option<PathBuf>,
+}
+
+/// The world: `columns x rows` zones of `zone.arena_size` tiles, numbered row by row from
+/// `zone.id`. A process simulates `zones` of them (all by default: the whole world in one
+/// process); zone number `i` of that list listens on `net.bind`'s port + `i` (and is reached
+/// at `net.public_address`'s port + `i`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorldSection {
+    /// Zones across.
+    pub columns: u32,
+    /// Zones down.
+    pub rows: u32,
+    /// The zones this process simulates; empty: every zone of the world.
+    pub zones: Vec<u32>,
+    /// Entities this close to a border are shown across it (world units).
+    pub ghost_margin: f32,
+    /// A handoff unanswered for this long is taken back, milliseconds.
+    pub handoff_timeout_ms: u64,
+}
+
+impl Default for WorldSection {
+    fn default() -> Self {
+        Self {
+            columns: 2,
+            rows: 2,
+            zones: Vec::new(),
+            ghost_margin: 36.0,
+            handoff_timeout_ms: 2_000,
+        }
+    }
+}
+
+/// One zone this process simulates, with its sockets' addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostedZone {
+    /// The zone.
+    pub zone: u32,
+    /// Seed of its randomness.
+    pub seed: u64,
+    /// Address its UDP socket binds.
+    pub bind: SocketAddr,
+    /// Address its clients reach it at (written into connect tokens).
+    pub public_address: SocketAddr,
 }
 
 /// UDP transport and netcode.io.
@@ -124,6 +170,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             zone: ZoneSection::default(),
+            world: WorldSection::default(),
             net: NetSection::default(),
             admin: AdminSection::default(),
             log: LogSection::default(),
@@ -141,8 +188,8 @@ impl Default for ZoneSection {
         Self {
             id: 1,
             seed: 1,
-            arena_size: 256,
-            npcs: 2_000,
+            arena_size: 128,
+            npcs: 100,
             rules_file: None,
         }
     }
@@ -251,6 +298,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("zone", &self.zone)
+            .field("world", &self.world)
             .field("net", &self.net)
             .field("admin", &self.admin)
             .field("log", &self.log)
@@ -312,9 +360,58 @@ impl Config {
         })
     }
 
-    /// The address written into connect tokens.
+    /// The address written into connect tokens (of the first zone this process simulates).
     pub fn public_address(&self) -> SocketAddr {
         self.net.public_address.unwrap_or(self.net.bind)
+    }
+
+    /// The world grid.
+    pub fn grid(&self) -> Result<zone_core::world::WorldGrid, ConfigError> {
+        zone_core::world::WorldGrid::of_tiles(
+            self.world.columns,
+            self.world.rows,
+            self.zone.arena_size,
+            self.zone.id,
+        )
+        .map_err(|e| invalid("world", e.to_string()))
+    }
+
+    /// Whether this is a world of more than one zone.
+    pub fn is_world(&self) -> bool {
+        u64::from(self.world.columns) * u64::from(self.world.rows) > 1
+    }
+
+    /// The zones this process simulates, in order, with their seeds and addresses.
+    pub fn hosted_zones(&self) -> Result<Vec<HostedZone>, ConfigError> {
+        let grid = self.grid()?;
+        let ids: Vec<u32> = if self.world.zones.is_empty() {
+            grid.zones().map(|z| z.0).collect()
+        } else {
+            self.world.zones.clone()
+        };
+        let public = self.public_address();
+        let shifted = |a: SocketAddr, i: usize| {
+            let mut a = a;
+            if a.port() != 0 {
+                a.set_port(a.port().saturating_add(i as u16));
+            }
+            a
+        };
+        let zones = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &zone)| HostedZone {
+                zone,
+                seed: if zone == self.zone.id {
+                    self.zone.seed
+                } else {
+                    self.zone.seed ^ u64::from(zone).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                },
+                bind: shifted(self.net.bind, i),
+                public_address: shifted(public, i),
+            })
+            .collect::<Vec<_>>();
+        Ok(zones)
     }
 
     /// Checks every field; the error names the first bad one.
@@ -323,6 +420,67 @@ impl Config {
             return Err(invalid(
                 "zone.arena_size",
                 format!("must be 16..=4096 tiles, got {}", self.zone.arena_size),
+            ));
+        }
+        let w = &self.world;
+        if !(1..=64).contains(&w.columns) || !(1..=64).contains(&w.rows) {
+            return Err(invalid(
+                "world.columns",
+                format!(
+                    "columns and rows must be 1..=64, got {}x{}",
+                    w.columns, w.rows
+                ),
+            ));
+        }
+        let count = u64::from(w.columns) * u64::from(w.rows);
+        if u64::from(self.zone.id) + count - 1 > u64::from(u32::MAX) {
+            return Err(invalid(
+                "zone.id",
+                "the world's zone ids would overflow u32",
+            ));
+        }
+        let last = u64::from(self.zone.id) + count - 1;
+        let mut seen = std::collections::BTreeSet::new();
+        for z in &w.zones {
+            if u64::from(*z) < u64::from(self.zone.id) || u64::from(*z) > last {
+                return Err(invalid(
+                    "world.zones",
+                    format!(
+                        "zone {z} is not in the world (zones {}..={last})",
+                        self.zone.id
+                    ),
+                ));
+            }
+            if !seen.insert(*z) {
+                return Err(invalid("world.zones", format!("zone {z} listed twice")));
+            }
+        }
+        let hosted = if w.zones.is_empty() {
+            count
+        } else {
+            w.zones.len() as u64
+        };
+        for (field, port) in [
+            ("net.bind", self.net.bind.port()),
+            ("net.public_address", self.public_address().port()),
+        ] {
+            if port != 0 && u64::from(port) + hosted - 1 > 65_535 {
+                return Err(invalid(
+                    field,
+                    format!("port {port} + {hosted} zones runs past 65535"),
+                ));
+            }
+        }
+        if !(w.ghost_margin.is_finite() && (0.0..=1_000.0).contains(&w.ghost_margin)) {
+            return Err(invalid(
+                "world.ghost_margin",
+                format!("must be 0..=1000 world units, got {}", w.ghost_margin),
+            ));
+        }
+        if w.handoff_timeout_ms < 100 {
+            return Err(invalid(
+                "world.handoff_timeout_ms",
+                format!("must be at least 100, got {}", w.handoff_timeout_ms),
             ));
         }
         if u64::from(self.zone.npcs) > zone_core::MAX_NPCS {

@@ -1,7 +1,11 @@
 //! [`ZoneHost`]: one zone served over netcode.io. It joins the zone, the replicator and the
-//! netcode server into one sans-IO state machine: datagrams and ticks go in, datagrams to send
-//! come out through [`ZoneHost::poll_transmit`]. The async loop in `server.rs` only moves bytes
-//! and time; everything here is testable without sockets.
+//! netcode server into one sans-IO state machine: datagrams, ticks and the answers of the
+//! stores go in; datagrams to send come out through [`ZoneHost::poll_transmit`], and what to
+//! store or tell other zones through the `swap_*`/`take_*` drains. The async loop in
+//! `server.rs` only moves bytes and time; everything here is testable without sockets.
+//! Handoffs to and from neighbouring zones live in [`handoff`].
+
+mod handoff;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,21 +17,39 @@ use zone_core::netcode::{self, DropReason, Key, ServerEvent, Transmit};
 use zone_core::replication::{PacketError, ReplicationConfig, Replicator};
 use zone_core::{InputError, PlayerId, PlayerState, Zone};
 
+pub use handoff::{BusOp, ClaimPurpose, ClaimRequest};
+
 use crate::metrics::{Metrics, Reason};
 use crate::persist::{CombatRecord, Position, ProfileRecord, Record, SaveRecord, StoredPlayer};
+use crate::world::WorldPlace;
 
-/// Where a joining player's state came from, or why it could not be loaded.
+/// A player to load before they can join: their local copy if the host has one (a quick
+/// rejoin), else the loader reads the stores. Either way the loader claims the player in the
+/// ownership ledger for this zone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoadRequest {
+    /// Who.
+    pub player: PlayerId,
+    /// The host's unflushed copy, newer than any store's.
+    pub local: Option<PlayerState>,
+}
+
+/// Where a joining player's state came from, or why it could not be loaded. The state comes
+/// claimed: its version carries this zone's new ownership epoch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LoadOutcome {
-    /// Found in a store (the newest of the hot and cold copies).
+    /// Found locally or in a store (the newest of the hot and cold copies).
     Found {
         /// The stored state and profile.
         stored: StoredPlayer,
-        /// `"hot"` or `"cold"`.
+        /// `"local"`, `"hot"` or `"cold"`.
         source: &'static str,
     },
-    /// No store knows the player: a new character.
-    New,
+    /// No store knows the player: a new character, under this ownership epoch.
+    New {
+        /// The epoch the zone claimed.
+        epoch: u64,
+    },
     /// The stores could not answer (or the player is over their join rate): refuse the join.
     Failed(String),
 }
@@ -72,6 +94,9 @@ pub struct HostConfig {
     pub fence: u64,
     /// Fresh random bytes picking where the netcode global sequence starts this run.
     pub global_sequence_random: [u8; 8],
+    /// The zone's place in a world of zones (borders, neighbours, handoffs); `None` for a
+    /// zone that is a world of its own.
+    pub world: Option<WorldPlace>,
 }
 
 /// Counters of one host's life, for logs and tests.
@@ -102,7 +127,11 @@ pub struct ZoneHost {
     /// Connected clients whose state is being loaded: player -> client index.
     loading: BTreeMap<PlayerId, usize>,
     /// Loads to start (drained by the loop).
-    load_requests: Vec<PlayerId>,
+    load_requests: Vec<LoadRequest>,
+    /// Handoffs, ghosts and the messages for other zones.
+    world: Option<handoff::WorldState>,
+    private_key: Key,
+    protocol_id: u64,
     /// Records to make durable (drained by the loop into the spool).
     records: Vec<Record>,
     /// Hot-store updates (drained by the loop).
@@ -111,6 +140,8 @@ pub struct ZoneHost {
     run: u64,
     fence: u64,
     unix_ms: u64,
+    /// Monotonic time of the last tick (the host's clock for handoff timers).
+    now: Duration,
     max_packets: u32,
     accepting: bool,
     metrics: Arc<Metrics>,
@@ -119,7 +150,8 @@ pub struct ZoneHost {
     observer: Option<ObserverSlot>,
 }
 
-/// Called with the zone after every tick (tests and simulations record the server's truth).
+/// Called with the zone after every tick, once this tick's handoffs have taken their players
+/// out (tests and simulations record the server's truth).
 pub type TickObserver = Box<dyn FnMut(&Zone) + Send>;
 
 struct ObserverSlot(TickObserver);
@@ -141,7 +173,7 @@ impl ZoneHost {
     ) -> anyhow::Result<Self> {
         let mut net_config = netcode::ServerConfig::new(
             config.protocol_id,
-            private_key,
+            private_key.clone(),
             config.max_clients,
             config.public_addresses.clone(),
         );
@@ -150,8 +182,9 @@ impl ZoneHost {
             netcode::random_global_sequence_start(config.global_sequence_random);
         let net = netcode::Server::new(net_config, challenge_key)
             .map_err(|e| anyhow::anyhow!("netcode server: {e}"))?;
-        let rep = Replicator::new(ReplicationConfig::default(), zone.map().size());
+        let rep = Replicator::for_zone(ReplicationConfig::default(), &zone);
         let zone_id = zone.zone_id().0;
+        let world = config.world.clone().map(handoff::WorldState::new);
         Ok(Self {
             zone,
             rep,
@@ -162,12 +195,16 @@ impl ZoneHost {
             saved: BTreeMap::new(),
             loading: BTreeMap::new(),
             load_requests: Vec::new(),
+            world,
+            private_key,
+            protocol_id: config.protocol_id,
             records: Vec::new(),
             hot_ops: Vec::new(),
             zone_id,
             run: config.run,
             fence: config.fence,
             unix_ms: config.run,
+            now: Duration::ZERO,
             max_packets: config.max_packets_per_client_tick,
             accepting: true,
             metrics,
@@ -261,16 +298,45 @@ impl ZoneHost {
         if let Some(slot) = self.slots.get_mut(client_index) {
             *slot = Some(player);
         }
-        if let Some(state) = self.saved.get(&player).copied() {
-            self.metrics
-                .player_loads
-                .get_or_create(&reason("local"))
-                .inc();
-            self.join(client_index, player, state);
-        } else {
-            self.loading.insert(player, client_index);
-            self.load_requests.push(player);
+        match self.world.as_ref().map(|w| w.arrival_of(player)) {
+            // Handed over from a neighbour: the avatar is here already, awaiting its client.
+            Some(handoff::Arrival::Waiting) => {
+                self.attach(client_index, player);
+                return;
+            }
+            // Being handed away: the avatar is not here; the client must follow the redirect.
+            Some(handoff::Arrival::Leaving) => {
+                info!(
+                    player = player.0,
+                    "client reconnected during its handoff; refused"
+                );
+                let _ = self.net.disconnect(client_index);
+                return;
+            }
+            _ => {}
         }
+        if self.zone.player_entity(player).is_some() {
+            // An avatar without a client (recalled from a failed handoff): attach.
+            self.attach(client_index, player);
+            return;
+        }
+        self.loading.insert(player, client_index);
+        self.load_requests.push(LoadRequest {
+            player,
+            local: self.saved.get(&player).copied(),
+        });
+    }
+
+    /// Attaches a connected client to its player's avatar already in the zone.
+    fn attach(&mut self, client_index: usize, player: PlayerId) {
+        if let Some(w) = self.world.as_mut() {
+            w.arrived(player);
+        }
+        self.rep.connect(&self.zone, player);
+        self.index_of.insert(player, client_index);
+        self.metrics.clients.set(self.index_of.len() as i64);
+        self.hot_ops.push(HotOp::Joined { player });
+        debug!(player = player.0, "client attached to its avatar");
     }
 
     /// Joins a connected client's player with `state`.
@@ -296,7 +362,7 @@ impl ZoneHost {
     }
 
     /// Loads the host asked for since the last call (the loop starts them).
-    pub fn take_load_requests(&mut self) -> Vec<PlayerId> {
+    pub fn take_load_requests(&mut self) -> Vec<LoadRequest> {
         std::mem::take(&mut self.load_requests)
     }
 
@@ -314,7 +380,7 @@ impl ZoneHost {
                     .player_loads
                     .get_or_create(&reason(source))
                     .inc();
-                if stored.profile.is_none() {
+                if stored.profile.is_none() && source != "local" {
                     self.records.push(Record::Profile(ProfileRecord {
                         player,
                         name: format!("player-{}", player.0),
@@ -323,7 +389,7 @@ impl ZoneHost {
                 }
                 stored.state
             }
-            LoadOutcome::New => {
+            LoadOutcome::New { epoch } => {
                 self.metrics
                     .player_loads
                     .get_or_create(&reason("new"))
@@ -333,7 +399,7 @@ impl ZoneHost {
                     name: format!("player-{}", player.0),
                     created_unix_ms: self.unix_ms,
                 }));
-                self.zone.new_character(player)
+                self.zone.new_character(player).claimed(epoch)
             }
             LoadOutcome::Failed(why) => {
                 self.metrics
@@ -384,7 +450,9 @@ impl ZoneHost {
     /// them gets their newest state.
     pub fn recover_saves<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>) {
         for record in records {
-            if let Record::PlayerSave(s) = record {
+            if let Record::PlayerSave(s) = record
+                && s.zone == self.zone_id
+            {
                 let newer = self
                     .saved
                     .get(&s.player)
@@ -396,13 +464,13 @@ impl ZoneHost {
         }
     }
 
-    /// Everyone in the zone with their position.
+    /// Everyone in the zone (with a client or awaiting one) with their position.
     pub fn positions(&self) -> Vec<Position> {
-        self.index_of
-            .keys()
-            .filter_map(|p| {
-                self.zone.player_state(*p).map(|s| Position {
-                    player: *p,
+        self.zone
+            .players()
+            .filter_map(|(p, _)| {
+                self.zone.player_state(p).map(|s| Position {
+                    player: p,
                     x: s.x,
                     y: s.y,
                 })
@@ -433,6 +501,9 @@ impl ZoneHost {
             if let Some(state) = self.zone.leave(player) {
                 self.save(player, state);
             }
+        }
+        if let Some(w) = self.world.as_mut() {
+            w.client_gone(player);
         }
         self.stats.disconnects += 1;
         self.metrics
@@ -471,6 +542,7 @@ impl ZoneHost {
     /// Simulates one tick, replicates it and queues every client's encrypted packet.
     pub fn tick(&mut self, now: Duration, unix_ms: u64) {
         self.unix_ms = unix_ms;
+        self.now = now;
         let out = self.zone.tick();
         let m = out.metrics;
         let (zone, run, fence) = (self.zone_id, self.run, self.fence);
@@ -507,10 +579,20 @@ impl ZoneHost {
                     .inc_by(n.into());
             }
         }
+        // Handoffs first, so that an observer never sees a player who is on the way out.
+        self.world_tick(now);
         if let Some(ObserverSlot(observe)) = self.observer.as_mut() {
             observe(&self.zone);
         }
-        self.rep.update(&self.zone);
+        match self.world.as_mut() {
+            Some(w) => {
+                let zone = &self.zone;
+                let ghosts = w.ghosts_for_replication(now, |p| zone.player_entity(p).is_some());
+                self.metrics.ghosts.set(ghosts.len() as i64);
+                self.rep.update_with_ghosts(zone, ghosts);
+            }
+            None => self.rep.update(&self.zone),
+        }
         for (player, payload) in self.rep.packets() {
             let Some(&index) = self.index_of.get(&player) else {
                 continue;
@@ -561,6 +643,10 @@ impl ZoneHost {
                 *slot = None;
             }
             self.rep.disconnect(*player);
+        }
+        // Everyone the zone holds, with a client or awaiting one (handed over, recalled).
+        let held: Vec<PlayerId> = self.zone.players().map(|(p, _)| p).collect();
+        for player in &held {
             if let Some(state) = self.zone.leave(*player) {
                 self.save(*player, state);
             }
@@ -570,7 +656,7 @@ impl ZoneHost {
         self.slots.iter_mut().for_each(|s| *s = None);
         while self.net.poll_event().is_some() {}
         self.metrics.clients.set(0);
-        players.len()
+        held.len()
     }
 
     /// Observes the zone after every tick.

@@ -7,7 +7,8 @@
 //!
 //! Layout: [`config`] (TOML + env + CLI), [`host`] (zone + replication + netcode as one sans-IO
 //! state machine), [`server`] (the tick loop), [`socket`] (the socket seam), [`admin`] (HTTP),
-//! [`metrics`], [`keys`] and [`tokens`] (secrets and connect tokens), [`bots`].
+//! [`metrics`], [`keys`] and [`tokens`] (secrets and connect tokens), [`bots`], [`world`]
+//! (zones of a world: handoffs and ghosts).
 
 pub mod admin;
 pub mod app;
@@ -24,3 +25,4 @@ pub mod process_stats;
 pub mod server;
 pub mod socket;
 pub mod tokens;
+pub mod world;

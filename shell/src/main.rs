@@ -80,6 +80,24 @@ struct Common {
     /// ScyllaDB keyspace.
     #[arg(long, env = "ZONE_SCYLLA_KEYSPACE")]
     scylla_keyspace: Option<String>,
+    /// The world's grid of zones, COLUMNSxROWS (e.g. 2x2; 1x1 is a single zone).
+    #[arg(long, env = "ZONE_WORLD", value_parser = parse_world)]
+    world: Option<(u32, u32)>,
+    /// The zones this process simulates, comma-separated ids (default: the whole world).
+    #[arg(long, env = "ZONE_ZONES", value_delimiter = ',')]
+    zones: Option<Vec<u32>>,
+}
+
+fn parse_world(text: &str) -> Result<(u32, u32), String> {
+    let (c, r) = text
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected COLUMNSxROWS such as 2x2, got {text:?}"))?;
+    let n = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("expected COLUMNSxROWS such as 2x2, got {text:?}"))
+    };
+    Ok((n(c)?, n(r)?))
 }
 
 #[derive(Args, Debug)]
@@ -179,6 +197,12 @@ fn load(common: &Common) -> anyhow::Result<Config> {
     }
     if let Some(v) = &common.scylla_keyspace {
         config.store.scylla_keyspace = v.clone();
+    }
+    if let Some((columns, rows)) = common.world {
+        (config.world.columns, config.world.rows) = (columns, rows);
+    }
+    if let Some(v) = &common.zones {
+        config.world.zones = v.clone();
     }
     // The Redis URL may carry a password: like the key, it comes from the file or the
     // environment (ZONE_REDIS_URL), or a flag for passwordless development servers.
@@ -282,24 +306,36 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let deadline = Duration::from_secs(config.shutdown_deadline_s);
     let running = zone_shell::app::start(config, args.ticks.filter(|t| *t > 0)).await?;
     let stopper = running.stopper();
-    let (status, metrics) = (running.status.clone(), running.metrics.clone());
+    let zones = running.zones.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));
         every.tick().await;
+        let accepted = zone_shell::metrics::Reason {
+            reason: "accepted".into(),
+        };
         loop {
             every.tick().await;
-            let ticks = status.ticks.load(std::sync::atomic::Ordering::Acquire);
+            let ticks = zones
+                .iter()
+                .map(|z| z.status.ticks.load(std::sync::atomic::Ordering::Acquire))
+                .min()
+                .unwrap_or(0);
+            let sum = |f: &dyn Fn(&zone_shell::metrics::Metrics) -> i64| -> i64 {
+                zones.iter().map(|z| f(&z.metrics)).sum()
+            };
             info!(
                 ticks,
-                clients = metrics.clients.get(),
-                entities = metrics.entities.get(),
+                zones = zones.len(),
+                clients = sum(&|m| m.clients.get()),
+                entities = sum(&|m| m.entities.get()),
+                handoffs = sum(&|m| m.handoffs.get_or_create(&accepted).get() as i64),
                 "status"
             );
         }
     });
     let finish = running.finish();
     tokio::pin!(finish);
-    let (summary, host, bots) = tokio::select! {
+    let finished = tokio::select! {
         done = &mut finish => done?,
         _ = wait_for_signal() => {
             info!("signal received: shutting down (stop accepting, disconnect clients, save players)");
@@ -309,24 +345,36 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("graceful shutdown exceeded shutdown_deadline_s ({}s)", deadline.as_secs()))??
         }
     };
+    for z in &finished.zones {
+        let (summary, host) = (&z.summary, &z.host);
+        let handoffs = host.handoff_stats();
+        info!(
+            zone = z.zone,
+            ticks = summary.ticks,
+            overruns = summary.overruns,
+            skipped = summary.skipped,
+            saved = summary.saved_at_shutdown,
+            connects = host.stats().connects,
+            handoffs_out = handoffs.accepted,
+            handoffs_in = handoffs.taken,
+            tick_p50_ms = summary.tick_times.quantile_ms(0.5),
+            tick_p99_ms = summary.tick_times.quantile_ms(0.99),
+            state_hash = format!("{:016x}", host.zone().state_hash()),
+            "zone stopped cleanly"
+        );
+    }
     info!(
-        ticks = summary.ticks,
-        overruns = summary.overruns,
-        skipped = summary.skipped,
-        saved = summary.saved_at_shutdown,
-        connects = host.stats().connects,
-        tick_p50_ms = summary.tick_times.quantile_ms(0.5),
-        tick_p99_ms = summary.tick_times.quantile_ms(0.99),
+        zones = finished.zones.len(),
         cpu_s = zone_shell::process_stats::cpu_time().map_or(0.0, |d| d.as_secs_f64()),
         peak_rss_mb = zone_shell::process_stats::peak_rss_bytes().map_or(0, |b| b / (1 << 20)),
-        state_hash = format!("{:016x}", host.zone().state_hash()),
         "zone server stopped cleanly"
     );
-    if let Some(b) = bots {
+    if let Some(b) = finished.bots {
         info!(
             bots = b.bots.len(),
             connected = b.connected(),
             faulted = b.faulted(),
+            redirects = b.redirects(),
             snapshots_per_bot_s = format!("{:.1}", b.snapshots_per_bot_s()),
             "demo bots"
         );
@@ -382,9 +430,23 @@ async fn bots(args: BotArgs) -> anyhow::Result<()> {
     init_logs(&config);
     let (key, _) = private_key(&config).context("the bots mint tokens with the server's key")?;
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    // Against a world, the bots start spread over its zones and roam across borders.
+    let world = config.is_world() && args.server.is_none();
+    let servers = if world {
+        config.validate()?;
+        config
+            .hosted_zones()?
+            .iter()
+            .map(|z| z.public_address)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let report = run_crowd(
         BotConfig {
             server: args.server.unwrap_or_else(|| config.public_address()),
+            servers,
+            roam: if world { Some(config.grid()?) } else { None },
             protocol_id: config.net.protocol_id,
             first_player: args.first_player,
             count: args.count,
@@ -400,6 +462,25 @@ async fn bots(args: BotArgs) -> anyhow::Result<()> {
     println!("connected:            {}", report.connected());
     println!("lost to faults:       {}", report.faulted());
     println!("snapshots/bot/s:      {:.1}", report.snapshots_per_bot_s());
+    println!(
+        "zone redirects:       {} ({:.1}/s)",
+        report.redirects(),
+        report.redirects() as f64 / report.seconds.max(1e-9)
+    );
+    let mut handoff_ms: Vec<u64> = report
+        .bots
+        .iter()
+        .flat_map(|b| b.handoff_ms.iter().copied())
+        .collect();
+    handoff_ms.sort_unstable();
+    if !handoff_ms.is_empty() {
+        let q = |f: f64| handoff_ms[((handoff_ms.len() - 1) as f64 * f).round() as usize];
+        println!(
+            "handoff ms p50/p99:   {} / {} (border crossed -> first snapshot of the new zone)",
+            q(0.5),
+            q(0.99)
+        );
+    }
     println!(
         "wire bytes in/bot/s:  {:.0}",
         report.wire_bytes_in_per_bot_s()

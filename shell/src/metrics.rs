@@ -1,14 +1,30 @@
-//! The server's Prometheus metrics: one registry, typed handles, cheap atomic updates from the
-//! tick loop, text encoding for the admin `/metrics` endpoint.
+//! The server's Prometheus metrics: typed handles with cheap atomic updates from the tick
+//! loop, and their text encoding for the admin `/metrics` endpoint.
+//!
+//! Each zone has its own [`Metrics`]. A process serving one zone exports them as they are; a
+//! process serving several ([`WorldMetrics`]) exports every family once, with one sample set
+//! per zone under a `zone` label, and the process-wide families (spool, flusher) from the
+//! process's own instance, unlabelled.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// Whose a metric family is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scope {
+    /// Each zone's own (labelled by zone in a world).
+    Zone,
+    /// The process's: the spool and its flusher, shared by the zones a process serves.
+    Process,
+}
 
 /// A `reason` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -25,9 +41,8 @@ pub struct Direction {
 }
 
 /// Every metric the server exports.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
-    registry: Registry,
     /// Tick duration (simulation + replication + encryption), seconds.
     pub tick_seconds: Histogram,
     /// Ticks that took longer than the tick period.
@@ -78,6 +93,17 @@ pub struct Metrics {
     pub player_loads: Family<Reason, Counter>,
     /// Zone leases lost.
     pub leases_lost: Counter,
+    /// Handoff events (started, accepted, taken, recalled, refused_*, border_closed, ...).
+    pub handoffs: Family<Reason, Counter>,
+    /// Seconds from a border crossing to the neighbour's acceptance.
+    pub handoff_seconds: Histogram,
+    /// Ghosts (neighbours' entities near the border) shown to this zone's clients.
+    pub ghosts: Gauge,
+    /// Messages from the zone bus that were dropped, by reason.
+    pub bus_errors: Family<Reason, Counter>,
+    /// Ownership claims of joining players, by result (`won`, or `unledgered` when the
+    /// ledger could not be reached and the epoch was raised locally).
+    pub player_claims: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -87,13 +113,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric under the `zone_` prefix.
+    /// Fresh handles, all zero.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("zone");
         let buckets = [
             0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.0167, 0.025, 0.05, 0.1,
         ];
-        let m = Self {
+        let handoff_buckets = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
+        Self {
             tick_seconds: Histogram::new(buckets),
             tick_overruns: Counter::default(),
             ticks_skipped: Counter::default(),
@@ -119,119 +145,174 @@ impl Metrics {
             hot_errors: Family::default(),
             player_loads: Family::default(),
             leases_lost: Counter::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
-            "tick_seconds",
-            "Tick duration: simulation, replication and encryption",
-            m.tick_seconds.clone(),
-        );
-        registry.register(
-            "tick_overruns",
-            "Ticks that took longer than the tick period",
-            m.tick_overruns.clone(),
-        );
-        registry.register(
-            "ticks_skipped",
-            "Ticks skipped after an overrun too long to catch up",
-            m.ticks_skipped.clone(),
-        );
-        registry.register("ticks", "Ticks simulated", m.ticks.clone());
-        registry.register("clients", "Connected clients", m.clients.clone());
-        registry.register("entities", "Entities in the zone", m.entities.clone());
-        registry.register(
-            "udp_packets",
-            "UDP datagrams by direction",
-            m.packets.clone(),
-        );
-        registry.register("udp_bytes", "UDP bytes by direction", m.bytes.clone());
-        registry.register(
-            "decode_errors",
-            "Game packets that did not decode, by kind",
-            m.decode_errors.clone(),
-        );
-        registry.register(
-            "dropped_packets",
-            "Datagrams dropped, by reason",
-            m.dropped.clone(),
-        );
-        registry.register(
-            "inputs_rejected",
-            "Inputs refused by the zone, by reason",
-            m.inputs_rejected.clone(),
-        );
-        registry.register("combat_events", "Combat hits", m.combat_events.clone());
-        registry.register(
-            "connects",
-            "Clients that completed the handshake",
-            m.connects.clone(),
-        );
-        registry.register(
-            "disconnects",
-            "Client disconnects, by reason",
-            m.disconnects.clone(),
-        );
-        registry.register(
-            "spool_records",
-            "Records in the spool not yet in the cold store",
-            m.spool_records.clone(),
-        );
-        registry.register(
-            "spool_bytes",
-            "Bytes held by the spool",
-            m.spool_bytes.clone(),
-        );
-        registry.register(
-            "flush_lag_seconds",
-            "Age of the oldest record being flushed to the cold store",
-            m.flush_lag_seconds.clone(),
-        );
-        registry.register(
-            "breaker_state",
-            "Cold-store circuit breaker: 0 closed, 1 half-open, 2 open",
-            m.breaker_state.clone(),
-        );
-        registry.register(
-            "flush_retries",
-            "Cold-store writes retried",
-            m.flush_retries.clone(),
-        );
-        registry.register(
-            "flushed_records",
-            "Records flushed to the cold store",
-            m.flushed_records.clone(),
-        );
-        registry.register(
-            "dead_letters",
-            "Records rejected by the cold store and dead-lettered",
-            m.dead_letters.clone(),
-        );
-        registry.register(
-            "spool_refused",
-            "Records refused because the spool disk budget was full, by kind",
-            m.spool_refused.clone(),
-        );
-        registry.register(
-            "hot_errors",
-            "Hot-store operations that failed, by operation",
-            m.hot_errors.clone(),
-        );
-        registry.register(
-            "player_loads",
-            "Player state loads on join, by source or failure",
-            m.player_loads.clone(),
-        );
-        registry.register("leases_lost", "Zone leases lost", m.leases_lost.clone());
-        Self { registry, ..m }
+            handoffs: Family::default(),
+            handoff_seconds: Histogram::new(handoff_buckets),
+            ghosts: Gauge::default(),
+            bus_errors: Family::default(),
+            player_claims: Family::default(),
+        }
     }
 
-    /// The metrics in Prometheus text format.
+    /// Every family: name (without the `zone_` prefix), help, scope, handle.
+    fn families(&self) -> Vec<(&'static str, &'static str, Scope, &dyn EncodeMetric)> {
+        use Scope::{Process, Zone};
+        vec![
+            (
+                "tick_seconds",
+                "Tick duration: simulation, replication and encryption",
+                Zone,
+                &self.tick_seconds,
+            ),
+            (
+                "tick_overruns",
+                "Ticks that took longer than the tick period",
+                Zone,
+                &self.tick_overruns,
+            ),
+            (
+                "ticks_skipped",
+                "Ticks skipped after an overrun too long to catch up",
+                Zone,
+                &self.ticks_skipped,
+            ),
+            ("ticks", "Ticks simulated", Zone, &self.ticks),
+            ("clients", "Connected clients", Zone, &self.clients),
+            ("entities", "Entities in the zone", Zone, &self.entities),
+            (
+                "udp_packets",
+                "UDP datagrams by direction",
+                Zone,
+                &self.packets,
+            ),
+            ("udp_bytes", "UDP bytes by direction", Zone, &self.bytes),
+            (
+                "decode_errors",
+                "Game packets that did not decode, by kind",
+                Zone,
+                &self.decode_errors,
+            ),
+            (
+                "dropped_packets",
+                "Datagrams dropped, by reason",
+                Zone,
+                &self.dropped,
+            ),
+            (
+                "inputs_rejected",
+                "Inputs refused by the zone, by reason",
+                Zone,
+                &self.inputs_rejected,
+            ),
+            ("combat_events", "Combat hits", Zone, &self.combat_events),
+            (
+                "connects",
+                "Clients that completed the handshake",
+                Zone,
+                &self.connects,
+            ),
+            (
+                "disconnects",
+                "Client disconnects, by reason",
+                Zone,
+                &self.disconnects,
+            ),
+            (
+                "spool_records",
+                "Records in the spool not yet in the cold store",
+                Process,
+                &self.spool_records,
+            ),
+            (
+                "spool_bytes",
+                "Bytes held by the spool",
+                Process,
+                &self.spool_bytes,
+            ),
+            (
+                "flush_lag_seconds",
+                "Age of the oldest record being flushed to the cold store",
+                Process,
+                &self.flush_lag_seconds,
+            ),
+            (
+                "breaker_state",
+                "Cold-store circuit breaker: 0 closed, 1 half-open, 2 open",
+                Process,
+                &self.breaker_state,
+            ),
+            (
+                "flush_retries",
+                "Cold-store writes retried",
+                Process,
+                &self.flush_retries,
+            ),
+            (
+                "flushed_records",
+                "Records flushed to the cold store",
+                Process,
+                &self.flushed_records,
+            ),
+            (
+                "dead_letters",
+                "Records rejected by the cold store and dead-lettered",
+                Process,
+                &self.dead_letters,
+            ),
+            (
+                "spool_refused",
+                "Records refused because the spool disk budget was full, by kind",
+                Zone,
+                &self.spool_refused,
+            ),
+            (
+                "hot_errors",
+                "Hot-store operations that failed, by operation",
+                Zone,
+                &self.hot_errors,
+            ),
+            (
+                "player_loads",
+                "Player state loads on join, by source or failure",
+                Zone,
+                &self.player_loads,
+            ),
+            ("leases_lost", "Zone leases lost", Zone, &self.leases_lost),
+            (
+                "handoffs",
+                "Player handoff events between zones, by result",
+                Zone,
+                &self.handoffs,
+            ),
+            (
+                "handoff_seconds",
+                "Seconds from a border crossing to the neighbour accepting the player",
+                Zone,
+                &self.handoff_seconds,
+            ),
+            (
+                "ghosts",
+                "Entities of neighbouring zones shown near the border",
+                Zone,
+                &self.ghosts,
+            ),
+            (
+                "bus_errors",
+                "Zone bus messages dropped, by reason",
+                Zone,
+                &self.bus_errors,
+            ),
+            (
+                "player_claims",
+                "Ownership claims of joining players, by result",
+                Zone,
+                &self.player_claims,
+            ),
+        ]
+    }
+
+    /// The metrics in Prometheus text format (one zone's, unlabelled).
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
+        encode_with(Export::Single(self.clone()), None)
     }
 
     /// Counts a dropped datagram.
@@ -241,5 +322,195 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+}
+
+/// The metrics of a process serving several zones.
+#[derive(Debug, Default, Clone)]
+pub struct WorldMetrics {
+    process: Arc<Metrics>,
+    zones: Vec<(u32, Arc<Metrics>)>,
+}
+
+impl WorldMetrics {
+    /// The process's own handles (the spool, the flusher).
+    pub fn process(&self) -> &Arc<Metrics> {
+        &self.process
+    }
+
+    /// Fresh handles for zone `zone`, exported under `zone="<id>"`.
+    pub fn add_zone(&mut self, zone: u32) -> Arc<Metrics> {
+        let m = Arc::new(Metrics::new());
+        self.zones.push((zone, m.clone()));
+        m
+    }
+
+    /// The handles of zone `zone`.
+    pub fn zone(&self, zone: u32) -> Option<&Arc<Metrics>> {
+        self.zones.iter().find(|(z, _)| *z == zone).map(|(_, m)| m)
+    }
+
+    /// Everything in Prometheus text format: each family once, the zones' samples labelled.
+    pub fn encode(&self) -> String {
+        let mut parts = vec![encode_with(
+            Export::Scoped(self.process.as_ref().clone(), Scope::Process),
+            None,
+        )];
+        for (zone, m) in &self.zones {
+            parts.push(encode_with(
+                Export::Scoped(m.as_ref().clone(), Scope::Zone),
+                Some(*zone),
+            ));
+        }
+        merge_families(&parts)
+    }
+}
+
+/// Merges text expositions of the same families (different label values) into one, each
+/// family's `# HELP`/`# TYPE`/`# UNIT` lines once, followed by every part's samples.
+fn merge_families(parts: &[String]) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, (Vec<&str>, Vec<&str>)> =
+        std::collections::HashMap::new();
+    for part in parts {
+        let mut current: Option<String> = None;
+        for line in part.lines() {
+            if line == "# EOF" {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# ") {
+                let name = rest.split(' ').nth(1).unwrap_or_default().to_owned();
+                let entry = families.entry(name.clone()).or_insert_with(|| {
+                    order.push(name.clone());
+                    (Vec::new(), Vec::new())
+                });
+                if !entry.0.contains(&line) {
+                    entry.0.push(line);
+                }
+                current = Some(name);
+            } else if let Some(name) = &current
+                && let Some(entry) = families.get_mut(name)
+            {
+                entry.1.push(line);
+            }
+        }
+    }
+    let mut out = String::new();
+    for name in &order {
+        if let Some((headers, samples)) = families.get(name) {
+            for l in headers.iter().chain(samples) {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// What `/metrics` shows.
+pub trait MetricsText: Send + Sync + std::fmt::Debug + 'static {
+    /// The Prometheus text exposition.
+    fn text(&self) -> String;
+}
+
+impl MetricsText for Metrics {
+    fn text(&self) -> String {
+        self.encode()
+    }
+}
+
+impl MetricsText for WorldMetrics {
+    fn text(&self) -> String {
+        self.encode()
+    }
+}
+
+#[derive(Debug)]
+enum Export {
+    /// Every family.
+    Single(Metrics),
+    /// The families of one scope.
+    Scoped(Metrics, Scope),
+}
+
+impl Collector for Export {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let (m, only) = match self {
+            Export::Single(m) => (m, None),
+            Export::Scoped(m, scope) => (m, Some(*scope)),
+        };
+        for (name, help, scope, metric) in m.families() {
+            if only.is_none_or(|o| o == scope) {
+                let e = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+                metric.encode(e)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_with(export: Export, zone: Option<u32>) -> String {
+    let mut registry = match zone {
+        Some(z) => Registry::with_prefix_and_labels(
+            "zone",
+            std::iter::once(("zone".into(), z.to_string().into())),
+        ),
+        None => Registry::with_prefix("zone"),
+    };
+    registry.register_collector(Box::new(export));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_zone_exports_unlabelled_families() {
+        let m = Metrics::new();
+        m.ticks.inc();
+        m.drop_reason("junk");
+        let text = m.encode();
+        assert!(text.contains("zone_ticks_total 1"), "{text}");
+        assert!(
+            text.contains("zone_dropped_packets_total{reason=\"junk\"} 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_world_exports_each_family_once_with_a_zone_label() {
+        let mut w = WorldMetrics::default();
+        let (a, b) = (w.add_zone(1), w.add_zone(2));
+        a.ticks.inc();
+        b.ticks.inc_by(2);
+        b.handoffs
+            .get_or_create(&Reason {
+                reason: "accepted".into(),
+            })
+            .inc();
+        w.process().spool_records.set(7);
+        let text = w.encode();
+        assert!(text.contains("zone_ticks_total{zone=\"1\"} 1"), "{text}");
+        assert!(text.contains("zone_ticks_total{zone=\"2\"} 2"), "{text}");
+        assert!(
+            text.contains("zone_handoffs_total{zone=\"2\",reason=\"accepted\"} 1")
+                || text.contains("zone_handoffs_total{reason=\"accepted\",zone=\"2\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("zone_spool_records 7"), "{text}");
+        assert!(
+            !text.contains("zone_spool_records{"),
+            "process families are not per zone"
+        );
+        for family in ["# TYPE zone_ticks counter", "# HELP zone_clients "] {
+            assert_eq!(text.matches(family).count(), 1, "{family} once");
+        }
     }
 }

@@ -176,8 +176,8 @@ pub async fn run_loop<S: DatagramSocket>(
                 persist.pump(host);
                 flush(host, socket, metrics).await;
             }
-            Some((player, outcome)) = persist.next_load() => {
-                host.complete_load(player, outcome);
+            Some(event) = persist.next_event() => {
+                event.deliver(host, Instant::now() - epoch);
                 persist.pump(host);
                 flush(host, socket, metrics).await;
             }

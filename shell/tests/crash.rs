@@ -138,21 +138,22 @@ fn sigkill_with_the_store_down_loses_nothing_that_was_spooled() {
         .unwrap();
     let store = SqliteStore::open(&dir.path().join("cold.sqlite")).unwrap();
     rt.block_on(async {
+        // The default world's four zones share the process's spool.
         let mut stored = BTreeMap::new();
-        let days: std::collections::BTreeSet<u32> =
-            combat_spooled.iter().map(|c| c.day()).collect();
-        for day in days {
-            for (run, e) in store.combat_events(1, day).await.unwrap() {
+        let partitions: std::collections::BTreeSet<(u32, u32)> =
+            combat_spooled.iter().map(|c| (c.zone, c.day())).collect();
+        for (zone, day) in partitions {
+            for (run, e) in store.combat_events(zone, day).await.unwrap() {
                 assert!(
-                    stored.insert((run, e.id), e).is_none(),
-                    "event stored twice: {run} {:?}",
+                    stored.insert((zone, run, e.id), e).is_none(),
+                    "event stored twice: {zone} {run} {:?}",
                     e.id
                 );
             }
         }
         for c in &combat_spooled {
             assert_eq!(
-                stored.get(&(c.run, c.event.id)),
+                stored.get(&(c.zone, c.run, c.event.id)),
                 Some(&c.event),
                 "spooled event {:?} of run {} is in the cold store with the same content",
                 c.event.id,

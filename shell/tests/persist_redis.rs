@@ -21,7 +21,7 @@ use zone_shell::persist::embedded_cold::SqliteStore;
 use zone_shell::persist::embedded_hot::MemoryHotStore;
 use zone_shell::persist::link::Stores;
 use zone_shell::persist::redis::RedisHotStore;
-use zone_shell::persist::{ColdStore, HotStore, Position, Session};
+use zone_shell::persist::{Claim, ColdStore, HotStore, Owner, Position, Session};
 
 /// A redis-server of the test's own.
 struct RedisServer {
@@ -32,18 +32,24 @@ struct RedisServer {
 
 impl RedisServer {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut s = Self {
-            port,
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        s.restart();
-        s
+        // A port that was free a moment ago can be taken before redis-server binds it (other
+        // tests open listeners too): try a few.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut s = Self {
+                port,
+                dir: tempfile::tempdir().unwrap(),
+                child: None,
+            };
+            if s.try_start() {
+                return s;
+            }
+        }
+        panic!("redis-server would not start on a free port");
     }
 
     fn url(&self) -> String {
@@ -52,6 +58,16 @@ impl RedisServer {
 
     /// Starts (again) on the same port, with no data (as an unpersisted Redis comes back).
     fn restart(&mut self) {
+        assert!(
+            self.try_start(),
+            "redis-server did not start on port {}",
+            self.port
+        );
+    }
+
+    /// Starts redis-server and waits until it answers PING; `false` if it exited (port taken).
+    fn try_start(&mut self) -> bool {
+        use std::io::{Read, Write};
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -67,12 +83,26 @@ impl RedisServer {
             });
         self.child = Some(child);
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if let Some(c) = self.child.as_mut()
+                && c.try_wait().ok().flatten().is_some()
+            {
+                self.child = None;
+                return false;
+            }
+            if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut reply = [0u8; 7];
+                if conn.write_all(b"PING\r\n").is_ok()
+                    && conn.read_exact(&mut reply).is_ok()
+                    && &reply == b"+PONG\r\n"
+                {
+                    return true;
+                }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("redis-server did not start on port {}", self.port);
+        self.kill();
+        false
     }
 
     fn kill(&mut self) {
@@ -161,6 +191,75 @@ async fn contract(hot: &dyn HotStore, tag: u32) {
         "an older state never wins"
     );
     assert_eq!(hot.player_state(p(9)).await.unwrap(), None);
+    // Versions carry the ownership epoch in their upper half: far beyond 2^53, where a
+    // comparison through floating point would tie.
+    let mut big = s.claimed(1 << 28);
+    hot.put_player_state(p(1), &big, ttl).await.unwrap();
+    let mut next = big;
+    next.version += 1;
+    next.x = 7.0;
+    hot.put_player_state(p(1), &next, ttl).await.unwrap();
+    big.x = 8.0;
+    hot.put_player_state(p(1), &big, ttl).await.unwrap();
+    assert_eq!(
+        hot.player_state(p(1)).await.unwrap(),
+        Some(next),
+        "one version apart at 2^60"
+    );
+
+    // The ownership ledger: unconditional claims (joins) always win and raise the epoch;
+    // conditional ones (handoffs, recalls) win only against the record they expect, so of a
+    // handoff and its recall exactly one can win.
+    let player = p(50);
+    assert_eq!(hot.player_owner(player).await.unwrap(), None);
+    let Claim::Won(a) = hot.claim_player(player, 7, None, 3, ttl).await.unwrap() else {
+        panic!("a join claim wins");
+    };
+    assert_eq!((a.zone, a.epoch), (7, 4), "above the floor");
+    assert_eq!(hot.player_owner(player).await.unwrap(), Some(a));
+    let Claim::Won(b) = hot
+        .claim_player(player, 8, Some(a), a.epoch, ttl)
+        .await
+        .unwrap()
+    else {
+        panic!("the handoff claim expecting the current owner wins");
+    };
+    assert_eq!((b.zone, b.epoch), (8, 5));
+    assert_eq!(
+        hot.claim_player(player, 7, Some(a), a.epoch, ttl)
+            .await
+            .unwrap(),
+        Claim::Lost(Some(b)),
+        "the recall expecting the old owner loses, and learns who holds the player"
+    );
+    let Claim::Won(c) = hot.claim_player(player, 9, None, 0, ttl).await.unwrap() else {
+        panic!("a join claim wins");
+    };
+    assert!(c.epoch > b.epoch && c.zone == 9);
+    let fresh = p(51);
+    let expect = Owner { zone: 3, epoch: 10 };
+    assert_eq!(
+        hot.claim_player(fresh, 4, Some(expect), 10, Duration::from_millis(80))
+            .await
+            .unwrap(),
+        Claim::Won(Owner { zone: 4, epoch: 11 }),
+        "a missing record (a wiped store) matches any expectation"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        hot.player_owner(fresh).await.unwrap(),
+        None,
+        "records expire"
+    );
+
+    hot.set_zone_address(zone, "10.0.0.7:40001", ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        hot.zone_address(zone).await.unwrap().as_deref(),
+        Some("10.0.0.7:40001")
+    );
+    assert_eq!(hot.zone_address(zone + 1).await.unwrap(), None);
 
     let key = format!("test:{tag}");
     for _ in 0..3 {
@@ -333,6 +432,7 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
     config.data_dir = dir.path().to_path_buf();
     config.zone.arena_size = 96;
     config.zone.npcs = 200;
+    (config.world.columns, config.world.rows) = (1, 1);
     config.store.redis_url = Some(server.url());
     config.store.command_timeout_ms = 300;
     config.store.position_flush_ms = 200;
@@ -347,6 +447,8 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let bot_config = BotConfig {
         server: running.udp_addr,
+        servers: Vec::new(),
+        roam: None,
         protocol_id: running.protocol_id,
         first_player: 500,
         count: 8,
@@ -413,7 +515,8 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
     let report = crowd.await.unwrap().unwrap();
     assert!(report.bots.iter().all(|b| b.connected));
     running.shutdown();
-    let (summary, _, _) = running.finish().await.unwrap();
+    let finished = running.finish().await.unwrap();
+    let (summary, _) = finished.first().unwrap();
     assert!(summary.ticks > 0);
     for p in &expected {
         let stored = cold.load_player(*p).await.unwrap();
@@ -439,5 +542,88 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
             "hot copy of the last state"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_split_over_two_servers_sharing_redis_hands_players_from_one_to_the_other() {
+    let server = RedisServer::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let cold: Arc<dyn ColdStore> =
+        Arc::new(SqliteStore::open(&dirs[0].path().join("cold.sqlite")).unwrap());
+    let mut running = Vec::new();
+    // Server A simulates the top row of a 2x2 world, server B the bottom row.
+    for (dir, zones) in dirs.iter().zip([vec![1, 2], vec![3, 4]]) {
+        let mut config = Config::default();
+        config.net.bind = "127.0.0.1:0".parse().unwrap();
+        config.admin.bind = "127.0.0.1:0".parse().unwrap();
+        config.data_dir = dir.path().to_path_buf();
+        config.zone.arena_size = 48;
+        config.zone.npcs = 30;
+        config.world.zones = zones;
+        config.store.redis_url = Some(server.url());
+        // The servers of one world share the netcode key (redirect tokens are minted with it).
+        config.net.private_key = Some("5a".repeat(32));
+        let stores = Stores {
+            hot: Arc::new(redis(&server).await),
+            cold: cold.clone(),
+        };
+        running.push((
+            start_with(config.clone(), None, stores).await.unwrap(),
+            config,
+        ));
+    }
+    let grid = running[0].1.grid().unwrap();
+    let servers: Vec<_> = running
+        .iter()
+        .flat_map(|(r, _)| r.zones.iter().map(|z| z.public_address))
+        .collect();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let bots = BotConfig {
+        server: servers[0],
+        servers,
+        protocol_id: running[0].0.protocol_id,
+        first_player: 700,
+        count: 12,
+        tick_hz: running[0].0.tick_hz,
+        duration: None,
+        seed: 11,
+        roam: Some(grid),
+    };
+    let key = running[0].0.private_key.clone();
+    let crowd = tokio::spawn(async move { run_crowd(bots, &key, stop).await });
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let mut saved = 0;
+    for (r, _) in running {
+        r.shutdown();
+        let finished = r.finish().await.unwrap();
+        saved += finished
+            .zones
+            .iter()
+            .map(|z| z.summary.saved_at_shutdown)
+            .sum::<usize>();
+    }
+    let _ = stop_tx.send(true);
+    let crowd = crowd.await.unwrap().unwrap();
+    assert_eq!(crowd.connected(), 12);
+    assert_eq!(crowd.faulted(), 0, "{:?}", crowd.bots);
+    assert_eq!(
+        saved, 12,
+        "each player held by exactly one zone of one server at the end"
+    );
+    let top = |z: &zone_core::ZoneId| z.0 <= 2;
+    let across = crowd
+        .bots
+        .iter()
+        .filter(|b| b.path.windows(2).any(|w| top(&w[0]) != top(&w[1])))
+        .count();
+    assert!(
+        across > 0,
+        "some player was handed from one server to the other: {:?}",
+        crowd.bots.iter().map(|b| &b.path).collect::<Vec<_>>()
+    );
+    for b in &crowd.bots {
+        let stored = cold.load_player(PlayerId(b.player)).await.unwrap().unwrap();
+        assert!(stored.state.epoch() > b.redirects, "player {}", b.player);
     }
 }

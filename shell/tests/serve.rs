@@ -23,12 +23,15 @@ fn test_config(dir: &std::path::Path) -> Config {
     c.data_dir = dir.to_path_buf();
     c.zone.arena_size = 96;
     c.zone.npcs = 300;
+    (c.world.columns, c.world.rows) = (1, 1);
     c
 }
 
 fn bots(running: &Running, count: u32, first: u64, seconds: f64) -> BotConfig {
     BotConfig {
         server: running.udp_addr,
+        servers: Vec::new(),
+        roam: None,
         protocol_id: running.protocol_id,
         first_player: first,
         count,
@@ -142,7 +145,8 @@ async fn bots_play_junk_is_dropped_and_shutdown_saves_everyone() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     running.shutdown();
     let stores = running.stores.clone();
-    let (summary, host, _) = running.finish().await.unwrap();
+    let finished = running.finish().await.unwrap();
+    let (summary, host) = finished.first().unwrap();
     let stayers = tokio::time::timeout(Duration::from_secs(5), async {
         // Stop the stayers once they noticed the disconnect (or after a moment).
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -273,6 +277,7 @@ async fn a_renetcode_client_connects_and_receives_snapshots() {
     assert!(snapshots >= 60, "and applied {snapshots} snapshots");
     assert!(visible > 1);
     running.shutdown();
-    let (summary, _, _) = running.finish().await.unwrap();
+    let finished = running.finish().await.unwrap();
+    let (summary, _) = finished.first().unwrap();
     assert_eq!(summary.saved_at_shutdown, 1);
 }

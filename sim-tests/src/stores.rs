@@ -5,7 +5,9 @@
 //!
 //! The sim redis keeps its data in the host's memory (a crash or bounce loses it, like a Redis
 //! without persistence); the sim scylla keeps its data in [`ColdData`], owned by the test, so it
-//! survives crashes.
+//! survives crashes. Pub/sub is a long-lived connection per subscription on which the redis
+//! host streams the channel's messages (and a heartbeat); the adapter reconnects when it breaks,
+//! losing what was published meanwhile, like Redis pub/sub.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -18,8 +20,8 @@ use turmoil::net::{TcpListener, TcpStream};
 use zone_core::{CombatEvent, EventId, PlayerId, PlayerState};
 use zone_shell::persist::embedded_hot::MemoryHotStore;
 use zone_shell::persist::{
-    ColdStore, CombatRecord, HotStore, Lease, Message, Position, ProfileRecord, Record, SaveRecord,
-    Session, StoreError, StoredPlayer,
+    Claim, ColdStore, CombatRecord, HotStore, Lease, Message, Owner, Position, ProfileRecord,
+    Record, SaveRecord, Session, StoreError, StoredPlayer,
 };
 
 /// Port of both store hosts.
@@ -45,6 +47,11 @@ enum Req {
     Acquire(u32, String, u64, u64),
     Renew(Lease, u64),
     Release(Lease),
+    PlayerOwner(PlayerId),
+    ClaimPlayer(PlayerId, u32, Option<Owner>, u64, u64),
+    SetZoneAddress(u32, String, u64),
+    ZoneAddress(u32),
+    Subscribe(String),
 }
 
 #[derive(Debug, Encode, Decode)]
@@ -60,6 +67,13 @@ enum Resp {
     State(Option<PlayerState>),
     Flag(bool),
     Lease(Option<Lease>),
+    Owner(Option<Owner>),
+    Claim(Claim),
+    Address(Option<String>),
+    /// A message on a subscribed channel.
+    Published(String, Vec<u8>),
+    /// Keeps a subscription connection alive (and shows it is).
+    Heartbeat,
 }
 
 fn config() -> impl bincode::config::Config {
@@ -179,6 +193,24 @@ pub async fn redis_host() -> turmoil::Result {
             };
             let ms = Duration::from_millis;
             let r = |x: Result<Resp, StoreError>| x.unwrap_or_else(|e| Resp::Failed(e.to_string()));
+            if let Req::Subscribe(channel) = req {
+                let Ok(mut rx) = store.subscribe(&channel).await else {
+                    return;
+                };
+                loop {
+                    let frame = tokio::select! {
+                        m = rx.recv() => match m {
+                            Ok(m) => Resp::Published(m.channel, m.payload),
+                            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        },
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => Resp::Heartbeat,
+                    };
+                    if write_frame(&mut s, &frame).await.is_err() {
+                        return;
+                    }
+                }
+            }
             let resp = match req {
                 Req::PutSession(sess, ttl) => {
                     r(store.put_session(&sess, ms(ttl)).await.map(|()| Resp::Done))
@@ -212,6 +244,16 @@ pub async fn redis_host() -> turmoil::Result {
                     .map(Resp::Lease)),
                 Req::Renew(l, ttl) => r(store.renew_lease(&l, ms(ttl)).await.map(Resp::Flag)),
                 Req::Release(l) => r(store.release_lease(&l).await.map(|()| Resp::Done)),
+                Req::PlayerOwner(p) => r(store.player_owner(p).await.map(Resp::Owner)),
+                Req::ClaimPlayer(p, zone, expect, floor, ttl) => r(store
+                    .claim_player(p, zone, expect, floor, ms(ttl))
+                    .await
+                    .map(Resp::Claim)),
+                Req::SetZoneAddress(z, a, ttl) => r(store
+                    .set_zone_address(z, &a, ms(ttl))
+                    .await
+                    .map(|()| Resp::Done)),
+                Req::ZoneAddress(z) => r(store.zone_address(z).await.map(Resp::Address)),
                 other => Resp::Failed(format!("not a hot-store request: {other:?}")),
             };
             let _ = write_frame(&mut s, &resp).await;
@@ -292,8 +334,7 @@ impl ColdStore for SimCold {
     }
 }
 
-/// The shell's hot-store port, reaching the sim redis. Pub/sub is not simulated: `subscribe`
-/// gives a receiver that never yields (publishing still goes through the network).
+/// The shell's hot-store port, reaching the sim redis.
 #[derive(Debug, Clone)]
 pub struct SimHot {
     /// Per-call timeout.
@@ -390,8 +431,73 @@ impl HotStore for SimHot {
             .await
     }
 
-    async fn subscribe(&self, _channel: &str) -> Result<broadcast::Receiver<Message>, StoreError> {
-        Ok(broadcast::channel(1).1)
+    async fn subscribe(&self, channel: &str) -> Result<broadcast::Receiver<Message>, StoreError> {
+        let (tx, rx) = broadcast::channel(4_096);
+        let channel = channel.to_owned();
+        tokio::spawn(async move {
+            // One connection at a time; a silent or broken one is replaced.
+            while tx.receiver_count() > 0 {
+                let attempt = async {
+                    let mut s = TcpStream::connect(("redis", PORT)).await?;
+                    write_frame(&mut s, &Req::Subscribe(channel.clone())).await?;
+                    loop {
+                        let frame = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            read_frame::<Resp>(&mut s),
+                        )
+                        .await
+                        .map_err(|_| std::io::Error::other("subscription went quiet"))??;
+                        if let Resp::Published(channel, payload) = frame
+                            && tx.send(Message { channel, payload }).is_err()
+                        {
+                            return Ok::<(), std::io::Error>(());
+                        }
+                    }
+                };
+                let _ = attempt.await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Ok(rx)
+    }
+
+    async fn player_owner(&self, player: PlayerId) -> Result<Option<Owner>, StoreError> {
+        match call("redis", Req::PlayerOwner(player), self.timeout).await? {
+            Resp::Owner(o) => Ok(o),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn claim_player(
+        &self,
+        player: PlayerId,
+        zone: u32,
+        expect: Option<Owner>,
+        floor: u64,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        let req = Req::ClaimPlayer(player, zone, expect, floor, ms(ttl));
+        match call("redis", req, self.timeout).await? {
+            Resp::Claim(c) => Ok(c),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn set_zone_address(
+        &self,
+        zone: u32,
+        address: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.done(Req::SetZoneAddress(zone, address.to_owned(), ms(ttl)))
+            .await
+    }
+
+    async fn zone_address(&self, zone: u32) -> Result<Option<String>, StoreError> {
+        match call("redis", Req::ZoneAddress(zone), self.timeout).await? {
+            Resp::Address(a) => Ok(a),
+            r => Err(unexpected(r)),
+        }
     }
 
     async fn rate_limit(

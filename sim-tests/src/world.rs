@@ -275,6 +275,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
             run,
             fence: lease.fence,
             global_sequence_random: seeded8(seed, run),
+            world: None,
         },
         key(),
         Key::from_bytes([run as u8; 32]),
@@ -330,6 +331,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         stores.hot.clone(),
         lease,
         lease_ttl,
+        None,
         metrics.clone(),
         Arc::new(lost_tx),
         lease_stop,
@@ -356,6 +358,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
             hot_ttl: Duration::from_secs(600),
             position_flush: Duration::from_millis(500),
             timeout: Duration::from_millis(500),
+            world: false,
         },
         flushed,
         metrics.clone(),
@@ -394,6 +397,8 @@ async fn bot(world: Arc<World>, player: u64, seed: u64, dup: bool) -> turmoil::R
     let server = SocketAddr::new(turmoil::lookup("zone"), PORT);
     let config = BotConfig {
         server,
+        servers: Vec::new(),
+        roam: None,
         protocol_id: PROTOCOL,
         first_player: player,
         count: 1,

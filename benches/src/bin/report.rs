@@ -421,6 +421,7 @@ fn outage_rows(r: &mut Report, seconds: u64) -> anyhow::Result<()> {
             config.data_dir = dir.clone();
             config.zone.npcs = 2_000;
             config.zone.arena_size = 256;
+            (config.world.columns, config.world.rows) = (1, 1);
             let cold: Arc<dyn zone_shell::persist::ColdStore> = if down {
                 Arc::new(DownStore)
             } else {
@@ -435,6 +436,8 @@ fn outage_rows(r: &mut Report, seconds: u64) -> anyhow::Result<()> {
             let (stop_tx, stop) = tokio::sync::watch::channel(false);
             let bots = zone_shell::bots::BotConfig {
                 server: running.udp_addr,
+                servers: Vec::new(),
+                roam: None,
                 protocol_id: running.protocol_id,
                 first_player: 1,
                 count: 100,
@@ -446,7 +449,8 @@ fn outage_rows(r: &mut Report, seconds: u64) -> anyhow::Result<()> {
             let crowd =
                 tokio::spawn(async move { zone_shell::bots::run_crowd(bots, &key, stop).await });
             let spool = running.spool_stats.clone();
-            let (summary, _, _) = running.finish().await?;
+            let finished = running.finish().await?;
+            let summary = &finished.zones[0].summary;
             let _ = stop_tx.send(true);
             let _ = crowd.await;
             let held = spool.records.load(std::sync::atomic::Ordering::Relaxed);
@@ -673,11 +677,13 @@ fn serve_child(args: &[String]) -> anyhow::Result<()> {
         config.data_dir = dir;
         config.zone.npcs = 5_000;
         config.zone.arena_size = 384;
+        (config.world.columns, config.world.rows) = (1, 1);
         config.net.max_clients = 2_000;
         let running = zone_shell::app::start(config, Some(ticks)).await?;
         println!("ADDR {}", running.udp_addr);
         let wall = Instant::now();
-        let (summary, _, _) = running.finish().await?;
+        let finished = running.finish().await?;
+        let summary = &finished.zones[0].summary;
         let cpu = zone_shell::process_stats::cpu_time().map_or(0.0, |d| d.as_secs_f64());
         let rss = zone_shell::process_stats::peak_rss_bytes().unwrap_or(0);
         println!(
@@ -731,6 +737,8 @@ fn e2e_rows(r: &mut Report, bots: u32, seconds: u64) -> anyhow::Result<()> {
         zone_shell::bots::run_crowd(
             zone_shell::bots::BotConfig {
                 server: addr,
+                servers: Vec::new(),
+                roam: None,
                 protocol_id: zone_shell::config::Config::default().net.protocol_id,
                 first_player: 1,
                 count: bots,

@@ -11,7 +11,9 @@ use tokio::time::Instant;
 use zone_core::{PlayerId, PlayerState};
 
 use super::cold::StoreError;
-use super::hot::{HotStore, Lease, Message, Position, Session};
+use super::hot::{
+    Claim, HotStore, Lease, Message, Owner, Position, Session, claim_allowed, next_epoch,
+};
 
 #[derive(Debug, Default)]
 struct State {
@@ -21,6 +23,8 @@ struct State {
     states: BTreeMap<PlayerId, (PlayerState, Instant)>,
     limits: BTreeMap<String, (u32, Instant)>,
     leases: BTreeMap<u32, (String, u64, Instant)>,
+    owners: BTreeMap<PlayerId, (Owner, Instant)>,
+    addresses: BTreeMap<u32, (String, Instant)>,
     fence: u64,
     channels: BTreeMap<String, broadcast::Sender<Message>>,
 }
@@ -162,6 +166,47 @@ impl HotStore for MemoryHotStore {
         }
         entry.0 = entry.0.saturating_add(1);
         Ok(entry.0 <= limit)
+    }
+
+    async fn player_owner(&self, player: PlayerId) -> Result<Option<Owner>, StoreError> {
+        Ok(live(self.lock()?.owners.get(&player)).copied())
+    }
+
+    async fn claim_player(
+        &self,
+        player: PlayerId,
+        zone: u32,
+        expect: Option<Owner>,
+        floor: u64,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        let mut s = self.lock()?;
+        let current = live(s.owners.get(&player)).copied();
+        if !claim_allowed(current, expect) {
+            return Ok(Claim::Lost(current));
+        }
+        let owner = Owner {
+            zone,
+            epoch: next_epoch(current, expect, floor),
+        };
+        s.owners.insert(player, (owner, Instant::now() + ttl));
+        Ok(Claim::Won(owner))
+    }
+
+    async fn set_zone_address(
+        &self,
+        zone: u32,
+        address: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.lock()?
+            .addresses
+            .insert(zone, (address.to_owned(), Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn zone_address(&self, zone: u32) -> Result<Option<String>, StoreError> {
+        Ok(live(self.lock()?.addresses.get(&zone)).cloned())
     }
 
     async fn acquire_lease(

@@ -62,9 +62,9 @@ impl FlusherConfig {
     }
 }
 
-/// Player saves the cold store has acknowledged: `(player, version)`. The host drains it to
-/// forget local copies of states that are now safe.
-pub type FlushedSaves = Arc<Mutex<Vec<(PlayerId, u64)>>>;
+/// Player saves the cold store has acknowledged, by the zone that saved them: `(player,
+/// version)`. Each zone's host drains its own to forget local copies of states now safe.
+pub type FlushedSaves = Arc<Mutex<std::collections::BTreeMap<u32, Vec<(PlayerId, u64)>>>>;
 
 /// Appends rejected records, with the reason, to the dead-letter file (one line each:
 /// `seq <tab> kind <tab> reason <tab> base64 of the encoded record`), fsynced.
@@ -272,17 +272,16 @@ impl Flusher {
                 Ok(()) => {
                     self.breaker.success();
                     self.metrics.flushed_records.inc_by(items.len() as u64);
-                    let saves: Vec<(PlayerId, u64)> = items
-                        .iter()
-                        .filter_map(|r| match r {
-                            Record::PlayerSave(s) => Some((s.player, s.state.version)),
-                            _ => None,
-                        })
-                        .collect();
-                    if !saves.is_empty()
+                    if items.iter().any(|r| matches!(r, Record::PlayerSave(_)))
                         && let Ok(mut f) = self.flushed_saves.lock()
                     {
-                        f.extend(saves);
+                        for r in &items {
+                            if let Record::PlayerSave(s) = r {
+                                f.entry(s.zone)
+                                    .or_default()
+                                    .push((s.player, s.state.version));
+                            }
+                        }
                     }
                     items.clear();
                     seqs.clear();

@@ -13,6 +13,23 @@ use bincode::{Decode, Encode};
 use tokio::sync::broadcast;
 use zone_core::{PlayerId, PlayerState};
 
+/// The new epoch of a claim (see [`HotStore::claim_player`]): every adapter computes it so.
+pub fn next_epoch(current: Option<Owner>, expect: Option<Owner>, floor: u64) -> u64 {
+    current
+        .map_or(0, |o| o.epoch)
+        .max(expect.map_or(0, |o| o.epoch))
+        .max(floor)
+        .saturating_add(1)
+}
+
+/// Whether a claim with `expect` may take a player whose record is `current`.
+pub fn claim_allowed(current: Option<Owner>, expect: Option<Owner>) -> bool {
+    match (current, expect) {
+        (_, None) | (None, Some(_)) => true,
+        (Some(c), Some(e)) => c == e,
+    }
+}
+
 use super::cold::StoreError;
 
 /// A player's session: which zone holds them, since when.
@@ -47,6 +64,27 @@ pub struct Lease {
     pub owner: String,
     /// The fencing token.
     pub fence: u64,
+}
+
+/// Who holds a player: the zone simulating them and the ownership epoch of that holding. The
+/// epoch grows with every change of hands (a join, a handoff, a recall), and every save the
+/// holder writes carries it (the upper half of [`PlayerState::version`]), so a former holder's
+/// late writes can never overwrite the current holder's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Owner {
+    /// The zone.
+    pub zone: u32,
+    /// The ownership epoch.
+    pub epoch: u64,
+}
+
+/// What a claim of a player came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Claim {
+    /// The claimer holds the player now, as this owner record.
+    Won(Owner),
+    /// Someone else holds them (the record found, if any): nothing was changed.
+    Lost(Option<Owner>),
 }
 
 /// A pub/sub message.
@@ -116,6 +154,32 @@ pub trait HotStore: Send + Sync + Debug {
     /// Counts one use of `key`; `false` when more than `limit` uses fell in the current window.
     async fn rate_limit(&self, key: &str, limit: u32, window: Duration)
     -> Result<bool, StoreError>;
+
+    /// Who holds a player, if the ledger knows.
+    async fn player_owner(&self, player: PlayerId) -> Result<Option<Owner>, StoreError>;
+    /// Takes `player` for `zone`, atomically. With `expect` (a handoff or its recall) only if
+    /// the ledger still names that owner, a missing record counting as a match (a wiped store);
+    /// without (a join) always. The new epoch is one above the largest of the record's,
+    /// `expect`'s and `floor` (the epoch of the state being taken over), so epochs only grow.
+    /// The record expires after `ttl` (each claim rewrites it).
+    async fn claim_player(
+        &self,
+        player: PlayerId,
+        zone: u32,
+        expect: Option<Owner>,
+        floor: u64,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError>;
+
+    /// Publishes where a zone's server listens (the lease holder does, on claiming).
+    async fn set_zone_address(
+        &self,
+        zone: u32,
+        address: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
+    /// Where a zone's server listens, if published and not expired.
+    async fn zone_address(&self, zone: u32) -> Result<Option<String>, StoreError>;
 
     /// Claims a zone for `owner` for `ttl`, if nobody holds it. The fencing token handed out
     /// is greater than `after_fence` even if the store lost its counter (a Redis wipe).

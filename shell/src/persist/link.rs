@@ -1,30 +1,35 @@
 //! The tick loop's side of persistence ([`PersistLink`]) and the workers behind it: the
-//! hot-store writer, the player loader and the lease keeper. The loop only ever does
-//! non-blocking things here: append to the spool's buffer, `try_send` to a bounded queue,
-//! drain finished loads. Hot-store writes are a cache: when their queue is full they are
-//! dropped and counted (the next refresh rewrites everything).
+//! hot-store writer, the player loader (which also claims each joining player in the ownership
+//! ledger), the claimer and the zone bus (publisher and subscriber) of a zone in a world, and
+//! the lease keeper. The loop only ever does non-blocking things here: append to the spool's
+//! buffer, `try_send` to a bounded queue, receive finished work. Hot-store writes are a cache:
+//! when their queue is full they are dropped and counted (the next refresh rewrites
+//! everything); so are bus messages (the bus tolerates loss).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 use zone_core::PlayerId;
 
 use super::cold::{ColdStore, StoreError, StoredPlayer};
 use super::flusher::FlushedSaves;
-use super::hot::{HotStore, Lease, Session};
+use super::hot::{Claim, HotStore, Lease, Session};
 use super::record::Record;
 use super::redis_keys;
 use super::spool::{Spool, SpoolError};
-use crate::host::{HotOp, LoadOutcome, ZoneHost};
+use crate::host::{BusOp, ClaimRequest, HotOp, LoadOutcome, LoadRequest, ZoneHost};
 use crate::metrics::{Metrics, Reason};
+use crate::world::bus::BusMessage;
 
 /// Hot-store operations queued at most.
 const HOT_QUEUE: usize = 1_024;
 /// Loads in flight at most.
 const LOAD_QUEUE: usize = 4_096;
+/// Bus messages and claims queued at most.
+const BUS_QUEUE: usize = 4_096;
 /// Joins allowed per player per minute (reconnect storms, token replays by a bot farm).
 const JOINS_PER_MINUTE: u32 = 30;
 
@@ -44,12 +49,36 @@ pub struct LinkConfig {
     pub zone: u32,
     /// This server's name (sessions, leases).
     pub server: String,
-    /// Hot data expiry.
+    /// Hot data expiry (sessions, presence, the ownership ledger).
     pub hot_ttl: Duration,
     /// Position/presence refresh period.
     pub position_flush: Duration,
     /// Timeout of store calls.
     pub timeout: Duration,
+    /// Whether the zone is part of a world: subscribe to its bus.
+    pub world: bool,
+}
+
+/// Finished work of the workers, for the loop to hand to the host.
+#[derive(Debug)]
+pub enum StoreEvent {
+    /// A player's state was loaded (and claimed).
+    Loaded(PlayerId, LoadOutcome),
+    /// The ownership ledger answered a claim.
+    Claimed(ClaimRequest, Result<Claim, StoreError>),
+    /// A message from another zone.
+    Bus(BusMessage),
+}
+
+impl StoreEvent {
+    /// Hands the event to the host; `now` is the loop's monotonic time.
+    pub fn deliver(self, host: &mut ZoneHost, now: Duration) {
+        match self {
+            StoreEvent::Loaded(player, outcome) => host.complete_load(player, outcome),
+            StoreEvent::Claimed(request, result) => host.complete_claim(now, request, result),
+            StoreEvent::Bus(message) => host.handle_bus(now, message),
+        }
+    }
 }
 
 /// What the loop holds.
@@ -57,19 +86,24 @@ pub struct LinkConfig {
 pub struct PersistLink {
     spool: Spool,
     hot_tx: mpsc::Sender<HotOp>,
-    load_tx: mpsc::Sender<PlayerId>,
-    loads: mpsc::Receiver<(PlayerId, LoadOutcome)>,
+    load_tx: mpsc::Sender<LoadRequest>,
+    claim_tx: mpsc::Sender<ClaimRequest>,
+    publish_tx: mpsc::Sender<(u32, Vec<u8>)>,
+    events: mpsc::Receiver<StoreEvent>,
     flushed: FlushedSaves,
+    zone: u32,
     metrics: Arc<Metrics>,
     position_flush: Duration,
     next_refresh: Instant,
     /// Reused between pumps (swapped with the host's), so pumping allocates nothing.
     records: Vec<Record>,
     ops: Vec<HotOp>,
+    bus_ops: Vec<BusOp>,
 }
 
 impl PersistLink {
-    /// Starts the hot writer and the loader; returns the loop's handle.
+    /// Starts the hot writer, the loader, the claimer and (in a world) the bus; returns the
+    /// loop's handle.
     pub fn start(
         spool: Spool,
         stores: &Stores,
@@ -79,31 +113,58 @@ impl PersistLink {
     ) -> Self {
         let (hot_tx, hot_rx) = mpsc::channel(HOT_QUEUE);
         let (load_tx, load_rx) = mpsc::channel(LOAD_QUEUE);
-        let (done_tx, loads) = mpsc::channel(LOAD_QUEUE);
+        let (claim_tx, claim_rx) = mpsc::channel(BUS_QUEUE);
+        let (publish_tx, publish_rx) = mpsc::channel(BUS_QUEUE);
+        let (events_tx, events) = mpsc::channel(LOAD_QUEUE + BUS_QUEUE);
         tokio::spawn(hot_writer(
             stores.hot.clone(),
             config.clone(),
             hot_rx,
             metrics.clone(),
         ));
-        tokio::spawn(loader(stores.clone(), config.timeout, load_rx, done_tx));
+        tokio::spawn(loader(
+            stores.clone(),
+            config.clone(),
+            load_rx,
+            events_tx.clone(),
+            metrics.clone(),
+        ));
+        tokio::spawn(claimer(
+            stores.hot.clone(),
+            config.clone(),
+            claim_rx,
+            events_tx.clone(),
+        ));
+        tokio::spawn(publisher(stores.hot.clone(), publish_rx, metrics.clone()));
+        if config.world {
+            tokio::spawn(subscriber(
+                stores.hot.clone(),
+                config.zone,
+                events_tx,
+                metrics.clone(),
+            ));
+        }
         Self {
             spool,
             hot_tx,
             load_tx,
-            loads,
+            claim_tx,
+            publish_tx,
+            events,
             flushed,
+            zone: config.zone,
             metrics,
             position_flush: config.position_flush,
             next_refresh: Instant::now(),
             records: Vec::new(),
             ops: Vec::new(),
+            bus_ops: Vec::new(),
         }
     }
 
-    /// Waits for the next finished load (for the loop's `select!`).
-    pub async fn next_load(&mut self) -> Option<(PlayerId, LoadOutcome)> {
-        self.loads.recv().await
+    /// Waits for the next finished piece of work (for the loop's `select!`).
+    pub async fn next_event(&mut self) -> Option<StoreEvent> {
+        self.events.recv().await
     }
 
     /// Moves what the host produced to the spool and the workers. Never blocks.
@@ -131,10 +192,38 @@ impl PersistLink {
                 }
             }
         }
-        for player in host.take_load_requests() {
-            if self.load_tx.try_send(player).is_err() {
-                host.complete_load(player, LoadOutcome::Failed("load queue full".into()));
+        for request in host.take_load_requests() {
+            if self.load_tx.try_send(request).is_err() {
+                host.complete_load(
+                    request.player,
+                    LoadOutcome::Failed("load queue full".into()),
+                );
             }
+        }
+        host.swap_bus_ops(&mut self.bus_ops);
+        let mut refused_claims = Vec::new();
+        for op in self.bus_ops.drain(..) {
+            match op {
+                BusOp::Publish { to, message } => {
+                    if self.publish_tx.try_send((to, message.encode())).is_err() {
+                        self.metrics
+                            .bus_errors
+                            .get_or_create(&Reason {
+                                reason: "publish_queue_full".into(),
+                            })
+                            .inc();
+                    }
+                }
+                BusOp::Claim(request) => {
+                    if self.claim_tx.try_send(request).is_err() {
+                        refused_claims.push(request);
+                    }
+                }
+            }
+        }
+        for request in refused_claims {
+            let busy = StoreError::Unavailable("claim queue full".into());
+            host.complete_claim(Duration::ZERO, request, Err(busy));
         }
         host.swap_hot_ops(&mut self.ops);
         let now = Instant::now();
@@ -157,7 +246,8 @@ impl PersistLink {
         let flushed: Vec<(PlayerId, u64)> = self
             .flushed
             .lock()
-            .map(|mut f| std::mem::take(&mut *f))
+            .ok()
+            .and_then(|mut f| f.remove(&self.zone))
             .unwrap_or_default();
         if !flushed.is_empty() {
             host.flushed(&flushed);
@@ -264,9 +354,73 @@ async fn hot_writer(
     }
 }
 
-/// Loads a player: the newer of the hot and the cold copy; hot alone when the cold store is
-/// down; a new character only when both stores answered and neither knows the player.
-pub async fn load_player(stores: &Stores, player: PlayerId, timeout: Duration) -> LoadOutcome {
+/// Loads a player (their local copy, else the newer of the hot and cold copies; hot alone when
+/// the cold store is down; a new character only when both stores answered and neither knows
+/// the player), then claims them for `config.zone` in the ownership ledger: the state comes
+/// back under the new epoch. When the ledger cannot be reached the epoch is raised locally
+/// (counted as `unledgered`).
+pub async fn load_player(
+    stores: &Stores,
+    config: &LinkConfig,
+    request: LoadRequest,
+    metrics: &Metrics,
+) -> LoadOutcome {
+    let outcome = match request.local {
+        Some(state) => LoadOutcome::Found {
+            stored: StoredPlayer {
+                state,
+                profile: None,
+            },
+            source: "local",
+        },
+        None => read_player(stores, request.player, config.timeout).await,
+    };
+    let floor = match &outcome {
+        LoadOutcome::Found { stored, .. } => stored.state.epoch(),
+        LoadOutcome::New { .. } => 0,
+        LoadOutcome::Failed(_) => return outcome,
+    };
+    let claim = tokio::time::timeout(
+        config.timeout,
+        stores
+            .hot
+            .claim_player(request.player, config.zone, None, floor, config.hot_ttl),
+    )
+    .await;
+    let epoch = match claim {
+        Ok(Ok(Claim::Won(owner))) => {
+            count(metrics, "won");
+            owner.epoch
+        }
+        other => {
+            count(metrics, "unledgered");
+            debug!(player = request.player.0, result = ?other, "ownership ledger unavailable; epoch raised locally");
+            floor + 1
+        }
+    };
+    match outcome {
+        LoadOutcome::Found { stored, source } => LoadOutcome::Found {
+            stored: StoredPlayer {
+                state: stored.state.claimed(epoch),
+                profile: stored.profile,
+            },
+            source,
+        },
+        LoadOutcome::New { .. } => LoadOutcome::New { epoch },
+        failed => failed,
+    }
+}
+
+fn count(metrics: &Metrics, result: &str) {
+    metrics
+        .player_claims
+        .get_or_create(&Reason {
+            reason: result.into(),
+        })
+        .inc();
+}
+
+async fn read_player(stores: &Stores, player: PlayerId, timeout: Duration) -> LoadOutcome {
     if let Ok(false) = stores
         .hot
         .rate_limit(
@@ -311,24 +465,133 @@ pub async fn load_player(stores: &Stores, player: PlayerId, timeout: Duration) -
             },
             source: "hot",
         },
-        (Ok(None), Ok(None)) | (Err(_), Ok(None)) => LoadOutcome::New,
+        (Ok(None), Ok(None)) | (Err(_), Ok(None)) => LoadOutcome::New { epoch: 0 },
         (_, Err(e)) => LoadOutcome::Failed(format!("cold store: {e}")),
     }
 }
 
 async fn loader(
     stores: Stores,
-    timeout: Duration,
-    mut rx: mpsc::Receiver<PlayerId>,
-    done: mpsc::Sender<(PlayerId, LoadOutcome)>,
+    config: LinkConfig,
+    mut rx: mpsc::Receiver<LoadRequest>,
+    done: mpsc::Sender<StoreEvent>,
+    metrics: Arc<Metrics>,
 ) {
-    while let Some(player) = rx.recv().await {
-        let (stores, done) = (stores.clone(), done.clone());
+    while let Some(request) = rx.recv().await {
+        let (stores, config, done, metrics) = (
+            stores.clone(),
+            config.clone(),
+            done.clone(),
+            metrics.clone(),
+        );
         tokio::spawn(async move {
-            let outcome = load_player(&stores, player, timeout).await;
-            debug!(player = player.0, ?outcome, "player load finished");
-            let _ = done.send((player, outcome)).await;
+            let outcome = load_player(&stores, &config, request, &metrics).await;
+            debug!(player = request.player.0, ?outcome, "player load finished");
+            let _ = done.send(StoreEvent::Loaded(request.player, outcome)).await;
         });
+    }
+}
+
+async fn claimer(
+    hot: Arc<dyn HotStore>,
+    config: LinkConfig,
+    mut rx: mpsc::Receiver<ClaimRequest>,
+    done: mpsc::Sender<StoreEvent>,
+) {
+    while let Some(request) = rx.recv().await {
+        let (hot, config, done) = (hot.clone(), config.clone(), done.clone());
+        tokio::spawn(async move {
+            let result = tokio::time::timeout(
+                config.timeout,
+                hot.claim_player(
+                    request.player,
+                    config.zone,
+                    request.expect,
+                    request.floor,
+                    config.hot_ttl,
+                ),
+            )
+            .await
+            .unwrap_or(Err(StoreError::Timeout(config.timeout.as_millis() as u64)));
+            let _ = done.send(StoreEvent::Claimed(request, result)).await;
+        });
+    }
+}
+
+async fn publisher(
+    hot: Arc<dyn HotStore>,
+    mut rx: mpsc::Receiver<(u32, Vec<u8>)>,
+    metrics: Arc<Metrics>,
+) {
+    let mut failing = false;
+    while let Some((to, bytes)) = rx.recv().await {
+        match hot.publish(&redis_keys::zone_bus(to), &bytes).await {
+            Ok(()) => failing = false,
+            Err(e) => {
+                metrics
+                    .bus_errors
+                    .get_or_create(&Reason {
+                        reason: "publish_failed".into(),
+                    })
+                    .inc();
+                if !failing {
+                    warn!(error = %e, to, "zone bus publish failed (handoffs retry, ghosts repeat)");
+                    failing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Follows the zone's bus channel, through store outages (resubscribing), and passes every
+/// well-formed message on; anything else is counted and dropped.
+async fn subscriber(
+    hot: Arc<dyn HotStore>,
+    zone: u32,
+    events: mpsc::Sender<StoreEvent>,
+    metrics: Arc<Metrics>,
+) {
+    let channel = redis_keys::zone_bus(zone);
+    let drop = |why: &str| {
+        metrics
+            .bus_errors
+            .get_or_create(&Reason { reason: why.into() })
+            .inc();
+    };
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut rx = match hot.subscribe(&channel).await {
+            Ok(rx) => {
+                backoff = Duration::from_millis(50);
+                rx
+            }
+            Err(e) => {
+                debug!(error = %e, zone, "zone bus subscription failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        loop {
+            match rx.recv().await {
+                Ok(m) if m.channel == channel => match BusMessage::decode(&m.payload) {
+                    Ok(message) => {
+                        if events.send(StoreEvent::Bus(message)).await.is_err() {
+                            return; // the loop is gone
+                        }
+                    }
+                    Err(e) => drop(e.name()),
+                },
+                Ok(_) => {} // another channel of a shared subscription
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    for _ in 0..n.min(1_000) {
+                        drop("lagged");
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        tokio::time::sleep(backoff).await;
     }
 }
 
@@ -361,8 +624,11 @@ pub async fn claim_lease(
     }
 }
 
-/// Renews `lease` every third of its lifetime. When it is lost (taken, or not renewable
-/// before it expires) it counts the loss and sends `true` on `lost`: the server must stop
+/// Renews `lease` every third of its lifetime (and republishes the zone's `address` with it).
+/// The holder counts the lease valid only until `ttl` after it *sent* its last successful
+/// renewal, and gives it up a sixth of `ttl` before that: the store expires it later still,
+/// and nobody else can claim it before, so two holders never overlap. When it is lost (taken,
+/// or not renewed in time) it counts the loss and sends `true` on `lost`: the server must stop
 /// simulating the zone. When the lease key vanished without anyone else taking it (a Redis
 /// restart without persistence), it is claimed again with a larger fencing token.
 /// Returns when `stop` turns true (releasing the lease).
@@ -370,14 +636,36 @@ pub async fn keep_lease(
     hot: Arc<dyn HotStore>,
     mut lease: Lease,
     ttl: Duration,
+    address: Option<String>,
     metrics: Arc<Metrics>,
     lost: Arc<watch::Sender<bool>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last_renewed = Instant::now();
+    let margin = ttl / 6;
+    let mut valid_until = Instant::now() + ttl;
+    let give_up = |lease: &Lease, why: &str| {
+        metrics.leases_lost.inc();
+        error!(
+            zone = lease.zone,
+            fence = lease.fence,
+            why,
+            "zone lease lost; stopping the simulation"
+        );
+        let _ = lost.send(true);
+    };
+    if let Some(a) = &address
+        && let Err(e) = hot.set_zone_address(lease.zone, a, ttl).await
+    {
+        warn!(zone = lease.zone, error = %e, "could not publish the zone's address");
+    }
     loop {
+        let deadline = valid_until - margin;
         tokio::select! {
             _ = tokio::time::sleep(ttl / 3) => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                give_up(&lease, "not renewed before expiry");
+                return;
+            }
             _ = stop.changed() => {
                 if let Err(e) = hot.release_lease(&lease).await {
                     warn!(error = %e, "could not release the zone lease (it will expire)");
@@ -385,9 +673,19 @@ pub async fn keep_lease(
                 return;
             }
         }
-        match hot.renew_lease(&lease, ttl).await {
-            Ok(true) => last_renewed = Instant::now(),
-            Ok(false) => {
+        let sent = Instant::now();
+        match tokio::time::timeout_at(deadline, hot.renew_lease(&lease, ttl)).await {
+            Err(_) => {
+                give_up(&lease, "renewal did not answer before expiry");
+                return;
+            }
+            Ok(Ok(true)) => {
+                valid_until = sent + ttl;
+                if let Some(a) = &address {
+                    let _ = hot.set_zone_address(lease.zone, a, ttl).await;
+                }
+            }
+            Ok(Ok(false)) => {
                 if let Ok(Some(again)) = hot
                     .acquire_lease(lease.zone, &lease.owner, ttl, lease.fence)
                     .await
@@ -399,26 +697,14 @@ pub async fn keep_lease(
                         "zone lease vanished from the hot store (wiped?); claimed it again"
                     );
                     lease = again;
-                    last_renewed = Instant::now();
+                    valid_until = sent + ttl;
                     continue;
                 }
-                metrics.leases_lost.inc();
-                error!(
-                    zone = lease.zone,
-                    fence = lease.fence,
-                    "zone lease lost to another owner; stopping the simulation"
-                );
-                let _ = lost.send(true);
+                give_up(&lease, "taken by another owner");
                 return;
             }
-            Err(e) => {
-                // Unknown: we may still hold it. Once it must have expired, act as if lost.
-                if last_renewed.elapsed() >= ttl {
-                    metrics.leases_lost.inc();
-                    error!(zone = lease.zone, error = %e, "zone lease could not be renewed before expiry; stopping the simulation");
-                    let _ = lost.send(true);
-                    return;
-                }
+            Ok(Err(e)) => {
+                // Unknown: we may still hold it; the deadline decides.
                 warn!(zone = lease.zone, error = %e, "zone lease renewal failed; retrying");
             }
         }

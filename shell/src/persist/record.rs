@@ -56,14 +56,12 @@ pub struct SaveRecord {
 }
 
 impl SaveRecord {
-    /// The order of writes to one player's row: by version, then by fencing token, so a retried
-    /// or replayed older save never overwrites a newer one (ScyllaDB `USING TIMESTAMP`, the
-    /// embedded store's conditional upsert). Versions below 2^43 and fences below 2^20 keep the
-    /// value within the positive i64 range a CQL timestamp needs.
+    /// The order of writes to one player's row: the version, whose upper half is the
+    /// ownership epoch, so a retried or replayed older save, or a former holder's late one,
+    /// never overwrites a newer one (ScyllaDB `USING TIMESTAMP`, the embedded store's
+    /// conditional upsert). Capped to the positive i64 range a CQL timestamp needs.
     pub fn write_order(&self) -> i64 {
-        let version = self.state.version.min((1 << 43) - 1);
-        let fence = self.fence & ((1 << 20) - 1);
-        i64::try_from((version << 20) | fence).unwrap_or(i64::MAX)
+        i64::try_from(self.state.version).unwrap_or(i64::MAX)
     }
 }
 

@@ -14,17 +14,22 @@ use tokio::sync::{Semaphore, broadcast};
 use zone_core::{PlayerId, PlayerState};
 
 use super::cold::StoreError;
-use super::hot::{HotStore, Lease, Message, Position, Session};
+use super::hot::{Claim, HotStore, Lease, Message, Owner, Position, Session};
 use super::redis_keys as keys;
 
 /// Most Redis calls in flight at once.
 const MAX_IN_FLIGHT: usize = 256;
 
 /// Keeps the newer of two versioned player states. KEYS[1] the state hash; ARGV version,
-/// encoded state, ttl ms.
+/// encoded state, ttl ms. Versions are compared as decimal strings (length, then digits):
+/// they exceed the 2^53 that Lua's numbers hold exactly.
 const PUT_STATE: &str = r"
 local v = redis.call('HGET', KEYS[1], 'v')
-if (not v) or tonumber(v) <= tonumber(ARGV[1]) then
+local function le(a, b)
+  if #a ~= #b then return #a < #b end
+  return a <= b
+end
+if (not v) or le(v, ARGV[1]) then
   redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -53,6 +58,40 @@ if redis.call('SET', KEYS[1], ARGV[1] .. '|' .. f, 'NX', 'PX', ARGV[2]) then
 end
 return 0
 ";
+
+/// Claims a player (the ownership ledger): KEYS[1] the owner record; ARGV zone, expected zone
+/// ('' for an unconditional claim), expected epoch, floor, ttl ms. A missing record matches
+/// any expectation. Returns {1, record} when won, {0, record or ''} when lost.
+const CLAIM: &str = r"
+local cur = redis.call('GET', KEYS[1])
+local cz, ce = nil, 0
+if cur then
+  local sep = string.find(cur, '|', 1, true)
+  if sep then
+    cz = string.sub(cur, 1, sep - 1)
+    ce = tonumber(string.sub(cur, sep + 1)) or 0
+  end
+end
+if ARGV[2] ~= '' and cur and (cz ~= ARGV[2] or ce ~= tonumber(ARGV[3])) then
+  return {0, cur}
+end
+local e = math.max(ce, tonumber(ARGV[3]) or 0, tonumber(ARGV[4]) or 0) + 1
+local rec = ARGV[1] .. '|' .. string.format('%d', e)
+redis.call('SET', KEYS[1], rec, 'PX', ARGV[5])
+return {1, rec}
+";
+
+fn parse_owner(record: &str) -> Result<Option<Owner>, StoreError> {
+    if record.is_empty() {
+        return Ok(None);
+    }
+    let bad = || StoreError::BadRow(format!("owner record {record:?}"));
+    let (zone, epoch) = record.split_once('|').ok_or_else(bad)?;
+    Ok(Some(Owner {
+        zone: zone.parse().map_err(|_| bad())?,
+        epoch: epoch.parse().map_err(|_| bad())?,
+    }))
+}
 
 /// Deletes a lease if still held by this owner and token.
 const RELEASE: &str = r"
@@ -449,6 +488,62 @@ impl HotStore for RedisHotStore {
             .and_then(|v| v.as_i64())
             .ok_or_else(|| StoreError::BadRow("INCR reply".into()))?;
         Ok(count <= i64::from(limit))
+    }
+
+    async fn player_owner(&self, player: PlayerId) -> Result<Option<Owner>, StoreError> {
+        let v: Option<String> = self.call(self.client.get(keys::owner(player))).await?;
+        v.map_or(Ok(None), |v| parse_owner(&v))
+    }
+
+    async fn claim_player(
+        &self,
+        player: PlayerId,
+        zone: u32,
+        expect: Option<Owner>,
+        floor: u64,
+        ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        let (ez, ee) = expect.map_or((String::new(), 0), |o| (o.zone.to_string(), o.epoch));
+        let reply: Vec<Value> = self
+            .call(self.client.eval(
+                CLAIM,
+                vec![keys::owner(player)],
+                vec![
+                    Value::from(zone.to_string()),
+                    Value::from(ez),
+                    Value::from(ee.to_string()),
+                    Value::from(floor.to_string()),
+                    Value::from(ms(ttl)),
+                ],
+            ))
+            .await?;
+        let won = reply.first().and_then(Value::as_i64);
+        let record = reply.get(1).and_then(|v| v.as_string()).unwrap_or_default();
+        match (won, parse_owner(&record)?) {
+            (Some(1), Some(owner)) => Ok(Claim::Won(owner)),
+            (Some(0), current) => Ok(Claim::Lost(current)),
+            _ => Err(StoreError::BadRow(format!("claim reply {reply:?}"))),
+        }
+    }
+
+    async fn set_zone_address(
+        &self,
+        zone: u32,
+        address: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.call(self.client.set::<(), _, _>(
+            keys::zone_address(zone),
+            address,
+            Some(Expiration::PX(ms(ttl))),
+            None,
+            false,
+        ))
+        .await
+    }
+
+    async fn zone_address(&self, zone: u32) -> Result<Option<String>, StoreError> {
+        self.call(self.client.get(keys::zone_address(zone))).await
     }
 
     async fn acquire_lease(

@@ -6,6 +6,9 @@
 //! | `zs:zone:{zone}:presence` | set | player ids in the zone | refreshed each position flush |
 //! | `zs:zone:{zone}:positions` | hash | player id -> 8 bytes (x, y as f32 LE) | same |
 //! | `zs:player:{player}:state` | hash | `v` version, `d` bincode `PlayerState` | `store.hot_ttl_s` |
+//! | `zs:player:{player}:owner` | string | `"{zone}\|{epoch}"`: the ownership ledger | `store.hot_ttl_s`, rewritten by every claim |
+//! | `zs:zone:{zone}:address` | string | `"{ip}:{port}"` clients reach the zone's server at | `store.lease_ttl_ms`, renewed with the lease |
+//! | `zs:zone:{zone}:bus` | pub/sub channel | handoffs and ghosts for the zone ([`crate::world::bus`]) | - |
 //! | `zs:rl:{key}` | counter | uses in the current window | the window |
 //! | `zs:lease:zone:{zone}` | string | `"{owner}\|{fence}"` | `store.lease_ttl_ms`, renewed |
 //! | `zs:lease:fence` | counter | last fencing token handed out | never |
@@ -33,6 +36,21 @@ pub fn positions(zone: u32) -> String {
 /// A player's hot state.
 pub fn player_state(player: PlayerId) -> String {
     format!("zs:player:{}:state", player.0)
+}
+
+/// A player's ownership record.
+pub fn owner(player: PlayerId) -> String {
+    format!("zs:player:{}:owner", player.0)
+}
+
+/// Where a zone's server listens.
+pub fn zone_address(zone: u32) -> String {
+    format!("zs:zone:{zone}:address")
+}
+
+/// The pub/sub channel other zones send a zone handoffs and ghosts on.
+pub fn zone_bus(zone: u32) -> String {
+    format!("zs:zone:{zone}:bus")
 }
 
 /// A rate-limit counter.

@@ -1,0 +1,339 @@
+//! The zone bus: what zones of one world tell each other over the hot store's pub/sub (one
+//! channel per zone, [`crate::persist::redis_keys::zone_bus`]): handoffs of players and ghosts
+//! of the entities near a border.
+//!
+//! Pub/sub loses messages when a subscriber is disconnected, so nothing here relies on
+//! delivery: a transfer is re-sent until it is answered, an answer is repeated for a repeated
+//! transfer, and ghost batches (which double as a heartbeat) come several times a second.
+//! Bytes from the bus are untrusted: [`BusMessage::decode`] is total, bounded and typed.
+
+use std::net::SocketAddr;
+
+use bincode::{Decode, Encode};
+use zone_core::protocol::{NetEntity, NetKind};
+use zone_core::{EntityId, PlayerId, PlayerState};
+
+/// Most ghosts in one batch (a zone's border band rarely holds more; the rest wait).
+pub const MAX_GHOSTS: usize = 4_096;
+/// Most bytes one bus message may take.
+pub const MAX_BUS_MESSAGE: usize = 256 * 1024;
+
+/// Why a handoff was refused by the zone asked to take the player.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum RefuseReason {
+    /// The zone is not accepting players (shutting down, spool full).
+    NotAccepting,
+    /// The zone is full.
+    Full,
+    /// The state is unusable (non-finite, or nowhere near the zone).
+    BadState,
+    /// The ownership ledger names someone else.
+    Ledger,
+    /// The ownership ledger could not be reached.
+    Store,
+    /// The player is already here under another handoff.
+    Busy,
+}
+
+impl RefuseReason {
+    /// Short stable name, for metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            RefuseReason::NotAccepting => "not_accepting",
+            RefuseReason::Full => "full",
+            RefuseReason::BadState => "bad_state",
+            RefuseReason::Ledger => "ledger",
+            RefuseReason::Store => "store",
+            RefuseReason::Busy => "busy",
+        }
+    }
+}
+
+/// One entity as a neighbour shows it (the wire's quantized state, plus whose avatar it is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct GhostEntity {
+    /// The entity's id in the zone that simulates it.
+    pub id: u32,
+    /// The player whose avatar it is (`None` for an NPC).
+    pub player: Option<u64>,
+    /// Position x, 1/64 units.
+    pub x: i32,
+    /// Position y, 1/64 units.
+    pub y: i32,
+    /// Velocity x, 1/64 units per second.
+    pub vx: i16,
+    /// Velocity y, 1/64 units per second.
+    pub vy: i16,
+    /// Facing, 1/256 turns.
+    pub facing: u8,
+    /// Health.
+    pub health: u16,
+    /// Maximum health.
+    pub max_health: u16,
+    /// Alive.
+    pub alive: bool,
+}
+
+impl GhostEntity {
+    /// The ghost of `e`, avatar of `player` if any.
+    pub fn of(e: &NetEntity, player: Option<PlayerId>) -> Self {
+        Self {
+            id: e.id.0,
+            player: player.map(|p| p.0),
+            x: e.x,
+            y: e.y,
+            vx: e.vx,
+            vy: e.vy,
+            facing: e.facing,
+            health: e.health,
+            max_health: e.max_health,
+            alive: e.alive,
+        }
+    }
+
+    /// The entity as this zone replicates it, under the id `id`.
+    pub fn to_net(&self, id: EntityId) -> NetEntity {
+        NetEntity {
+            id,
+            kind: if self.player.is_some() {
+                NetKind::Player
+            } else {
+                NetKind::Npc
+            },
+            x: self.x,
+            y: self.y,
+            vx: self.vx,
+            vy: self.vy,
+            facing: self.facing,
+            health: self.health,
+            max_health: self.max_health,
+            alive: self.alive,
+        }
+    }
+}
+
+/// A message between zones.
+#[derive(Clone, Debug, PartialEq, Encode, Decode)]
+pub enum BusMessage {
+    /// Zone `from` hands `player` to zone `to` with `state`, under the ownership record
+    /// `(from, epoch)` it holds. Re-sent until answered.
+    Transfer {
+        /// The handoff's id (unique per source zone run).
+        handoff: u64,
+        /// Source zone.
+        from: u32,
+        /// Target zone.
+        to: u32,
+        /// Who.
+        player: PlayerId,
+        /// The state as it left the source (world coordinates).
+        state: PlayerState,
+        /// The source's ownership epoch.
+        epoch: u64,
+    },
+    /// Zone `to` holds the player now, under epoch `epoch`: redirect the client to `address`.
+    Accepted {
+        /// The handoff answered.
+        handoff: u64,
+        /// Source zone.
+        from: u32,
+        /// Target zone.
+        to: u32,
+        /// Who.
+        player: PlayerId,
+        /// The target's ownership epoch.
+        epoch: u64,
+        /// Where the target's clients connect.
+        address: SocketAddr,
+    },
+    /// Zone `to` will not take the player.
+    Refused {
+        /// The handoff answered.
+        handoff: u64,
+        /// Source zone.
+        from: u32,
+        /// Target zone.
+        to: u32,
+        /// Who.
+        player: PlayerId,
+        /// Why.
+        reason: RefuseReason,
+    },
+    /// What zone `from` simulates near its border with zone `to`, at its tick `tick`. Sent
+    /// several times a second even when empty: a neighbour that goes quiet is down.
+    Ghosts {
+        /// Source zone.
+        from: u32,
+        /// Target zone.
+        to: u32,
+        /// The source's tick.
+        tick: u64,
+        /// The entities, by id.
+        entities: Vec<GhostEntity>,
+    },
+}
+
+/// Bytes from the bus that are not a usable message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// Larger than [`MAX_BUS_MESSAGE`].
+    #[error("bus message of {0} bytes is over the limit")]
+    TooLarge(usize),
+    /// Not a valid encoding.
+    #[error("bus message does not decode: {0}")]
+    Decode(String),
+    /// Bytes after the message.
+    #[error("bus message has {0} trailing bytes")]
+    Trailing(usize),
+    /// A ghost batch over [`MAX_GHOSTS`], or a state with non-finite numbers.
+    #[error("bus message is out of range: {0}")]
+    OutOfRange(&'static str),
+}
+
+impl BusError {
+    /// Short stable name, for metrics labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BusError::TooLarge(_) => "too_large",
+            BusError::Decode(_) => "decode",
+            BusError::Trailing(_) => "trailing",
+            BusError::OutOfRange(_) => "out_of_range",
+        }
+    }
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<MAX_BUS_MESSAGE>()
+}
+
+impl BusMessage {
+    /// The encoding (what is published).
+    pub fn encode(&self) -> Vec<u8> {
+        bincode::encode_to_vec(self, config()).unwrap_or_default()
+    }
+
+    /// Decodes one message: any bytes give a message or a typed error.
+    pub fn decode(bytes: &[u8]) -> Result<Self, BusError> {
+        if bytes.len() > MAX_BUS_MESSAGE {
+            return Err(BusError::TooLarge(bytes.len()));
+        }
+        let (m, used): (Self, usize) = bincode::decode_from_slice(bytes, config())
+            .map_err(|e| BusError::Decode(e.to_string()))?;
+        if used != bytes.len() {
+            return Err(BusError::Trailing(bytes.len() - used));
+        }
+        match &m {
+            BusMessage::Ghosts { entities, .. } if entities.len() > MAX_GHOSTS => {
+                Err(BusError::OutOfRange("ghost count"))
+            }
+            BusMessage::Transfer { state, .. }
+                if !(state.x.is_finite() && state.y.is_finite() && state.facing.is_finite()) =>
+            {
+                Err(BusError::OutOfRange("transferred state"))
+            }
+            _ => Ok(m),
+        }
+    }
+
+    /// The zone the message is for.
+    pub fn to(&self) -> u32 {
+        match self {
+            BusMessage::Transfer { to, .. } | BusMessage::Ghosts { to, .. } => *to,
+            // Answers go back to the source of the handoff.
+            BusMessage::Accepted { from, .. } | BusMessage::Refused { from, .. } => *from,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<BusMessage> {
+        let state = PlayerState::new_character(64.5, 3.0, 100).claimed(2);
+        vec![
+            BusMessage::Transfer {
+                handoff: 1,
+                from: 1,
+                to: 2,
+                player: PlayerId(7),
+                state,
+                epoch: 2,
+            },
+            BusMessage::Accepted {
+                handoff: 1,
+                from: 1,
+                to: 2,
+                player: PlayerId(7),
+                epoch: 3,
+                address: "127.0.0.1:40001".parse().unwrap(),
+            },
+            BusMessage::Refused {
+                handoff: 1,
+                from: 1,
+                to: 2,
+                player: PlayerId(7),
+                reason: RefuseReason::Full,
+            },
+            BusMessage::Ghosts {
+                from: 2,
+                to: 1,
+                tick: 99,
+                entities: vec![GhostEntity {
+                    id: 5,
+                    player: Some(7),
+                    x: 1,
+                    y: -2,
+                    vx: 3,
+                    vy: 4,
+                    facing: 5,
+                    health: 6,
+                    max_health: 7,
+                    alive: true,
+                }],
+            },
+        ]
+    }
+
+    #[test]
+    fn messages_round_trip_and_are_addressed() {
+        for m in samples() {
+            assert_eq!(BusMessage::decode(&m.encode()).unwrap(), m);
+        }
+        let to: Vec<u32> = samples().iter().map(BusMessage::to).collect();
+        assert_eq!(to, [2, 1, 1, 1]);
+    }
+
+    #[test]
+    fn hostile_bytes_give_typed_errors() {
+        let good = samples()[0].encode();
+        for cut in 0..good.len() {
+            assert!(BusMessage::decode(&good[..cut]).is_err());
+        }
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(BusMessage::decode(&long), Err(BusError::Trailing(1)));
+        assert!(matches!(
+            BusMessage::decode(&vec![0; MAX_BUS_MESSAGE + 1]),
+            Err(BusError::TooLarge(_))
+        ));
+        let mut nan = PlayerState::new_character(0.0, 0.0, 1);
+        nan.x = f32::NAN;
+        let bad = BusMessage::Transfer {
+            handoff: 0,
+            from: 0,
+            to: 0,
+            player: PlayerId(0),
+            state: nan,
+            epoch: 0,
+        };
+        assert_eq!(
+            BusMessage::decode(&bad.encode()),
+            Err(BusError::OutOfRange("transferred state"))
+        );
+        // A length prefix claiming a huge ghost list allocates nothing and fails.
+        let mut huge = vec![3u8, 1, 1, 1, 0xFC];
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(BusMessage::decode(&huge).is_err());
+    }
+}
