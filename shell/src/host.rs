@@ -150,9 +150,9 @@ pub struct ZoneHost {
     observer: Option<ObserverSlot>,
 }
 
-/// Called with the zone after every tick, once this tick's handoffs have taken their players
+/// Called with the host after every tick, once this tick's handoffs have taken their players
 /// out (tests and simulations record the server's truth).
-pub type TickObserver = Box<dyn FnMut(&Zone) + Send>;
+pub type TickObserver = Box<dyn FnMut(&ZoneHost) + Send>;
 
 struct ObserverSlot(TickObserver);
 
@@ -581,8 +581,9 @@ impl ZoneHost {
         }
         // Handoffs first, so that an observer never sees a player who is on the way out.
         self.world_tick(now);
-        if let Some(ObserverSlot(observe)) = self.observer.as_mut() {
-            observe(&self.zone);
+        if let Some(ObserverSlot(mut observe)) = self.observer.take() {
+            observe(self);
+            self.observer = Some(ObserverSlot(observe));
         }
         match self.world.as_mut() {
             Some(w) => {

@@ -182,7 +182,16 @@ pub async fn scylla_host(data: Arc<Mutex<ColdData>>) -> turmoil::Result {
 
 /// Serves the sim redis on [`PORT`]; its data lives as long as this host incarnation.
 pub async fn redis_host() -> turmoil::Result {
+    redis_host_with(Arc::default()).await
+}
+
+/// [`redis_host`], showing its current store in `slot` (for invariants that read the ledger
+/// between simulation steps).
+pub async fn redis_host_with(slot: Arc<Mutex<Option<Arc<MemoryHotStore>>>>) -> turmoil::Result {
     let store = Arc::new(MemoryHotStore::new());
+    if let Ok(mut s) = slot.lock() {
+        *s = Some(store.clone());
+    }
     let listener = TcpListener::bind(("0.0.0.0", PORT)).await?;
     loop {
         let (mut s, _) = listener.accept().await?;
@@ -335,10 +344,13 @@ impl ColdStore for SimCold {
 }
 
 /// The shell's hot-store port, reaching the sim redis.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SimHot {
     /// Per-call timeout.
     pub timeout: Duration,
+    /// Planted bug for the test that shows the ownership invariants work: conditional claims
+    /// (handoffs, recalls) are sent as unconditional ones, so both sides of a race win.
+    pub broken_claims: bool,
 }
 
 impl SimHot {
@@ -476,6 +488,7 @@ impl HotStore for SimHot {
         floor: u64,
         ttl: Duration,
     ) -> Result<Claim, StoreError> {
+        let expect = if self.broken_claims { None } else { expect };
         let req = Req::ClaimPlayer(player, zone, expect, floor, ms(ttl));
         match call("redis", req, self.timeout).await? {
             Resp::Claim(c) => Ok(c),

@@ -156,7 +156,7 @@ struct World {
 }
 
 /// A turmoil UDP socket behind the shell's socket seam.
-struct SimUdp(turmoil::net::UdpSocket);
+pub(crate) struct SimUdp(pub(crate) turmoil::net::UdpSocket);
 
 impl DatagramSocket for SimUdp {
     fn recv_from(
@@ -184,10 +184,10 @@ impl DatagramSocket for SimUdp {
 }
 
 /// A bot's socket that sends every fourth datagram twice (duplication fault).
-struct DupUdp {
-    inner: SimUdp,
-    dup: bool,
-    n: AtomicU64,
+pub(crate) struct DupUdp {
+    pub(crate) inner: SimUdp,
+    pub(crate) dup: bool,
+    pub(crate) n: AtomicU64,
 }
 
 impl DatagramSocket for DupUdp {
@@ -214,11 +214,11 @@ impl DatagramSocket for DupUdp {
     }
 }
 
-fn key() -> Key {
+pub(crate) fn key() -> Key {
     Key::from_bytes([7; 32])
 }
 
-fn seeded8(seed: u64, salt: u64) -> [u8; 8] {
+pub(crate) fn seeded8(seed: u64, salt: u64) -> [u8; 8] {
     let mut r = zone_core::rng::stream(seed, salt, 0, zone_core::rng::Purpose::Script);
     let mut out = [0u8; 8];
     for b in &mut out {
@@ -237,6 +237,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
     let stores = Stores {
         hot: Arc::new(SimHot {
             timeout: Duration::from_millis(300),
+            ..SimHot::default()
         }),
         cold: Arc::new(SimCold {
             timeout: Duration::from_millis(500),
@@ -284,7 +285,8 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
     host.recover_saves(recovery.records.iter().map(|(_, r)| r));
     {
         let world = world.clone();
-        host.set_observer(Box::new(move |zone: &Zone| {
+        host.set_observer(Box::new(move |host: &ZoneHost| {
+            let zone = host.zone();
             let tick = zone.current_tick();
             let players: BTreeMap<_, _> = zone
                 .entities()
@@ -556,6 +558,7 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
             // Presence is rewritten every 500 ms: it must come to equal the zone's players.
             let hot = SimHot {
                 timeout: Duration::from_secs(2),
+                ..SimHot::default()
             };
             let mut last = None;
             for _ in 0..15 {
@@ -606,7 +609,7 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
     out
 }
 
-fn records_in(bytes: &[u8]) -> Vec<Record> {
+pub(crate) fn records_in(bytes: &[u8]) -> Vec<Record> {
     scan(bytes)
         .0
         .iter()

@@ -210,10 +210,17 @@ pub(super) fn build_packet(
     packet.clear();
     let mut reliable_bytes = 0usize;
     let (reliable_first, due) = link.reliable_tx.due(tick, RELIABLE_RESEND_TICKS);
+    // A frozen view (handoff under way) carries no entity changes: the redirect may use the
+    // whole packet.
+    let reliable_budget = if center.is_none() {
+        config.packet_budget.saturating_sub(FIXED_OVERHEAD)
+    } else {
+        config.reliable_budget
+    };
     for m in due.take(MAX_RELIABLE_PER_PACKET) {
         s.message.clear();
         WireWriter::new(&mut s.message).put(m);
-        if reliable_bytes + s.message.len() > config.reliable_budget {
+        if reliable_bytes + s.message.len() > reliable_budget {
             break;
         }
         reliable_bytes += s.message.len();

@@ -41,6 +41,21 @@ impl MemoryHotStore {
         Self::default()
     }
 
+    /// Every live ownership record, now (simulations compare it with who holds whom).
+    pub fn owners(&self) -> BTreeMap<PlayerId, Owner> {
+        self.state
+            .lock()
+            .map(|s| {
+                let now = Instant::now();
+                s.owners
+                    .iter()
+                    .filter(|(_, (_, exp))| *exp > now)
+                    .map(|(p, (o, _))| (*p, *o))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
         self.state
             .lock()

@@ -1,0 +1,776 @@
+//! One seeded run of a world of zones: a 2x2 grid, one real zone-server shell per zone on its
+//! own host (each with its own crash-consistent disk and spool), sometimes a standby server
+//! waiting for a zone's lease, roaming bots on their own hosts that walk over borders and follow
+//! redirects, and the "redis" and "scylla" hosts. Faults are injected on a timeline; the
+//! invariants are checked while it runs (at every observation step) and at the end.
+//!
+//! Invariants:
+//! - no player is held by two zones at any observation, and whoever holds a player is the
+//!   zone the ownership ledger names;
+//! - no zone is simulated by two servers at once (the tick intervals of a zone's successive
+//!   holders never overlap);
+//! - no player state is lost or rolled back: along each player's durable saves, in version
+//!   order, the lifetime counters never decrease; the cold store holds the newest; every
+//!   durable combat event is stored exactly once;
+//! - the tick loops never stall; no host panics; handoffs actually happened.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use zone_core::netcode::Key;
+use zone_core::world::WorldGrid;
+use zone_core::{PlayerId, Zone, ZoneId};
+use zone_shell::bots::{BotConfig, BotReport, play_on};
+use zone_shell::host::{HostConfig, ZoneHost};
+use zone_shell::metrics::Metrics;
+use zone_shell::persist::embedded_hot::MemoryHotStore;
+use zone_shell::persist::flusher::{FlushedSaves, Flusher, FlusherConfig};
+use zone_shell::persist::link::{LinkConfig, PersistLink, Stores, claim_lease, keep_lease};
+use zone_shell::persist::spool::{Spool, SpoolConfig, SpoolStats, WriterMode};
+use zone_shell::persist::{HotStore, Record, SaveRecord};
+use zone_shell::server::{LoopConfig, Status, run_loop};
+use zone_shell::tokens::{TokenRequest, mint};
+use zone_shell::world::WorldPlace;
+
+use crate::disk::SimFs;
+use crate::stores::{ColdData, SimCold, SimHot, redis_host_with, scylla_host};
+use crate::world::{DupUdp, SimUdp, key, records_in, seeded8};
+
+const PORT: u16 = 40_000;
+const PROTOCOL: u64 = 0x5A4F_4E45_0000_0002;
+const TICK_HZ: u32 = 60;
+const ZONE_TILES: u32 = 48;
+const NPCS: u32 = 24;
+const LEASE_TTL: Duration = Duration::from_secs(2);
+
+/// The multi-zone scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorldScenario {
+    /// Four servers, bots roaming over lossy links (10% loss, 20-60 ms): handoffs all the time.
+    Handoffs,
+    /// The server of zone 1 is cut off from redis for 15 s: its lease expires, it stops, and a
+    /// standby server takes the zone over.
+    LeaseExpiry,
+    /// Twice, a server is crashed while one of its handoffs is in flight, and restarted 3 s
+    /// later from its disk.
+    CrashDuringHandoff,
+}
+
+impl WorldScenario {
+    /// Every scenario.
+    pub const ALL: [WorldScenario; 3] = [
+        WorldScenario::Handoffs,
+        WorldScenario::LeaseExpiry,
+        WorldScenario::CrashDuringHandoff,
+    ];
+
+    /// The test name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorldScenario::Handoffs => "world_handoffs",
+            WorldScenario::LeaseExpiry => "world_lease_expiry",
+            WorldScenario::CrashDuringHandoff => "world_crash_during_handoff",
+        }
+    }
+}
+
+/// Knobs of a run.
+#[derive(Clone, Debug)]
+pub struct WorldRunConfig {
+    /// Bots.
+    pub bots: u32,
+    /// Simulated seconds of play (then 5 s to settle and the orderly stop).
+    pub seconds: u64,
+    /// How long a source waits for an answer before recalling the player. Very short, every
+    /// handoff races its own recall: exactly one may win.
+    pub handoff_timeout: Duration,
+    /// A planted bug: the ledger's conditional claims become unconditional (see
+    /// `SimHot::broken_claims`). The invariants must catch it.
+    pub broken_claims: bool,
+}
+
+impl Default for WorldRunConfig {
+    fn default() -> Self {
+        Self {
+            bots: 16,
+            seconds: 45,
+            handoff_timeout: Duration::from_millis(1_500),
+            broken_claims: false,
+        }
+    }
+}
+
+/// What one run found.
+#[derive(Clone, Debug, Default)]
+pub struct WorldOutcome {
+    /// Invariant violations (empty = pass).
+    pub violations: Vec<String>,
+    /// Redirects the bots followed.
+    pub handoffs: u64,
+    /// For each, the ticks from the first snapshot showing the avatar over the border to the
+    /// first snapshot of the new zone (client side, simulated time).
+    pub handoff_ticks: Vec<u64>,
+    /// Observations at which ownership was checked.
+    pub observations: u64,
+    /// Player holdings checked against the ledger, summed over observations.
+    pub holdings_checked: u64,
+    /// Durable player saves checked for rollback.
+    pub saves_checked: usize,
+    /// Durable combat events checked against the cold store.
+    pub events_checked: usize,
+    /// Zone-holder intervals compared.
+    pub intervals: usize,
+    /// Faults injected.
+    pub faults: usize,
+    /// Simulated seconds.
+    pub simulated_s: f64,
+}
+
+/// Who holds which zone: one entry per server incarnation.
+#[derive(Clone, Debug)]
+struct Tenure {
+    zone: u32,
+    server: String,
+    first: Duration,
+    last: Duration,
+    fence: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    broken_claims: bool,
+    handoff_timeout: Duration,
+    disks: Mutex<BTreeMap<String, Arc<SimFs>>>,
+    cold: Arc<Mutex<ColdData>>,
+    redis: Arc<Mutex<Option<Arc<MemoryHotStore>>>>,
+    stop: AtomicBool,
+    incarnations: AtomicU64,
+    /// Each live server's zone and the players it held after its latest tick.
+    held: Mutex<BTreeMap<String, (u32, Vec<PlayerId>)>>,
+    /// Each live server's handoffs in flight after its latest tick.
+    in_flight: Mutex<BTreeMap<String, usize>>,
+    tenures: Mutex<BTreeMap<u64, Tenure>>,
+    max_gap_us: AtomicU64,
+    servers_done: AtomicU64,
+    bots_done: AtomicU64,
+    reports: Mutex<Vec<BotReport>>,
+}
+
+impl Shared {
+    fn disk(&self, server: &str) -> Arc<SimFs> {
+        self.disks
+            .lock()
+            .map(|mut d| d.entry(server.to_owned()).or_default().clone())
+            .unwrap_or_default()
+    }
+
+    fn forget(&self, server: &str) {
+        if let Ok(mut h) = self.held.lock() {
+            h.remove(server);
+        }
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.remove(server);
+        }
+    }
+}
+
+fn grid() -> WorldGrid {
+    match WorldGrid::of_tiles(2, 2, ZONE_TILES, 1) {
+        Ok(g) => g,
+        Err(e) => panic!("the simulation's grid is valid: {e}"),
+    }
+}
+
+fn hot(timeout: Duration, broken_claims: bool) -> Arc<dyn HotStore> {
+    Arc::new(SimHot {
+        timeout,
+        broken_claims,
+    })
+}
+
+/// A zone server: claims its zone's lease (waiting as long as another holds it), simulates the
+/// zone until the world stops or the lease is lost, then claims again.
+async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) -> turmoil::Result {
+    let ip = turmoil::lookup(name.as_str());
+    let public = SocketAddr::new(ip, PORT);
+    let socket = SimUdp(turmoil::net::UdpSocket::bind(("0.0.0.0", PORT)).await?);
+    while !shared.stop.load(Ordering::SeqCst) {
+        let run = shared.incarnations.fetch_add(1, Ordering::SeqCst) + 1;
+        let metrics = Arc::new(Metrics::new());
+        let status = Arc::new(Status::default());
+        let stores = Stores {
+            hot: hot(Duration::from_millis(300), shared.broken_claims),
+            cold: Arc::new(SimCold {
+                timeout: Duration::from_millis(500),
+                lose_writes: false,
+            }),
+        };
+        let owner = format!("{name}/{run}");
+        let lease = match claim_lease(
+            &stores.hot,
+            zone,
+            &owner,
+            LEASE_TTL,
+            Duration::from_secs(3_600),
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(_) => continue,
+        };
+        let disk = shared.disk(&name);
+        let (spool, recovery) = Spool::open_on(
+            disk,
+            WriterMode::Manual,
+            SpoolConfig {
+                dir: PathBuf::from("/spool"),
+                group_commit: Duration::from_millis(5),
+                max_bytes: 1 << 30,
+            },
+            Arc::new(SpoolStats::default()),
+        )?;
+        let grid = grid();
+        let config = grid
+            .zone_config(ZoneId(zone), NPCS)
+            .ok_or("zone outside the grid")?;
+        let zone_seed = seed ^ u64::from(zone).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut place = WorldPlace::new(grid, ZoneId(zone), public);
+        place.handoff_timeout = shared.handoff_timeout;
+        let mut host = ZoneHost::new(
+            Zone::new(config, zone_seed)?,
+            &HostConfig {
+                protocol_id: PROTOCOL,
+                public_addresses: vec![public],
+                max_clients: 256,
+                max_packets_per_client_tick: 8,
+                run,
+                fence: lease.fence,
+                global_sequence_random: seeded8(seed, run),
+                world: Some(place),
+            },
+            key(),
+            Key::from_bytes([run as u8; 32]),
+            metrics.clone(),
+        )?;
+        host.recover_saves(recovery.records.iter().map(|(_, r)| r));
+        {
+            let (shared, name, fence) = (shared.clone(), name.clone(), lease.fence);
+            host.set_observer(Box::new(move |host: &ZoneHost| {
+                let at = turmoil_elapsed();
+                let players: Vec<PlayerId> = host.zone().players().map(|(p, _)| p).collect();
+                if let Ok(mut h) = shared.held.lock() {
+                    h.insert(name.clone(), (zone, players));
+                }
+                if let Ok(mut f) = shared.in_flight.lock() {
+                    f.insert(name.clone(), host.handoff_stats().in_flight);
+                }
+                if let Ok(mut t) = shared.tenures.lock() {
+                    t.entry(run)
+                        .or_insert_with(|| Tenure {
+                            zone,
+                            server: name.clone(),
+                            first: at,
+                            last: at,
+                            fence,
+                        })
+                        .last = at;
+                }
+            }));
+        }
+        let flushed: FlushedSaves = Arc::default();
+        let flusher = Flusher::new(
+            spool.clone(),
+            stores.cold.clone(),
+            FlusherConfig {
+                jitter_seed: Some(seed ^ run),
+                dead_letter_path: std::env::temp_dir().join(format!("sim-world-dead-{seed}.log")),
+                ..FlusherConfig::new(std::path::Path::new("/"), 256, Duration::from_millis(500))
+            },
+            metrics.clone(),
+            flushed.clone(),
+        );
+        let (flusher_stop_tx, flusher_stop) = watch::channel(false);
+        let flusher_task = tokio::spawn(flusher.run(flusher_stop, Duration::from_secs(10)));
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shutdown_tx = Arc::new(shutdown_tx);
+        let (lost_tx, mut lost) = watch::channel(false);
+        let (lease_stop_tx, lease_stop) = watch::channel(false);
+        tokio::spawn(keep_lease(
+            stores.hot.clone(),
+            lease,
+            LEASE_TTL,
+            Some(public.to_string()),
+            metrics.clone(),
+            Arc::new(lost_tx),
+            lease_stop,
+        ));
+        let committer = {
+            // Group commit (the writer thread's job in production), the end of the world and
+            // the loss of the lease both stop the loop.
+            let (spool, shared, stop) = (spool.clone(), shared.clone(), shutdown_tx.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    spool.commit_now();
+                    if shared.stop.load(Ordering::SeqCst) || *lost.borrow_and_update() {
+                        let _ = stop.send(true);
+                    }
+                }
+            })
+        };
+        let mut link = PersistLink::start(
+            spool.clone(),
+            &stores,
+            &LinkConfig {
+                zone,
+                server: owner.clone(),
+                hot_ttl: Duration::from_secs(600),
+                position_flush: Duration::from_millis(500),
+                timeout: Duration::from_millis(500),
+                world: true,
+            },
+            flushed,
+            metrics.clone(),
+        );
+        let config = LoopConfig {
+            tick_hz: TICK_HZ,
+            max_catch_up: 3,
+            max_ticks: None,
+        };
+        let _summary = run_loop(
+            &mut host, &socket, &mut link, config, &metrics, &status, shutdown,
+        )
+        .await;
+        shared.forget(&name);
+        shared.max_gap_us.fetch_max(
+            status.max_tick_gap_us.load(Ordering::Relaxed),
+            Ordering::SeqCst,
+        );
+        spool.sync();
+        let _ = flusher_stop_tx.send(true);
+        let _ = flusher_task.await;
+        let _ = lease_stop_tx.send(true);
+        committer.abort();
+        spool.close();
+    }
+    shared.servers_done.fetch_add(1, Ordering::SeqCst);
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Simulated time since the simulation started (tokio's clock is turmoil's).
+fn turmoil_elapsed() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// Where a player should connect, as a login backend would tell them: the zone the ownership
+/// ledger names (else a default), at the address its lease holder published.
+async fn route(player: u64) -> Option<SocketAddr> {
+    let hot = SimHot {
+        timeout: Duration::from_millis(500),
+        ..SimHot::default()
+    };
+    let zone = match hot.player_owner(PlayerId(player)).await {
+        Ok(Some(o)) => o.zone,
+        Ok(None) => 1 + (player % 4) as u32,
+        Err(_) => return None,
+    };
+    hot.zone_address(zone).await.ok().flatten()?.parse().ok()
+}
+
+/// A bot that roams the world, following redirects; when its connection ends it logs in
+/// again through [`route`].
+async fn bot(shared: Arc<Shared>, player: u64, seed: u64, lossy: bool) -> turmoil::Result {
+    let config = BotConfig {
+        server: SocketAddr::from(([0, 0, 0, 0], PORT)),
+        servers: Vec::new(),
+        protocol_id: PROTOCOL,
+        first_player: player,
+        count: 1,
+        tick_hz: TICK_HZ,
+        duration: None,
+        seed,
+        roam: Some(grid()),
+    };
+    let (stop_tx, mut stop) = watch::channel(false);
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while !shared.stop.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = stop_tx.send(true);
+        });
+    }
+    while !shared.stop.load(Ordering::SeqCst) {
+        let Some(server) = route(player).await else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        };
+        let token = mint(
+            &TokenRequest {
+                protocol_id: PROTOCOL,
+                client_id: player,
+                servers: vec![server],
+                expiry_s: 3_600,
+                timeout_s: 3,
+            },
+            &key(),
+        )?;
+        let socket = DupUdp {
+            inner: SimUdp(turmoil::net::UdpSocket::bind(("0.0.0.0", 0)).await?),
+            dup: lossy,
+            n: AtomicU64::new(0),
+        };
+        let report = play_on(&socket, &config, player, token, &mut stop).await?;
+        if let Ok(mut r) = shared.reports.lock() {
+            r.push(report);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    shared.bots_done.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Runs one seed of one scenario and checks the invariants.
+pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutcome {
+    let shared = Arc::new(Shared {
+        broken_claims: rc.broken_claims,
+        handoff_timeout: rc.handoff_timeout,
+        ..Shared::default()
+    });
+    let total = Duration::from_secs(rc.seconds + 60);
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(total + Duration::from_secs(60))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(4))
+        .rng_seed(seed)
+        .ephemeral_ports(1_024..=65_535)
+        .build();
+    let cold = shared.cold.clone();
+    sim.host("scylla", move || scylla_host(cold.clone()));
+    let slot = shared.redis.clone();
+    sim.host("redis", move || redis_host_with(slot.clone()));
+    let mut servers: Vec<(String, u32)> = (1..=4).map(|z| (format!("zs-{z}"), z)).collect();
+    if scenario == WorldScenario::LeaseExpiry {
+        servers.push(("zs-1b".to_owned(), 1));
+    }
+    for (name, zone) in &servers {
+        let (shared, name2, zone) = (shared.clone(), name.clone(), *zone);
+        sim.host(name.as_str(), move || {
+            zone_server(shared.clone(), name2.clone(), zone, seed)
+        });
+    }
+    let lossy = scenario == WorldScenario::Handoffs;
+    let bots: Vec<String> = (0..rc.bots).map(|i| format!("bot-{i}")).collect();
+    for (i, name) in bots.iter().enumerate() {
+        let shared = shared.clone();
+        let player = 100 + i as u64;
+        sim.client(name.as_str(), async move {
+            bot(shared, player, seed, lossy).await
+        });
+    }
+    let mut out = WorldOutcome::default();
+    if lossy {
+        for (s, _) in &servers {
+            for b in &bots {
+                sim.set_link_fail_rate(s.as_str(), b.as_str(), 0.1);
+                let latency = 20 + (seed.wrapping_mul(7).wrapping_add(b.len() as u64 * 13) % 40);
+                sim.set_link_latency(s.as_str(), b.as_str(), Duration::from_millis(latency));
+            }
+        }
+        out.faults += servers.len() * bots.len();
+    }
+    let mut violations = Vec::new();
+    let step = |sim: &mut turmoil::Sim<'_>, violations: &mut Vec<String>| -> bool {
+        match sim.step() {
+            Ok(_) => true,
+            Err(e) => {
+                violations.push(format!("simulation error (panic or host failure): {e}"));
+                false
+            }
+        }
+    };
+    let secs = Duration::from_secs;
+    let mut partitioned = false;
+    let mut crashes: Vec<(Duration, String)> = Vec::new();
+    let mut crashes_done = 0;
+    let mut next_observation = Duration::ZERO;
+    while sim.elapsed() < secs(rc.seconds) && violations.is_empty() {
+        let now = sim.elapsed();
+        match scenario {
+            WorldScenario::LeaseExpiry => {
+                if !partitioned && now >= secs(15) && now < secs(30) {
+                    sim.partition("zs-1", "redis");
+                    partitioned = true;
+                    out.faults += 1;
+                }
+                if partitioned && now >= secs(30) {
+                    sim.repair("zs-1", "redis");
+                    partitioned = false;
+                }
+            }
+            WorldScenario::CrashDuringHandoff => {
+                let due = (crashes_done == 0 && now >= secs(12))
+                    || (crashes_done == 1 && now >= secs(27));
+                if due {
+                    let busy = shared
+                        .in_flight
+                        .lock()
+                        .ok()
+                        .and_then(|f| f.iter().find(|(_, n)| **n > 0).map(|(s, _)| s.clone()));
+                    if let Some(victim) = busy {
+                        sim.crash(victim.as_str());
+                        shared.forget(&victim);
+                        crashes.push((now + secs(3), victim));
+                        crashes_done += 1;
+                        out.faults += 1;
+                    }
+                }
+                if let Some(i) = crashes.iter().position(|(at, _)| now >= *at) {
+                    let (_, victim) = crashes.remove(i);
+                    sim.bounce(victim.as_str());
+                }
+            }
+            WorldScenario::Handoffs => {}
+        }
+        if now >= next_observation {
+            next_observation = now + Duration::from_millis(100);
+            observe(&shared, &mut out, &mut violations);
+        }
+        if !step(&mut sim, &mut violations) {
+            break;
+        }
+    }
+    if scenario == WorldScenario::CrashDuringHandoff && crashes_done == 0 && violations.is_empty() {
+        violations.push("no handoff was ever in flight to crash a server during".into());
+    }
+    for (_, victim) in crashes.drain(..) {
+        sim.bounce(victim.as_str());
+    }
+    // Heal, settle, then the orderly stop: bots leave, servers save and flush.
+    for (s, _) in &servers {
+        for b in &bots {
+            sim.set_link_fail_rate(s.as_str(), b.as_str(), 0.0);
+        }
+    }
+    if partitioned {
+        sim.repair("zs-1", "redis");
+    }
+    let settle_until = sim.elapsed() + secs(5);
+    while violations.is_empty() && sim.elapsed() < settle_until {
+        if sim.elapsed() >= next_observation {
+            next_observation = sim.elapsed() + Duration::from_millis(100);
+            observe(&shared, &mut out, &mut violations);
+        }
+        step(&mut sim, &mut violations);
+    }
+    shared.stop.store(true, Ordering::SeqCst);
+    let stop_until = sim.elapsed() + secs(40);
+    while violations.is_empty()
+        && (shared.servers_done.load(Ordering::SeqCst) < servers.len() as u64
+            || shared.bots_done.load(Ordering::SeqCst) < u64::from(rc.bots))
+        && sim.elapsed() < stop_until
+    {
+        step(&mut sim, &mut violations);
+    }
+    out.simulated_s = sim.elapsed().as_secs_f64();
+    if violations.is_empty() && shared.servers_done.load(Ordering::SeqCst) < servers.len() as u64 {
+        violations.push("the zone servers did not shut down within 40 s".into());
+    }
+    check(&shared, rc, &mut violations, &mut out);
+    if scenario == WorldScenario::LeaseExpiry {
+        let taken_over = shared
+            .tenures
+            .lock()
+            .map(|t| t.values().any(|t| t.zone == 1 && t.server == "zs-1b"))
+            .unwrap_or(false);
+        if !taken_over {
+            violations.push("the standby never took zone 1 over: the lease did not expire".into());
+        }
+    }
+    out.violations = violations;
+    out
+}
+
+/// The ownership invariants at one instant (between simulation steps, nothing moves).
+fn observe(shared: &Shared, out: &mut WorldOutcome, violations: &mut Vec<String>) {
+    out.observations += 1;
+    let held = shared.held.lock().map(|h| h.clone()).unwrap_or_default();
+    let ledger = shared
+        .redis
+        .lock()
+        .ok()
+        .and_then(|s| s.clone())
+        .map(|store| store.owners())
+        .unwrap_or_default();
+    let mut holder: BTreeMap<PlayerId, (u32, String)> = BTreeMap::new();
+    for (server, (zone, players)) in &held {
+        for p in players {
+            out.holdings_checked += 1;
+            if let Some((z, s)) = holder.insert(*p, (*zone, server.clone())) {
+                violations.push(format!(
+                    "player {} held by zone {z} ({s}) and zone {zone} ({server}) at once",
+                    p.0
+                ));
+            }
+            if let Some(owner) = ledger.get(p)
+                && owner.zone != *zone
+            {
+                violations.push(format!(
+                    "player {} held by zone {zone} ({server}) but the ledger names zone {} (epoch {})",
+                    p.0, owner.zone, owner.epoch
+                ));
+            }
+        }
+    }
+}
+
+fn check(
+    shared: &Shared,
+    rc: &WorldRunConfig,
+    violations: &mut Vec<String>,
+    out: &mut WorldOutcome,
+) {
+    // No zone simulated by two servers at once.
+    let tenures: Vec<Tenure> = shared
+        .tenures
+        .lock()
+        .map(|t| t.values().cloned().collect())
+        .unwrap_or_default();
+    out.intervals = tenures.len();
+    for zone in 1..=4u32 {
+        let mut of: Vec<&Tenure> = tenures.iter().filter(|t| t.zone == zone).collect();
+        of.sort_by_key(|t| t.first);
+        for w in of.windows(2) {
+            if w[1].first <= w[0].last {
+                violations.push(format!(
+                    "zone {zone} simulated by {} (fence {}, until {:?}) and {} (fence {}, from {:?}) at once",
+                    w[0].server, w[0].fence, w[0].last, w[1].server, w[1].fence, w[1].first
+                ));
+            }
+            if w[1].fence <= w[0].fence {
+                violations.push(format!("zone {zone}: fencing token did not grow"));
+            }
+        }
+    }
+    // Durable history of every server's disk.
+    let disks: Vec<Arc<SimFs>> = shared
+        .disks
+        .lock()
+        .map(|d| d.values().cloned().collect())
+        .unwrap_or_default();
+    let durable: Vec<Record> = disks
+        .iter()
+        .flat_map(|d| records_in(&d.history()))
+        .collect();
+    let Ok(cold) = shared.cold.lock() else {
+        violations.push("cold data poisoned".into());
+        return;
+    };
+    let mut combat = 0;
+    for r in &durable {
+        if let Record::Combat(c) = r {
+            combat += 1;
+            match cold.combat.get(&(c.zone, c.day(), c.run, c.event.id)) {
+                Some(stored) if stored.event == c.event => {}
+                Some(_) => {
+                    violations.push(format!("event {:?} stored with other content", c.event.id))
+                }
+                None if violations.len() < 20 => violations.push(format!(
+                    "durable combat event {:?} of run {} missing from the cold store",
+                    c.event.id, c.run
+                )),
+                None => {}
+            }
+        }
+    }
+    out.events_checked = combat;
+    if cold.combat.len() != combat {
+        violations.push(format!(
+            "cold store holds {} combat events, the spools made {combat} durable",
+            cold.combat.len()
+        ));
+    }
+    // No state lost or rolled back: counters never decrease along a player's saves.
+    let mut saves: BTreeMap<PlayerId, Vec<SaveRecord>> = BTreeMap::new();
+    for r in &durable {
+        if let Record::PlayerSave(s) = r {
+            saves.entry(s.player).or_default().push(*s);
+        }
+    }
+    for (player, list) in &mut saves {
+        list.sort_by_key(|s| s.state.version);
+        out.saves_checked += list.len();
+        for w in list.windows(2) {
+            let (a, b) = (w[0].state.stats, w[1].state.stats);
+            let back = b.kills < a.kills
+                || b.deaths < a.deaths
+                || b.damage_dealt < a.damage_dealt
+                || b.damage_taken < a.damage_taken
+                || b.xp < a.xp;
+            if back && violations.len() < 30 {
+                violations.push(format!(
+                    "player {}: rolled back from version {:#x} (zone {}) to {:#x} (zone {}): {a:?} -> {b:?}",
+                    player.0, w[0].state.version, w[0].zone, w[1].state.version, w[1].zone
+                ));
+            }
+        }
+        if let Some(newest) = list.last() {
+            match cold.saves.get(player) {
+                Some(stored) if stored.state == newest.state => {}
+                other => violations.push(format!(
+                    "player {}: stored state {:?} is not the newest durable save {:#x}",
+                    player.0,
+                    other.map(|s| s.state.version),
+                    newest.state.version
+                )),
+            }
+        }
+    }
+    if saves.len() < rc.bots as usize {
+        violations.push(format!(
+            "only {} of {} players have a durable save",
+            saves.len(),
+            rc.bots
+        ));
+    }
+    let gap = shared.max_gap_us.load(Ordering::SeqCst);
+    let limit = 2 * 1_000_000 / u64::from(TICK_HZ);
+    if gap > limit {
+        violations.push(format!(
+            "a tick loop stalled: {gap} µs between ticks (limit {limit})"
+        ));
+    }
+    let reports = shared.reports.lock().map(|r| r.clone()).unwrap_or_default();
+    out.handoffs = reports.iter().map(|r| r.redirects).sum();
+    out.handoff_ticks = reports
+        .iter()
+        .flat_map(|r| {
+            r.handoff_ms
+                .iter()
+                .map(|ms| ms * u64::from(TICK_HZ) / 1_000)
+        })
+        .collect();
+    out.handoff_ticks.sort_unstable();
+    if out.handoffs == 0 {
+        violations.push("no player was handed over: the scenario checked nothing".into());
+    }
+    if combat == 0 {
+        violations.push("no combat happened".into());
+    }
+}
+
+/// The command that replays one seed of one scenario.
+pub fn replay_command(scenario: WorldScenario, seed: u64) -> String {
+    format!(
+        "SIM_SEED={seed} cargo test -p sim-tests --test world -- --exact {} --nocapture",
+        scenario.name()
+    )
+}
