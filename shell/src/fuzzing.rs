@@ -3,9 +3,10 @@
 //! `cargo test`) run the same code. Each body takes arbitrary bytes, must never panic, and
 //! asserts the invariants of its area. Not part of the supported API.
 //!
-//! The shell reads two things it cannot trust: spool segments from its own disk (a crash tears
-//! them, a bad disk flips bits) and its configuration file. Connect tokens are decoded by
-//! `zone_core::netcode` and fuzzed there (`zone_core::fuzzing::connect_token`).
+//! The shell reads three things it cannot trust: spool segments from its own disk (a crash
+//! tears them, a bad disk flips bits), its configuration file, and the messages other zones
+//! send on the zone bus (through Redis). Connect tokens are decoded by `zone_core::netcode` and
+//! fuzzed there (`zone_core::fuzzing::connect_token`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats};
@@ -21,6 +22,7 @@ pub type Body = fn(&[u8]);
 pub const TARGETS: &[(&str, Body)] = &[
     ("spool_decode", spool_decode),
     ("config_parse", config_parse),
+    ("bus_decode", bus_decode),
 ];
 
 /// A little cursor over fuzz bytes that never fails (zeros when exhausted).
@@ -358,6 +360,150 @@ fn sample_records() -> Vec<Record> {
     ]
 }
 
+/// Zone bus messages, decoded and handed to a live host of a 2x1 world:
+/// - any bytes decode to a message or a typed error; a message re-encodes to what decodes to it;
+/// - the input as a stream of frames (`len: u16`, bytes, one control byte): every message that
+///   decodes is given to the host of zone 1, whose outstanding claims are answered (won, lost
+///   or failed as the control byte says), with ticks in between. The host never panics, holds
+///   each player at most once, and every player it holds came in a transfer it claimed.
+pub fn bus_decode(data: &[u8]) {
+    use crate::persist::{Claim, Owner, StoreError};
+    use crate::world::bus::BusMessage;
+
+    if let Ok(m) = BusMessage::decode(data) {
+        assert_eq!(
+            BusMessage::decode(&m.encode()).as_ref(),
+            Ok(&m),
+            "round trip"
+        );
+    }
+    let Some(mut host) = bus_host() else {
+        return;
+    };
+    let mut b = Bytes(data);
+    let mut ops = Vec::new();
+    let mut won: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+    let mut now = std::time::Duration::ZERO;
+    for _ in 0..64 {
+        if b.0.is_empty() {
+            break;
+        }
+        let len = usize::from(b.u16() % 2_048).min(b.0.len());
+        let (frame, rest) = b.0.split_at(len);
+        b.0 = rest;
+        let control = b.u8();
+        if let Ok(m) = BusMessage::decode(frame) {
+            host.handle_bus(now, m);
+        }
+        host.swap_bus_ops(&mut ops);
+        for op in ops.drain(..) {
+            if let crate::host::BusOp::Claim(req) = op {
+                let result = match control % 3 {
+                    0 => {
+                        won.insert(req.player.0);
+                        Ok(Claim::Won(Owner {
+                            zone: 1,
+                            epoch: req.floor + 1,
+                        }))
+                    }
+                    1 => Ok(Claim::Lost(None)),
+                    _ => Err(StoreError::Unavailable("fuzz".into())),
+                };
+                host.complete_claim(now, req, result);
+            }
+        }
+        if control & 0x80 != 0 {
+            now += std::time::Duration::from_millis(u64::from(control & 0x7F) * 16);
+            host.tick(now, 1_800_000_000_000);
+        }
+    }
+    let players: Vec<PlayerId> = host.zone().players().map(|(p, _)| p).collect();
+    for p in &players {
+        assert!(won.contains(&p.0), "player {p:?} held without a won claim");
+    }
+    let mut sorted = players.clone();
+    sorted.dedup();
+    assert_eq!(sorted.len(), players.len(), "a player held twice");
+}
+
+fn bus_host() -> Option<crate::host::ZoneHost> {
+    use zone_core::netcode::Key;
+    let grid = zone_core::world::WorldGrid::of_tiles(2, 1, 32, 1).ok()?;
+    let zone = zone_core::Zone::new(grid.zone_config(zone_core::ZoneId(1), 4)?, 1).ok()?;
+    let public: std::net::SocketAddr = "127.0.0.1:40000".parse().ok()?;
+    let config = crate::host::HostConfig {
+        protocol_id: 1,
+        public_addresses: vec![public],
+        max_clients: 8,
+        max_packets_per_client_tick: 8,
+        run: 1,
+        fence: 1,
+        global_sequence_random: [3; 8],
+        world: Some(crate::world::WorldPlace::new(
+            grid,
+            zone_core::ZoneId(1),
+            public,
+        )),
+    };
+    crate::host::ZoneHost::new(
+        zone,
+        &config,
+        Key::from_bytes([1; 32]),
+        Key::from_bytes([2; 32]),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+    )
+    .ok()
+}
+
+fn bus_samples() -> Vec<crate::world::bus::BusMessage> {
+    use crate::world::bus::{BusMessage, GhostEntity, RefuseReason};
+    let state = PlayerState::new_character(31.5, 10.0, 100).claimed(3);
+    vec![
+        BusMessage::Transfer {
+            handoff: 1,
+            from: 2,
+            to: 1,
+            player: PlayerId(7),
+            state,
+            epoch: 3,
+        },
+        BusMessage::Accepted {
+            handoff: 9,
+            from: 1,
+            to: 2,
+            player: PlayerId(8),
+            epoch: 4,
+            address: std::net::SocketAddr::from(([127, 0, 0, 1], 40_001)),
+        },
+        BusMessage::Refused {
+            handoff: 9,
+            from: 1,
+            to: 2,
+            player: PlayerId(8),
+            reason: RefuseReason::Full,
+        },
+        BusMessage::Ghosts {
+            from: 2,
+            to: 1,
+            tick: 40,
+            entities: (0..5)
+                .map(|i| GhostEntity {
+                    id: i,
+                    player: (i == 2).then_some(7),
+                    x: 2_100 + i as i32 * 64,
+                    y: 640,
+                    vx: 0,
+                    vy: 0,
+                    facing: 0,
+                    health: 30,
+                    max_health: 30,
+                    alive: true,
+                })
+                .collect(),
+        },
+    ]
+}
+
 /// Meaningful starting inputs per target: whole, torn and corrupted segments, a record, valid
 /// and invalid configuration files.
 pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
@@ -421,12 +567,29 @@ flush_batch = 512
 position_flush_ms = 1000
 hot_ttl_s = 600
 lease_ttl_ms = 6000
+
+[world]
+columns = 3
+rows = 2
+zones = [7, 8]
+ghost_margin = 30.0
+handoff_timeout_ms = 1500
 "#;
+    let bus: Vec<Vec<u8>> = bus_samples().iter().map(|m| m.encode()).collect();
+    let mut stream = Vec::new();
+    for (i, m) in bus.iter().enumerate() {
+        stream.extend_from_slice(&(m.len() as u16).to_le_bytes());
+        stream.extend_from_slice(m);
+        stream.push(if i % 2 == 0 { 0x81 } else { 0x03 });
+    }
+    let mut bus_seeds = bus;
+    bus_seeds.push(stream);
     vec![
         (
             "spool_decode",
             vec![whole, torn, corrupt_middle, record, recipe],
         ),
+        ("bus_decode", bus_seeds),
         (
             "config_parse",
             vec![

@@ -263,6 +263,17 @@ fn effective_config(file: Option<&str>, env: &BTreeMap<String, String>) -> Confi
             "ZONE_SCYLLA_KEYSPACE" => c.store.scylla_keyspace = v.clone(),
             "ZONE_PRIVATE_KEY" => c.net.private_key = Some(v.clone()),
             "ZONE_ID" => c.zone.id = u32::try_from(num()).unwrap(),
+            "ZONE_ZONES" => {
+                c.world.zones = v
+                    .split(',')
+                    .map(|z| z.trim().parse().unwrap_or_else(|e| panic!("{k}={v}: {e}")))
+                    .collect()
+            }
+            "ZONE_WORLD" => {
+                let (cols, rows) = v.split_once('x').unwrap_or_else(|| panic!("{k}={v}"));
+                c.world.columns = cols.parse().unwrap();
+                c.world.rows = rows.parse().unwrap();
+            }
             "ZONE_SEED" => c.zone.seed = num(),
             "ZONE_NPCS" => c.zone.npcs = u32::try_from(num()).unwrap(),
             "ZONE_ARENA_SIZE" => c.zone.arena_size = u32::try_from(num()).unwrap(),
@@ -273,6 +284,32 @@ fn effective_config(file: Option<&str>, env: &BTreeMap<String, String>) -> Confi
         }
     }
     c
+}
+
+/// Whether a compose port mapping (`[ip:]host:container/udp`, either side a `a-b` range)
+/// publishes container UDP port `container` as host port `host`.
+fn publishes(mapping: &str, host: u16, container: u16) -> bool {
+    let Some(spec) = mapping.strip_suffix("/udp") else {
+        return false;
+    };
+    let mut parts = spec.rsplitn(3, ':');
+    let (Some(c), Some(h)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let range = |r: &str| -> Option<(u16, u16)> {
+        match r.split_once('-') {
+            Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+            None => r.parse().ok().map(|p| (p, p)),
+        }
+    };
+    match (range(h), range(c)) {
+        (Some((h0, h1)), Some((c0, c1))) => {
+            (h0..=h1).contains(&host)
+                && (c0..=c1).contains(&container)
+                && host - h0 == container - c0
+        }
+        _ => false,
+    }
 }
 
 fn port_of(addr: &str) -> u16 {
@@ -414,13 +451,14 @@ fn compose_runs_distinct_zone_servers_wired_to_its_redis_and_scylla() {
         zones.len()
     );
 
-    let (mut ids, mut binds, mut publics, mut admins, mut data) = (
+    let (mut hosted, mut binds, mut publics, mut admins, mut data) = (
         BTreeSet::new(),
         BTreeSet::new(),
         BTreeSet::new(),
         BTreeSet::new(),
         BTreeSet::new(),
     );
+    let mut world = None;
     for (name, svc) in &zones {
         let env = compose_env(svc);
         let get = |k: &str| {
@@ -437,17 +475,6 @@ fn compose_runs_distinct_zone_servers_wired_to_its_redis_and_scylla() {
         assert!(
             !public.ip().is_unspecified(),
             "{name}: ZONE_PUBLIC_ADDRESS is a wildcard"
-        );
-        let udp = format!("{}:{}/udp", public.port(), bind.port());
-        assert!(
-            strings(&svc["ports"]).iter().any(|p| p.ends_with(&udp)),
-            "{name}: publish {udp} so clients reach the public address"
-        );
-        assert!(ids.insert(get("ZONE_ID")), "{name}: ZONE_ID not distinct");
-        assert!(binds.insert(bind.port()), "{name}: UDP port not distinct");
-        assert!(
-            publics.insert(public),
-            "{name}: public address not distinct"
         );
         assert!(
             admins.insert(port_of(&get("ZONE_ADMIN_BIND"))),
@@ -479,7 +506,35 @@ fn compose_runs_distinct_zone_servers_wired_to_its_redis_and_scylla() {
         all_env.extend(env.clone());
         let config = effective_config(file.as_deref(), &all_env);
         config.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(config.zone.id.to_string(), get("ZONE_ID"));
+        // One world, whose zones the servers share out: each zone's socket distinct and
+        // published at its public address.
+        let grid = config.grid().unwrap();
+        assert!(
+            world.get_or_insert(grid) == &grid,
+            "{name}: every server must be in the same world"
+        );
+        let ports = strings(&svc["ports"]);
+        for z in config.hosted_zones().unwrap() {
+            assert!(
+                hosted.insert(z.zone),
+                "{name}: zone {} served twice",
+                z.zone
+            );
+            assert!(binds.insert(z.bind.port()), "{name}: UDP port not distinct");
+            assert!(
+                publics.insert(z.public_address),
+                "{name}: public address not distinct"
+            );
+            assert!(
+                ports
+                    .iter()
+                    .any(|p| publishes(p, z.public_address.port(), z.bind.port())),
+                "{name}: zone {} must publish {}:{}/udp so clients reach its public address",
+                z.zone,
+                z.public_address.port(),
+                z.bind.port()
+            );
+        }
 
         let data_dir = config.data_dir.to_string_lossy().into_owned();
         let (volume, _) = mounted
@@ -506,6 +561,12 @@ fn compose_runs_distinct_zone_servers_wired_to_its_redis_and_scylla() {
             "{name}"
         );
     }
+    let world = world.expect("a world");
+    assert_eq!(
+        hosted,
+        world.zones().map(|z| z.0).collect::<BTreeSet<u32>>(),
+        "every zone of the world served by exactly one server"
+    );
 
     let init = &compose.services["schema-init"];
     assert_eq!(strings(&init["command"]), ["migrate"]);
@@ -761,7 +822,7 @@ fn k8s_zone_servers_probe_the_admin_port_and_keep_the_spool_on_a_volume() {
 
         let mut env = image.clone();
         env.extend(k8s_env(c));
-        env.entry("ZONE_ID".into()).or_insert_with(|| "1".into());
+        env.entry("ZONE_ZONES".into()).or_insert_with(|| "1".into());
         env.insert("ZONE_PRIVATE_KEY".into(), TEST_KEY.into());
         let config = effective_config(Some(&toml_text), &env);
         config.validate().unwrap_or_else(|e| panic!("{what}: {e}"));

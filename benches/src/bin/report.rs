@@ -248,6 +248,9 @@ fn main() -> anyhow::Result<()> {
     // End to end.
     e2e_rows(&mut r, 300, 20)?;
 
+    // A world of zones: handoffs under load.
+    world_rows(&mut r, 200, 30)?;
+
     // Scaling sweep.
     scaling(&mut r)?;
 
@@ -697,6 +700,105 @@ fn serve_child(args: &[String]) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+/// The default 2x2 world in one process (the README's demo), `bots` roaming bots over loopback
+/// UDP for `seconds`: handoffs per second, the client-side handoff latency, the ticks.
+fn world_rows(r: &mut Report, bots: u32, seconds: u64) -> anyhow::Result<()> {
+    eprintln!("world: 2x2 zones in one process, {bots} roaming bots, {seconds} s ...");
+    let dir = std::env::temp_dir().join(format!("zone-report-world-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let out = rt.block_on(async {
+        let mut config = zone_shell::config::Config::default();
+        config.net.bind = "127.0.0.1:0".parse()?;
+        config.admin.bind = "127.0.0.1:0".parse()?;
+        config.data_dir = dir.clone();
+        let running = zone_shell::app::start(config.clone(), None).await?;
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let crowd_config = zone_shell::bots::BotConfig {
+            server: running.udp_addr,
+            servers: running.zones.iter().map(|z| z.public_address).collect(),
+            roam: Some(config.grid()?),
+            protocol_id: running.protocol_id,
+            first_player: 1,
+            count: bots,
+            tick_hz: running.tick_hz,
+            duration: None,
+            seed: 8,
+        };
+        let key = running.private_key.clone();
+        let crowd =
+            tokio::spawn(
+                async move { zone_shell::bots::run_crowd(crowd_config, &key, stop).await },
+            );
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        running.shutdown();
+        let finished = running.finish().await?;
+        let _ = stop_tx.send(true);
+        let crowd = crowd.await??;
+        Ok::<_, anyhow::Error>((finished, crowd))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let (finished, crowd) = out?;
+    let accepted: u64 = finished
+        .zones
+        .iter()
+        .map(|z| z.host.handoff_stats().accepted)
+        .sum();
+    let recalled: u64 = finished
+        .zones
+        .iter()
+        .map(|z| z.host.handoff_stats().recalled)
+        .sum();
+    let mut ms: Vec<u64> = crowd
+        .bots
+        .iter()
+        .flat_map(|b| b.handoff_ms.iter().copied())
+        .collect();
+    ms.sort_unstable();
+    let q = |f: f64| {
+        ms.get(((ms.len().max(1) - 1) as f64 * f).round() as usize)
+            .map_or(0.0, |m| *m as f64 * 60.0 / 1000.0)
+    };
+    let p99 = finished
+        .zones
+        .iter()
+        .map(|z| z.summary.tick_times.quantile_ms(0.99))
+        .fold(0.0, f64::max);
+    r.row(
+        "world",
+        format!("{bots} bots roaming 2x2 zones: handoffs/s"),
+        format!("{:.1}", accepted as f64 / seconds as f64),
+        "-",
+        None,
+    );
+    r.row(
+        "world",
+        "  handoffs recalled / clients lost to faults",
+        format!("{recalled} / {}", crowd.faulted()),
+        "0 / 0",
+        Some(recalled == 0 && crowd.faulted() == 0),
+    );
+    r.row(
+        "world",
+        "  handoff: border -> new zone's snapshot p50/p99",
+        format!("{:.0} / {:.0} ticks", q(0.5), q(0.99)),
+        "-",
+        None,
+    );
+    r.row(
+        "world",
+        "  worst zone's tick p99",
+        format!("{p99:.2} ms"),
+        "< 8 ms",
+        Some(p99 < 8.0),
+    );
+    Ok(())
 }
 
 fn e2e_rows(r: &mut Report, bots: u32, seconds: u64) -> anyhow::Result<()> {

@@ -354,26 +354,46 @@ async fn hot_writer(
     }
 }
 
-/// Loads a player (their local copy, else the newer of the hot and cold copies; hot alone when
-/// the cold store is down; a new character only when both stores answered and neither knows
-/// the player), then claims them for `config.zone` in the ownership ledger: the state comes
-/// back under the new epoch. When the ledger cannot be reached the epoch is raised locally
-/// (counted as `unledgered`).
+/// Loads a player: the newest of their local copy (an unflushed save of this host), the hot
+/// copy and the cold copy (in a world another zone may have saved a newer one since); the
+/// local copy alone when the stores cannot answer; a new character only when both stores
+/// answered and neither knows the player. Then claims them for `config.zone` in the
+/// ownership ledger: the state comes back under the new epoch. When the ledger cannot be
+/// reached the epoch is raised locally (counted as `unledgered`).
 pub async fn load_player(
     stores: &Stores,
     config: &LinkConfig,
     request: LoadRequest,
     metrics: &Metrics,
 ) -> LoadOutcome {
-    let outcome = match request.local {
-        Some(state) => LoadOutcome::Found {
+    let stored = read_player(
+        stores,
+        request.player,
+        config.timeout,
+        request.local.is_none(),
+    )
+    .await;
+    let outcome = match (request.local, stored) {
+        (Some(local), LoadOutcome::Found { stored, source })
+            if stored.state.version > local.version =>
+        {
+            LoadOutcome::Found { stored, source }
+        }
+        (Some(local), LoadOutcome::Found { stored, .. }) => LoadOutcome::Found {
             stored: StoredPlayer {
-                state,
+                state: local,
+                profile: stored.profile,
+            },
+            source: "local",
+        },
+        (Some(local), _) => LoadOutcome::Found {
+            stored: StoredPlayer {
+                state: local,
                 profile: None,
             },
             source: "local",
         },
-        None => read_player(stores, request.player, config.timeout).await,
+        (None, outcome) => outcome,
     };
     let floor = match &outcome {
         LoadOutcome::Found { stored, .. } => stored.state.epoch(),
@@ -420,15 +440,21 @@ fn count(metrics: &Metrics, result: &str) {
         .inc();
 }
 
-async fn read_player(stores: &Stores, player: PlayerId, timeout: Duration) -> LoadOutcome {
-    if let Ok(false) = stores
-        .hot
-        .rate_limit(
-            &format!("join:{}", player.0),
-            JOINS_PER_MINUTE,
-            Duration::from_secs(60),
-        )
-        .await
+async fn read_player(
+    stores: &Stores,
+    player: PlayerId,
+    timeout: Duration,
+    rate_limited: bool,
+) -> LoadOutcome {
+    if rate_limited
+        && let Ok(false) = stores
+            .hot
+            .rate_limit(
+                &format!("join:{}", player.0),
+                JOINS_PER_MINUTE,
+                Duration::from_secs(60),
+            )
+            .await
     {
         return LoadOutcome::Failed("join rate limit".into());
     }
