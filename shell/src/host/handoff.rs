@@ -529,6 +529,11 @@ impl ZoneHost {
     ) {
         let accepting = self.accepting;
         let full = self.zone.player_count() as u32 >= self.zone.rules().max_players;
+        // What `Zone::join` would refuse is refused before anything is claimed or spooled.
+        let sane = state.health <= self.zone.rules().player_max_health
+            && state.x.is_finite()
+            && state.y.is_finite()
+            && state.facing.is_finite();
         let here = self.zone.player_entity(player).is_some();
         let Some(w) = self.world.as_mut() else {
             return;
@@ -566,7 +571,7 @@ impl ZoneHost {
             Some(RefuseReason::Busy)
         } else if full {
             Some(RefuseReason::Full)
-        } else if !near {
+        } else if !near || !sane {
             Some(RefuseReason::BadState)
         } else {
             None
