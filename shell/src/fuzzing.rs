@@ -482,6 +482,12 @@ fn bus_samples() -> Vec<crate::world::bus::BusMessage> {
             player: PlayerId(8),
             reason: RefuseReason::Full,
         },
+        BusMessage::Evict {
+            from: 2,
+            to: 1,
+            player: PlayerId(7),
+            epoch: 99,
+        },
         BusMessage::Ghosts {
             from: 2,
             to: 1,

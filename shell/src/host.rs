@@ -478,17 +478,11 @@ impl ZoneHost {
             .collect()
     }
 
+    /// Spools a save of a player who left, keeps it locally until flushed, writes it hot.
     fn save(&mut self, player: PlayerId, state: PlayerState) {
-        self.records.push(Record::PlayerSave(SaveRecord {
-            zone: self.zone_id,
-            player,
-            state,
-            fence: self.fence,
-            unix_ms: self.unix_ms,
-        }));
+        self.record_save(player, state);
         self.saved.insert(player, state);
         self.hot_ops.push(HotOp::Left { player, state });
-        self.stats.saves += 1;
     }
 
     fn on_disconnect(&mut self, client_index: usize, reason: &str) {

@@ -194,3 +194,41 @@ fn what_cannot_be_taken_is_refused_and_a_lost_claim_says_so() {
     host.handle_bus(now, transfer(6, PlayerState::new_character(33.0, 5.0, 10)));
     assert_eq!(refused(ops(&mut host)), [RefuseReason::NotAccepting]);
 }
+
+#[test]
+fn a_login_elsewhere_evicts_an_older_copy_and_only_an_older_one() {
+    let (mut host, _) = host();
+    let now = Duration::ZERO;
+    let state = PlayerState::new_character(33.0, 10.0, 80).claimed(5);
+    host.handle_bus(now, transfer(7, state));
+    let [BusOp::Claim(req)] = ops(&mut host)[..] else {
+        panic!("a claim");
+    };
+    host.complete_claim(now, req, Ok(Claim::Won(Owner { zone: ME, epoch: 6 })));
+    let _ = ops(&mut host);
+    let mut records = Vec::new();
+    host.swap_records(&mut records);
+    let evict = |epoch| BusMessage::Evict {
+        from: 1,
+        to: ME,
+        player: PlayerId(7),
+        epoch,
+    };
+    host.handle_bus(now, evict(6));
+    assert!(
+        host.zone().player_state(PlayerId(7)).is_some(),
+        "not older: kept"
+    );
+    host.handle_bus(now, evict(7));
+    assert!(
+        host.zone().player_state(PlayerId(7)).is_none(),
+        "older copy dropped"
+    );
+    assert_eq!(host.handoff_stats().in_flight, 0, "no longer awaited");
+    records.clear();
+    host.swap_records(&mut records);
+    assert!(
+        records.is_empty(),
+        "dropped unsaved: the new holder's writes rank above"
+    );
+}

@@ -215,6 +215,36 @@ impl WorldState {
     fn publish(&mut self, to: u32, message: BusMessage) {
         self.ops.push(BusOp::Publish { to, message });
     }
+
+    /// Answers zone `from`'s handoff `handoff` of `player`: not taken, for `reason`.
+    fn refuse(&mut self, from: u32, handoff: u64, player: PlayerId, reason: RefuseReason) {
+        let to = self.me();
+        self.publish(
+            from,
+            BusMessage::Refused {
+                handoff,
+                from,
+                to,
+                player,
+                reason,
+            },
+        );
+    }
+
+    /// Asks the ledger to give `player` back to this zone, on the condition that it still
+    /// names this zone under the epoch the player left with.
+    fn recall(&mut self, player: PlayerId, handoff: u64, state: &PlayerState) {
+        let zone = self.me();
+        self.ops.push(BusOp::Claim(ClaimRequest {
+            player,
+            expect: Some(Owner {
+                zone,
+                epoch: state.epoch(),
+            }),
+            floor: state.epoch(),
+            purpose: ClaimPurpose::Recall { handoff },
+        }));
+    }
 }
 
 impl ZoneHost {
@@ -338,6 +368,7 @@ impl ZoneHost {
         let me = w.me();
         let mut give_up = Vec::new();
         let mut let_go = Vec::new();
+        let mut recalls = Vec::new();
         for (player, out) in &mut w.outgoing {
             match &mut out.phase {
                 Phase::Offered { recalling } => {
@@ -362,17 +393,7 @@ impl ZoneHost {
                     }
                     if !*recalling && now >= out.recall_at {
                         *recalling = true;
-                        w.ops.push(BusOp::Claim(ClaimRequest {
-                            player: *player,
-                            expect: Some(Owner {
-                                zone: me,
-                                epoch: out.state.epoch(),
-                            }),
-                            floor: out.state.epoch(),
-                            purpose: ClaimPurpose::Recall {
-                                handoff: out.handoff,
-                            },
-                        }));
+                        recalls.push((*player, out.handoff, out.state));
                     }
                 }
                 Phase::Redirecting { deadline } => {
@@ -381,6 +402,9 @@ impl ZoneHost {
                     }
                 }
             }
+        }
+        for (player, handoff, state) in &recalls {
+            w.recall(*player, *handoff, state);
         }
         for player in give_up.iter().chain(&let_go) {
             w.outgoing.remove(player);
@@ -488,6 +512,7 @@ impl ZoneHost {
                 address,
                 ..
             } => self.on_accepted(now, handoff, to, player, address),
+            BusMessage::Evict { player, epoch, .. } => self.on_evict(player, epoch),
             BusMessage::Refused {
                 handoff,
                 player,
@@ -497,26 +522,54 @@ impl ZoneHost {
                 let Some(w) = self.world.as_mut() else {
                     return;
                 };
-                let me = w.me();
+                let mut recall = None;
                 if let Some(out) = w.outgoing.get_mut(&player)
                     && out.handoff == handoff
                     && let Phase::Offered { recalling } = &mut out.phase
                     && !*recalling
                 {
                     *recalling = true;
-                    w.ops.push(BusOp::Claim(ClaimRequest {
-                        player,
-                        expect: Some(Owner {
-                            zone: me,
-                            epoch: out.state.epoch(),
-                        }),
-                        floor: out.state.epoch(),
-                        purpose: ClaimPurpose::Recall { handoff },
-                    }));
+                    recall = Some(out.state);
+                }
+                if let Some(state) = recall {
+                    w.recall(player, handoff, &state);
                     self.count_handoff(&format!("refused_{}", reason.name()));
                 }
             }
         }
+    }
+
+    /// Another zone took `player` over under `epoch` (a fresh login elsewhere): any copy held
+    /// here under an older epoch goes, unsaved (its writes would sort below the new holder's
+    /// anyway), and its client with it.
+    fn on_evict(&mut self, player: PlayerId, epoch: u64) {
+        let older = |s: PlayerState| s.epoch() < epoch;
+        let held = self.zone.player_state(player).is_some_and(older);
+        let Some(w) = self.world.as_mut() else {
+            return;
+        };
+        let leaving = w.outgoing.get(&player).is_some_and(|o| older(o.state));
+        if leaving {
+            w.outgoing.remove(&player);
+        }
+        if held {
+            w.arriving.remove(&player);
+        }
+        if self.saved.get(&player).copied().is_some_and(older) {
+            self.saved.remove(&player);
+        }
+        if !(held || leaving) {
+            return;
+        }
+        info!(
+            player = player.0,
+            epoch, "player taken over by a login elsewhere; dropping our copy"
+        );
+        if held {
+            let _ = self.zone.leave(player);
+        }
+        self.disconnect_player(player);
+        self.count_handoff("evicted");
     }
 
     fn on_transfer(
@@ -577,16 +630,7 @@ impl ZoneHost {
             None
         };
         if let Some(reason) = refuse {
-            w.publish(
-                from,
-                BusMessage::Refused {
-                    handoff,
-                    from,
-                    to: me,
-                    player,
-                    reason,
-                },
-            );
+            w.refuse(from, handoff, player, reason);
             return;
         }
         w.incoming.insert(
@@ -702,22 +746,12 @@ impl ZoneHost {
         }
         let owner = match result {
             Ok(Claim::Won(owner)) => owner,
-            Ok(Claim::Lost(_)) | Err(_) => {
-                let reason = if result.is_err() {
-                    RefuseReason::Store
-                } else {
-                    RefuseReason::Ledger
-                };
-                w.publish(
-                    from,
-                    BusMessage::Refused {
-                        handoff,
-                        from,
-                        to: me,
-                        player,
-                        reason,
-                    },
-                );
+            Ok(Claim::Lost(_)) => {
+                w.refuse(from, handoff, player, RefuseReason::Ledger);
+                return;
+            }
+            Err(_) => {
+                w.refuse(from, handoff, player, RefuseReason::Store);
                 return;
             }
         };
@@ -836,7 +870,7 @@ impl ZoneHost {
     }
 
     /// Spools a save of `player` (without the hot-store leave a disconnect writes).
-    fn record_save(&mut self, player: PlayerId, state: PlayerState) {
+    pub(super) fn record_save(&mut self, player: PlayerId, state: PlayerState) {
         self.records.push(Record::PlayerSave(SaveRecord {
             zone: self.zone_id,
             player,

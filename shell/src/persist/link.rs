@@ -400,16 +400,31 @@ pub async fn load_player(
         LoadOutcome::New { .. } => 0,
         LoadOutcome::Failed(_) => return outcome,
     };
-    let claim = tokio::time::timeout(
-        config.timeout,
-        stores
+    let claim = tokio::time::timeout(config.timeout, async {
+        let before = stores.hot.player_owner(request.player).await.ok().flatten();
+        let claim = stores
             .hot
-            .claim_player(request.player, config.zone, None, floor, config.hot_ttl),
-    )
+            .claim_player(request.player, config.zone, None, floor, config.hot_ttl)
+            .await;
+        (before, claim)
+    })
     .await;
     let epoch = match claim {
-        Ok(Ok(Claim::Won(owner))) => {
+        Ok((before, Ok(Claim::Won(owner)))) => {
             count(metrics, "won");
+            if let Some(old) = before.filter(|o| o.zone != config.zone) {
+                // A login here while another zone held the player: that zone drops its copy.
+                let evict = BusMessage::Evict {
+                    from: config.zone,
+                    to: old.zone,
+                    player: request.player,
+                    epoch: owner.epoch,
+                };
+                let _ = stores
+                    .hot
+                    .publish(&redis_keys::zone_bus(old.zone), &evict.encode())
+                    .await;
+            }
             owner.epoch
         }
         other => {

@@ -171,6 +171,18 @@ pub enum BusMessage {
         /// The entities, by id.
         entities: Vec<GhostEntity>,
     },
+    /// Zone `from` took `player` over under epoch `epoch` (a fresh login) while the ledger
+    /// named zone `to`: `to` drops any older copy it still holds.
+    Evict {
+        /// The zone that holds the player now.
+        from: u32,
+        /// The former holder.
+        to: u32,
+        /// Who.
+        player: PlayerId,
+        /// The new holder's epoch: copies under a lower one go.
+        epoch: u64,
+    },
 }
 
 /// Bytes from the bus that are not a usable message.
@@ -238,7 +250,9 @@ impl BusMessage {
     /// The zone the message is for.
     pub fn to(&self) -> u32 {
         match self {
-            BusMessage::Transfer { to, .. } | BusMessage::Ghosts { to, .. } => *to,
+            BusMessage::Transfer { to, .. }
+            | BusMessage::Ghosts { to, .. }
+            | BusMessage::Evict { to, .. } => *to,
             // Answers go back to the source of the handoff.
             BusMessage::Accepted { from, .. } | BusMessage::Refused { from, .. } => *from,
         }
@@ -275,6 +289,12 @@ mod tests {
                 player: PlayerId(7),
                 reason: RefuseReason::Full,
             },
+            BusMessage::Evict {
+                from: 3,
+                to: 1,
+                player: PlayerId(7),
+                epoch: 9,
+            },
             BusMessage::Ghosts {
                 from: 2,
                 to: 1,
@@ -301,7 +321,7 @@ mod tests {
             assert_eq!(BusMessage::decode(&m.encode()).unwrap(), m);
         }
         let to: Vec<u32> = samples().iter().map(BusMessage::to).collect();
-        assert_eq!(to, [2, 1, 1, 1]);
+        assert_eq!(to, [2, 1, 1, 1, 1]);
     }
 
     #[test]

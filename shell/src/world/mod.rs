@@ -20,7 +20,9 @@
 //!    never held by two zones; the loser learns who won. A recalled P is put back inside A.
 //!
 //! Saves carry the epoch (the upper half of the state's version), so the cold store orders a
-//! former holder's late writes before the current holder's.
+//! former holder's late writes before the current holder's. A fresh login claims the player
+//! unconditionally; if the ledger named another zone, that zone is sent `Evict` and drops any
+//! copy it still holds under an older epoch.
 
 pub mod bus;
 pub mod ghosts;
