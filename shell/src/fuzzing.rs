@@ -494,16 +494,23 @@ fn bus_samples() -> Vec<crate::world::bus::BusMessage> {
             tick: 40,
             entities: (0..5)
                 .map(|i| GhostEntity {
-                    id: i,
-                    player: (i == 2).then_some(7),
-                    x: 2_100 + i as i32 * 64,
-                    y: 640,
-                    vx: 0,
-                    vy: 0,
-                    facing: 0,
-                    health: 30,
-                    max_health: 30,
-                    alive: true,
+                    entity: zone_core::protocol::NetEntity {
+                        id: EntityId(i),
+                        kind: if i == 2 {
+                            zone_core::protocol::NetKind::Player
+                        } else {
+                            zone_core::protocol::NetKind::Npc
+                        },
+                        x: 2_100 + i as i32 * 64,
+                        y: 640,
+                        vx: 0,
+                        vy: 0,
+                        facing: 0,
+                        health: 30,
+                        max_health: 30,
+                        alive: true,
+                    },
+                    player: (i == 2).then_some(PlayerId(7)),
                 })
                 .collect(),
         },

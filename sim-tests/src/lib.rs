@@ -9,6 +9,7 @@
 //! replays its seed.
 
 pub mod disk;
+pub mod harness;
 pub mod multizone;
 pub mod stores;
 pub mod world;

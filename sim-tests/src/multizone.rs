@@ -38,6 +38,7 @@ use zone_shell::tokens::{TokenRequest, mint};
 use zone_shell::world::WorldPlace;
 
 use crate::disk::SimFs;
+use crate::harness::{check_durable_combat, simulation, step};
 use crate::stores::{ColdData, SimCold, SimHot, redis_host_with, scylla_host};
 use crate::world::{DupUdp, SimUdp, key, records_in, seeded8};
 
@@ -445,14 +446,7 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
         ..Shared::default()
     });
     let total = Duration::from_secs(rc.seconds + 60);
-    let mut sim = turmoil::Builder::new()
-        .simulation_duration(total + Duration::from_secs(60))
-        .tick_duration(Duration::from_millis(1))
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(4))
-        .rng_seed(seed)
-        .ephemeral_ports(1_024..=65_535)
-        .build();
+    let mut sim = simulation(seed, total, Duration::from_millis(4));
     let cold = shared.cold.clone();
     sim.host("scylla", move || scylla_host(cold.clone()));
     let slot = shared.redis.clone();
@@ -488,15 +482,6 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
         out.faults += servers.len() * bots.len();
     }
     let mut violations = Vec::new();
-    let step = |sim: &mut turmoil::Sim<'_>, violations: &mut Vec<String>| -> bool {
-        match sim.step() {
-            Ok(_) => true,
-            Err(e) => {
-                violations.push(format!("simulation error (panic or host failure): {e}"));
-                false
-            }
-        }
-    };
     let secs = Duration::from_secs;
     let mut partitioned = false;
     let mut crashes: Vec<(Duration, String)> = Vec::new();
@@ -674,30 +659,8 @@ fn check(
         violations.push("cold data poisoned".into());
         return;
     };
-    let mut combat = 0;
-    for r in &durable {
-        if let Record::Combat(c) = r {
-            combat += 1;
-            match cold.combat.get(&(c.zone, c.day(), c.run, c.event.id)) {
-                Some(stored) if stored.event == c.event => {}
-                Some(_) => {
-                    violations.push(format!("event {:?} stored with other content", c.event.id))
-                }
-                None if violations.len() < 20 => violations.push(format!(
-                    "durable combat event {:?} of run {} missing from the cold store",
-                    c.event.id, c.run
-                )),
-                None => {}
-            }
-        }
-    }
+    let combat = check_durable_combat(&durable, &cold, violations);
     out.events_checked = combat;
-    if cold.combat.len() != combat {
-        violations.push(format!(
-            "cold store holds {} combat events, the spools made {combat} durable",
-            cold.combat.len()
-        ));
-    }
     // No state lost or rolled back: counters never decrease along a player's saves.
     let mut saves: BTreeMap<PlayerId, Vec<SaveRecord>> = BTreeMap::new();
     for r in &durable {

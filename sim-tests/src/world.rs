@@ -27,6 +27,7 @@ use zone_shell::socket::DatagramSocket;
 use zone_shell::tokens::{TokenRequest, mint};
 
 use crate::disk::SimFs;
+use crate::harness::{check_durable_combat, simulation, step};
 use crate::stores::{ColdData, SimCold, SimHot, redis_host, scylla_host};
 
 const ZONE: u32 = 1;
@@ -455,14 +456,7 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
         ..World::default()
     });
     let total = Duration::from_secs(rc.seconds + 40);
-    let mut sim = turmoil::Builder::new()
-        .simulation_duration(total + Duration::from_secs(60))
-        .tick_duration(Duration::from_millis(1))
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(5))
-        .rng_seed(seed)
-        .ephemeral_ports(1_024..=65_535)
-        .build();
+    let mut sim = simulation(seed, total, Duration::from_millis(5));
     let cold = world.cold.clone();
     sim.host("scylla", move || scylla_host(cold.clone()));
     sim.host("redis", redis_host);
@@ -509,15 +503,6 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
     let mut next = 0;
     let mut violations = Vec::new();
     let mut durable_at_crash: Vec<u8> = Vec::new();
-    let step = |sim: &mut turmoil::Sim<'_>, violations: &mut Vec<String>| -> bool {
-        match sim.step() {
-            Ok(_) => true,
-            Err(e) => {
-                violations.push(format!("simulation error (panic or host failure): {e}"));
-                false
-            }
-        }
-    };
     while sim.elapsed() < Duration::from_secs(rc.seconds) {
         while let Some((at, what)) = timeline.get(next).copied() {
             if sim.elapsed() < Duration::from_secs(at) {
@@ -630,34 +615,8 @@ fn check(
         return;
     };
     // Every durable combat event is in the cold store, exactly once, same content.
-    let mut combat = 0;
-    for r in &durable {
-        if let Record::Combat(c) = r {
-            combat += 1;
-            match cold.combat.get(&(c.zone, c.day(), c.run, c.event.id)) {
-                Some(stored) if stored.event == c.event => {}
-                Some(_) => {
-                    violations.push(format!("event {:?} stored with other content", c.event.id))
-                }
-                None => {
-                    if violations.len() < 20 {
-                        violations.push(format!(
-                            "durable combat event {:?} of run {} missing from the cold store",
-                            c.event.id, c.run
-                        ));
-                    }
-                }
-            }
-        }
-    }
+    let combat = check_durable_combat(&durable, &cold, violations);
     out.events_checked = combat;
-    if cold.combat.len() != combat {
-        violations.push(format!(
-            "cold store holds {} combat events, the spool made {} durable",
-            cold.combat.len(),
-            combat
-        ));
-    }
     if cold.conflicting_writes > 0 {
         violations.push(format!(
             "{} conflicting writes of one key",

@@ -3,13 +3,15 @@
 //! Positions and velocities in 1/64 units, facing in 1/256 turns, health exact. The server
 //! quantizes once per tick; deltas compare quantized values, so "unchanged" is exact.
 
+use bincode::{Decode, Encode};
+
 use crate::{EntityId, EntityKind, EntityView};
 
 /// Position and velocity units per world unit.
 pub const POS_SCALE: f32 = 64.0;
 
 /// Kind of a replicated entity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
 pub enum NetKind {
     /// Non-player character.
     Npc = 0,
@@ -17,8 +19,9 @@ pub enum NetKind {
     Player = 1,
 }
 
-/// One entity as the wire carries it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// One entity as the wire carries it (the bincode derive is for servers passing entities to
+/// each other, e.g. ghosts; clients get the packet layout of `PROTOCOL.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
 pub struct NetEntity {
     /// Replicated id.
     pub id: EntityId,

@@ -216,6 +216,22 @@ impl WorldState {
         self.ops.push(BusOp::Publish { to, message });
     }
 
+    /// Answers zone `from`'s handoff `handoff` of `player`: taken, under `epoch`.
+    fn accept(&mut self, from: u32, handoff: u64, player: PlayerId, epoch: u64) {
+        let (to, address) = (self.me(), self.place.public_address);
+        self.publish(
+            from,
+            BusMessage::Accepted {
+                handoff,
+                from,
+                to,
+                player,
+                epoch,
+                address,
+            },
+        );
+    }
+
     /// Answers zone `from`'s handoff `handoff` of `player`: not taken, for `reason`.
     fn refuse(&mut self, from: u32, handoff: u64, player: PlayerId, reason: RefuseReason) {
         let to = self.me();
@@ -597,18 +613,8 @@ impl ZoneHost {
             && a.handoff == handoff
         {
             // Our answer was lost: say it again.
-            let (epoch, address) = (a.epoch, w.place.public_address);
-            w.publish(
-                from,
-                BusMessage::Accepted {
-                    handoff,
-                    from,
-                    to: me,
-                    player,
-                    epoch,
-                    address,
-                },
-            );
+            let epoch = a.epoch;
+            w.accept(from, handoff, player, epoch);
             return;
         }
         if w.incoming.contains_key(&player) {
@@ -735,8 +741,6 @@ impl ZoneHost {
         let Some(w) = self.world.as_mut() else {
             return;
         };
-        let me = w.me();
-        let address = w.place.public_address;
         let arrival = w.place.arrival_timeout;
         let Some(inc) = w.incoming.remove(&player) else {
             return;
@@ -765,17 +769,7 @@ impl ZoneHost {
                 at: now,
             },
         );
-        w.publish(
-            from,
-            BusMessage::Accepted {
-                handoff,
-                from,
-                to: me,
-                player,
-                epoch: owner.epoch,
-                address,
-            },
-        );
+        w.accept(from, handoff, player, owner.epoch);
         w.stats.taken += 1;
         // The player is ours from here: the state is spooled under our epoch at once.
         self.record_save(player, state);

@@ -10,8 +10,8 @@
 use std::net::SocketAddr;
 
 use bincode::{Decode, Encode};
-use zone_core::protocol::{NetEntity, NetKind};
-use zone_core::{EntityId, PlayerId, PlayerState};
+use zone_core::protocol::NetEntity;
+use zone_core::{PlayerId, PlayerState};
 
 /// Most ghosts in one batch (a zone's border band rarely holds more; the rest wait).
 pub const MAX_GHOSTS: usize = 4_096;
@@ -49,67 +49,14 @@ impl RefuseReason {
     }
 }
 
-/// One entity as a neighbour shows it (the wire's quantized state, plus whose avatar it is).
+/// One entity as a neighbour shows it: its replicated state (id in the neighbour's id space)
+/// and whose avatar it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct GhostEntity {
-    /// The entity's id in the zone that simulates it.
-    pub id: u32,
+    /// The entity as the neighbour replicates it.
+    pub entity: NetEntity,
     /// The player whose avatar it is (`None` for an NPC).
-    pub player: Option<u64>,
-    /// Position x, 1/64 units.
-    pub x: i32,
-    /// Position y, 1/64 units.
-    pub y: i32,
-    /// Velocity x, 1/64 units per second.
-    pub vx: i16,
-    /// Velocity y, 1/64 units per second.
-    pub vy: i16,
-    /// Facing, 1/256 turns.
-    pub facing: u8,
-    /// Health.
-    pub health: u16,
-    /// Maximum health.
-    pub max_health: u16,
-    /// Alive.
-    pub alive: bool,
-}
-
-impl GhostEntity {
-    /// The ghost of `e`, avatar of `player` if any.
-    pub fn of(e: &NetEntity, player: Option<PlayerId>) -> Self {
-        Self {
-            id: e.id.0,
-            player: player.map(|p| p.0),
-            x: e.x,
-            y: e.y,
-            vx: e.vx,
-            vy: e.vy,
-            facing: e.facing,
-            health: e.health,
-            max_health: e.max_health,
-            alive: e.alive,
-        }
-    }
-
-    /// The entity as this zone replicates it, under the id `id`.
-    pub fn to_net(&self, id: EntityId) -> NetEntity {
-        NetEntity {
-            id,
-            kind: if self.player.is_some() {
-                NetKind::Player
-            } else {
-                NetKind::Npc
-            },
-            x: self.x,
-            y: self.y,
-            vx: self.vx,
-            vy: self.vy,
-            facing: self.facing,
-            health: self.health,
-            max_health: self.max_health,
-            alive: self.alive,
-        }
-    }
+    pub player: Option<PlayerId>,
 }
 
 /// A message between zones.
@@ -300,16 +247,19 @@ mod tests {
                 to: 1,
                 tick: 99,
                 entities: vec![GhostEntity {
-                    id: 5,
-                    player: Some(7),
-                    x: 1,
-                    y: -2,
-                    vx: 3,
-                    vy: 4,
-                    facing: 5,
-                    health: 6,
-                    max_health: 7,
-                    alive: true,
+                    entity: NetEntity {
+                        id: zone_core::EntityId(5),
+                        kind: zone_core::protocol::NetKind::Player,
+                        x: 1,
+                        y: -2,
+                        vx: 3,
+                        vy: 4,
+                        facing: 5,
+                        health: 6,
+                        max_health: 7,
+                        alive: true,
+                    },
+                    player: Some(PlayerId(7)),
                 }],
             },
         ]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use zone_core::protocol::NetEntity;
 use zone_core::world::{WorldGrid, ghost_id};
-use zone_core::{EntityId, EntityKind, PlayerId, Zone, ZoneId};
+use zone_core::{EntityKind, PlayerId, Zone, ZoneId};
 
 use super::bus::{GhostEntity, MAX_GHOSTS};
 
@@ -41,7 +41,10 @@ pub fn collect(
             EntityKind::Player(p) => Some(p),
             EntityKind::Npc => None,
         };
-        let ghost = GhostEntity::of(&NetEntity::from_view(&view), player);
+        let ghost = GhostEntity {
+            entity: NetEntity::from_view(&view),
+            player,
+        };
         for n in grid.ghost_zones_of(me, view.position, margin) {
             if let Some(list) = out.get_mut(&n.0)
                 && list.len() < MAX_GHOSTS
@@ -116,10 +119,13 @@ impl GhostTable {
                 continue;
             };
             for g in &batch.entities {
-                if g.player.is_some_and(|p| here(PlayerId(p))) {
+                if g.player.is_some_and(&here) {
                     continue;
                 }
-                self.merged.push(g.to_net(ghost_id(slot, EntityId(g.id))));
+                self.merged.push(NetEntity {
+                    id: ghost_id(slot, g.entity.id),
+                    ..g.entity
+                });
             }
         }
         self.merged.sort_unstable_by_key(|e| e.id);
@@ -131,6 +137,7 @@ impl GhostTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zone_core::EntityId;
     use zone_core::replication::GHOST_ID_BASE;
 
     #[test]
@@ -142,7 +149,7 @@ mod tests {
         assert_eq!(out.keys().copied().collect::<Vec<_>>(), [2, 3, 4]);
         let bounds2 = grid.bounds(ZoneId(2)).unwrap();
         for g in &out[&2] {
-            let p = zone_core::Vec2::new(g.x as f32, g.y as f32) / 64.0;
+            let p = g.entity.position();
             let nearest = p.clamp(bounds2.min, bounds2.max);
             assert!(nearest.distance(p) <= 25.01, "{p}");
         }
@@ -185,18 +192,26 @@ mod tests {
         let grid = WorldGrid::of_tiles(2, 1, 64, 1).unwrap();
         let mut table = GhostTable::default();
         let g = |id, player| GhostEntity {
-            id,
+            entity: NetEntity {
+                id: EntityId(id),
+                kind: zone_core::protocol::NetKind::Npc,
+                x: 63 * 64,
+                y: 64,
+                vx: 0,
+                vy: 0,
+                facing: 0,
+                health: 1,
+                max_health: 1,
+                alive: true,
+            },
             player,
-            x: 63 * 64,
-            y: 64,
-            vx: 0,
-            vy: 0,
-            facing: 0,
-            health: 1,
-            max_health: 1,
-            alive: true,
         };
-        table.insert(1, 1, vec![g(1, None), g(2, Some(9))], Duration::ZERO);
+        table.insert(
+            1,
+            1,
+            vec![g(1, None), g(2, Some(PlayerId(9)))],
+            Duration::ZERO,
+        );
         let shown = table.merged(
             &grid,
             ZoneId(2),

@@ -1,0 +1,66 @@
+//! What every simulation shares: the turmoil world's settings, a step that turns a host's
+//! panic or failure into a violation, and the check that every durable combat event reached
+//! the cold store exactly once.
+
+use std::time::Duration;
+
+use zone_shell::persist::Record;
+
+use crate::stores::ColdData;
+
+/// A simulation of `duration` (plus a minute of slack), 1 ms ticks, messages taking 1 ms to
+/// `max_latency`, all randomness from `seed`.
+pub fn simulation(seed: u64, duration: Duration, max_latency: Duration) -> turmoil::Sim<'static> {
+    turmoil::Builder::new()
+        .simulation_duration(duration + Duration::from_secs(60))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(max_latency)
+        .rng_seed(seed)
+        .ephemeral_ports(1_024..=65_535)
+        .build()
+}
+
+/// One step; `false` (and a violation) when a host panicked or failed.
+pub fn step(sim: &mut turmoil::Sim<'_>, violations: &mut Vec<String>) -> bool {
+    match sim.step() {
+        Ok(_) => true,
+        Err(e) => {
+            violations.push(format!("simulation error (panic or host failure): {e}"));
+            false
+        }
+    }
+}
+
+/// Every durable combat event is in the cold store, exactly once, with the same content, and
+/// the store holds nothing else. Returns how many were checked.
+pub fn check_durable_combat(
+    durable: &[Record],
+    cold: &ColdData,
+    violations: &mut Vec<String>,
+) -> usize {
+    let mut combat = 0;
+    for r in durable {
+        if let Record::Combat(c) = r {
+            combat += 1;
+            match cold.combat.get(&(c.zone, c.day(), c.run, c.event.id)) {
+                Some(stored) if stored.event == c.event => {}
+                Some(_) => {
+                    violations.push(format!("event {:?} stored with other content", c.event.id))
+                }
+                None if violations.len() < 20 => violations.push(format!(
+                    "durable combat event {:?} of run {} missing from the cold store",
+                    c.event.id, c.run
+                )),
+                None => {}
+            }
+        }
+    }
+    if cold.combat.len() != combat {
+        violations.push(format!(
+            "cold store holds {} combat events, the spools made {combat} durable",
+            cold.combat.len()
+        ));
+    }
+    combat
+}
