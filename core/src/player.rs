@@ -56,9 +56,20 @@ impl PlayerState {
     }
 
     /// The state as taken over under ownership epoch `epoch`: its version jumps to the first of
-    /// that epoch (never down: an epoch at or below the current one only adds one).
+    /// that epoch (never down: an epoch at or below the current one only adds one, and an
+    /// epoch too large for the upper bits saturates rather than wrapping).
+    ///
+    /// ```
+    /// let s = zone_core::PlayerState::new_character(0.0, 0.0, 100).claimed(5);
+    /// assert_eq!(s.claimed(1 << 32).version, u64::MAX);
+    /// assert!(s.claimed((1 << 32) + 1).version > s.version);
+    /// ```
     pub fn claimed(mut self, epoch: u64) -> Self {
-        let first = epoch.checked_shl(EPOCH_SHIFT).unwrap_or(u64::MAX);
+        let first = if epoch >> (u64::BITS - EPOCH_SHIFT) == 0 {
+            epoch << EPOCH_SHIFT
+        } else {
+            u64::MAX
+        };
         self.version = first.max(self.version.saturating_add(1));
         self
     }

@@ -26,11 +26,11 @@ use crate::keys::{private_key, random_bytes};
 use crate::metrics::{Metrics, MetricsText, WorldMetrics};
 use crate::persist::embedded_cold::SqliteStore;
 use crate::persist::embedded_hot::MemoryHotStore;
-use crate::persist::flusher::{FlushedSaves, Flusher, FlusherConfig};
+use crate::persist::flusher::{Flusher, FlusherConfig};
 use crate::persist::link::{LinkConfig, PersistLink, Stores, claim_lease, keep_lease};
 use crate::persist::redis::RedisHotStore;
 use crate::persist::spool::{Spool, SpoolConfig, SpoolStats};
-use crate::persist::{ColdStore, HotStore, Record};
+use crate::persist::{ColdStore, HotStore};
 use crate::server::{LoopConfig, LoopSummary, Status, run_loop};
 use crate::tokens::unix_ms;
 use crate::world::WorldPlace;
@@ -341,11 +341,11 @@ pub async fn start_with(
     let spool_stats = Arc::new(SpoolStats::default());
     let spool_dir = config.data_dir.join("spool");
     let (spool, recovery) = Spool::open(
-        SpoolConfig {
-            dir: spool_dir.clone(),
-            group_commit: Duration::from_millis(st.group_commit_ms),
-            max_bytes: st.spool_max_bytes,
-        },
+        SpoolConfig::new(
+            spool_dir.clone(),
+            Duration::from_millis(st.group_commit_ms),
+            st.spool_max_bytes,
+        ),
         spool_stats.clone(),
     )
     .with_context(|| format!("opening the spool in {}", spool_dir.display()))?;
@@ -358,17 +358,12 @@ pub async fn start_with(
             "spool recovered; replaying to the cold store"
         );
     }
-    let recovered: Arc<Vec<Record>> =
-        Arc::new(recovery.records.iter().map(|(_, r)| r.clone()).collect());
-
-    let flushed: FlushedSaves = Arc::default();
     let timeout = Duration::from_millis(st.command_timeout_ms);
     let flusher = Flusher::new(
         spool.clone(),
         stores.cold.clone(),
         FlusherConfig::new(&config.data_dir, st.flush_batch, timeout),
         process_metrics,
-        flushed.clone(),
     );
     flusher.dead_letter_undecodable(&recovery.undecodable);
     let (flusher_stop_tx, flusher_stop_rx) = watch::channel(false);
@@ -401,14 +396,13 @@ pub async fn start_with(
             global_sequence_random: random_bytes()?,
             world,
         };
-        let mut host = ZoneHost::new(
+        let host = ZoneHost::new(
             zone,
             &host_config,
             key.clone(),
             Key::from_bytes(random_bytes()?),
             p.running.metrics.clone(),
         )?;
-        host.recover_saves(recovered.iter());
         let link = PersistLink::start(
             spool.clone(),
             &stores,
@@ -420,7 +414,6 @@ pub async fn start_with(
                 timeout,
                 world: config.is_world(),
             },
-            flushed.clone(),
             p.running.metrics.clone(),
         );
         let loop_config = LoopConfig {
@@ -453,6 +446,7 @@ pub async fn start_with(
     ));
 
     let loop_spool = spool.clone();
+    let shutdown_deadline = Duration::from_secs(config.shutdown_deadline_s);
     let task = tokio::spawn(async move {
         let mut finished = Vec::with_capacity(tasks.len());
         let mut failure = None;
@@ -463,17 +457,44 @@ pub async fn start_with(
                 Err(e) => failure = Some(anyhow::anyhow!("zone task failed: {e}")),
             }
         }
-        // Everything the loops produced is in the spool's buffer: make it durable, let the
-        // flusher drain what it can within the deadline, then stop.
+        // Everything the loops produced is in the spool's buffer: make it durable (within a
+        // third of the deadline), let the flusher drain what it can (half of it), then stop.
         let sync_spool = loop_spool.clone();
-        let _ = tokio::task::spawn_blocking(move || sync_spool.sync()).await;
+        let not_durable =
+            tokio::task::spawn_blocking(move || sync_spool.sync_within(shutdown_deadline / 3))
+                .await
+                .unwrap_or_default();
+        if !not_durable.is_empty() {
+            error!(
+                records = not_durable.records,
+                seqs = ?not_durable.seqs,
+                players = ?not_durable.players,
+                "the spool's disk refuses writes: these records are not durable yet (still retrying until the deadline)"
+            );
+        }
         let _ = flusher_stop_tx.send(true);
         let _ = flusher_task.await;
         for f in &finished {
             let _ = f.lease_release.send(true);
         }
         let close_spool = loop_spool.clone();
-        let _ = tokio::task::spawn_blocking(move || close_spool.close()).await;
+        let lost =
+            tokio::task::spawn_blocking(move || close_spool.close_within(shutdown_deadline / 10))
+                .await
+                .unwrap_or_default();
+        if !lost.is_empty() {
+            error!(
+                records = lost.records,
+                seqs = ?lost.seqs,
+                players = ?lost.players,
+                "shutdown: could not make these records durable (the spool's disk refused writes); the players' newest saves are lost"
+            );
+            failure.get_or_insert(anyhow::anyhow!(
+                "{} spooled records ({} player saves) could not be made durable",
+                lost.records,
+                lost.players.len()
+            ));
+        }
         info!(
             unflushed_records = loop_spool
                 .stats()

@@ -588,6 +588,17 @@ impl Config {
         if self.shutdown_deadline_s == 0 {
             return Err(invalid("shutdown_deadline_s", "must be > 0"));
         }
+        // The ownership records of held players are refreshed with positions: several
+        // refreshes must fit in their lifetime.
+        if st.position_flush_ms.saturating_mul(3) > st.hot_ttl_s.saturating_mul(1_000) {
+            return Err(invalid(
+                "store.position_flush_ms",
+                format!(
+                    "must be at most a third of store.hot_ttl_s ({} s), got {} ms",
+                    st.hot_ttl_s, st.position_flush_ms
+                ),
+            ));
+        }
         Ok(())
     }
 }

@@ -20,18 +20,17 @@ use zone_core::{InputError, PlayerId, PlayerState, Zone};
 pub use handoff::{BusOp, ClaimPurpose, ClaimRequest};
 
 use crate::metrics::{Metrics, Reason};
+use crate::persist::load_policy::LoadSource;
 use crate::persist::{CombatRecord, Position, ProfileRecord, Record, SaveRecord, StoredPlayer};
 use crate::world::WorldPlace;
 
-/// A player to load before they can join: their local copy if the host has one (a quick
-/// rejoin), else the loader reads the stores. Either way the loader claims the player in the
-/// ownership ledger for this zone.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// A player to load before they can join. The loader takes the newest of the spool's
+/// unflushed copy and the stores' (see [`crate::persist::load_policy`]) and claims the player
+/// in the ownership ledger for this zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoadRequest {
     /// Who.
     pub player: PlayerId,
-    /// The host's unflushed copy, newer than any store's.
-    pub local: Option<PlayerState>,
 }
 
 /// Where a joining player's state came from, or why it could not be loaded. The state comes
@@ -42,8 +41,8 @@ pub enum LoadOutcome {
     Found {
         /// The stored state and profile.
         stored: StoredPlayer,
-        /// `"local"`, `"hot"` or `"cold"`.
-        source: &'static str,
+        /// Which copy.
+        source: LoadSource,
     },
     /// No store knows the player: a new character, under this ownership epoch.
     New {
@@ -69,10 +68,12 @@ pub enum HotOp {
         /// Their state at leaving.
         state: PlayerState,
     },
-    /// Periodic refresh of presence, positions and sessions.
+    /// Periodic refresh of presence, positions, sessions and ownership records.
     Refresh {
         /// Everyone in the zone with their position.
         positions: Vec<Position>,
+        /// Everyone in the zone with the ownership epoch they are held under.
+        held: Vec<(PlayerId, u64)>,
     },
 }
 
@@ -121,9 +122,6 @@ pub struct ZoneHost {
     slots: Vec<Option<PlayerId>>,
     index_of: BTreeMap<PlayerId, usize>,
     packets_this_tick: Vec<u32>,
-    /// States of players who left, kept until the cold store acknowledges them, so a quick
-    /// rejoin never reads an older copy from a store the flusher has not reached yet.
-    saved: BTreeMap<PlayerId, PlayerState>,
     /// Connected clients whose state is being loaded: player -> client index.
     loading: BTreeMap<PlayerId, usize>,
     /// Loads to start (drained by the loop).
@@ -192,7 +190,6 @@ impl ZoneHost {
             slots: vec![None; config.max_clients],
             index_of: BTreeMap::new(),
             packets_this_tick: vec![0; config.max_clients],
-            saved: BTreeMap::new(),
             loading: BTreeMap::new(),
             load_requests: Vec::new(),
             world,
@@ -227,11 +224,6 @@ impl ZoneHost {
     /// Connected clients.
     pub fn client_count(&self) -> usize {
         self.index_of.len()
-    }
-
-    /// The last saved state of a player who left.
-    pub fn saved_state(&self, player: PlayerId) -> Option<PlayerState> {
-        self.saved.get(&player).copied()
     }
 
     /// Takes one datagram. `now` is monotonic time since the host's epoch; `unix_time` the
@@ -321,10 +313,7 @@ impl ZoneHost {
             return;
         }
         self.loading.insert(player, client_index);
-        self.load_requests.push(LoadRequest {
-            player,
-            local: self.saved.get(&player).copied(),
-        });
+        self.load_requests.push(LoadRequest { player });
     }
 
     /// Attaches a connected client to its player's avatar already in the zone.
@@ -343,7 +332,6 @@ impl ZoneHost {
     fn join(&mut self, client_index: usize, player: PlayerId, state: PlayerState) {
         match self.zone.join(player, state) {
             Ok(entity) => {
-                self.saved.remove(&player);
                 self.rep.connect(&self.zone, player);
                 self.index_of.insert(player, client_index);
                 self.metrics.clients.set(self.index_of.len() as i64);
@@ -378,9 +366,9 @@ impl ZoneHost {
             LoadOutcome::Found { stored, source } => {
                 self.metrics
                     .player_loads
-                    .get_or_create(&reason(source))
+                    .get_or_create(&reason(source.name()))
                     .inc();
-                if stored.profile.is_none() && source != "local" {
+                if stored.profile.is_none() && source != LoadSource::Local {
                     self.records.push(Record::Profile(ProfileRecord {
                         player,
                         name: format!("player-{}", player.0),
@@ -431,39 +419,6 @@ impl ZoneHost {
         std::mem::swap(&mut self.hot_ops, buf);
     }
 
-    /// The cold store now holds these `(player, version)` saves: forget local copies that
-    /// are no newer.
-    pub fn flushed(&mut self, saves: &[(PlayerId, u64)]) {
-        for (player, version) in saves {
-            if self
-                .saved
-                .get(player)
-                .is_some_and(|s| s.version <= *version)
-            {
-                self.saved.remove(player);
-            }
-        }
-    }
-
-    /// Seeds the local copies with saves recovered from the spool at start-up (the newest
-    /// version of each player wins), so a player who rejoins before the flusher has replayed
-    /// them gets their newest state.
-    pub fn recover_saves<'a>(&mut self, records: impl IntoIterator<Item = &'a Record>) {
-        for record in records {
-            if let Record::PlayerSave(s) = record
-                && s.zone == self.zone_id
-            {
-                let newer = self
-                    .saved
-                    .get(&s.player)
-                    .is_none_or(|old| old.version <= s.state.version);
-                if newer {
-                    self.saved.insert(s.player, s.state);
-                }
-            }
-        }
-    }
-
     /// Everyone in the zone (with a client or awaiting one) with their position.
     pub fn positions(&self) -> Vec<Position> {
         self.zone
@@ -478,10 +433,17 @@ impl ZoneHost {
             .collect()
     }
 
-    /// Spools a save of a player who left, keeps it locally until flushed, writes it hot.
+    /// Everyone in the zone with the ownership epoch of their state (the ledger keep-alive).
+    pub fn held(&self) -> Vec<(PlayerId, u64)> {
+        self.zone
+            .players()
+            .filter_map(|(p, _)| self.zone.player_state(p).map(|s| (p, s.epoch())))
+            .collect()
+    }
+
+    /// Spools a save of a player who left and writes it hot.
     fn save(&mut self, player: PlayerId, state: PlayerState) {
         self.record_save(player, state);
-        self.saved.insert(player, state);
         self.hot_ops.push(HotOp::Left { player, state });
     }
 

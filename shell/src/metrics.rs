@@ -73,8 +73,12 @@ pub struct Metrics {
     pub disconnects: Family<Reason, Counter>,
     /// Records in the spool not yet acknowledged by the cold store.
     pub spool_records: Gauge,
-    /// Bytes the spool holds (disk and buffer).
+    /// Bytes of the spooled records not yet acknowledged (the disk budget).
     pub spool_bytes: Gauge,
+    /// 1 while the spool's disk takes writes, 0 while they fail (the server is then not ready).
+    pub spool_writable: Gauge,
+    /// Spool writes or fsyncs that failed (each retried).
+    pub spool_write_errors: Counter,
     /// Age of the oldest record being flushed, seconds (0 when caught up).
     pub flush_lag_seconds: Gauge<f64, AtomicU64>,
     /// Cold-store circuit breaker: 0 closed, 1 half-open, 2 open.
@@ -101,8 +105,8 @@ pub struct Metrics {
     pub ghosts: Gauge,
     /// Messages from the zone bus that were dropped, by reason.
     pub bus_errors: Family<Reason, Counter>,
-    /// Ownership claims of joining players, by result (`won`, or `unledgered` when the
-    /// ledger could not be reached and the epoch was raised locally).
+    /// Ownership claims of joining players, by result (`won`, or `failed` when the ledger
+    /// could not confirm the claim and the join was refused).
     pub player_claims: Family<Reason, Counter>,
 }
 
@@ -136,6 +140,8 @@ impl Metrics {
             disconnects: Family::default(),
             spool_records: Gauge::default(),
             spool_bytes: Gauge::default(),
+            spool_writable: Gauge::default(),
+            spool_write_errors: Counter::default(),
             flush_lag_seconds: Gauge::default(),
             breaker_state: Gauge::default(),
             flush_retries: Counter::default(),
@@ -224,9 +230,21 @@ impl Metrics {
             ),
             (
                 "spool_bytes",
-                "Bytes held by the spool",
+                "Bytes of spooled records not yet in the cold store (the disk budget)",
                 Process,
                 &self.spool_bytes,
+            ),
+            (
+                "spool_writable",
+                "1 while the spool disk takes writes, 0 while they fail",
+                Process,
+                &self.spool_writable,
+            ),
+            (
+                "spool_write_errors",
+                "Spool writes or fsyncs that failed (retried)",
+                Process,
+                &self.spool_write_errors,
             ),
             (
                 "flush_lag_seconds",
@@ -260,7 +278,7 @@ impl Metrics {
             ),
             (
                 "spool_refused",
-                "Records refused because the spool disk budget was full, by kind",
+                "Records refused by the spool (budget or buffer full, disk not writable), by kind",
                 Zone,
                 &self.spool_refused,
             ),

@@ -157,8 +157,9 @@ pub async fn run_loop<S: DatagramSocket>(
                 }
                 status.ticks.store(summary.ticks, Ordering::Release);
                 persist.pump(host);
-                // Not ready while the spool's disk budget is full: route new players elsewhere.
-                status.ready.store(!persist.spool_full(), Ordering::Release);
+                // Not ready while the spool's disk budget is full or its disk refuses writes:
+                // route new players elsewhere.
+                status.ready.store(persist.spool_ready(), Ordering::Release);
                 flush(host, socket, metrics).await;
                 if config.max_ticks.is_some_and(|m| summary.ticks >= m) {
                     break;

@@ -102,5 +102,7 @@ impl SpoolFs for SimFs {
         Ok(())
     }
 
-    fn sync_dir(&self, _dir: &Path) {}
+    fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
 }

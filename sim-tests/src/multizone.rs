@@ -29,7 +29,7 @@ use zone_shell::bots::{BotConfig, BotReport, play_on};
 use zone_shell::host::{HostConfig, ZoneHost};
 use zone_shell::metrics::Metrics;
 use zone_shell::persist::embedded_hot::MemoryHotStore;
-use zone_shell::persist::flusher::{FlushedSaves, Flusher, FlusherConfig};
+use zone_shell::persist::flusher::{Flusher, FlusherConfig};
 use zone_shell::persist::link::{LinkConfig, PersistLink, Stores, claim_lease, keep_lease};
 use zone_shell::persist::spool::{Spool, SpoolConfig, SpoolStats, WriterMode};
 use zone_shell::persist::{HotStore, Record, SaveRecord};
@@ -225,13 +225,14 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
             Err(_) => continue,
         };
         let disk = shared.disk(&name);
-        let (spool, recovery) = Spool::open_on(
+        let (spool, _recovery) = Spool::open_on(
             disk,
             WriterMode::Manual,
             SpoolConfig {
                 dir: PathBuf::from("/spool"),
                 group_commit: Duration::from_millis(5),
                 max_bytes: 1 << 30,
+                max_buffer_bytes: zone_shell::persist::spool::DEFAULT_MAX_BUFFER_BYTES,
             },
             Arc::new(SpoolStats::default()),
         )?;
@@ -258,7 +259,6 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
             Key::from_bytes([run as u8; 32]),
             metrics.clone(),
         )?;
-        host.recover_saves(recovery.records.iter().map(|(_, r)| r));
         {
             let (shared, name, fence) = (shared.clone(), name.clone(), lease.fence);
             host.set_observer(Box::new(move |host: &ZoneHost| {
@@ -283,7 +283,6 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
                 }
             }));
         }
-        let flushed: FlushedSaves = Arc::default();
         let flusher = Flusher::new(
             spool.clone(),
             stores.cold.clone(),
@@ -293,7 +292,6 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
                 ..FlusherConfig::new(std::path::Path::new("/"), 256, Duration::from_millis(500))
             },
             metrics.clone(),
-            flushed.clone(),
         );
         let (flusher_stop_tx, flusher_stop) = watch::channel(false);
         let flusher_task = tokio::spawn(flusher.run(flusher_stop, Duration::from_secs(10)));
@@ -335,7 +333,6 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
                 timeout: Duration::from_millis(500),
                 world: true,
             },
-            flushed,
             metrics.clone(),
         );
         let config = LoopConfig {

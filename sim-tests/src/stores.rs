@@ -49,6 +49,7 @@ enum Req {
     Release(Lease),
     PlayerOwner(PlayerId),
     ClaimPlayer(PlayerId, u32, Option<Owner>, u64, u64),
+    KeepPlayers(u32, Vec<(PlayerId, u64)>, u64),
     SetZoneAddress(u32, String, u64),
     ZoneAddress(u32),
     Subscribe(String),
@@ -69,6 +70,7 @@ enum Resp {
     Lease(Option<Lease>),
     Owner(Option<Owner>),
     Claim(Claim),
+    Superseded(Vec<(PlayerId, Owner)>),
     Address(Option<String>),
     /// A message on a subscribed channel.
     Published(String, Vec<u8>),
@@ -258,6 +260,10 @@ pub async fn redis_host_with(slot: Arc<Mutex<Option<Arc<MemoryHotStore>>>>) -> t
                     .claim_player(p, zone, expect, floor, ms(ttl))
                     .await
                     .map(Resp::Claim)),
+                Req::KeepPlayers(zone, held, ttl) => r(store
+                    .keep_players(zone, &held, ms(ttl))
+                    .await
+                    .map(Resp::Superseded)),
                 Req::SetZoneAddress(z, a, ttl) => r(store
                     .set_zone_address(z, &a, ms(ttl))
                     .await
@@ -492,6 +498,24 @@ impl HotStore for SimHot {
         let req = Req::ClaimPlayer(player, zone, expect, floor, ms(ttl));
         match call("redis", req, self.timeout).await? {
             Resp::Claim(c) => Ok(c),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn keep_players(
+        &self,
+        zone: u32,
+        held: &[(PlayerId, u64)],
+        ttl: Duration,
+    ) -> Result<Vec<(PlayerId, Owner)>, StoreError> {
+        match call(
+            "redis",
+            Req::KeepPlayers(zone, held.to_vec(), ms(ttl)),
+            self.timeout,
+        )
+        .await?
+        {
+            Resp::Superseded(s) => Ok(s),
             r => Err(unexpected(r)),
         }
     }

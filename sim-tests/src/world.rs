@@ -18,7 +18,7 @@ use zone_core::{PlayerId, Zone, ZoneConfig, ZoneId};
 use zone_shell::bots::{BotConfig, play_on};
 use zone_shell::host::{HostConfig, ZoneHost};
 use zone_shell::metrics::Metrics;
-use zone_shell::persist::flusher::{FlushedSaves, Flusher, FlusherConfig};
+use zone_shell::persist::flusher::{Flusher, FlusherConfig};
 use zone_shell::persist::link::{LinkConfig, PersistLink, Stores, claim_lease, keep_lease};
 use zone_shell::persist::spool::{Spool, SpoolConfig, SpoolStats, WriterMode, scan};
 use zone_shell::persist::{HotStore, Record};
@@ -255,13 +255,14 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
     )
     .await?;
     let stats = Arc::new(SpoolStats::default());
-    let (spool, recovery) = Spool::open_on(
+    let (spool, _recovery) = Spool::open_on(
         world.disk.clone(),
         WriterMode::Manual,
         SpoolConfig {
             dir: PathBuf::from("/spool"),
             group_commit: Duration::from_millis(5),
             max_bytes: 1 << 30,
+            max_buffer_bytes: zone_shell::persist::spool::DEFAULT_MAX_BUFFER_BYTES,
         },
         stats,
     )?;
@@ -283,7 +284,6 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         Key::from_bytes([run as u8; 32]),
         metrics.clone(),
     )?;
-    host.recover_saves(recovery.records.iter().map(|(_, r)| r));
     {
         let world = world.clone();
         host.set_observer(Box::new(move |host: &ZoneHost| {
@@ -312,7 +312,6 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
             }
         }));
     }
-    let flushed: FlushedSaves = Arc::default();
     let flusher = Flusher::new(
         spool.clone(),
         stores.cold.clone(),
@@ -322,7 +321,6 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
             ..FlusherConfig::new(std::path::Path::new("/"), 256, Duration::from_millis(500))
         },
         metrics.clone(),
-        flushed.clone(),
     );
     let (flusher_stop_tx, flusher_stop) = watch::channel(false);
     let flusher_task = tokio::spawn(flusher.run(flusher_stop, Duration::from_secs(20)));
@@ -363,7 +361,6 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
             timeout: Duration::from_millis(500),
             world: false,
         },
-        flushed,
         metrics.clone(),
     );
     let socket = SimUdp(turmoil::net::UdpSocket::bind(("0.0.0.0", PORT)).await?);

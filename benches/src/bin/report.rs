@@ -318,6 +318,7 @@ fn spool_rows(r: &mut Report) -> anyhow::Result<()> {
             dir: dir.clone(),
             group_commit: Duration::from_millis(5),
             max_bytes: 1 << 34,
+            max_buffer_bytes: zone_shell::persist::spool::DEFAULT_MAX_BUFFER_BYTES,
         },
         stats.clone(),
     )?;

@@ -441,7 +441,6 @@ impl ZoneHost {
                 player = player.0,
                 "handoff unresolved; letting the client go (it finds its zone on reconnecting)"
             );
-            self.saved.remove(&player);
             self.disconnect_player(player);
             self.count_handoff("given_up");
         }
@@ -561,18 +560,15 @@ impl ZoneHost {
     fn on_evict(&mut self, player: PlayerId, epoch: u64) {
         let older = |s: PlayerState| s.epoch() < epoch;
         let held = self.zone.player_state(player).is_some_and(older);
-        let Some(w) = self.world.as_mut() else {
-            return;
-        };
-        let leaving = w.outgoing.get(&player).is_some_and(|o| older(o.state));
-        if leaving {
-            w.outgoing.remove(&player);
-        }
-        if held {
-            w.arriving.remove(&player);
-        }
-        if self.saved.get(&player).copied().is_some_and(older) {
-            self.saved.remove(&player);
+        let mut leaving = false;
+        if let Some(w) = self.world.as_mut() {
+            leaving = w.outgoing.get(&player).is_some_and(|o| older(o.state));
+            if leaving {
+                w.outgoing.remove(&player);
+            }
+            if held {
+                w.arriving.remove(&player);
+            }
         }
         if !(held || leaving) {
             return;
@@ -586,6 +582,21 @@ impl ZoneHost {
         }
         self.disconnect_player(player);
         self.count_handoff("evicted");
+    }
+
+    /// The ownership ledger names `owner`, not this zone, as the holder of a player this
+    /// zone simulates (found by the ledger keep-alive; the eviction message may have been
+    /// lost): the other holding is the newer one, so this copy goes, unsaved. Players on their
+    /// way out are left to the handoff, which settles ownership itself.
+    pub fn handle_superseded(&mut self, player: PlayerId, owner: Owner) {
+        let Some(state) = self.zone.player_state(player) else {
+            return;
+        };
+        let ours = state.epoch();
+        let newer = owner.epoch > ours || (owner.epoch == ours && owner.zone != self.zone_id);
+        if newer {
+            self.on_evict(player, ours.max(owner.epoch) + 1);
+        }
     }
 
     fn on_transfer(
@@ -678,8 +689,6 @@ impl ZoneHost {
         };
         let waited = now.saturating_sub(out.crossed);
         w.stats.accepted += 1;
-        // The neighbour holds the player now: the local copy must never be joined again here.
-        self.saved.remove(&player);
         self.metrics.handoff_seconds.observe(waited.as_secs_f64());
         self.count_handoff("accepted");
         if !self.index_of.contains_key(&player) {
@@ -775,7 +784,6 @@ impl ZoneHost {
         self.record_save(player, state);
         match self.zone.join(player, state) {
             Ok(_) => {
-                self.saved.remove(&player);
                 if let Some(w) = self.world.as_mut() {
                     w.arriving.insert(player, now + arrival);
                 }
@@ -783,9 +791,8 @@ impl ZoneHost {
                 self.count_handoff("taken");
             }
             Err(e) => {
-                // Held but not simulated: kept locally for when the client connects.
+                // Held but not simulated: the spooled save is what the next login loads.
                 warn!(player = player.0, error = %e, "handed-over player could not join; kept saved");
-                self.saved.insert(player, state);
             }
         }
     }
@@ -823,7 +830,6 @@ impl ZoneHost {
                 self.count_handoff("recalled");
                 match self.zone.join(player, state) {
                     Ok(_) => {
-                        self.saved.remove(&player);
                         if self.index_of.contains_key(&player) {
                             // The avatar is new: the client starts over with a new welcome.
                             self.rep.disconnect(player);
@@ -834,7 +840,6 @@ impl ZoneHost {
                     }
                     Err(e) => {
                         warn!(player = player.0, error = %e, "recalled player could not rejoin; kept saved");
-                        self.saved.insert(player, state);
                         self.disconnect_player(player);
                     }
                 }
@@ -850,7 +855,6 @@ impl ZoneHost {
             Ok(Claim::Lost(other)) => {
                 info!(player = player.0, owner = ?other, "player taken elsewhere during the handoff");
                 w.outgoing.remove(&player);
-                self.saved.remove(&player);
                 self.disconnect_player(player);
             }
             Err(e) => {

@@ -12,7 +12,8 @@ use zone_core::{PlayerId, PlayerState};
 
 use super::cold::StoreError;
 use super::hot::{
-    Claim, HotStore, Lease, Message, Owner, Position, Session, claim_allowed, next_epoch,
+    Claim, HotStore, Lease, Message, Owner, Position, Session, claim_allowed, keep_decision,
+    next_epoch,
 };
 
 #[derive(Debug, Default)]
@@ -206,6 +207,27 @@ impl HotStore for MemoryHotStore {
         };
         s.owners.insert(player, (owner, Instant::now() + ttl));
         Ok(Claim::Won(owner))
+    }
+
+    async fn keep_players(
+        &self,
+        zone: u32,
+        held: &[(PlayerId, u64)],
+        ttl: Duration,
+    ) -> Result<Vec<(PlayerId, Owner)>, StoreError> {
+        let mut s = self.lock()?;
+        let until = Instant::now() + ttl;
+        let mut superseded = Vec::new();
+        for &(player, epoch) in held {
+            let current = live(s.owners.get(&player)).copied();
+            match keep_decision(current, zone, epoch) {
+                Some(other) => superseded.push((player, other)),
+                None => {
+                    s.owners.insert(player, (Owner { zone, epoch }, until));
+                }
+            }
+        }
+        Ok(superseded)
     }
 
     async fn set_zone_address(

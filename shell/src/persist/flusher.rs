@@ -16,7 +16,6 @@ use tokio::time::Instant;
 use base64::Engine;
 use tokio::sync::watch;
 use tracing::{info, warn};
-use zone_core::PlayerId;
 
 use super::breaker::{Breaker, BreakerState, backoff};
 use super::cold::{ColdStore, StoreError};
@@ -62,10 +61,6 @@ impl FlusherConfig {
     }
 }
 
-/// Player saves the cold store has acknowledged, by the zone that saved them: `(player,
-/// version)`. Each zone's host drains its own to forget local copies of states now safe.
-pub type FlushedSaves = Arc<Mutex<std::collections::BTreeMap<u32, Vec<(PlayerId, u64)>>>>;
-
 /// Appends rejected records, with the reason, to the dead-letter file (one line each:
 /// `seq <tab> kind <tab> reason <tab> base64 of the encoded record`), fsynced.
 #[derive(Debug)]
@@ -99,12 +94,13 @@ pub struct Flusher {
     store: Arc<dyn ColdStore>,
     config: FlusherConfig,
     metrics: Arc<Metrics>,
-    flushed_saves: FlushedSaves,
     dead: DeadLetters,
     breaker: Breaker,
     rng: u64,
     drain: Duration,
     stopping_since: Option<Instant>,
+    /// The spool's write-error count already exported.
+    write_errors_seen: u64,
 }
 
 fn record_time(r: &Record) -> u64 {
@@ -122,7 +118,6 @@ impl Flusher {
         store: Arc<dyn ColdStore>,
         config: FlusherConfig,
         metrics: Arc<Metrics>,
-        flushed_saves: FlushedSaves,
     ) -> Self {
         let breaker = Breaker::new(
             config.breaker_threshold,
@@ -142,8 +137,8 @@ impl Flusher {
             store,
             config,
             metrics,
-            flushed_saves,
             breaker,
+            write_errors_seen: 0,
             rng: u64::from_le_bytes(seed) | 1,
             drain: Duration::ZERO,
             stopping_since: None,
@@ -165,12 +160,19 @@ impl Flusher {
         }
     }
 
-    fn dead_letter(&self, seq: u64, kind: &str, reason: &str, bytes: &[u8]) {
-        self.metrics.dead_letters.inc();
-        warn!(seq, kind, reason, "record dead-lettered");
-        if let Err(e) = self.dead.write(seq, kind, reason, bytes) {
-            // The record stays counted; losing the dead-letter copy is logged loudly.
-            tracing::error!(seq, error = %e, "cannot write the dead-letter file");
+    /// Writes one dead letter; false when the file cannot be written (the record must then
+    /// not be acknowledged: it stays in the spool and is retried).
+    fn dead_letter(&self, seq: u64, kind: &str, reason: &str, bytes: &[u8]) -> bool {
+        match self.dead.write(seq, kind, reason, bytes) {
+            Ok(()) => {
+                self.metrics.dead_letters.inc();
+                warn!(seq, kind, reason, "record dead-lettered");
+                true
+            }
+            Err(e) => {
+                tracing::error!(seq, kind, error = %e, "cannot write the dead-letter file; the record stays in the spool");
+                false
+            }
         }
     }
 
@@ -201,7 +203,6 @@ impl Flusher {
                     continue;
                 }
             };
-            self.dead_letter_undecodable(&batch.undecodable);
             if batch.last_seq == 0 {
                 self.update_gauges(None);
                 if self.stopping_since.is_some() {
@@ -234,8 +235,18 @@ impl Flusher {
         self.stopping_since.map(|s| s + self.drain)
     }
 
-    fn update_gauges(&self, oldest_ms: Option<u64>) {
+    fn update_gauges(&mut self, oldest_ms: Option<u64>) {
         let s = self.spool.stats();
+        self.metrics
+            .spool_writable
+            .set(i64::from(!s.failing.load(Ordering::Relaxed)));
+        let errors = s.io_errors.load(Ordering::Relaxed);
+        if errors > self.write_errors_seen {
+            self.metrics
+                .spool_write_errors
+                .inc_by(errors - self.write_errors_seen);
+            self.write_errors_seen = errors;
+        }
         self.metrics
             .spool_records
             .set(s.records.load(Ordering::Relaxed) as i64);
@@ -252,11 +263,21 @@ impl Flusher {
     /// Delivers one batch, retrying until it is in the store. Returns false when it gave up
     /// because the shutdown drain deadline passed (the records stay in the spool).
     async fn deliver(&mut self, batch: ReadBatch, stop: &mut watch::Receiver<bool>) -> bool {
-        let last_seq = batch.last_seq;
+        let (last_seq, bytes) = (batch.last_seq, batch.bytes);
         let count = (batch.records.len() + batch.undecodable.len()) as u64;
         let (mut seqs, mut items): (Vec<u64>, Vec<Record>) = batch.records.into_iter().unzip();
+        let mut undecodable = batch.undecodable;
         let mut attempt = 0u32;
-        while !items.is_empty() {
+        while !items.is_empty() || !undecodable.is_empty() {
+            undecodable.retain(|(seq, bytes, err)| {
+                !self.dead_letter(*seq, "undecodable", &err.to_string(), bytes)
+            });
+            if items.is_empty() {
+                if !undecodable.is_empty() && !self.sleep(self.config.backoff_max, stop).await {
+                    return false;
+                }
+                continue;
+            }
             let oldest = items.first().map(record_time);
             self.update_gauges(oldest);
             let wait = self.breaker.wait(Instant::now());
@@ -272,25 +293,22 @@ impl Flusher {
                 Ok(()) => {
                     self.breaker.success();
                     self.metrics.flushed_records.inc_by(items.len() as u64);
-                    if items.iter().any(|r| matches!(r, Record::PlayerSave(_)))
-                        && let Ok(mut f) = self.flushed_saves.lock()
-                    {
-                        for r in &items {
-                            if let Record::PlayerSave(s) = r {
-                                f.entry(s.zone)
-                                    .or_default()
-                                    .push((s.player, s.state.version));
-                            }
-                        }
-                    }
                     items.clear();
                     seqs.clear();
                 }
-                Err(StoreError::Rejected { index, reason }) if index < items.len() => {
-                    let (seq, record) = (seqs.remove(index), items.remove(index));
-                    let mut bytes = Vec::new();
-                    let _ = record.encode_into(&mut bytes);
-                    self.dead_letter(seq, record.kind(), &reason, &bytes);
+                Err(StoreError::Rejected { index, reason })
+                    if index < items.len() && {
+                        let (seq, record) = (seqs.get(index), items.get(index));
+                        let mut bytes = Vec::new();
+                        if let Some(r) = record {
+                            let _ = r.encode_into(&mut bytes);
+                        }
+                        let kind = record.map_or("record", Record::kind);
+                        self.dead_letter(seq.copied().unwrap_or(0), kind, &reason, &bytes)
+                    } =>
+                {
+                    seqs.remove(index);
+                    items.remove(index);
                 }
                 Err(e) => {
                     self.metrics.flush_retries.inc();
@@ -312,7 +330,7 @@ impl Flusher {
                 }
             }
         }
-        self.spool.ack(last_seq, count);
+        self.spool.ack(last_seq, count, bytes);
         self.update_gauges(None);
         if self.breaker.state(Instant::now()) == BreakerState::Closed && attempt > 0 {
             info!(attempts = attempt, "cold store writes recovered");

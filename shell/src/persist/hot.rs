@@ -22,6 +22,15 @@ pub fn next_epoch(current: Option<Owner>, expect: Option<Owner>, floor: u64) -> 
         .saturating_add(1)
 }
 
+/// What [`HotStore::keep_players`] does with a record: `None` to refresh or rewrite it as
+/// `(zone, epoch)`, or the superseding owner to report. Every adapter decides so.
+pub fn keep_decision(current: Option<Owner>, zone: u32, epoch: u64) -> Option<Owner> {
+    match current {
+        Some(c) if c.epoch > epoch || (c.epoch == epoch && c.zone != zone) => Some(c),
+        _ => None,
+    }
+}
+
 /// Whether a claim with `expect` may take a player whose record is `current`.
 pub fn claim_allowed(current: Option<Owner>, expect: Option<Owner>) -> bool {
     match (current, expect) {
@@ -161,7 +170,8 @@ pub trait HotStore: Send + Sync + Debug {
     /// the ledger still names that owner, a missing record counting as a match (a wiped store);
     /// without (a join) always. The new epoch is one above the largest of the record's,
     /// `expect`'s and `floor` (the epoch of the state being taken over), so epochs only grow.
-    /// The record expires after `ttl` (each claim rewrites it).
+    /// The record expires after `ttl` (each claim rewrites it; the holder keeps it alive with
+    /// [`HotStore::keep_players`]).
     async fn claim_player(
         &self,
         player: PlayerId,
@@ -170,6 +180,18 @@ pub trait HotStore: Send + Sync + Debug {
         floor: u64,
         ttl: Duration,
     ) -> Result<Claim, StoreError>;
+
+    /// Keeps alive the ownership records of the players `zone` holds, as `(player, epoch)`:
+    /// a record naming this zone and epoch expires `ttl` from now again; a missing one
+    /// (expired, wiped) or one of an older epoch is written again. A record naming another
+    /// zone at the same or a later epoch, or a later epoch of this zone, is left alone and
+    /// returned: that holding supersedes this one.
+    async fn keep_players(
+        &self,
+        zone: u32,
+        held: &[(PlayerId, u64)],
+        ttl: Duration,
+    ) -> Result<Vec<(PlayerId, Owner)>, StoreError>;
 
     /// Publishes where a zone's server listens (the lease holder does, on claiming).
     async fn set_zone_address(

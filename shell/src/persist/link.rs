@@ -15,8 +15,8 @@ use tracing::{debug, error, info, warn};
 use zone_core::PlayerId;
 
 use super::cold::{ColdStore, StoreError, StoredPlayer};
-use super::flusher::FlushedSaves;
-use super::hot::{Claim, HotStore, Lease, Session};
+use super::hot::{Claim, HotStore, Lease, Owner, Session};
+use super::load_policy::{self, Choice};
 use super::record::Record;
 use super::redis_keys;
 use super::spool::{Spool, SpoolError};
@@ -26,8 +26,10 @@ use crate::world::bus::BusMessage;
 
 /// Hot-store operations queued at most.
 const HOT_QUEUE: usize = 1_024;
-/// Loads in flight at most.
+/// Loads queued at most.
 const LOAD_QUEUE: usize = 4_096;
+/// Loads running at once at most.
+const LOADS_IN_FLIGHT: usize = 256;
 /// Bus messages and claims queued at most.
 const BUS_QUEUE: usize = 4_096;
 /// Joins allowed per player per minute (reconnect storms, token replays by a bot farm).
@@ -68,6 +70,8 @@ pub enum StoreEvent {
     Claimed(ClaimRequest, Result<Claim, StoreError>),
     /// A message from another zone.
     Bus(BusMessage),
+    /// The ledger names newer holders of players this zone simulates.
+    Superseded(Vec<(PlayerId, Owner)>),
 }
 
 impl StoreEvent {
@@ -77,6 +81,11 @@ impl StoreEvent {
             StoreEvent::Loaded(player, outcome) => host.complete_load(player, outcome),
             StoreEvent::Claimed(request, result) => host.complete_claim(now, request, result),
             StoreEvent::Bus(message) => host.handle_bus(now, message),
+            StoreEvent::Superseded(players) => {
+                for (player, owner) in players {
+                    host.handle_superseded(player, owner);
+                }
+            }
         }
     }
 }
@@ -90,8 +99,6 @@ pub struct PersistLink {
     claim_tx: mpsc::Sender<ClaimRequest>,
     publish_tx: mpsc::Sender<(u32, Vec<u8>)>,
     events: mpsc::Receiver<StoreEvent>,
-    flushed: FlushedSaves,
-    zone: u32,
     metrics: Arc<Metrics>,
     position_flush: Duration,
     next_refresh: Instant,
@@ -108,7 +115,6 @@ impl PersistLink {
         spool: Spool,
         stores: &Stores,
         config: &LinkConfig,
-        flushed: FlushedSaves,
         metrics: Arc<Metrics>,
     ) -> Self {
         let (hot_tx, hot_rx) = mpsc::channel(HOT_QUEUE);
@@ -120,10 +126,12 @@ impl PersistLink {
             stores.hot.clone(),
             config.clone(),
             hot_rx,
+            events_tx.clone(),
             metrics.clone(),
         ));
         tokio::spawn(loader(
             stores.clone(),
+            spool.clone(),
             config.clone(),
             load_rx,
             events_tx.clone(),
@@ -151,8 +159,6 @@ impl PersistLink {
             claim_tx,
             publish_tx,
             events,
-            flushed,
-            zone: config.zone,
             metrics,
             position_flush: config.position_flush,
             next_refresh: Instant::now(),
@@ -173,7 +179,7 @@ impl PersistLink {
         for record in self.records.drain(..) {
             match self.spool.append(&record) {
                 Ok(_) => {}
-                Err(SpoolError::Full { .. }) => {
+                Err(SpoolError::Full { .. } | SpoolError::Unwritable) => {
                     self.metrics
                         .spool_refused
                         .get_or_create(&Reason {
@@ -231,6 +237,7 @@ impl PersistLink {
             self.next_refresh = now + self.position_flush;
             self.ops.push(HotOp::Refresh {
                 positions: host.positions(),
+                held: host.held(),
             });
         }
         for op in self.ops.drain(..) {
@@ -243,15 +250,6 @@ impl PersistLink {
                     .inc();
             }
         }
-        let flushed: Vec<(PlayerId, u64)> = self
-            .flushed
-            .lock()
-            .ok()
-            .and_then(|mut f| f.remove(&self.zone))
-            .unwrap_or_default();
-        if !flushed.is_empty() {
-            host.flushed(&flushed);
-        }
     }
 
     /// The last pump at shutdown: also rewrites presence and positions at once (empty, as
@@ -261,9 +259,10 @@ impl PersistLink {
         self.pump(host);
     }
 
-    /// Whether the spool's disk budget is used up (the server then reports not ready).
-    pub fn spool_full(&self) -> bool {
-        self.spool.is_full()
+    /// Whether the spool takes combat records: its disk budget is not used up and its disk
+    /// takes writes (else the server reports not ready).
+    pub fn spool_ready(&self) -> bool {
+        !self.spool.is_full() && self.spool.is_writable()
     }
 }
 
@@ -271,6 +270,7 @@ async fn hot_writer(
     hot: Arc<dyn HotStore>,
     config: LinkConfig,
     mut rx: mpsc::Receiver<HotOp>,
+    events: mpsc::Sender<StoreEvent>,
     metrics: Arc<Metrics>,
 ) {
     let count = |op: &str| {
@@ -310,7 +310,7 @@ async fn hot_writer(
                 }
                 ("player_state", r)
             }
-            HotOp::Refresh { positions } => {
+            HotOp::Refresh { positions, held } => {
                 let players: Vec<PlayerId> = positions.iter().map(|p| p.player).collect();
                 // Presence and positions are rewritten whole each period, so a wiped Redis
                 // is repopulated within one period; sessions are refreshed with them.
@@ -333,6 +333,17 @@ async fn hot_writer(
                         .collect();
                     r = hot.put_sessions(&sessions, config.hot_ttl).await;
                 }
+                // The ownership records live as long as the zone holds the players.
+                if r.is_ok() {
+                    r = match hot.keep_players(config.zone, held, config.hot_ttl).await {
+                        Ok(superseded) if superseded.is_empty() => Ok(()),
+                        Ok(superseded) => {
+                            let _ = events.send(StoreEvent::Superseded(superseded)).await;
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    };
+                }
                 ("refresh", r)
             }
         };
@@ -354,57 +365,55 @@ async fn hot_writer(
     }
 }
 
-/// Loads a player: the newest of their local copy (an unflushed save of this host), the hot
-/// copy and the cold copy (in a world another zone may have saved a newer one since); the
-/// local copy alone when the stores cannot answer; a new character only when both stores
-/// answered and neither knows the player. Then claims them for `config.zone` in the
-/// ownership ledger: the state comes back under the new epoch. When the ledger cannot be
-/// reached the epoch is raised locally (counted as `unledgered`).
+/// Loads a player: reads the spool's newest unacknowledged save of them (first: a save
+/// acknowledged after this read is in the cold store read after it), the hot and the cold
+/// copy, and lets [`load_policy::choose`] pick (refusing the join when a store cannot answer).
+/// Then claims them for `config.zone` in the ownership ledger, with the chosen state's epoch
+/// as the floor: the state comes back under the new epoch. A join the ledger cannot confirm is
+/// refused (two unconfirmed logins could tie on a version).
 pub async fn load_player(
     stores: &Stores,
+    spool: &Spool,
     config: &LinkConfig,
     request: LoadRequest,
     metrics: &Metrics,
 ) -> LoadOutcome {
-    let stored = read_player(
-        stores,
-        request.player,
-        config.timeout,
-        request.local.is_none(),
-    )
-    .await;
-    let outcome = match (request.local, stored) {
-        (Some(local), LoadOutcome::Found { stored, source })
-            if stored.state.version > local.version =>
-        {
-            LoadOutcome::Found { stored, source }
-        }
-        (Some(local), LoadOutcome::Found { stored, .. }) => LoadOutcome::Found {
-            stored: StoredPlayer {
-                state: local,
-                profile: stored.profile,
-            },
-            source: "local",
-        },
-        (Some(local), _) => LoadOutcome::Found {
-            stored: StoredPlayer {
-                state: local,
-                profile: None,
-            },
-            source: "local",
-        },
-        (None, outcome) => outcome,
+    let player = request.player;
+    let local = spool.newest_save(player);
+    if local.is_none()
+        && let Ok(false) = stores
+            .hot
+            .rate_limit(
+                &format!("join:{}", player.0),
+                JOINS_PER_MINUTE,
+                Duration::from_secs(60),
+            )
+            .await
+    {
+        return LoadOutcome::Failed("join rate limit".into());
+    }
+    let timeout = config.timeout;
+    let timed_out = || StoreError::Timeout(timeout.as_millis() as u64);
+    let (hot, cold) = tokio::join!(
+        tokio::time::timeout(timeout, stores.hot.player_state(player)),
+        tokio::time::timeout(timeout, stores.cold.load_player(player)),
+    );
+    let choice = load_policy::choose(
+        local,
+        hot.unwrap_or_else(|_| Err(timed_out())),
+        cold.unwrap_or_else(|_| Err(timed_out())),
+    );
+    let found = match choice {
+        Choice::Refuse(why) => return LoadOutcome::Failed(why),
+        Choice::New => None,
+        Choice::Found { stored, source } => Some((stored, source)),
     };
-    let floor = match &outcome {
-        LoadOutcome::Found { stored, .. } => stored.state.epoch(),
-        LoadOutcome::New { .. } => 0,
-        LoadOutcome::Failed(_) => return outcome,
-    };
-    let claim = tokio::time::timeout(config.timeout, async {
-        let before = stores.hot.player_owner(request.player).await.ok().flatten();
+    let floor = found.as_ref().map_or(0, |(s, _)| s.state.epoch());
+    let claim = tokio::time::timeout(timeout, async {
+        let before = stores.hot.player_owner(player).await.ok().flatten();
         let claim = stores
             .hot
-            .claim_player(request.player, config.zone, None, floor, config.hot_ttl)
+            .claim_player(player, config.zone, None, floor, config.hot_ttl)
             .await;
         (before, claim)
     })
@@ -413,11 +422,12 @@ pub async fn load_player(
         Ok((before, Ok(Claim::Won(owner)))) => {
             count(metrics, "won");
             if let Some(old) = before.filter(|o| o.zone != config.zone) {
-                // A login here while another zone held the player: that zone drops its copy.
+                // A login here while another zone held the player: that zone drops its copy
+                // (and finds out by its ledger keep-alive if this message is lost).
                 let evict = BusMessage::Evict {
                     from: config.zone,
                     to: old.zone,
-                    player: request.player,
+                    player,
                     epoch: owner.epoch,
                 };
                 let _ = stores
@@ -428,21 +438,20 @@ pub async fn load_player(
             owner.epoch
         }
         other => {
-            count(metrics, "unledgered");
-            debug!(player = request.player.0, result = ?other, "ownership ledger unavailable; epoch raised locally");
-            floor + 1
+            count(metrics, "failed");
+            debug!(player = player.0, result = ?other, "ownership ledger did not confirm the claim; join refused");
+            return LoadOutcome::Failed("ownership ledger unavailable".into());
         }
     };
-    match outcome {
-        LoadOutcome::Found { stored, source } => LoadOutcome::Found {
+    match found {
+        Some((stored, source)) => LoadOutcome::Found {
             stored: StoredPlayer {
                 state: stored.state.claimed(epoch),
                 profile: stored.profile,
             },
             source,
         },
-        LoadOutcome::New { .. } => LoadOutcome::New { epoch },
-        failed => failed,
+        None => LoadOutcome::New { epoch },
     }
 }
 
@@ -455,78 +464,29 @@ fn count(metrics: &Metrics, result: &str) {
         .inc();
 }
 
-async fn read_player(
-    stores: &Stores,
-    player: PlayerId,
-    timeout: Duration,
-    rate_limited: bool,
-) -> LoadOutcome {
-    if rate_limited
-        && let Ok(false) = stores
-            .hot
-            .rate_limit(
-                &format!("join:{}", player.0),
-                JOINS_PER_MINUTE,
-                Duration::from_secs(60),
-            )
-            .await
-    {
-        return LoadOutcome::Failed("join rate limit".into());
-    }
-    let hot = tokio::time::timeout(timeout, stores.hot.player_state(player));
-    let cold = tokio::time::timeout(timeout, stores.cold.load_player(player));
-    let (hot, cold) = tokio::join!(hot, cold);
-    let hot = hot.unwrap_or(Err(StoreError::Timeout(timeout.as_millis() as u64)));
-    let cold = cold.unwrap_or(Err(StoreError::Timeout(timeout.as_millis() as u64)));
-    match (hot, cold) {
-        (Ok(Some(h)), Ok(Some(c))) => {
-            if h.version > c.state.version {
-                LoadOutcome::Found {
-                    stored: StoredPlayer {
-                        state: h,
-                        profile: c.profile,
-                    },
-                    source: "hot",
-                }
-            } else {
-                LoadOutcome::Found {
-                    stored: c,
-                    source: "cold",
-                }
-            }
-        }
-        (Ok(None) | Err(_), Ok(Some(c))) => LoadOutcome::Found {
-            stored: c,
-            source: "cold",
-        },
-        (Ok(Some(h)), Ok(None) | Err(_)) => LoadOutcome::Found {
-            stored: StoredPlayer {
-                state: h,
-                profile: None,
-            },
-            source: "hot",
-        },
-        (Ok(None), Ok(None)) | (Err(_), Ok(None)) => LoadOutcome::New { epoch: 0 },
-        (_, Err(e)) => LoadOutcome::Failed(format!("cold store: {e}")),
-    }
-}
-
 async fn loader(
     stores: Stores,
+    spool: Spool,
     config: LinkConfig,
     mut rx: mpsc::Receiver<LoadRequest>,
     done: mpsc::Sender<StoreEvent>,
     metrics: Arc<Metrics>,
 ) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(LOADS_IN_FLIGHT));
     while let Some(request) = rx.recv().await {
-        let (stores, config, done, metrics) = (
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let (stores, spool, config, done, metrics) = (
             stores.clone(),
+            spool.clone(),
             config.clone(),
             done.clone(),
             metrics.clone(),
         );
         tokio::spawn(async move {
-            let outcome = load_player(&stores, &config, request, &metrics).await;
+            let _permit = permit;
+            let outcome = load_player(&stores, &spool, &config, request, &metrics).await;
             debug!(player = request.player.0, ?outcome, "player load finished");
             let _ = done.send(StoreEvent::Loaded(request.player, outcome)).await;
         });

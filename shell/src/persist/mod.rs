@@ -14,6 +14,7 @@ pub mod embedded_hot;
 pub mod flusher;
 pub mod hot;
 pub mod link;
+pub mod load_policy;
 pub mod record;
 pub mod redis;
 pub mod redis_keys;

@@ -81,6 +81,37 @@ redis.call('SET', KEYS[1], rec, 'PX', ARGV[5])
 return {1, rec}
 ";
 
+/// Keeps ownership records alive (see `HotStore::keep_players`): KEYS the owner records;
+/// ARGV zone, ttl ms, then one epoch per key. Returns {index, record, ...} of the records that
+/// supersede the holding (1-based key indexes).
+const KEEP: &str = r"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local want = tonumber(ARGV[i + 2])
+  local cur = redis.call('GET', key)
+  local cz, ce = nil, -1
+  if cur then
+    local sep = string.find(cur, '|', 1, true)
+    if sep then
+      cz = string.sub(cur, 1, sep - 1)
+      ce = tonumber(string.sub(cur, sep + 1)) or -1
+    end
+  end
+  if ce > want or (ce == want and cz ~= ARGV[1]) then
+    table.insert(out, i)
+    table.insert(out, cur)
+  elseif ce == want then
+    redis.call('PEXPIRE', key, ARGV[2])
+  else
+    redis.call('SET', key, ARGV[1] .. '|' .. ARGV[i + 2], 'PX', ARGV[2])
+  end
+end
+return out
+";
+
+/// Players kept alive per `KEEP` call.
+const KEEP_BATCH: usize = 256;
+
 fn parse_owner(record: &str) -> Result<Option<Owner>, StoreError> {
     if record.is_empty() {
         return Ok(None);
@@ -524,6 +555,38 @@ impl HotStore for RedisHotStore {
             (Some(0), current) => Ok(Claim::Lost(current)),
             _ => Err(StoreError::BadRow(format!("claim reply {reply:?}"))),
         }
+    }
+
+    async fn keep_players(
+        &self,
+        zone: u32,
+        held: &[(PlayerId, u64)],
+        ttl: Duration,
+    ) -> Result<Vec<(PlayerId, Owner)>, StoreError> {
+        let mut superseded = Vec::new();
+        for chunk in held.chunks(KEEP_BATCH) {
+            let keys: Vec<String> = chunk.iter().map(|(p, _)| keys::owner(*p)).collect();
+            let mut args = vec![Value::from(zone.to_string()), Value::from(ms(ttl))];
+            args.extend(chunk.iter().map(|(_, e)| Value::from(e.to_string())));
+            let reply: Vec<Value> = self.call(self.client.eval(KEEP, keys, args)).await?;
+            for pair in reply.chunks(2) {
+                let (Some(i), Some(record)) = (
+                    pair.first().and_then(Value::as_i64),
+                    pair.get(1).and_then(Value::as_string),
+                ) else {
+                    return Err(StoreError::BadRow(format!("keep reply {reply:?}")));
+                };
+                let player = usize::try_from(i - 1)
+                    .ok()
+                    .and_then(|i| chunk.get(i))
+                    .map(|(p, _)| *p)
+                    .ok_or_else(|| StoreError::BadRow(format!("keep reply index {i}")))?;
+                if let Some(owner) = parse_owner(&record)? {
+                    superseded.push((player, owner));
+                }
+            }
+        }
+        Ok(superseded)
     }
 
     async fn set_zone_address(

@@ -12,11 +12,26 @@
 //!   flushed record is harmless).
 //!
 //! Frame: `magic 0x5A | len u32 LE | crc32 u32 LE (of seq and payload) | seq u64 LE | payload`.
-//! Sequence numbers increase across segments and restarts.
+//! Sequence numbers increase across segments, and across restarts while the spool holds
+//! records; a spool drained to nothing starts again after the highest sequence it still
+//! finds (nothing refers to an acknowledged sequence number).
 //!
-//! Disk budget: when the spool (on disk and buffered) exceeds `max_bytes`, combat records are
-//! refused with [`SpoolError::Full`] (the caller counts them and reports not-ready); player
-//! saves and profiles are always accepted, so no player state is ever dropped for lack of room.
+//! Limits and health:
+//! - Disk budget: when the records not yet acknowledged by the cold store exceed `max_bytes`,
+//!   combat records are refused with [`SpoolError::Full`] (the caller counts them and reports
+//!   not ready). An active segment whose records are all acknowledged is retired and deleted,
+//!   so flushed data never counts against the disk for long.
+//! - Write failures (a full disk, I/O errors): the batch goes back in front of the buffer and
+//!   is retried with backoff into a fresh segment; until a commit succeeds the spool reports
+//!   itself [not writable](Spool::is_writable) and refuses combat records with
+//!   [`SpoolError::Unwritable`].
+//! - Memory: the buffer never grows past `max_buffer_bytes`; beyond it every record is refused
+//!   with [`SpoolError::BufferFull`]. Player saves and profiles are refused only there, so
+//!   they are accepted as long as the process can hold them.
+//!
+//! The spool also knows, process-wide, the newest save of every player that the cold store
+//! has not acknowledged yet ([`Spool::newest_save`]) and the largest zone fence it has
+//! spooled ([`Spool::max_fence`]): a join never loads an older state than one spooled here.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +39,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tracing::{error, warn};
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+
+use tracing::{error, info, warn};
+use zone_core::{PlayerId, PlayerState};
 
 use super::record::{MAX_RECORD_BYTES, Record, RecordError};
 use super::spool_fs::{SpoolFs, StdFs};
@@ -34,6 +53,13 @@ const MAGIC: u8 = 0x5A;
 pub const FRAME_HEADER: usize = 1 + 4 + 4 + 8;
 /// A segment is closed once it holds this many bytes.
 const SEGMENT_BYTES: u64 = 8 << 20;
+/// An active segment holding at least this many bytes, all acknowledged, is retired (the next
+/// commit starts a new one) and deleted.
+const RETIRE_BYTES: u64 = 64 << 10;
+/// Default bound of the memory buffer.
+pub const DEFAULT_MAX_BUFFER_BYTES: u64 = 64 << 20;
+/// Longest wait between retries of a failed commit.
+const MAX_RETRY: Duration = Duration::from_secs(1);
 
 /// Why a record was not appended.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -44,6 +70,18 @@ pub enum SpoolError {
         /// Bytes held.
         bytes: u64,
         /// The budget.
+        max: u64,
+    },
+    /// The disk is refusing writes (full or failing); combat records are refused until a
+    /// commit succeeds again.
+    #[error("spool disk is not writable")]
+    Unwritable,
+    /// The memory buffer is at its bound (the disk has not taken a write for a while).
+    #[error("spool buffer is full ({bytes} bytes of {max})")]
+    BufferFull {
+        /// Bytes buffered.
+        bytes: u64,
+        /// The bound.
         max: u64,
     },
     /// The record could not be encoded.
@@ -61,8 +99,40 @@ pub struct SpoolConfig {
     pub dir: PathBuf,
     /// fsync at most this often.
     pub group_commit: Duration,
-    /// Disk budget, bytes.
+    /// Disk budget (bytes not yet acknowledged by the cold store).
     pub max_bytes: u64,
+    /// Bound of the memory buffer, bytes.
+    pub max_buffer_bytes: u64,
+}
+
+impl SpoolConfig {
+    /// A spool in `dir` with the default buffer bound.
+    pub fn new(dir: PathBuf, group_commit: Duration, max_bytes: u64) -> Self {
+        Self {
+            dir,
+            group_commit,
+            max_bytes,
+            max_buffer_bytes: DEFAULT_MAX_BUFFER_BYTES,
+        }
+    }
+}
+
+/// What [`Spool::sync`] or [`Spool::close`] could not make durable before its deadline.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotDurable {
+    /// Records buffered and not written.
+    pub records: u64,
+    /// Their sequence numbers, first and last (0, 0 when none).
+    pub seqs: (u64, u64),
+    /// Players whose newest save is among them.
+    pub players: Vec<PlayerId>,
+}
+
+impl NotDurable {
+    /// Whether everything was made durable.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
 }
 
 /// Who commits the buffer to disk.
@@ -80,15 +150,19 @@ pub enum WriterMode {
 pub struct SpoolStats {
     /// Records appended and not yet acknowledged.
     pub records: AtomicU64,
-    /// Bytes on disk plus bytes buffered.
+    /// Bytes of the records not yet acknowledged (buffered or on disk): the budget.
     pub bytes: AtomicU64,
+    /// Bytes of the segment files on disk.
+    pub disk_bytes: AtomicU64,
+    /// Whether the last commit failed (the disk refuses writes).
+    pub failing: AtomicBool,
     /// Highest sequence number made durable.
     pub durable_seq: AtomicU64,
     /// Highest sequence number acknowledged by the cold store.
     pub acked_seq: AtomicU64,
     /// fsyncs done (group commits).
     pub commits: AtomicU64,
-    /// Records refused because the budget was full.
+    /// Records refused (budget or buffer full, disk not writable).
     pub refused: AtomicU64,
     /// Write or fsync failures (retried).
     pub io_errors: AtomicU64,
@@ -117,6 +191,30 @@ struct Inner {
     /// First sequence number of the segment the writer appends to (recovered segments are
     /// never appended to, so they can all be deleted once acknowledged).
     active: Option<u64>,
+    /// The newest unacknowledged save of each player: its sequence number and state.
+    saves: BTreeMap<PlayerId, (u64, PlayerState)>,
+    /// The largest fence spooled per zone.
+    fences: BTreeMap<u32, u64>,
+    /// When a closing writer gives up retrying a failing disk.
+    close_by: Option<Instant>,
+}
+
+impl Inner {
+    /// Notes a spooled record in the save index: the highest version wins, the later of two
+    /// equal versions too.
+    fn note(&mut self, seq: u64, record: &Record) {
+        if let Record::PlayerSave(s) = record {
+            let newer = self
+                .saves
+                .get(&s.player)
+                .is_none_or(|(_, old)| old.version <= s.state.version);
+            if newer {
+                self.saves.insert(s.player, (seq, s.state));
+            }
+            let fence = self.fences.entry(s.zone).or_default();
+            *fence = (*fence).max(s.fence);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -351,9 +449,11 @@ impl Spool {
                 bytes: valid_end as u64,
             });
         }
-        fs.sync_dir(&config.dir);
+        fs.sync_dir(&config.dir)?;
         let on_disk: u64 = segments.iter().map(|s| s.bytes).sum();
         stats.bytes.store(on_disk, Ordering::Relaxed);
+        stats.disk_bytes.store(on_disk, Ordering::Relaxed);
+        stats.failing.store(false, Ordering::Relaxed);
         stats.records.store(
             (recovery.records.len() + recovery.undecodable.len()) as u64,
             Ordering::Relaxed,
@@ -368,19 +468,26 @@ impl Spool {
         let acked = segments.first().map_or(max_seq, |s| s.first_seq - 1);
         stats.acked_seq.store(acked, Ordering::Relaxed);
         let (durable, _) = tokio::sync::watch::channel(max_seq);
+        let mut index = Inner {
+            buffer: Vec::with_capacity(64 << 10),
+            buffered_last_seq: max_seq,
+            next_seq: max_seq + 1,
+            segments,
+            closing: false,
+            acked,
+            active: None,
+            saves: BTreeMap::new(),
+            fences: BTreeMap::new(),
+            close_by: None,
+        };
+        for (seq, record) in &recovery.records {
+            index.note(*seq, record);
+        }
         let shared = Arc::new(Shared {
             fs,
             mode,
             active_file: Mutex::new(None),
-            inner: Mutex::new(Inner {
-                buffer: Vec::with_capacity(64 << 10),
-                buffered_last_seq: max_seq,
-                next_seq: max_seq + 1,
-                segments,
-                closing: false,
-                acked,
-                active: None,
-            }),
+            inner: Mutex::new(index),
             wake: Condvar::new(),
             durable,
             stats,
@@ -415,13 +522,28 @@ impl Spool {
         if inner.closing {
             return Err(SpoolError::Closed);
         }
-        let bytes = self.shared.stats.bytes.load(Ordering::Relaxed);
-        if bytes >= self.shared.config.max_bytes && matches!(record, Record::Combat(_)) {
-            self.shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(SpoolError::Full {
+        let stats = &self.shared.stats;
+        let config = &self.shared.config;
+        let bytes = stats.bytes.load(Ordering::Relaxed);
+        let combat = matches!(record, Record::Combat(_));
+        let refusal = if inner.buffer.len() as u64 >= config.max_buffer_bytes {
+            Some(SpoolError::BufferFull {
+                bytes: inner.buffer.len() as u64,
+                max: config.max_buffer_bytes,
+            })
+        } else if combat && stats.failing.load(Ordering::Relaxed) {
+            Some(SpoolError::Unwritable)
+        } else if combat && bytes >= config.max_bytes {
+            Some(SpoolError::Full {
                 bytes,
-                max: self.shared.config.max_bytes,
-            });
+                max: config.max_bytes,
+            })
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
         }
         // Encoded straight into the group-commit buffer behind a header filled in afterwards:
         // no per-record allocation.
@@ -443,6 +565,7 @@ impl Spool {
             fill_header(frame, seq);
         }
         inner.buffered_last_seq = seq;
+        inner.note(seq, record);
         let added = (inner.buffer.len() - before) as u64;
         drop(inner);
         self.shared.stats.bytes.fetch_add(added, Ordering::Relaxed);
@@ -454,6 +577,28 @@ impl Spool {
     /// Whether the disk budget is used up.
     pub fn is_full(&self) -> bool {
         self.shared.stats.bytes.load(Ordering::Relaxed) >= self.shared.config.max_bytes
+    }
+
+    /// Whether the last commit succeeded (false while the disk refuses writes).
+    pub fn is_writable(&self) -> bool {
+        !self.shared.stats.failing.load(Ordering::Relaxed)
+    }
+
+    /// The newest save of `player` spooled by any zone of this process and not yet
+    /// acknowledged by the cold store.
+    pub fn newest_save(&self, player: PlayerId) -> Option<PlayerState> {
+        let inner = self.shared.inner.lock().ok()?;
+        inner.saves.get(&player).map(|(_, s)| *s)
+    }
+
+    /// The largest fence of `zone` found in the spool (recovered or appended since).
+    pub fn max_fence(&self, zone: u32) -> u64 {
+        self.shared
+            .inner
+            .lock()
+            .ok()
+            .and_then(|i| i.fences.get(&zone).copied())
+            .unwrap_or(0)
     }
 
     /// Highest durable sequence number, and a way to wait for it to move.
@@ -471,8 +616,16 @@ impl Spool {
         &self.shared.stats
     }
 
-    /// The cold store has every record up to `seq`: delete closed segments wholly covered.
-    pub fn ack(&self, seq: u64, records: u64) {
+    /// The cold store has every record up to `seq` (`records` of them, `bytes` framed bytes,
+    /// as the reader counted them): forget them in the budget and the save index, delete
+    /// closed segments wholly covered, and retire the active segment once it is.
+    pub fn ack(&self, seq: u64, records: u64, bytes: u64) {
+        let stats = &self.shared.stats;
+        let sub = |counter: &AtomicU64, n: u64| {
+            let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+        };
         let Ok(mut inner) = self.shared.inner.lock() else {
             return;
         };
@@ -480,14 +633,10 @@ impl Spool {
             return;
         }
         inner.acked = seq;
-        self.shared.stats.acked_seq.store(seq, Ordering::Relaxed);
-        let _ = self
-            .shared
-            .stats
-            .records
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
-                Some(r.saturating_sub(records))
-            });
+        stats.acked_seq.store(seq, Ordering::Relaxed);
+        sub(&stats.records, records);
+        sub(&stats.bytes, bytes);
+        inner.saves.retain(|_, (at, _)| *at > seq);
         let active = inner.active;
         let mut removed = 0usize;
         let mut freed = 0u64;
@@ -504,16 +653,50 @@ impl Spool {
         }
         inner.segments.drain(..removed);
         drop(inner);
-        if removed > 0 {
-            self.shared.fs.sync_dir(&self.shared.config.dir);
-            let _ =
-                self.shared
-                    .stats
-                    .bytes
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                        Some(b.saturating_sub(freed))
-                    });
+        freed += self.retire_active(seq);
+        if freed > 0 {
+            if let Err(e) = self.shared.fs.sync_dir(&self.shared.config.dir) {
+                warn!(error = %e, "spool: cannot sync the directory after deleting segments");
+            }
+            sub(&stats.disk_bytes, freed);
         }
+    }
+
+    /// Deletes the active segment if it is big enough and every record in it is acknowledged
+    /// (the next commit starts a new one). Skipped while the writer is committing. Returns
+    /// the bytes freed.
+    fn retire_active(&self, acked: u64) -> u64 {
+        // Lock order as in `commit`: the writer's file, then the index.
+        let Ok(mut file) = self.shared.active_file.try_lock() else {
+            return 0;
+        };
+        let Ok(mut inner) = self.shared.inner.lock() else {
+            return 0;
+        };
+        let Some(first) = inner.active else {
+            return 0;
+        };
+        let Some(at) = inner.segments.iter().position(|s| s.first_seq == first) else {
+            return 0;
+        };
+        let Some(segment) = inner.segments.get(at) else {
+            return 0;
+        };
+        if segment.last_seq > acked
+            || segment.bytes < RETIRE_BYTES
+            || at + 1 != inner.segments.len()
+        {
+            return 0;
+        }
+        if let Err(e) = self.shared.fs.remove(&segment.path) {
+            warn!(path = %segment.path.display(), error = %e, "spool: cannot delete an acknowledged segment");
+            return 0;
+        }
+        let freed = segment.bytes;
+        inner.segments.remove(at);
+        inner.active = None;
+        *file = None;
+        freed
     }
 
     /// A reader starting after sequence `after`.
@@ -525,14 +708,16 @@ impl Spool {
         }
     }
 
-    /// Commits what is buffered, stops the writer thread and waits for it.
-    pub fn close(&self) {
+    /// Stops taking records, commits what is buffered (retrying a failing disk until
+    /// `deadline` has passed) and stops the writer. Returns what could not be made durable.
+    pub fn close_within(&self, deadline: Duration) -> NotDurable {
         if let Ok(mut inner) = self.shared.inner.lock() {
             inner.closing = true;
+            inner.close_by = Some(Instant::now() + deadline);
         }
         if self.shared.mode == WriterMode::Manual {
             self.commit_now();
-            return;
+            return self.not_durable();
         }
         self.shared.wake.notify_all();
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
@@ -541,32 +726,67 @@ impl Spool {
         {
             error!("spool writer thread panicked");
         }
+        self.not_durable()
     }
 
-    /// Forces a commit of everything buffered now and waits until it is durable (tests and
-    /// shutdown; the tick loop never calls this).
-    pub fn sync(&self) {
+    /// Forces a commit of everything buffered now and waits, at most `deadline`, until it is
+    /// durable (tests and shutdown; the tick loop never calls this). Returns what is still not
+    /// durable.
+    pub fn sync_within(&self, deadline: Duration) -> NotDurable {
         if self.shared.mode == WriterMode::Manual {
             self.commit_now();
-            return;
+            return self.not_durable();
         }
         let target = match self.shared.inner.lock() {
             Ok(inner) => inner.buffered_last_seq,
-            Err(_) => return,
+            Err(_) => return self.not_durable(),
         };
         self.shared.wake.notify_all();
         let mut rx = self.durable();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while *rx.borrow_and_update() < target && Instant::now() < deadline {
+        let until = Instant::now() + deadline;
+        while *rx.borrow_and_update() < target && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
             if self.writer.lock().map(|w| w.is_none()).unwrap_or(true) {
                 break;
             }
         }
+        self.not_durable()
+    }
+
+    /// [`Self::sync_within`] 30 s (tests and tools).
+    pub fn sync(&self) -> NotDurable {
+        self.sync_within(Duration::from_secs(30))
+    }
+
+    /// [`Self::close_within`] 30 s (tests and tools).
+    pub fn close(&self) -> NotDurable {
+        self.close_within(Duration::from_secs(30))
+    }
+
+    /// What is appended but not durable now.
+    pub fn not_durable(&self) -> NotDurable {
+        let durable = self.durable_seq();
+        let Ok(inner) = self.shared.inner.lock() else {
+            return NotDurable::default();
+        };
+        if inner.buffered_last_seq <= durable {
+            return NotDurable::default();
+        }
+        NotDurable {
+            records: inner.buffered_last_seq - durable,
+            seqs: (durable + 1, inner.buffered_last_seq),
+            players: inner
+                .saves
+                .iter()
+                .filter(|(_, (seq, _))| *seq > durable)
+                .map(|(p, _)| *p)
+                .collect(),
+        }
     }
 
     /// Writer-mode `Manual`: commits what is buffered now (one write and one fsync). Returns
-    /// false when the write failed (the records stay buffered for the next call).
+    /// false when the write failed (the records stay buffered for the next call, which
+    /// writes them to a new segment).
     pub fn commit_now(&self) -> bool {
         let Some((batch, last_seq)) = take_batch(&self.shared) else {
             return true;
@@ -574,14 +794,7 @@ impl Spool {
         match commit_batch(&self.shared, &batch, last_seq) {
             Ok(()) => true,
             Err(e) => {
-                self.shared.stats.io_errors.fetch_add(1, Ordering::Relaxed);
-                error!(error = %e, "spool: write failed; will retry");
-                // Put the batch back in front of anything appended since.
-                if let Ok(mut inner) = self.shared.inner.lock() {
-                    let mut rest = std::mem::take(&mut inner.buffer);
-                    inner.buffer = batch;
-                    inner.buffer.append(&mut rest);
-                }
+                commit_failed(&self.shared, batch, &e);
                 false
             }
         }
@@ -607,14 +820,41 @@ fn take_batch(shared: &Shared) -> Option<(Vec<u8>, u64)> {
 fn commit_batch(shared: &Shared, batch: &[u8], last_seq: u64) -> std::io::Result<()> {
     let first_seq = parse_first_seq(batch);
     commit(shared, batch, first_seq, last_seq)?;
+    if shared.stats.failing.swap(false, Ordering::Relaxed) {
+        info!("spool: writes recovered");
+    }
+    shared
+        .stats
+        .disk_bytes
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     shared.stats.commits.fetch_add(1, Ordering::Relaxed);
     shared.stats.durable_seq.store(last_seq, Ordering::Relaxed);
     shared.durable.send_replace(last_seq);
     Ok(())
 }
 
+/// A commit failed: count it, mark the spool not writable, put the batch back in front of
+/// anything appended since, and start a new segment next time (the failed one may end in a
+/// partial frame, which the scan at the next open cuts off).
+fn commit_failed(shared: &Shared, batch: Vec<u8>, e: &std::io::Error) {
+    let n = shared.stats.io_errors.fetch_add(1, Ordering::Relaxed);
+    if !shared.stats.failing.swap(true, Ordering::Relaxed) {
+        error!(error = %e, "spool: write failed; refusing combat records and retrying until the disk takes writes again");
+    } else if n % 100 == 99 {
+        warn!(error = %e, failures = n + 1, "spool: writes still failing");
+    }
+    if let Ok(mut f) = shared.active_file.lock() {
+        *f = None;
+    }
+    if let Ok(mut inner) = shared.inner.lock() {
+        let mut rest = std::mem::replace(&mut inner.buffer, batch);
+        inner.buffer.append(&mut rest);
+    }
+}
+
 fn writer_loop(shared: &Shared) {
     let mut last_commit = Instant::now();
+    let mut retry = Duration::ZERO;
     loop {
         let (batch, last_seq, closing) = {
             let Ok(mut inner) = shared.inner.lock() else {
@@ -629,25 +869,37 @@ fn writer_loop(shared: &Shared) {
             if inner.buffer.is_empty() && inner.closing {
                 return;
             }
-            // Group commit: let a few ticks' records gather before the next fsync.
+            if inner.closing
+                && !retry.is_zero()
+                && inner.close_by.is_some_and(|t| Instant::now() >= t)
+            {
+                return; // the disk kept failing past the close deadline
+            }
+            // Group commit: let a few ticks' records gather before the next fsync; after a
+            // failure, back off.
             let since = last_commit.elapsed();
-            if since < shared.config.group_commit && !inner.closing {
+            let wait = if retry.is_zero() {
+                shared.config.group_commit
+            } else {
+                retry
+            };
+            if since < wait && !(inner.closing && retry.is_zero()) {
                 drop(inner);
-                std::thread::sleep(shared.config.group_commit - since);
+                std::thread::sleep((wait - since).min(Duration::from_millis(50)));
                 continue;
             }
             let batch = std::mem::replace(&mut inner.buffer, Vec::with_capacity(64 << 10));
             (batch, inner.buffered_last_seq, inner.closing)
         };
-        while let Err(e) = commit_batch(shared, &batch, last_seq) {
-            shared.stats.io_errors.fetch_add(1, Ordering::Relaxed);
-            error!(error = %e, "spool: write failed; retrying in 100 ms");
-            if let Ok(mut f) = shared.active_file.lock() {
-                *f = None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
         last_commit = Instant::now();
+        match commit_batch(shared, &batch, last_seq) {
+            Ok(()) => retry = Duration::ZERO,
+            Err(e) => {
+                commit_failed(shared, batch, &e);
+                retry = (retry * 2).clamp(Duration::from_millis(50), MAX_RETRY);
+                continue;
+            }
+        }
         if closing {
             let more = shared.inner.lock().map(|i| !i.buffer.is_empty());
             if !matches!(more, Ok(true)) {
@@ -678,7 +930,7 @@ fn commit(shared: &Shared, batch: &[u8], first_seq: u64, last_seq: u64) -> std::
     if needs_new {
         let path = segment_path(&shared.config.dir, first_seq);
         shared.fs.append_durable(&path, &[])?;
-        shared.fs.sync_dir(&shared.config.dir);
+        shared.fs.sync_dir(&shared.config.dir)?;
         if let Ok(mut inner) = shared.inner.lock()
             && !inner.segments.iter().any(|s| s.path == path)
         {
@@ -737,6 +989,8 @@ pub struct ReadBatch {
     pub undecodable: Vec<(u64, Vec<u8>, RecordError)>,
     /// Highest sequence number in the batch (0 when empty).
     pub last_seq: u64,
+    /// Framed bytes of the batch's records (what acknowledging them frees of the budget).
+    pub bytes: u64,
 }
 
 impl SpoolReader {
@@ -776,6 +1030,7 @@ impl SpoolReader {
                             }
                             self.after = seq;
                             out.last_seq = seq;
+                            out.bytes += len as u64;
                         }
                         at += len;
                         progressed = true;

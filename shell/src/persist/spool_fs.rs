@@ -24,7 +24,7 @@ pub trait SpoolFs: Send + Sync + std::fmt::Debug {
     /// Deletes a file.
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes a directory's entries (created and deleted files) durable.
-    fn sync_dir(&self, dir: &Path);
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
 
 /// The real filesystem.
@@ -62,8 +62,15 @@ impl SpoolFs for StdFs {
         let mut f = OpenOptions::new().create(true).append(true).open(path)?;
         let len = f.metadata()?.len();
         if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_data()) {
-            // Undo a partial write so the file stays a clean sequence of frames.
-            let _ = f.set_len(len);
+            // Undo a partial write so the file stays a clean sequence of frames. If even that
+            // fails, the file ends in a partial frame: the spool writes on in a new segment and
+            // the scan at the next open cuts the tail off.
+            if let Err(undo) = f.set_len(len) {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("{e}; undoing the partial write failed too: {undo}"),
+                ));
+            }
             return Err(e);
         }
         Ok(())
@@ -79,9 +86,7 @@ impl SpoolFs for StdFs {
         fs::remove_file(path)
     }
 
-    fn sync_dir(&self, dir: &Path) {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
     }
 }
