@@ -283,6 +283,26 @@ pub async fn start_with(
     let run = unix_ms();
     let lease_ttl = Duration::from_millis(st.lease_ttl_ms);
 
+    let spool_stats = Arc::new(SpoolStats::default());
+    let spool_dir = config.data_dir.join("spool");
+    let (spool, recovery) = Spool::open(
+        SpoolConfig::new(
+            spool_dir.clone(),
+            Duration::from_millis(st.group_commit_ms),
+            st.spool_max_bytes,
+        ),
+        spool_stats.clone(),
+    )
+    .with_context(|| format!("opening the spool in {}", spool_dir.display()))?;
+    if !recovery.records.is_empty() || recovery.corrupt_frames > 0 || recovery.torn_tails > 0 {
+        info!(
+            records = recovery.records.len(),
+            undecodable = recovery.undecodable.len(),
+            corrupt_frames = recovery.corrupt_frames,
+            torn_tails = recovery.torn_tails,
+            "spool recovered; replaying to the cold store"
+        );
+    }
     let mut prepared = Vec::with_capacity(hosted.len());
     for h in &hosted {
         let zone = build_zone_of(&config, h)?;
@@ -300,8 +320,15 @@ pub async fn start_with(
             world_metrics.add_zone(h.zone)
         };
         let server_name = format!("{public_address}/{run}");
-        let lease =
-            claim_lease(&stores.hot, h.zone, &server_name, lease_ttl, lease_ttl * 2).await?;
+        let lease = claim_lease(
+            &stores,
+            h.zone,
+            &server_name,
+            lease_ttl,
+            lease_ttl * 2,
+            spool.max_fence(h.zone),
+        )
+        .await?;
         info!(zone = h.zone, fence = lease.fence, "zone lease claimed");
         prepared.push(Prepared {
             hosted: *h,
@@ -338,26 +365,6 @@ pub async fn start_with(
         .and_then(|p| p.zone.as_ref())
         .map_or(60, |z| z.rules().tick_hz);
 
-    let spool_stats = Arc::new(SpoolStats::default());
-    let spool_dir = config.data_dir.join("spool");
-    let (spool, recovery) = Spool::open(
-        SpoolConfig::new(
-            spool_dir.clone(),
-            Duration::from_millis(st.group_commit_ms),
-            st.spool_max_bytes,
-        ),
-        spool_stats.clone(),
-    )
-    .with_context(|| format!("opening the spool in {}", spool_dir.display()))?;
-    if !recovery.records.is_empty() || recovery.corrupt_frames > 0 || recovery.torn_tails > 0 {
-        info!(
-            records = recovery.records.len(),
-            undecodable = recovery.undecodable.len(),
-            corrupt_frames = recovery.corrupt_frames,
-            torn_tails = recovery.torn_tails,
-            "spool recovered; replaying to the cold store"
-        );
-    }
     let timeout = Duration::from_millis(st.command_timeout_ms);
     let flusher = Flusher::new(
         spool.clone(),
@@ -425,7 +432,7 @@ pub async fn start_with(
             p,
             host,
             link,
-            stores.hot.clone(),
+            stores.clone(),
             lease_ttl,
             loop_config,
             shutdown_rx.clone(),
@@ -552,7 +559,7 @@ async fn run_zone(
     p: Prepared,
     mut host: ZoneHost,
     mut link: PersistLink,
-    hot: Arc<dyn HotStore>,
+    stores: Stores,
     lease_ttl: Duration,
     loop_config: LoopConfig,
     mut shutdown: watch::Receiver<bool>,
@@ -560,9 +567,12 @@ async fn run_zone(
     let zone = p.hosted.zone;
     let (lease_lost_tx, mut lease_lost) = watch::channel(false);
     let (lease_stop_tx, lease_stop_rx) = watch::channel(false);
+    let (fence_tx, fence_rx) = watch::channel(p.lease.fence);
+    link.follow_fence(fence_rx);
     tokio::spawn(keep_lease(
-        hot,
+        stores,
         p.lease,
+        fence_tx,
         lease_ttl,
         Some(p.running.public_address.to_string()),
         p.running.metrics.clone(),

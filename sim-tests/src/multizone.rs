@@ -60,14 +60,19 @@ pub enum WorldScenario {
     /// Twice, a server is crashed while one of its handoffs is in flight, and restarted 3 s
     /// later from its disk.
     CrashDuringHandoff,
+    /// Redis is wiped (`FLUSHALL`: leases, fence counters, the ledger) under running servers
+    /// while a standby waits for zone 1: whoever holds zone 1 next holds a larger fence, and
+    /// the two never simulate it at once.
+    RedisWipe,
 }
 
 impl WorldScenario {
     /// Every scenario.
-    pub const ALL: [WorldScenario; 3] = [
+    pub const ALL: [WorldScenario; 4] = [
         WorldScenario::Handoffs,
         WorldScenario::LeaseExpiry,
         WorldScenario::CrashDuringHandoff,
+        WorldScenario::RedisWipe,
     ];
 
     /// The test name.
@@ -76,6 +81,7 @@ impl WorldScenario {
             WorldScenario::Handoffs => "world_handoffs",
             WorldScenario::LeaseExpiry => "world_lease_expiry",
             WorldScenario::CrashDuringHandoff => "world_crash_during_handoff",
+            WorldScenario::RedisWipe => "world_redis_wipe",
         }
     }
 }
@@ -213,11 +219,12 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
         };
         let owner = format!("{name}/{run}");
         let lease = match claim_lease(
-            &stores.hot,
+            &stores,
             zone,
             &owner,
             LEASE_TTL,
             Duration::from_secs(3_600),
+            0,
         )
         .await
         {
@@ -299,9 +306,11 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
         let shutdown_tx = Arc::new(shutdown_tx);
         let (lost_tx, mut lost) = watch::channel(false);
         let (lease_stop_tx, lease_stop) = watch::channel(false);
+        let (fence_tx, fence_rx) = watch::channel(lease.fence);
         tokio::spawn(keep_lease(
-            stores.hot.clone(),
+            stores.clone(),
             lease,
+            fence_tx,
             LEASE_TTL,
             Some(public.to_string()),
             metrics.clone(),
@@ -335,6 +344,7 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
             },
             metrics.clone(),
         );
+        link.follow_fence(fence_rx);
         let config = LoopConfig {
             tick_hz: TICK_HZ,
             max_catch_up: 3,
@@ -449,9 +459,13 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
     let slot = shared.redis.clone();
     sim.host("redis", move || redis_host_with(slot.clone()));
     let mut servers: Vec<(String, u32)> = (1..=4).map(|z| (format!("zs-{z}"), z)).collect();
-    if scenario == WorldScenario::LeaseExpiry {
+    if matches!(
+        scenario,
+        WorldScenario::LeaseExpiry | WorldScenario::RedisWipe
+    ) {
         servers.push(("zs-1b".to_owned(), 1));
     }
+    let mut wiped = false;
     for (name, zone) in &servers {
         let (shared, name2, zone) = (shared.clone(), name.clone(), *zone);
         sim.host(name.as_str(), move || {
@@ -487,6 +501,15 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
     while sim.elapsed() < secs(rc.seconds) && violations.is_empty() {
         let now = sim.elapsed();
         match scenario {
+            WorldScenario::RedisWipe => {
+                if !wiped && now >= secs(15) {
+                    if let Some(store) = shared.redis.lock().ok().and_then(|s| s.clone()) {
+                        store.wipe();
+                        wiped = true;
+                        out.faults += 1;
+                    }
+                }
+            }
             WorldScenario::LeaseExpiry => {
                 if !partitioned && now >= secs(15) && now < secs(30) {
                     sim.partition("zs-1", "redis");

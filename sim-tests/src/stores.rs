@@ -50,6 +50,8 @@ enum Req {
     PlayerOwner(PlayerId),
     ClaimPlayer(PlayerId, u32, Option<Owner>, u64, u64),
     KeepPlayers(u32, Vec<(PlayerId, u64)>, u64),
+    RegisterFence(u32, u64, u64),
+    ZoneFence(u32),
     SetZoneAddress(u32, String, u64),
     ZoneAddress(u32),
     Subscribe(String),
@@ -71,6 +73,7 @@ enum Resp {
     Owner(Option<Owner>),
     Claim(Claim),
     Superseded(Vec<(PlayerId, Owner)>),
+    Fence(u64),
     Address(Option<String>),
     /// A message on a subscribed channel.
     Published(String, Vec<u8>),
@@ -112,10 +115,27 @@ pub struct ColdData {
     pub conflicting_writes: u64,
     /// Record writes received, including idempotent repeats.
     pub writes: u64,
+    /// Registered fences per zone: `(fence, since_ms)`.
+    pub fences: BTreeMap<u32, Vec<(u64, u64)>>,
+    /// Saves rejected for a stale fence.
+    pub fenced_out: u64,
 }
 
 impl ColdData {
-    fn write(&mut self, batch: &[Record]) {
+    /// Writes a batch; the index and reason of a save under a superseded fence instead.
+    fn write(&mut self, batch: &[Record]) -> Result<(), (u64, String)> {
+        for (i, r) in batch.iter().enumerate() {
+            if let Record::PlayerSave(s) = r
+                && let Some(history) = self.fences.get(&s.zone)
+                && zone_shell::persist::cold::fenced_out(history, s.fence, s.unix_ms)
+            {
+                self.fenced_out += 1;
+                return Err((
+                    i as u64,
+                    format!("zone {} fence {} superseded", s.zone, s.fence),
+                ));
+            }
+        }
         for r in batch {
             self.writes += 1;
             match r {
@@ -143,6 +163,7 @@ impl ColdData {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -159,10 +180,23 @@ pub async fn scylla_host(data: Arc<Mutex<ColdData>>) -> turmoil::Result {
             let resp = {
                 let Ok(mut d) = data.lock() else { return };
                 match req {
-                    Req::Write(batch) => {
-                        d.write(&batch);
-                        Resp::Done
+                    Req::Write(batch) => match d.write(&batch) {
+                        Ok(()) => Resp::Done,
+                        Err((index, reason)) => Resp::Rejected(index, reason),
+                    },
+                    Req::RegisterFence(zone, fence, since) => {
+                        let history = d.fences.entry(zone).or_default();
+                        if !history.iter().any(|(f, _)| *f == fence) {
+                            history.push((fence, since));
+                        }
+                        Resp::Fence(history.iter().map(|(f, _)| *f).max().unwrap_or(0))
                     }
+                    Req::ZoneFence(zone) => Resp::Fence(
+                        d.fences
+                            .get(&zone)
+                            .and_then(|h| h.iter().map(|(f, _)| *f).max())
+                            .unwrap_or(0),
+                    ),
                     Req::LoadPlayer(p) => Resp::Player(d.saves.get(&p).map(|s| StoredPlayer {
                         state: s.state,
                         profile: d.profiles.get(&p).cloned(),
@@ -326,6 +360,31 @@ impl ColdStore for SimCold {
         }
         match call("scylla", Req::Write(batch), self.timeout).await? {
             Resp::Done => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn register_fence(
+        &self,
+        zone: u32,
+        fence: u64,
+        since_ms: u64,
+    ) -> Result<u64, StoreError> {
+        match call(
+            "scylla",
+            Req::RegisterFence(zone, fence, since_ms),
+            self.timeout,
+        )
+        .await?
+        {
+            Resp::Fence(f) => Ok(f),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn zone_fence(&self, zone: u32) -> Result<u64, StoreError> {
+        match call("scylla", Req::ZoneFence(zone), self.timeout).await? {
+            Resp::Fence(f) => Ok(f),
             r => Err(unexpected(r)),
         }
     }

@@ -247,11 +247,12 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
     };
     let lease_ttl = Duration::from_secs(2);
     let lease = claim_lease(
-        &stores.hot,
+        &stores,
         ZONE,
         &format!("zone/{run}"),
         lease_ttl,
         Duration::from_secs(30),
+        0,
     )
     .await?;
     let stats = Arc::new(SpoolStats::default());
@@ -328,9 +329,11 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
     let shutdown_tx = Arc::new(shutdown_tx);
     let (lost_tx, _lost) = watch::channel(false);
     let (lease_stop_tx, lease_stop) = watch::channel(false);
+    let (fence_tx, fence_rx) = watch::channel(lease.fence);
     tokio::spawn(keep_lease(
-        stores.hot.clone(),
+        stores.clone(),
         lease,
+        fence_tx,
         lease_ttl,
         None,
         metrics.clone(),
@@ -363,6 +366,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         },
         metrics.clone(),
     );
+    link.follow_fence(fence_rx);
     let socket = SimUdp(turmoil::net::UdpSocket::bind(("0.0.0.0", PORT)).await?);
     let config = LoopConfig {
         tick_hz: TICK_HZ,

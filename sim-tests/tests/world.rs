@@ -76,6 +76,11 @@ fn world_crash_during_handoff() {
 }
 
 #[test]
+fn world_redis_wipe() {
+    scenario(WorldScenario::RedisWipe);
+}
+
+#[test]
 fn handoffs_racing_their_recalls_keep_one_owner_and_a_broken_ledger_is_caught() {
     // A 10 ms handoff timeout: the source recalls almost every player while the target is
     // accepting it. With the ledger's conditional claims, exactly one side wins each race.

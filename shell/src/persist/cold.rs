@@ -62,10 +62,38 @@ pub trait ColdStore: Send + Sync + Debug {
     /// A player's newest state and profile.
     async fn load_player(&self, player: PlayerId) -> Result<Option<StoredPlayer>, StoreError>;
 
+    /// Registers `fence` as a holding of `zone` from `since_ms` (unix ms) on and returns the
+    /// largest fence registered for the zone. From then on a save of the zone under a smaller
+    /// fence stamped at or after `since_ms` is rejected ([`StoreError::Rejected`]): a holder
+    /// cut off from the lease cannot overwrite its successor. Stores without fencing keep the
+    /// default (nothing registered, nothing rejected).
+    async fn register_fence(
+        &self,
+        _zone: u32,
+        fence: u64,
+        _since_ms: u64,
+    ) -> Result<u64, StoreError> {
+        Ok(fence)
+    }
+
+    /// The largest fence registered for `zone` (0 when none): a new lease holder's fence
+    /// floor, durable across a hot-store wipe.
+    async fn zone_fence(&self, _zone: u32) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// The combat events of one zone and day partition, as `(run, event)` in key order.
     async fn combat_events(
         &self,
         zone: u32,
         day: u32,
     ) -> Result<Vec<(u64, CombatEvent)>, StoreError>;
+}
+
+/// Whether a zone's fence history `(fence, since_ms)` rejects a save stamped `unix_ms` under
+/// `fence`: some larger fence took effect at or before it.
+pub fn fenced_out(history: &[(u64, u64)], fence: u64, unix_ms: u64) -> bool {
+    history
+        .iter()
+        .any(|&(f, since)| f > fence && since <= unix_ms)
 }

@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS player_state (
 CREATE TABLE IF NOT EXISTS player_profiles (
     player_id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_unix_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS zone_fences (
+    zone_id INTEGER NOT NULL, fence INTEGER NOT NULL, since_ms INTEGER NOT NULL,
+    PRIMARY KEY (zone_id, fence)
+) WITHOUT ROWID;
 ";
 
 /// The SQLite cold store.
@@ -104,6 +108,33 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(), StoreError
         .find_map(|(i, r)| invalid(r).map(|why| (i, why)))
     {
         return Err(StoreError::Rejected { index, reason });
+    }
+    {
+        let mut superseded = conn
+            .prepare_cached(
+                "SELECT fence FROM zone_fences WHERE zone_id = ?1 AND fence > ?2 \
+                 AND since_ms <= ?3 LIMIT 1",
+            )
+            .map_err(unavailable)?;
+        for (index, record) in batch.iter().enumerate() {
+            if let Record::PlayerSave(s) = record {
+                let newer: Option<i64> = superseded
+                    .query_row(params![s.zone, to_sql(s.fence), to_sql(s.unix_ms)], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(unavailable)?;
+                if let Some(f) = newer {
+                    let reason = format!(
+                        "save of zone {} under fence {} after fence {} took over",
+                        s.zone,
+                        s.fence,
+                        from_sql(f)
+                    );
+                    return Err(StoreError::Rejected { index, reason });
+                }
+            }
+        }
     }
     let tx = conn.transaction().map_err(unavailable)?;
     {
@@ -344,4 +375,36 @@ impl ColdStore for SqliteStore {
     ) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
         self.with(move |c| events(c, zone, day)).await
     }
+
+    async fn register_fence(
+        &self,
+        zone: u32,
+        fence: u64,
+        since_ms: u64,
+    ) -> Result<u64, StoreError> {
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO zone_fences VALUES (?1, ?2, ?3)",
+                params![zone, to_sql(fence), to_sql(since_ms)],
+            )
+            .map_err(unavailable)?;
+            max_fence(c, zone)
+        })
+        .await
+    }
+
+    async fn zone_fence(&self, zone: u32) -> Result<u64, StoreError> {
+        self.with(move |c| max_fence(c, zone)).await
+    }
+}
+
+fn max_fence(c: &mut Connection, zone: u32) -> Result<u64, StoreError> {
+    let max: Option<i64> = c
+        .query_row(
+            "SELECT MAX(fence) FROM zone_fences WHERE zone_id = ?1",
+            params![zone],
+            |r| r.get(0),
+        )
+        .map_err(unavailable)?;
+    Ok(max.map_or(0, from_sql))
 }

@@ -57,6 +57,18 @@ impl MemoryHotStore {
             .unwrap_or_default()
     }
 
+    /// Forgets everything but the pub/sub subscriptions, as `FLUSHALL` does to a Redis
+    /// (simulations wipe the store under running servers).
+    pub fn wipe(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            let channels = std::mem::take(&mut s.channels);
+            *s = State {
+                channels,
+                ..State::default()
+            };
+        }
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
         self.state
             .lock()

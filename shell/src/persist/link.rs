@@ -99,6 +99,7 @@ pub struct PersistLink {
     claim_tx: mpsc::Sender<ClaimRequest>,
     publish_tx: mpsc::Sender<(u32, Vec<u8>)>,
     events: mpsc::Receiver<StoreEvent>,
+    fence: Option<watch::Receiver<u64>>,
     metrics: Arc<Metrics>,
     position_flush: Duration,
     next_refresh: Instant,
@@ -159,6 +160,7 @@ impl PersistLink {
             claim_tx,
             publish_tx,
             events,
+            fence: None,
             metrics,
             position_flush: config.position_flush,
             next_refresh: Instant::now(),
@@ -168,6 +170,12 @@ impl PersistLink {
         }
     }
 
+    /// Follows the zone's fencing token (the lease keeper sends a new one after re-claiming
+    /// a vanished lease); the host's writes carry it from the next pump.
+    pub fn follow_fence(&mut self, fence: watch::Receiver<u64>) {
+        self.fence = Some(fence);
+    }
+
     /// Waits for the next finished piece of work (for the loop's `select!`).
     pub async fn next_event(&mut self) -> Option<StoreEvent> {
         self.events.recv().await
@@ -175,6 +183,11 @@ impl PersistLink {
 
     /// Moves what the host produced to the spool and the workers. Never blocks.
     pub fn pump(&mut self, host: &mut ZoneHost) {
+        if let Some(rx) = self.fence.as_mut()
+            && rx.has_changed().unwrap_or(false)
+        {
+            host.set_fence(*rx.borrow_and_update());
+        }
         host.swap_records(&mut self.records);
         for record in self.records.drain(..) {
             match self.spool.append(&record) {
@@ -597,32 +610,99 @@ async fn subscriber(
 }
 
 /// Claims the zone's lease, retrying until `deadline` (a previous owner's lease may still be
-/// running out after a crash).
+/// running out after a crash). The fence floor is durable: the largest of the cold store's
+/// registered fence and `local_fence` (the spool's), so fences grow across a hot-store wipe.
+/// When another holder was seen during the claim and the hot store is shared, the claimer
+/// waits one lease lifetime (renewing) before simulating: a holder cut off by a wipe notices
+/// at its next renewal and stops first. Then the fence is registered in the cold store, which
+/// from then on rejects saves of the zone under older fences.
 pub async fn claim_lease(
-    hot: &Arc<dyn HotStore>,
+    stores: &Stores,
     zone: u32,
     owner: &str,
     ttl: Duration,
     deadline: Duration,
+    local_fence: u64,
 ) -> anyhow::Result<Lease> {
+    let (hot, cold) = (&stores.hot, &stores.cold);
     let until = Instant::now() + deadline;
+    let mut floor = local_fence;
+    let mut saw_holder = false;
     loop {
-        match hot.acquire_lease(zone, owner, ttl, 0).await {
-            Ok(Some(lease)) => return Ok(lease),
-            Ok(None) if Instant::now() < until => {
-                info!(zone, key = %redis_keys::lease(zone), "zone lease held by another server; waiting for it to expire");
-            }
+        let known = match cold.zone_fence(zone).await {
+            Ok(f) => Some(f),
             Err(e) if Instant::now() < until => {
-                warn!(zone, error = %e, "cannot reach the hot store to claim the zone lease; retrying");
+                warn!(zone, error = %e, "cannot read the zone's fence from the cold store; retrying");
+                None
             }
-            Ok(None) => anyhow::bail!(
-                "zone {zone} is held by another server (lease {}); not starting a second simulation",
-                redis_keys::lease(zone)
-            ),
-            Err(e) => anyhow::bail!("cannot claim the lease of zone {zone}: {e}"),
+            Err(e) => {
+                anyhow::bail!("cannot read the fence of zone {zone} from the cold store: {e}")
+            }
+        };
+        if let Some(known) = known {
+            floor = floor.max(known);
+            match hot.acquire_lease(zone, owner, ttl, floor).await {
+                Ok(Some(lease)) => {
+                    if saw_holder
+                        && hot.name() != "embedded"
+                        && !wait_out_previous(hot, &lease, ttl).await
+                    {
+                        saw_holder = true;
+                        continue;
+                    }
+                    match cold
+                        .register_fence(zone, lease.fence, crate::tokens::unix_ms())
+                        .await
+                    {
+                        Ok(max) if max <= lease.fence => return Ok(lease),
+                        Ok(max) => {
+                            warn!(
+                                zone,
+                                fence = lease.fence,
+                                registered = max,
+                                "a larger fence is registered for the zone; claiming again above it"
+                            );
+                            floor = max;
+                            let _ = hot.release_lease(&lease).await;
+                        }
+                        Err(e) => {
+                            warn!(zone, error = %e, "cannot register the zone's fence in the cold store; retrying");
+                            let _ = hot.release_lease(&lease).await;
+                        }
+                    }
+                }
+                Ok(None) if Instant::now() < until => {
+                    saw_holder = true;
+                    info!(zone, key = %redis_keys::lease(zone), "zone lease held by another server; waiting for it to expire");
+                }
+                Err(e) if Instant::now() < until => {
+                    warn!(zone, error = %e, "cannot reach the hot store to claim the zone lease; retrying");
+                }
+                Ok(None) => anyhow::bail!(
+                    "zone {zone} is held by another server (lease {}); not starting a second simulation",
+                    redis_keys::lease(zone)
+                ),
+                Err(e) => anyhow::bail!("cannot claim the lease of zone {zone}: {e}"),
+            }
+        }
+        if Instant::now() >= until {
+            anyhow::bail!("could not claim the lease of zone {zone} within {deadline:?}");
         }
         tokio::time::sleep(ttl / 4).await;
     }
+}
+
+/// Holds a just-acquired lease for one lifetime, renewing it, before the new holder starts:
+/// whoever held the zone before has stopped by then. False when the lease was lost meanwhile.
+async fn wait_out_previous(hot: &Arc<dyn HotStore>, lease: &Lease, ttl: Duration) -> bool {
+    info!(zone = lease.zone, fence = lease.fence, wait = ?ttl, "zone lease taken over: waiting one lease lifetime so the previous holder has stopped");
+    for _ in 0..3 {
+        tokio::time::sleep(ttl / 3).await;
+        if !matches!(hot.renew_lease(lease, ttl).await, Ok(true)) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Renews `lease` every third of its lifetime (and republishes the zone's `address` with it).
@@ -634,14 +714,16 @@ pub async fn claim_lease(
 /// restart without persistence), it is claimed again with a larger fencing token.
 /// Returns when `stop` turns true (releasing the lease).
 pub async fn keep_lease(
-    hot: Arc<dyn HotStore>,
+    stores: Stores,
     mut lease: Lease,
+    fence: watch::Sender<u64>,
     ttl: Duration,
     address: Option<String>,
     metrics: Arc<Metrics>,
     lost: Arc<watch::Sender<bool>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let hot = stores.hot.clone();
     let margin = ttl / 6;
     let mut valid_until = Instant::now() + ttl;
     let give_up = |lease: &Lease, why: &str| {
@@ -687,10 +769,27 @@ pub async fn keep_lease(
                 }
             }
             Ok(Ok(false)) => {
-                if let Ok(Some(again)) = hot
-                    .acquire_lease(lease.zone, &lease.owner, ttl, lease.fence)
-                    .await
-                {
+                let floor = match stores.cold.zone_fence(lease.zone).await {
+                    Ok(f) => f.max(lease.fence),
+                    Err(_) => u64::MAX, // cannot know the floor: do not re-claim blind
+                };
+                let again = if floor == u64::MAX {
+                    None
+                } else {
+                    hot.acquire_lease(lease.zone, &lease.owner, ttl, floor)
+                        .await
+                        .ok()
+                        .flatten()
+                };
+                let registered = match &again {
+                    Some(a) => stores
+                        .cold
+                        .register_fence(a.zone, a.fence, crate::tokens::unix_ms())
+                        .await
+                        .is_ok_and(|max| max <= a.fence),
+                    None => false,
+                };
+                if let (Some(again), true) = (again, registered) {
                     warn!(
                         zone = lease.zone,
                         old = lease.fence,
@@ -698,10 +797,14 @@ pub async fn keep_lease(
                         "zone lease vanished from the hot store (wiped?); claimed it again"
                     );
                     lease = again;
+                    let _ = fence.send(lease.fence);
                     valid_until = sent + ttl;
                     continue;
                 }
-                give_up(&lease, "taken by another owner");
+                give_up(
+                    &lease,
+                    "taken by another owner (or vanished and not re-claimable)",
+                );
                 return;
             }
             Ok(Err(e)) => {
