@@ -502,12 +502,13 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
         let now = sim.elapsed();
         match scenario {
             WorldScenario::RedisWipe => {
-                if !wiped && now >= secs(15) {
-                    if let Some(store) = shared.redis.lock().ok().and_then(|s| s.clone()) {
-                        store.wipe();
-                        wiped = true;
-                        out.faults += 1;
-                    }
+                if !wiped
+                    && now >= secs(15)
+                    && let Some(store) = shared.redis.lock().ok().and_then(|s| s.clone())
+                {
+                    store.wipe();
+                    wiped = true;
+                    out.faults += 1;
                 }
             }
             WorldScenario::LeaseExpiry => {
