@@ -50,19 +50,22 @@ pub enum Scenario {
     LossyClients,
     /// The zone server crashes mid-combat and restarts from its spool.
     ZoneCrash,
+    /// The spool's disk fails 3% of writes throughout and is full from 12 s to 30 s.
+    DiskFaults,
     /// All of the above.
     Everything,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Steady,
         Scenario::ScyllaPartition,
         Scenario::ScyllaCrash,
         Scenario::RedisCrash,
         Scenario::LossyClients,
         Scenario::ZoneCrash,
+        Scenario::DiskFaults,
         Scenario::Everything,
     ];
 
@@ -75,6 +78,7 @@ impl Scenario {
             Scenario::RedisCrash => "redis_crash",
             Scenario::LossyClients => "lossy_clients",
             Scenario::ZoneCrash => "zone_crash",
+            Scenario::DiskFaults => "disk_faults",
             Scenario::Everything => "everything",
         }
     }
@@ -152,6 +156,12 @@ struct World {
     bots_done: AtomicU64,
     /// Players in the zone after the latest tick.
     players_now: Mutex<Vec<PlayerId>>,
+    /// Whether the zone was seen not ready (`/readyz` 503) at some point.
+    not_ready_seen: AtomicBool,
+    /// Combat records the spool refused.
+    combat_refused: AtomicU64,
+    /// Records the spool could not make durable at shutdown.
+    lost_at_close: AtomicU64,
     /// Bots' last views of themselves: (player, run at the time, tick, state).
     views: Mutex<Vec<(u64, u64, u64, NetEntity)>>,
 }
@@ -341,12 +351,17 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         lease_stop,
     ));
     {
-        // Group commit (the writer thread's job in production) and the end-of-run signal.
+        // Group commit (the writer thread's job in production), readiness watch and the
+        // end-of-run signal.
         let (spool, world, stop) = (spool.clone(), world.clone(), shutdown_tx.clone());
+        let status = status.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 spool.commit_now();
+                if !status.ready.load(Ordering::Acquire) && !world.stop.load(Ordering::SeqCst) {
+                    world.not_ready_seen.store(true, Ordering::SeqCst);
+                }
                 if world.stop.load(Ordering::SeqCst) {
                     let _ = stop.send(true);
                 }
@@ -385,7 +400,19 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
     let _ = flusher_stop_tx.send(true);
     let _ = flusher_task.await;
     let _ = lease_stop_tx.send(true);
-    spool.close();
+    let lost = spool.close();
+    world
+        .lost_at_close
+        .fetch_add(lost.records, Ordering::SeqCst);
+    world.combat_refused.fetch_add(
+        metrics
+            .spool_refused
+            .get_or_create(&zone_shell::metrics::Reason {
+                reason: "combat".into(),
+            })
+            .get(),
+        Ordering::SeqCst,
+    );
     world
         .final_hash
         .store(host.zone().state_hash(), Ordering::SeqCst);
@@ -500,6 +527,11 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
     if scenario.has(Scenario::ZoneCrash) {
         timeline.push((33, "bounce zone"));
     }
+    if scenario.has(Scenario::DiskFaults) {
+        world.disk.set_error_rate(30, seed);
+        timeline.push((12, "fill disk"));
+        timeline.push((30, "free disk"));
+    }
     timeline.sort();
     let mut next = 0;
     let mut violations = Vec::new();
@@ -518,6 +550,8 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
                 "restart scylla" => sim.bounce("scylla"),
                 "crash redis" => sim.crash("redis"),
                 "restart redis" => sim.bounce("redis"),
+                "fill disk" => world.disk.set_full(true),
+                "free disk" => world.disk.set_full(false),
                 "bounce zone" => {
                     durable_at_crash = world.disk.history();
                     sim.bounce("zone");
@@ -591,6 +625,24 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
         violations.push("the zone server did not shut down within 35 s".into());
     }
     check(&world, rc, &durable_at_crash, &mut violations, &mut out);
+    // Nothing the spool accepted was lost at shutdown.
+    let lost = world.lost_at_close.load(Ordering::SeqCst);
+    if lost > 0 {
+        violations.push(format!(
+            "{lost} accepted records were not durable at shutdown"
+        ));
+    }
+    if scenario.has(Scenario::DiskFaults) {
+        if world.disk.failed_writes() == 0 {
+            violations.push("no disk write failed: the scenario checked nothing".into());
+        }
+        if !world.not_ready_seen.load(Ordering::SeqCst) {
+            violations.push("the zone stayed ready while its disk refused writes".into());
+        }
+        if world.combat_refused.load(Ordering::SeqCst) == 0 {
+            violations.push("no combat record was refused while the disk was full".into());
+        }
+    }
     out.violations = violations;
     out
 }

@@ -77,6 +77,11 @@ fn zone_crash() {
 }
 
 #[test]
+fn disk_faults() {
+    scenario(Scenario::DiskFaults);
+}
+
+#[test]
 fn everything() {
     scenario(Scenario::Everything);
 }

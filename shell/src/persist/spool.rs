@@ -716,7 +716,7 @@ impl Spool {
             inner.close_by = Some(Instant::now() + deadline);
         }
         if self.shared.mode == WriterMode::Manual {
-            self.commit_now();
+            self.commit_until(deadline);
             return self.not_durable();
         }
         self.shared.wake.notify_all();
@@ -734,7 +734,7 @@ impl Spool {
     /// durable.
     pub fn sync_within(&self, deadline: Duration) -> NotDurable {
         if self.shared.mode == WriterMode::Manual {
-            self.commit_now();
+            self.commit_until(deadline);
             return self.not_durable();
         }
         let target = match self.shared.inner.lock() {
@@ -797,6 +797,14 @@ impl Spool {
                 commit_failed(&self.shared, batch, &e);
                 false
             }
+        }
+    }
+
+    /// Writer-mode `Manual`: commits, retrying failed commits until `deadline` has passed.
+    fn commit_until(&self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        while !self.commit_now() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
