@@ -354,7 +354,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         // Group commit (the writer thread's job in production), readiness watch and the
         // end-of-run signal.
         let (spool, world, stop) = (spool.clone(), world.clone(), shutdown_tx.clone());
-        let status = status.clone();
+        let (status, metrics) = (status.clone(), metrics.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -362,6 +362,14 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
                 if !status.ready.load(Ordering::Acquire) && !world.stop.load(Ordering::SeqCst) {
                     world.not_ready_seen.store(true, Ordering::SeqCst);
                 }
+                // Kept as it happens: a crashed incarnation's metrics die with it.
+                let refused = metrics
+                    .spool_refused
+                    .get_or_create(&zone_shell::metrics::Reason {
+                        reason: "combat".into(),
+                    })
+                    .get();
+                world.combat_refused.fetch_max(refused, Ordering::SeqCst);
                 if world.stop.load(Ordering::SeqCst) {
                     let _ = stop.send(true);
                 }
@@ -404,15 +412,6 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
     world
         .lost_at_close
         .fetch_add(lost.records, Ordering::SeqCst);
-    world.combat_refused.fetch_add(
-        metrics
-            .spool_refused
-            .get_or_create(&zone_shell::metrics::Reason {
-                reason: "combat".into(),
-            })
-            .get(),
-        Ordering::SeqCst,
-    );
     world
         .final_hash
         .store(host.zone().state_hash(), Ordering::SeqCst);
