@@ -307,7 +307,7 @@ impl FakeNode {
             state.partition_keys.insert(name.clone(), pk);
             state.tables.insert(name, cols);
         }
-        assert_eq!(state.tables.len(), 4, "{:?}", state.tables.keys());
+        assert_eq!(state.tables.len(), 5, "{:?}", state.tables.keys());
         Self {
             ip,
             state: Arc::new(Mutex::new(state)),
@@ -327,7 +327,7 @@ impl FakeNode {
         }
     }
 
-    /// Understands `SELECT a, b FROM ks.t [WHERE x = ? AND y IN ? ...]` and
+    /// Understands `SELECT a, b FROM ks.t [WHERE x = ? AND y IN ? AND z > ? ...]` and
     /// `INSERT INTO ks.t (a, b) VALUES (?, ?) [USING TIMESTAMP ?]`.
     fn analyse(&self, query: &str) -> PreparedInfo {
         let q = query.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -348,7 +348,7 @@ impl FakeNode {
                 for part in cond.split(" and ") {
                     let words: Vec<&str> = part.split_whitespace().collect();
                     match words.as_slice() {
-                        [col, "=", "?"] => bind.push(Col {
+                        [col, "=" | ">", "?"] => bind.push(Col {
                             name: col.to_string(),
                             ty: self.column_type(&table, col),
                         }),
@@ -995,6 +995,90 @@ async fn load_player_reads_three_tables_and_refuses_bad_rows() {
     h.finish().await;
 }
 
+fn fenced_save(player: u64, zone: u32, fence: u64, unix_ms: u64) -> Record {
+    Record::PlayerSave(SaveRecord {
+        zone,
+        fence,
+        unix_ms,
+        ..save(player, 9, 1.0)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_are_registered_and_saves_under_a_superseded_fence_are_rejected() {
+    let h = Harness::start().await;
+    let cql = Cql::new(TEMPLATE_KEYSPACE);
+    // Zone 4 was held under fence 3 and then, from unix ms 5000 on, under fence 6.
+    h.fake.set_rows(
+        "zone_fences",
+        vec![
+            row(&[("fence", be_i64(6)), ("since_ms", be_i64(5_000))]),
+            row(&[("fence", be_i64(3)), ("since_ms", be_i64(1_000))]),
+        ],
+    );
+    assert_eq!(h.store.zone_fence(4).await.expect("zone fence"), 6);
+    h.fake.clear_log();
+    let largest = h.store.register_fence(4, 7, 9_000).await.expect("register");
+    assert_eq!(largest, 7, "our own fence is the largest");
+    let insert = h
+        .fake
+        .executed()
+        .into_iter()
+        .find(|e| e.query == cql.insert_fence)
+        .expect("the registration is written");
+    assert_eq!(
+        insert.values,
+        [
+            be_i64(4),
+            be_i64(7),
+            be_i64(9_000),
+            be_i64(zone_shell::persist::scylla::fence_write_order(9_000)),
+        ]
+    );
+    assert!(
+        zone_shell::persist::scylla::fence_write_order(1_000)
+            > zone_shell::persist::scylla::fence_write_order(9_000),
+        "an earlier registration of a fence wins"
+    );
+
+    // A save under fence 3 stamped before fence 6 took over is the old holder's honest save;
+    // one stamped after it is a deposed holder's, and is rejected with its index before any
+    // write goes out.
+    h.fake.clear_log();
+    let batch = vec![
+        combat(4, 6_000, 0),
+        fenced_save(1, 4, 3, 4_999),
+        fenced_save(2, 4, 6, 6_000),
+        fenced_save(3, 4, 3, 5_000),
+    ];
+    let err = h.store.write(&batch).await.expect_err("fenced out");
+    assert!(
+        matches!(&err, StoreError::Rejected { index: 3, reason } if reason.contains("fence 3")),
+        "{err:?}"
+    );
+    let executed = h.fake.executed();
+    let reads: Vec<_> = executed
+        .iter()
+        .filter(|e| e.query == cql.select_fences)
+        .collect();
+    assert_eq!(reads.len(), 1, "one fence read per zone of the batch");
+    assert_eq!(
+        reads[0].values,
+        [be_i64(4), be_i64(3)],
+        "above the batch's smallest fence"
+    );
+    assert!(
+        executed.iter().all(|e| e.query == cql.select_fences),
+        "nothing is written from a batch with a fenced-out save: {executed:?}"
+    );
+    // Without the deposed save the rest goes through.
+    h.store
+        .write(&batch[..3])
+        .await
+        .expect("honest saves are written");
+    h.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_sends_the_schema_file_statements() {
     let h = Harness::start().await;
@@ -1097,4 +1181,20 @@ async fn real_cluster_round_trip() {
         })
         .collect();
     assert_eq!(events, expected, "each event once, in key order");
+
+    // Fences: registered, the largest is known, a save under a superseded one is refused.
+    assert_eq!(store.zone_fence(zone).await.expect("fence"), 0);
+    assert_eq!(store.register_fence(zone, 2, 1_000).await.expect("reg"), 2);
+    assert_eq!(store.register_fence(zone, 5, 2_000).await.expect("reg"), 5);
+    assert_eq!(store.zone_fence(zone).await.expect("fence"), 5);
+    let mut late = save(player, 6, 1.0);
+    (late.zone, late.fence, late.unix_ms) = (zone, 2, 3_000);
+    let err = store
+        .write(&[Record::PlayerSave(late)])
+        .await
+        .expect_err("a deposed holder's save is refused");
+    assert!(
+        matches!(err, StoreError::Rejected { index: 0, .. }),
+        "{err:?}"
+    );
 }

@@ -30,7 +30,7 @@ use scylla::{DeserializeRow, SerializeRow};
 use tokio::task::JoinSet;
 use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats};
 
-use super::cold::{ColdStore, StoreError, StoredPlayer};
+use super::cold::{ColdStore, StoreError, StoredPlayer, fenced_out};
 use super::record::{CombatRecord, ProfileRecord, Record, SaveRecord};
 use super::schema::valid_keyspace;
 
@@ -63,6 +63,10 @@ pub struct Cql {
     pub select_profile: String,
     /// Reads one `(zone, day)` partition of combat events, in clustering order.
     pub select_combat: String,
+    /// Registers a zone fence, `USING TIMESTAMP` [`fence_write_order`] of its start.
+    pub insert_fence: String,
+    /// Reads a zone's fences above a given one, largest first.
+    pub select_fences: String,
 }
 
 impl Cql {
@@ -103,6 +107,14 @@ impl Cql {
                  target_player, ability, damage, killed, x, y FROM {keyspace}.combat_events \
                  WHERE zone_id = ? AND day = ?"
             ),
+            insert_fence: format!(
+                "INSERT INTO {keyspace}.zone_fences (zone_id, fence, since_ms) VALUES (?, ?, ?) \
+                 USING TIMESTAMP ?"
+            ),
+            select_fences: format!(
+                "SELECT fence, since_ms FROM {keyspace}.zone_fences \
+                 WHERE zone_id = ? AND fence > ?"
+            ),
         }
     }
 }
@@ -118,6 +130,8 @@ struct Prepared {
     select_stats: PreparedStatement,
     select_profile: PreparedStatement,
     select_combat: PreparedStatement,
+    insert_fence: PreparedStatement,
+    select_fences: PreparedStatement,
 }
 
 #[derive(Debug)]
@@ -199,6 +213,8 @@ impl ScyllaStore {
             select_stats: prepare(&session, &cql.select_stats, timeout).await?,
             select_profile: prepare(&session, &cql.select_profile, timeout).await?,
             select_combat: prepare(&session, &cql.select_combat, timeout).await?,
+            insert_fence: prepare(&session, &cql.insert_fence, timeout).await?,
+            select_fences: prepare(&session, &cql.select_fences, timeout).await?,
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -387,6 +403,46 @@ fn profile_values(r: &ProfileRecord) -> Result<ProfileValues, String> {
     Ok((player_to_cql(r.player), r.name.clone(), created, ts))
 }
 
+/// The write timestamp of a fence registration: earlier starts write larger timestamps, so
+/// the earliest registration of a fence is the one that stays (see the schema file).
+pub fn fence_write_order(since_ms: u64) -> i64 {
+    const BASE: i64 = 1 << 62;
+    BASE - i64::try_from(since_ms).unwrap_or(BASE).min(BASE)
+}
+
+/// The smallest fence among each zone's saves in `batch`: the fences to read before writing.
+fn save_fence_floors(batch: &[Record]) -> BTreeMap<u32, u64> {
+    let mut floors: BTreeMap<u32, u64> = BTreeMap::new();
+    for record in batch {
+        if let Record::PlayerSave(s) = record {
+            let floor = floors.entry(s.zone).or_insert(s.fence);
+            *floor = (*floor).min(s.fence);
+        }
+    }
+    floors
+}
+
+/// The first save of `batch` that `histories` (per zone) fences out, with the reason.
+fn first_fenced_out(
+    batch: &[Record],
+    histories: &BTreeMap<u32, Vec<(u64, u64)>>,
+) -> Option<(usize, String)> {
+    batch.iter().enumerate().find_map(|(index, record)| {
+        let Record::PlayerSave(s) = record else {
+            return None;
+        };
+        let history = histories.get(&s.zone)?;
+        fenced_out(history, s.fence, s.unix_ms).then(|| {
+            let newest = history.iter().map(|&(f, _)| f).max().unwrap_or(0);
+            let reason = format!(
+                "save of zone {} under fence {} after fence {newest} took over",
+                s.zone, s.fence
+            );
+            (index, reason)
+        })
+    })
+}
+
 /// Combat events of one partition with their indexes in the caller's batch.
 type CombatChunk = Vec<(usize, CombatValues)>;
 
@@ -508,6 +564,41 @@ impl Inner {
         }
     }
 
+    /// The fences of `zone` above `fence`, as `(fence, since_ms)`, largest first.
+    async fn fences_above(&self, zone: u32, fence: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+        const T: &str = "zone_fences";
+        let above = i64::try_from(fence).unwrap_or(i64::MAX);
+        let result = self
+            .execute(&self.prepared.select_fences, (i64::from(zone), above))
+            .await
+            .map_err(read_failure)?;
+        let rows = result
+            .into_rows_result()
+            .map_err(|e| bad(T, format_args!("not a rows result: {e}")))?;
+        let iter = rows
+            .rows::<FenceRow>()
+            .map_err(|e| bad(T, format_args!("unexpected row shape: {e}")))?;
+        let mut out = Vec::new();
+        for row in iter {
+            let row = row.map_err(|e| bad(T, e))?;
+            let fence: u64 = in_range(T, "fence", Some(row.fence))?;
+            out.push((fence, in_range(T, "since_ms", row.since_ms)?));
+        }
+        Ok(out)
+    }
+
+    /// Reads the fence histories a batch's saves must be checked against.
+    async fn fence_histories(
+        &self,
+        batch: &[Record],
+    ) -> Result<BTreeMap<u32, Vec<(u64, u64)>>, StoreError> {
+        let mut histories = BTreeMap::new();
+        for (zone, floor) in save_fence_floors(batch) {
+            histories.insert(zone, self.fences_above(zone, floor).await?);
+        }
+        Ok(histories)
+    }
+
     async fn select_one(
         &self,
         statement: &PreparedStatement,
@@ -515,13 +606,22 @@ impl Inner {
     ) -> Result<QueryResult, StoreError> {
         self.execute(statement, (player_to_cql(player),))
             .await
-            .map_err(|f| match f {
-                Failure::Retry(e) => e,
-                Failure::Reject(reason) => {
-                    StoreError::Unavailable(format!("read refused: {reason}"))
-                }
-            })
+            .map_err(read_failure)
     }
+}
+
+/// A failed read is never the record's fault: both kinds are for the caller to retry.
+fn read_failure(f: Failure) -> StoreError {
+    match f {
+        Failure::Retry(e) => e,
+        Failure::Reject(reason) => StoreError::Unavailable(format!("read refused: {reason}")),
+    }
+}
+
+#[derive(Debug, DeserializeRow)]
+struct FenceRow {
+    fence: i64,
+    since_ms: Option<i64>,
 }
 
 #[derive(Debug, DeserializeRow)]
@@ -681,6 +781,12 @@ impl ColdStore for ScyllaStore {
 
     async fn write(&self, batch: &[Record]) -> Result<(), StoreError> {
         let units = plan(batch)?;
+        // Read the fences only now, after every save of the batch was stamped: a fence that
+        // took effect before a stamp is visible (LOCAL_QUORUM both ways).
+        let histories = self.inner.fence_histories(batch).await?;
+        if let Some((index, reason)) = first_fenced_out(batch, &histories) {
+            return Err(StoreError::Rejected { index, reason });
+        }
         let mut pending = units.into_iter();
         let mut tasks = JoinSet::new();
         let mut rejected: Option<(usize, Failure)> = None;
@@ -735,6 +841,33 @@ impl ColdStore for ScyllaStore {
         Ok(Some(StoredPlayer { state, profile }))
     }
 
+    async fn register_fence(
+        &self,
+        zone: u32,
+        fence: u64,
+        since_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let values = (
+            i64::from(zone),
+            i64::try_from(fence).map_err(|_| StoreError::Rejected {
+                index: 0,
+                reason: format!("fence {fence} exceeds the bigint range"),
+            })?,
+            i64::try_from(since_ms).unwrap_or(i64::MAX),
+            fence_write_order(since_ms),
+        );
+        self.inner
+            .execute(&self.inner.prepared.insert_fence, values)
+            .await
+            .map_err(|f| f.into_store_error(0))?;
+        self.zone_fence(zone).await.map(|known| known.max(fence))
+    }
+
+    async fn zone_fence(&self, zone: u32) -> Result<u64, StoreError> {
+        let fences = self.inner.fences_above(zone, 0).await?;
+        Ok(fences.iter().map(|&(f, _)| f).max().unwrap_or(0))
+    }
+
     async fn combat_events(
         &self,
         zone: u32,
@@ -755,12 +888,7 @@ impl ColdStore for ScyllaStore {
                 .session
                 .execute_single_page(&statement, values, paging)
                 .await
-                .map_err(|e| match classify(&e, self.inner.timeout) {
-                    Failure::Retry(err) => err,
-                    Failure::Reject(reason) => {
-                        StoreError::Unavailable(format!("read refused: {reason}"))
-                    }
-                })?;
+                .map_err(|e| read_failure(classify(&e, self.inner.timeout)))?;
             let rows = result
                 .into_rows_result()
                 .map_err(|e| bad("combat_events", format_args!("not a rows result: {e}")))?;
