@@ -531,6 +531,7 @@ pub async fn start_with(
             duration: None,
             seed: config.zone.seed,
             roam: config.is_world().then_some(grid),
+            stand: false,
         };
         let (key, rx) = (key.clone(), bots_stop_rx.clone());
         tokio::spawn(async move { run_crowd(bot_config, &key, rx).await })

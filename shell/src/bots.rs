@@ -43,6 +43,9 @@ pub struct BotConfig {
     pub seed: u64,
     /// A world to roam: bots walk to random places of it, over its borders.
     pub roam: Option<WorldGrid>,
+    /// Without a world to roam: stand where they spawned (fighting back at whoever comes
+    /// close) instead of walking about at random. A player who stays in one zone for long.
+    pub stand: bool,
 }
 
 /// What one bot saw.
@@ -361,6 +364,10 @@ pub async fn play_on<S: DatagramSocket>(
                 (Some(world), Some(at)) => {
                     dir = roam.direction(world, at, config.seed, player, n);
                     run = true;
+                }
+                _ if config.stand => {
+                    dir = Vec2::ZERO;
+                    run = false;
                 }
                 _ => {
                     if dir == Vec2::ZERO || d.below(90) == 0 {

@@ -113,6 +113,7 @@ async fn roam(running: &Running, config: &Config, seconds: u64) -> zone_shell::b
         duration: None,
         seed: 11,
         roam: Some(config.grid().unwrap()),
+        stand: false,
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let key = running.private_key.clone();
@@ -206,6 +207,7 @@ async fn client(
         duration: None,
         seed: 3,
         roam: None,
+        stand: false,
     };
     let token = mint(
         &TokenRequest {

@@ -449,6 +449,7 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
         server: running.udp_addr,
         servers: Vec::new(),
         roam: None,
+        stand: false,
         protocol_id: running.protocol_id,
         first_player: 500,
         count: 8,
@@ -589,6 +590,7 @@ async fn a_world_split_over_two_servers_sharing_redis_hands_players_from_one_to_
         duration: None,
         seed: 11,
         roam: Some(grid),
+        stand: false,
     };
     let key = running[0].0.private_key.clone();
     let crowd = tokio::spawn(async move { run_crowd(bots, &key, stop).await });

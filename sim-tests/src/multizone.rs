@@ -12,7 +12,8 @@
 //! - no player state is lost or rolled back: along each player's durable saves, in version
 //!   order, the lifetime counters never decrease; the cold store holds the newest; every
 //!   durable combat event is stored exactly once;
-//! - the tick loops never stall; no host panics; handoffs actually happened.
+//! - the tick loops never stall; no host panics; handoffs actually happened (or, in the long
+//!   hold, players were held past the ownership TTL and logged in a second time elsewhere).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,6 +49,12 @@ const TICK_HZ: u32 = 60;
 const ZONE_TILES: u32 = 48;
 const NPCS: u32 = 24;
 const LEASE_TTL: Duration = Duration::from_secs(2);
+/// The ownership records' TTL in the hot store: the production default.
+const HOT_TTL: Duration = Duration::from_secs(600);
+/// Simulated seconds of the long hold: longer than every TTL in play.
+const LONG_HOLD_SECONDS: u64 = 20 * 60;
+/// When the long hold's second logins happen: past the hot TTL of a player held since the start.
+const TWIN_AT: Duration = Duration::from_secs(11 * 60);
 
 /// The multi-zone scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,15 +71,21 @@ pub enum WorldScenario {
     /// while a standby waits for zone 1: whoever holds zone 1 next holds a larger fence, and
     /// the two never simulate it at once.
     RedisWipe,
+    /// Twenty simulated minutes of players who stand where they spawned (fighting back), so
+    /// the ownership TTL runs out for every one of them, then, at 11 minutes, a
+    /// second login of every player at another zone (an old token, a confused login backend):
+    /// the second zone takes the player over and the first lets go.
+    LongHold,
 }
 
 impl WorldScenario {
     /// Every scenario.
-    pub const ALL: [WorldScenario; 4] = [
+    pub const ALL: [WorldScenario; 5] = [
         WorldScenario::Handoffs,
         WorldScenario::LeaseExpiry,
         WorldScenario::CrashDuringHandoff,
         WorldScenario::RedisWipe,
+        WorldScenario::LongHold,
     ];
 
     /// The test name.
@@ -82,6 +95,15 @@ impl WorldScenario {
             WorldScenario::LeaseExpiry => "world_lease_expiry",
             WorldScenario::CrashDuringHandoff => "world_crash_during_handoff",
             WorldScenario::RedisWipe => "world_redis_wipe",
+            WorldScenario::LongHold => "world_long_hold",
+        }
+    }
+
+    /// Simulated seconds of play: the run's own, or the long hold's twenty minutes.
+    pub fn seconds(self, rc: &WorldRunConfig) -> u64 {
+        match self {
+            WorldScenario::LongHold => rc.seconds.max(LONG_HOLD_SECONDS),
+            _ => rc.seconds,
         }
     }
 }
@@ -136,6 +158,10 @@ pub struct WorldOutcome {
     pub faults: usize,
     /// Simulated seconds.
     pub simulated_s: f64,
+    /// Players held by one zone for longer than the ownership TTL (long hold).
+    pub long_holds: usize,
+    /// Second logins that connected (long hold).
+    pub second_logins: usize,
 }
 
 /// Who holds which zone: one entry per server incarnation.
@@ -166,6 +192,7 @@ struct Shared {
     servers_done: AtomicU64,
     bots_done: AtomicU64,
     reports: Mutex<Vec<BotReport>>,
+    second_logins: Mutex<Vec<BotReport>>,
 }
 
 impl Shared {
@@ -337,7 +364,7 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
             &LinkConfig {
                 zone,
                 server: owner.clone(),
-                hot_ttl: Duration::from_secs(600),
+                hot_ttl: HOT_TTL,
                 position_flush: Duration::from_millis(500),
                 timeout: Duration::from_millis(500),
                 world: true,
@@ -393,7 +420,13 @@ async fn route(player: u64) -> Option<SocketAddr> {
 
 /// A bot that roams the world, following redirects; when its connection ends it logs in
 /// again through [`route`].
-async fn bot(shared: Arc<Shared>, player: u64, seed: u64, lossy: bool) -> turmoil::Result {
+async fn bot(
+    shared: Arc<Shared>,
+    player: u64,
+    seed: u64,
+    lossy: bool,
+    roam: bool,
+) -> turmoil::Result {
     let config = BotConfig {
         server: SocketAddr::from(([0, 0, 0, 0], PORT)),
         servers: Vec::new(),
@@ -403,7 +436,8 @@ async fn bot(shared: Arc<Shared>, player: u64, seed: u64, lossy: bool) -> turmoi
         tick_hz: TICK_HZ,
         duration: None,
         seed,
-        roam: Some(grid()),
+        roam: roam.then(grid),
+        stand: !roam,
     };
     let (stop_tx, mut stop) = watch::channel(false);
     {
@@ -445,6 +479,85 @@ async fn bot(shared: Arc<Shared>, player: u64, seed: u64, lossy: bool) -> turmoi
     Ok(())
 }
 
+/// A second login of `player` at `TWIN_AT`, at a zone other than the one the ledger names, for
+/// 20 s.
+async fn second_login(shared: Arc<Shared>, player: u64, seed: u64) -> turmoil::Result {
+    tokio::time::sleep(TWIN_AT.saturating_sub(turmoil_elapsed())).await;
+    let hot = SimHot {
+        timeout: Duration::from_millis(500),
+        ..SimHot::default()
+    };
+    let mut server = None;
+    for _ in 0..20 {
+        // The zone holding the player: the ledger's, or (once the record has expired) the
+        // one `route` sent the player to at the start, where a standing player still is.
+        let holder = match hot.player_owner(PlayerId(player)).await {
+            Ok(Some(owner)) => Some(owner.zone),
+            Ok(None) => Some(1 + (player % 4) as u32),
+            Err(_) => None,
+        };
+        if let Some(holder) = holder {
+            server = hot
+                .zone_address(holder % 4 + 1)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|a| a.parse().ok());
+        }
+        if server.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let Some(server) = server else {
+        return Ok(());
+    };
+    let config = BotConfig {
+        server: SocketAddr::from(([0, 0, 0, 0], PORT)),
+        servers: Vec::new(),
+        protocol_id: PROTOCOL,
+        first_player: player,
+        count: 1,
+        tick_hz: TICK_HZ,
+        duration: Some(Duration::from_secs(20)),
+        seed: seed ^ 0x7717,
+        roam: None,
+        stand: false,
+    };
+    let token = mint(
+        &TokenRequest {
+            protocol_id: PROTOCOL,
+            client_id: player,
+            servers: vec![server],
+            expiry_s: 3_600,
+            timeout_s: 3,
+        },
+        &key(),
+    )?;
+    let socket = SimUdp(turmoil::net::UdpSocket::bind(("0.0.0.0", 0)).await?);
+    let (_stop_tx, mut stop) = watch::channel(false);
+    let report = play_on(&socket, &config, player, token, &mut stop).await?;
+    if let Ok(mut r) = shared.second_logins.lock() {
+        r.push(report);
+    }
+    Ok(())
+}
+
+/// Since when each player has been held by the zone holding them now.
+fn track_holds(shared: &Shared, now: Duration, since: &mut BTreeMap<PlayerId, (u32, Duration)>) {
+    let held = shared.held.lock().map(|h| h.clone()).unwrap_or_default();
+    let mut seen: BTreeMap<PlayerId, u32> = BTreeMap::new();
+    for (zone, players) in held.values() {
+        for p in players {
+            seen.insert(*p, *zone);
+        }
+    }
+    since.retain(|p, (zone, _)| seen.get(p) == Some(zone));
+    for (p, zone) in seen {
+        since.entry(p).or_insert((zone, now));
+    }
+}
+
 /// Runs one seed of one scenario and checks the invariants.
 pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutcome {
     let shared = Arc::new(Shared {
@@ -452,7 +565,8 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
         handoff_timeout: rc.handoff_timeout,
         ..Shared::default()
     });
-    let total = Duration::from_secs(rc.seconds + 60);
+    let seconds = scenario.seconds(rc);
+    let total = Duration::from_secs(seconds + 60);
     let mut sim = simulation(seed, total, Duration::from_millis(4));
     let cold = shared.cold.clone();
     sim.host("scylla", move || scylla_host(cold.clone()));
@@ -473,14 +587,23 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
         });
     }
     let lossy = scenario == WorldScenario::Handoffs;
+    let long_hold = scenario == WorldScenario::LongHold;
     let bots: Vec<String> = (0..rc.bots).map(|i| format!("bot-{i}")).collect();
     for (i, name) in bots.iter().enumerate() {
-        let shared = shared.clone();
         let player = 100 + i as u64;
+        let for_bot = shared.clone();
         sim.client(name.as_str(), async move {
-            bot(shared, player, seed, lossy).await
+            bot(for_bot, player, seed, lossy, !long_hold).await
         });
+        if long_hold {
+            let for_twin = shared.clone();
+            sim.client(format!("twin-{i}").as_str(), async move {
+                second_login(for_twin, player, seed).await
+            });
+        }
     }
+    let mut held_since: BTreeMap<PlayerId, (u32, Duration)> = BTreeMap::new();
+    let mut twins_counted = false;
     let mut out = WorldOutcome::default();
     if lossy {
         for (s, _) in &servers {
@@ -498,7 +621,7 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
     let mut crashes: Vec<(Duration, String)> = Vec::new();
     let mut crashes_done = 0;
     let mut next_observation = Duration::ZERO;
-    while sim.elapsed() < secs(rc.seconds) && violations.is_empty() {
+    while sim.elapsed() < secs(seconds) && violations.is_empty() {
         let now = sim.elapsed();
         match scenario {
             WorldScenario::RedisWipe => {
@@ -544,11 +667,21 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
                     sim.bounce(victim.as_str());
                 }
             }
+            WorldScenario::LongHold => {
+                if !twins_counted && now >= TWIN_AT {
+                    twins_counted = true;
+                    out.long_holds = held_since
+                        .values()
+                        .filter(|(_, since)| now.saturating_sub(*since) > HOT_TTL)
+                        .count();
+                }
+            }
             WorldScenario::Handoffs => {}
         }
         if now >= next_observation {
             next_observation = now + Duration::from_millis(100);
             observe(&shared, &mut out, &mut violations);
+            track_holds(&shared, now, &mut held_since);
         }
         if !step(&mut sim, &mut violations) {
             break;
@@ -590,7 +723,22 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
     if violations.is_empty() && shared.servers_done.load(Ordering::SeqCst) < servers.len() as u64 {
         violations.push("the zone servers did not shut down within 40 s".into());
     }
-    check(&shared, rc, &mut violations, &mut out);
+    check(&shared, rc, !long_hold, &mut violations, &mut out);
+    if long_hold {
+        out.second_logins = shared
+            .second_logins
+            .lock()
+            .map(|r| r.iter().filter(|r| r.connected).count())
+            .unwrap_or(0);
+        if out.long_holds == 0 {
+            violations.push(format!(
+                "no player was held by one zone past the {HOT_TTL:?} ownership TTL: the long hold checked nothing"
+            ));
+        }
+        if out.second_logins == 0 {
+            violations.push("no second login connected: the long hold checked nothing".into());
+        }
+    }
     if scenario == WorldScenario::LeaseExpiry {
         let taken_over = shared
             .tenures
@@ -641,6 +789,7 @@ fn observe(shared: &Shared, out: &mut WorldOutcome, violations: &mut Vec<String>
 fn check(
     shared: &Shared,
     rc: &WorldRunConfig,
+    roaming: bool,
     violations: &mut Vec<String>,
     out: &mut WorldOutcome,
 ) {
@@ -743,7 +892,7 @@ fn check(
         })
         .collect();
     out.handoff_ticks.sort_unstable();
-    if out.handoffs == 0 {
+    if out.handoffs == 0 && roaming {
         violations.push("no player was handed over: the scenario checked nothing".into());
     }
     if combat == 0 {

@@ -6,8 +6,8 @@ use std::time::Instant;
 use sim_tests::world::{Outcome, RunConfig, Scenario, replay_command, run, seeds};
 
 /// Seeds per scenario in CI (each seed is 68 simulated seconds of a 20-bot world, ~6 s of
-/// wall time in a debug build).
-const CI_SEEDS: u64 = 4;
+/// wall time in a debug build); `SIM_SEEDS=N` for more.
+const CI_SEEDS: u64 = 2;
 
 fn scenario(s: Scenario) {
     let started = Instant::now();

@@ -11,11 +11,14 @@ use sim_tests::world::seeds;
 const CI_SEEDS: u64 = 2;
 
 fn scenario(s: WorldScenario) {
+    scenario_over(s, seeds(CI_SEEDS), WorldRunConfig::default());
+}
+
+fn scenario_over(s: WorldScenario, seeds: Vec<u64>, rc: WorldRunConfig) {
     let started = Instant::now();
-    let seeds = seeds(CI_SEEDS);
     let mut total = WorldOutcome::default();
     for &seed in &seeds {
-        let out = run(s, seed, &WorldRunConfig::default());
+        let out = run(s, seed, &rc);
         assert!(
             out.violations.is_empty(),
             "scenario {} seed {seed}: {} violations:\n  {}\nreplay: {}",
@@ -33,6 +36,8 @@ fn scenario(s: WorldScenario) {
         total.intervals += out.intervals;
         total.faults += out.faults;
         total.simulated_s += out.simulated_s;
+        total.long_holds += out.long_holds;
+        total.second_logins += out.second_logins;
     }
     total.handoff_ticks.sort_unstable();
     let q = |f: f64| {
@@ -43,7 +48,7 @@ fn scenario(s: WorldScenario) {
     };
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "SIM {:<27} seeds {:>3}  handoffs {:>5}  latency p50/p99 {:>3}/{:>3} ticks  observations {:>6}  holdings {:>8}  saves {:>6}  events {:>6}  tenures {:>3}  faults {:>4}  violations 0  {:.0} simulated s in {:.1} s",
+        "SIM {:<27} seeds {:>3}  handoffs {:>5}  latency p50/p99 {:>3}/{:>3} ticks  observations {:>6}  holdings {:>8}  saves {:>6}  events {:>6}  tenures {:>3}  faults {:>4}  long holds {:>2}  second logins {:>2}  violations 0  {:.0} simulated s in {:.1} s",
         s.name(),
         seeds.len(),
         total.handoffs,
@@ -55,6 +60,8 @@ fn scenario(s: WorldScenario) {
         total.events_checked,
         total.intervals,
         total.faults,
+        total.long_holds,
+        total.second_logins,
         total.simulated_s,
         wall
     );
@@ -73,6 +80,17 @@ fn world_lease_expiry() {
 #[test]
 fn world_crash_during_handoff() {
     scenario(WorldScenario::CrashDuringHandoff);
+}
+
+/// Twenty simulated minutes (past the 600 s ownership TTL) of 6 players, one seed in CI
+/// (`SIM_SEEDS` for more): every player who stayed put is logged in a second time elsewhere.
+#[test]
+fn world_long_hold() {
+    let rc = WorldRunConfig {
+        bots: 6,
+        ..WorldRunConfig::default()
+    };
+    scenario_over(WorldScenario::LongHold, seeds(1), rc);
 }
 
 #[test]

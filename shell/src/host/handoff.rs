@@ -340,7 +340,8 @@ impl ZoneHost {
         let Some(state) = self.zone.leave(c.player) else {
             return;
         };
-        // Durable before it leaves: whatever happens next, this state is not lost.
+        // Durable before it leaves (the link publishes the transfer only once the spool has
+        // made this save durable): whatever happens next, this state is not lost.
         self.save(c.player, state);
         let Some(w) = self.world.as_mut() else {
             return;

@@ -6,6 +6,7 @@
 //! when their queue is full they are dropped and counted (the next refresh rewrites
 //! everything); so are bus messages (the bus tolerates loss).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,6 +108,11 @@ pub struct PersistLink {
     records: Vec<Record>,
     ops: Vec<HotOp>,
     bus_ops: Vec<BusOp>,
+    /// The highest sequence number this link appended.
+    appended: u64,
+    /// Transfers waiting for the spool to make every record appended before them durable
+    /// (the player's save among them): `(sequence, zone, message)`, oldest first.
+    held_transfers: VecDeque<(u64, u32, Vec<u8>)>,
 }
 
 impl PersistLink {
@@ -167,6 +173,8 @@ impl PersistLink {
             records: Vec::new(),
             ops: Vec::new(),
             bus_ops: Vec::new(),
+            appended: 0,
+            held_transfers: VecDeque::new(),
         }
     }
 
@@ -191,7 +199,7 @@ impl PersistLink {
         host.swap_records(&mut self.records);
         for record in self.records.drain(..) {
             match self.spool.append(&record) {
-                Ok(_) => {}
+                Ok(seq) => self.appended = self.appended.max(seq),
                 Err(SpoolError::Full { .. } | SpoolError::Unwritable) => {
                     self.metrics
                         .spool_refused
@@ -220,18 +228,38 @@ impl PersistLink {
             }
         }
         host.swap_bus_ops(&mut self.bus_ops);
+        let durable = self.spool.durable_seq();
+        while let Some((_, to, bytes)) = self
+            .held_transfers
+            .pop_front_if(|(seq, _, _)| *seq <= durable)
+        {
+            publish(&self.publish_tx, &self.metrics, to, bytes);
+        }
         let mut refused_claims = Vec::new();
         for op in self.bus_ops.drain(..) {
             match op {
-                BusOp::Publish { to, message } => {
-                    if self.publish_tx.try_send((to, message.encode())).is_err() {
+                // A player's state leaves the zone only once its save is durable here: a
+                // crash after the transfer cannot roll the source back behind the target.
+                BusOp::Publish { to, message }
+                    if matches!(message, BusMessage::Transfer { .. })
+                        && (self.appended > durable || !self.held_transfers.is_empty()) =>
+                {
+                    if self.held_transfers.len() < BUS_QUEUE {
+                        self.held_transfers
+                            .push_back((self.appended, to, message.encode()));
+                    } else {
+                        // The spool is not making anything durable: the handoff times out
+                        // and the source recalls the player.
                         self.metrics
                             .bus_errors
                             .get_or_create(&Reason {
-                                reason: "publish_queue_full".into(),
+                                reason: "transfer_not_durable".into(),
                             })
                             .inc();
                     }
+                }
+                BusOp::Publish { to, message } => {
+                    publish(&self.publish_tx, &self.metrics, to, message.encode());
                 }
                 BusOp::Claim(request) => {
                     if self.claim_tx.try_send(request).is_err() {
@@ -529,6 +557,19 @@ async fn claimer(
             .unwrap_or(Err(StoreError::Timeout(config.timeout.as_millis() as u64)));
             let _ = done.send(StoreEvent::Claimed(request, result)).await;
         });
+    }
+}
+
+/// Queues one bus message for the publisher (counted and dropped when the queue is full:
+/// handoffs resend, ghosts repeat).
+fn publish(tx: &mpsc::Sender<(u32, Vec<u8>)>, metrics: &Metrics, to: u32, bytes: Vec<u8>) {
+    if tx.try_send((to, bytes)).is_err() {
+        metrics
+            .bus_errors
+            .get_or_create(&Reason {
+                reason: "publish_queue_full".into(),
+            })
+            .inc();
     }
 }
 

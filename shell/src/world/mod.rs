@@ -8,8 +8,9 @@
 //!
 //! 1. A's tick reports P standing over the border into B. If B has not been heard from lately
 //!    (no ghost batch within `neighbour_timeout`), the border is closed: P is put back inside.
-//! 2. Otherwise A takes P out of its simulation, spools P's state (durable, as every save),
-//!    and sends `Transfer{state, epoch e}` to B, again every `handoff_resend` until answered.
+//! 2. Otherwise A takes P out of its simulation, spools P's state, and once the spool has made
+//!    it durable (the persistence link holds the message until then) sends
+//!    `Transfer{state, epoch e}` to B, again every `handoff_resend` until answered.
 //! 3. B claims P in the ownership ledger *only if it still says (A, e)*, getting epoch e + 1;
 //!    joins P's avatar (simulated at once, awaiting its client), spools the state under the new
 //!    epoch and answers `Accepted{epoch, address}`, or `Refused`.
