@@ -418,6 +418,20 @@ async fn route(player: u64) -> Option<SocketAddr> {
     hot.zone_address(zone).await.ok().flatten()?.parse().ok()
 }
 
+/// A connect token for `player` at `server`, as the login backend would mint it.
+fn token(player: u64, server: SocketAddr) -> anyhow::Result<[u8; 2048]> {
+    mint(
+        &TokenRequest {
+            protocol_id: PROTOCOL,
+            client_id: player,
+            servers: vec![server],
+            expiry_s: 3_600,
+            timeout_s: 3,
+        },
+        &key(),
+    )
+}
+
 /// A bot that roams the world, following redirects; when its connection ends it logs in
 /// again through [`route`].
 async fn bot(
@@ -454,16 +468,7 @@ async fn bot(
             tokio::time::sleep(Duration::from_millis(300)).await;
             continue;
         };
-        let token = mint(
-            &TokenRequest {
-                protocol_id: PROTOCOL,
-                client_id: player,
-                servers: vec![server],
-                expiry_s: 3_600,
-                timeout_s: 3,
-            },
-            &key(),
-        )?;
+        let token = token(player, server)?;
         let socket = DupUdp {
             inner: SimUdp(turmoil::net::UdpSocket::bind(("0.0.0.0", 0)).await?),
             dup: lossy,
@@ -524,16 +529,7 @@ async fn second_login(shared: Arc<Shared>, player: u64, seed: u64) -> turmoil::R
         roam: None,
         stand: false,
     };
-    let token = mint(
-        &TokenRequest {
-            protocol_id: PROTOCOL,
-            client_id: player,
-            servers: vec![server],
-            expiry_s: 3_600,
-            timeout_s: 3,
-        },
-        &key(),
-    )?;
+    let token = token(player, server)?;
     let socket = SimUdp(turmoil::net::UdpSocket::bind(("0.0.0.0", 0)).await?);
     let (_stop_tx, mut stop) = watch::channel(false);
     let report = play_on(&socket, &config, player, token, &mut stop).await?;
