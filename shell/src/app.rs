@@ -21,13 +21,14 @@ use std::time::Duration;
 
 use crate::bots::{BotConfig, CrowdReport, run_crowd};
 use crate::config::{Config, HostedZone};
+use crate::effects::lease::{claim_lease, keep_lease};
+use crate::effects::{EffectLink, LinkConfig, Stores};
 use crate::host::{HostConfig, ZoneHost};
 use crate::keys::{private_key, random_bytes};
 use crate::metrics::{Metrics, MetricsText, WorldMetrics};
 use crate::persist::embedded_cold::SqliteStore;
 use crate::persist::embedded_hot::MemoryHotStore;
 use crate::persist::flusher::{Flusher, FlusherConfig};
-use crate::persist::link::{LinkConfig, PersistLink, Stores, claim_lease, keep_lease};
 use crate::persist::redis::RedisHotStore;
 use crate::persist::spool::{Spool, SpoolConfig, SpoolStats};
 use crate::persist::{ColdStore, HotStore};
@@ -410,16 +411,17 @@ pub async fn start_with(
             Key::from_bytes(random_bytes()?),
             p.running.metrics.clone(),
         )?;
-        let link = PersistLink::start(
+        let link = EffectLink::start(
             spool.clone(),
             &stores,
             &LinkConfig {
-                zone: p.hosted.zone,
+                zone: ZoneId(p.hosted.zone),
                 server: p.server_name.clone(),
                 hot_ttl: Duration::from_secs(st.hot_ttl_s),
                 position_flush: Duration::from_millis(st.position_flush_ms),
                 timeout,
                 world: config.is_world(),
+                token_key: key.clone(),
             },
             p.running.metrics.clone(),
         );
@@ -559,7 +561,7 @@ pub async fn start_with(
 async fn run_zone(
     p: Prepared,
     mut host: ZoneHost,
-    mut link: PersistLink,
+    mut link: EffectLink,
     stores: Stores,
     lease_ttl: Duration,
     loop_config: LoopConfig,
@@ -601,6 +603,14 @@ async fn run_zone(
         stop_rx,
     )
     .await;
+    // The last hot-store writes and bus messages of the final pump, within a bounded wait.
+    let unfinished = link.close(Duration::from_secs(2)).await;
+    if unfinished > 0 {
+        warn!(
+            zone,
+            unfinished, "zone workers did not finish their last work in time"
+        );
+    }
     let lost = *lease_lost.borrow_and_update();
     if lost {
         error!(

@@ -371,19 +371,17 @@ pub fn bus_decode(data: &[u8]) {
     use crate::world::bus::BusMessage;
 
     if let Ok(m) = BusMessage::decode(data) {
-        assert_eq!(
-            BusMessage::decode(&m.encode()).as_ref(),
-            Ok(&m),
-            "round trip"
-        );
+        let again = m.encode().expect("a decoded message encodes");
+        assert_eq!(BusMessage::decode(&again).as_ref(), Ok(&m), "round trip");
     }
     let Some(mut host) = bus_host() else {
         return;
     };
     let mut b = Bytes(data);
-    let mut ops = Vec::new();
     let mut won: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
     let mut now = std::time::Duration::ZERO;
+    let mut claims = Vec::new();
+    let mut records = 0;
     for _ in 0..64 {
         if b.0.is_empty() {
             break;
@@ -395,27 +393,37 @@ pub fn bus_decode(data: &[u8]) {
         if let Ok(m) = BusMessage::decode(frame) {
             host.handle_bus(now, m);
         }
-        host.swap_bus_ops(&mut ops);
-        for op in ops.drain(..) {
-            if let crate::host::BusOp::Claim(req) = op {
-                let result = match control % 3 {
-                    0 => {
-                        won.insert(req.player.0);
-                        Ok(Claim::Won(Owner {
-                            zone: 1,
-                            epoch: req.floor + 1,
-                        }))
-                    }
-                    1 => Ok(Claim::Lost(None)),
-                    _ => Err(StoreError::Unavailable("fuzz".into())),
-                };
-                host.complete_claim(now, req, result);
+        // Everything spooled so far becomes durable, unless the control byte's bit 6 says
+        // the disk is slow this time.
+        while let Some(effect) = host.poll_effect() {
+            match effect {
+                crate::effects::Effect::Claim(req) => claims.push(req),
+                crate::effects::Effect::Spool(_) => records += 1,
+                _ => {}
             }
         }
+        if control & 0x40 == 0 {
+            host.handle_flushed(records);
+        }
+        for req in claims.drain(..) {
+            let result = match control % 3 {
+                0 => {
+                    won.insert(req.player.0);
+                    Ok(Claim::Won(Owner {
+                        zone: 1,
+                        epoch: req.floor + 1,
+                    }))
+                }
+                1 => Ok(Claim::Lost(None)),
+                _ => Err(StoreError::Unavailable("fuzz".into())),
+            };
+            host.handle_claimed(now, req, result);
+        }
         if control & 0x80 != 0 {
-            now += std::time::Duration::from_millis(u64::from(control & 0x7F) * 16);
+            now += std::time::Duration::from_millis(u64::from(control & 0x3F) * 16);
             host.tick(now, 1_800_000_000_000);
         }
+        host.check_invariants().expect("presence invariants");
     }
     let players: Vec<PlayerId> = host.zone().players().map(|(p, _)| p).collect();
     for p in &players {
@@ -461,36 +469,36 @@ fn bus_samples() -> Vec<crate::world::bus::BusMessage> {
     vec![
         BusMessage::Transfer {
             handoff: 1,
-            from: 2,
-            to: 1,
+            from: zone_core::ZoneId(2),
+            to: zone_core::ZoneId(1),
             player: PlayerId(7),
             state,
             epoch: 3,
         },
         BusMessage::Accepted {
             handoff: 9,
-            from: 1,
-            to: 2,
+            from: zone_core::ZoneId(1),
+            to: zone_core::ZoneId(2),
             player: PlayerId(8),
             epoch: 4,
             address: std::net::SocketAddr::from(([127, 0, 0, 1], 40_001)),
         },
         BusMessage::Refused {
             handoff: 9,
-            from: 1,
-            to: 2,
+            from: zone_core::ZoneId(1),
+            to: zone_core::ZoneId(2),
             player: PlayerId(8),
             reason: RefuseReason::Full,
         },
         BusMessage::Evict {
-            from: 2,
-            to: 1,
+            from: zone_core::ZoneId(2),
+            to: zone_core::ZoneId(1),
             player: PlayerId(7),
             epoch: 99,
         },
         BusMessage::Ghosts {
-            from: 2,
-            to: 1,
+            from: zone_core::ZoneId(2),
+            to: zone_core::ZoneId(1),
             tick: 40,
             entities: (0..5)
                 .map(|i| GhostEntity {
@@ -588,7 +596,10 @@ zones = [7, 8]
 ghost_margin = 30.0
 handoff_timeout_ms = 1500
 "#;
-    let bus: Vec<Vec<u8>> = bus_samples().iter().map(|m| m.encode()).collect();
+    let bus: Vec<Vec<u8>> = bus_samples()
+        .iter()
+        .map(|m| m.encode().expect("encodes"))
+        .collect();
     let mut stream = Vec::new();
     for (i, m) in bus.iter().enumerate() {
         stream.extend_from_slice(&(m.len() as u16).to_le_bytes());

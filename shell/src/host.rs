@@ -1,81 +1,53 @@
-//! [`ZoneHost`]: one zone served over netcode.io. It joins the zone, the replicator and the
-//! netcode server into one sans-IO state machine: datagrams, ticks and the answers of the
-//! stores go in; datagrams to send come out through [`ZoneHost::poll_transmit`], and what to
-//! store or tell other zones through the `swap_*`/`take_*` drains. The async loop in
-//! `server.rs` only moves bytes and time; everything here is testable without sockets.
-//! Handoffs to and from neighbouring zones live in [`handoff`].
+//! [`ZoneHost`]: one zone served over netcode.io, as a sans-IO state machine in the manner of
+//! quinn-proto's `Connection`. It joins the zone, the replicator, the netcode server, the
+//! players' [`presence`] and (in a world) the [`handoff`] machine. It reads no clock and no OS
+//! randomness: time comes with every input, and what needs the outside world leaves as an
+//! [`Effect`].
+//!
+//! The contract, in the order the loop calls it:
+//! - **inputs** (`handle_*`): [`ZoneHost::handle_datagram`], [`ZoneHost::handle_bus`],
+//!   [`ZoneHost::handle_loaded`], [`ZoneHost::handle_claimed`],
+//!   [`ZoneHost::handle_redirect_token`], [`ZoneHost::handle_superseded`],
+//!   [`ZoneHost::handle_flushed`]; and [`ZoneHost::tick`] at the fixed rate;
+//! - **outputs**, drained after every input: [`ZoneHost::poll_effect`] until `None`, carrying
+//!   out each effect in order (an effect's answer may be fed back at once, while draining),
+//!   then [`ZoneHost::poll_transmit`] until `None`, sending each datagram;
+//! - **queries** at any time: the zone, stats, positions, held players, the invariants.
+//!
+//! Where a player is has one answer, their [`presence::Presence`]; the zone holds exactly the
+//! players who are `Playing` or `Awaiting` ([`ZoneHost::check_invariants`], asserted after
+//! every input in debug builds).
 
 mod handoff;
+pub mod presence;
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
-use zone_core::netcode::{self, DropReason, Key, ServerEvent, Transmit};
+use zone_core::netcode::{self, DisconnectReason, DropReason, Key, ServerEvent, Transmit};
+use zone_core::protocol::redirect_messages;
 use zone_core::replication::{PacketError, ReplicationConfig, Replicator};
-use zone_core::{InputError, PlayerId, PlayerState, Zone};
+use zone_core::{InputError, PlayerId, PlayerState, Vec2, Zone, ZoneId};
 
-pub use handoff::{BusOp, ClaimPurpose, ClaimRequest};
+use handoff::{Action, Handoffs};
+pub use handoff::{HandoffEvent, HandoffStats};
+use presence::{Connect, Gone, InvariantError, Outgoing, Phase, Presence, Presences};
 
+use crate::effects::redirect::RedirectToken;
+use crate::effects::{Effect, HotOp, LoadOutcome, LoadRequest, RedirectRequest};
 use crate::metrics::{Metrics, Reason};
 use crate::persist::load_policy::LoadSource;
-use crate::persist::{CombatRecord, Position, ProfileRecord, Record, SaveRecord, StoredPlayer};
+use crate::persist::{
+    Claim, CombatRecord, Owner, Position, ProfileRecord, Record, SaveRecord, StoreError,
+};
+use crate::tokens::TokenRequest;
 use crate::world::WorldPlace;
+use crate::world::bus::BusMessage;
 
-/// A player to load before they can join. The loader takes the newest of the spool's
-/// unflushed copy and the stores' (see [`crate::persist::load_policy`]) and claims the player
-/// in the ownership ledger for this zone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LoadRequest {
-    /// Who.
-    pub player: PlayerId,
-}
-
-/// Where a joining player's state came from, or why it could not be loaded. The state comes
-/// claimed: its version carries this zone's new ownership epoch.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LoadOutcome {
-    /// Found locally or in a store (the newest of the hot and cold copies).
-    Found {
-        /// The stored state and profile.
-        stored: StoredPlayer,
-        /// Which copy.
-        source: LoadSource,
-    },
-    /// No store knows the player: a new character, under this ownership epoch.
-    New {
-        /// The epoch the zone claimed.
-        epoch: u64,
-    },
-    /// The stores could not answer (or the player is over their join rate): refuse the join.
-    Failed(String),
-}
-
-/// A hot-store update the host asks for (the loop hands it to the hot-store worker).
-#[derive(Clone, Debug, PartialEq)]
-pub enum HotOp {
-    /// A player joined this zone.
-    Joined {
-        /// Who.
-        player: PlayerId,
-    },
-    /// A player left; keep their last state hot.
-    Left {
-        /// Who.
-        player: PlayerId,
-        /// Their state at leaving.
-        state: PlayerState,
-    },
-    /// Periodic refresh of presence, positions, sessions and ownership records.
-    Refresh {
-        /// Everyone in the zone with their position.
-        positions: Vec<Position>,
-        /// Everyone in the zone with the ownership epoch they are held under.
-        held: Vec<(PlayerId, u64)>,
-    },
-}
+pub use crate::effects::{ClaimPurpose, ClaimRequest};
 
 /// What a host needs besides the zone.
 #[derive(Clone, Debug)]
@@ -107,41 +79,40 @@ pub struct HostStats {
     pub connects: u64,
     /// Clients that disconnected.
     pub disconnects: u64,
-    /// Player states saved (on leave and on shutdown).
+    /// Player states saved (on leave, crossing, arrival and shutdown).
     pub saves: u64,
     /// Datagrams from one client beyond its per-tick allowance.
     pub rate_limited: u64,
+    /// Presence transitions refused as bugs (release builds; debug builds panic).
+    pub illegal_transitions: u64,
 }
 
-/// A zone, its replication and its netcode server.
+/// A zone, its replication, its netcode server and where its players are.
 #[derive(Debug)]
 pub struct ZoneHost {
     zone: Zone,
     rep: Replicator,
     net: netcode::Server,
-    slots: Vec<Option<PlayerId>>,
-    index_of: BTreeMap<PlayerId, usize>,
+    presences: Presences,
     packets_this_tick: Vec<u32>,
-    /// Connected clients whose state is being loaded: player -> client index.
-    loading: BTreeMap<PlayerId, usize>,
-    /// Loads to start (drained by the loop).
-    load_requests: Vec<LoadRequest>,
-    /// Handoffs, ghosts and the messages for other zones.
-    world: Option<handoff::WorldState>,
-    private_key: Key,
+    /// Handoffs and ghosts (in a world of zones).
+    world: Option<Handoffs>,
+    /// The handoff machine's answer to the current input (reused).
+    actions: Vec<Action>,
+    effects: VecDeque<Effect>,
     protocol_id: u64,
-    /// Records to make durable (drained by the loop into the spool).
-    records: Vec<Record>,
-    /// Hot-store updates (drained by the loop).
-    hot_ops: Vec<HotOp>,
-    zone_id: u32,
+    zone_id: ZoneId,
     run: u64,
     fence: u64,
     unix_ms: u64,
-    /// Monotonic time of the last tick (the host's clock for handoff timers).
+    /// Monotonic time of the last input (the host's clock for handoff timers).
     now: Duration,
     max_packets: u32,
     accepting: bool,
+    /// Records asked for so far: the host's record numbers.
+    records: u64,
+    /// Records up to this number are settled (durable, or refused by the spool).
+    flushed: u64,
     metrics: Arc<Metrics>,
     drops_seen: Vec<u64>,
     stats: HostStats,
@@ -171,7 +142,7 @@ impl ZoneHost {
     ) -> anyhow::Result<Self> {
         let mut net_config = netcode::ServerConfig::new(
             config.protocol_id,
-            private_key.clone(),
+            private_key,
             config.max_clients,
             config.public_addresses.clone(),
         );
@@ -181,22 +152,25 @@ impl ZoneHost {
         let net = netcode::Server::new(net_config, challenge_key)
             .map_err(|e| anyhow::anyhow!("netcode server: {e}"))?;
         let rep = Replicator::for_zone(ReplicationConfig::default(), &zone);
-        let zone_id = zone.zone_id().0;
-        let world = config.world.clone().map(handoff::WorldState::new);
+        let zone_id = zone.zone_id();
+        if let Some(place) = &config.world {
+            anyhow::ensure!(
+                place.zone == zone_id,
+                "the world place is zone {} but the zone is {}",
+                place.zone.0,
+                zone_id.0
+            );
+        }
         Ok(Self {
             zone,
             rep,
             net,
-            slots: vec![None; config.max_clients],
-            index_of: BTreeMap::new(),
+            presences: Presences::new(config.max_clients),
             packets_this_tick: vec![0; config.max_clients],
-            loading: BTreeMap::new(),
-            load_requests: Vec::new(),
-            world,
-            private_key,
+            world: config.world.clone().map(Handoffs::new),
+            actions: Vec::new(),
+            effects: VecDeque::new(),
             protocol_id: config.protocol_id,
-            records: Vec::new(),
-            hot_ops: Vec::new(),
             zone_id,
             run: config.run,
             fence: config.fence,
@@ -204,6 +178,8 @@ impl ZoneHost {
             now: Duration::ZERO,
             max_packets: config.max_packets_per_client_tick,
             accepting: true,
+            records: 0,
+            flushed: 0,
             metrics,
             drops_seen: vec![0; DropReason::COUNT],
             stats: HostStats::default(),
@@ -216,14 +192,60 @@ impl ZoneHost {
         &self.zone
     }
 
-    /// Counters.
-    pub fn stats(&self) -> HostStats {
-        self.stats
+    /// Where each player is.
+    pub fn presences(&self) -> &Presences {
+        &self.presences
     }
 
-    /// Connected clients.
+    /// Counters.
+    pub fn stats(&self) -> HostStats {
+        HostStats {
+            illegal_transitions: self.presences.illegal_transitions(),
+            ..self.stats
+        }
+    }
+
+    /// Connected clients with a player.
     pub fn client_count(&self) -> usize {
-        self.index_of.len()
+        self.presences.connected()
+    }
+
+    /// Counters of this host's handoffs (all zero outside a world).
+    pub fn handoff_stats(&self) -> HandoffStats {
+        self.world
+            .as_ref()
+            .map_or_else(HandoffStats::default, |w| w.stats(&self.presences))
+    }
+
+    /// The zones this one heard from lately (ghost batches), in id order.
+    pub fn live_neighbours(&self) -> Vec<ZoneId> {
+        self.world
+            .as_ref()
+            .map_or_else(Vec::new, |w| w.live_neighbours(self.now))
+    }
+
+    /// The invariants between the presences, the zone and the client slots (see
+    /// [`Presences::check`]).
+    pub fn check_invariants(&self) -> Result<(), InvariantError> {
+        self.presences.check(&self.zone)
+    }
+
+    #[track_caller]
+    fn debug_check(&self) {
+        #[cfg(debug_assertions)]
+        if let Err(e) = self.check_invariants() {
+            panic!("zone {} host invariant broken: {e}", self.zone_id.0);
+        }
+    }
+
+    /// Next thing to do outside the host, in the order asked.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
+        self.net.poll_transmit()
     }
 
     /// Takes one datagram. `now` is monotonic time since the host's epoch; `unix_time` the
@@ -239,12 +261,23 @@ impl ZoneHost {
             self.metrics.drop_reason("shutting_down");
             return;
         }
-        match self.net.process(now, unix_time, from, datagram) {
-            Some(ServerEvent::Payload { client_index, data }) => {
-                let Some(player) = self.slots.get(client_index).copied().flatten() else {
+        self.now = self.now.max(now);
+        if let Some(event) = self.net.process(now, unix_time, from, datagram) {
+            self.on_net_event(event);
+        }
+        self.drain_net_events();
+    }
+
+    /// The one place netcode's events are handled (from `process` and from `poll_event`).
+    fn on_net_event(&mut self, event: ServerEvent<'_>) {
+        match event {
+            ServerEvent::Payload { client_index, data } => {
+                let Some(player) = self.presences.player_of(client_index) else {
                     return;
                 };
-                let count = &mut self.packets_this_tick[client_index];
+                let Some(count) = self.packets_this_tick.get_mut(client_index) else {
+                    return;
+                };
                 *count += 1;
                 if *count > self.max_packets {
                     self.stats.rate_limited += 1;
@@ -256,86 +289,122 @@ impl ZoneHost {
                 {
                     self.metrics
                         .decode_errors
-                        .get_or_create(&Reason {
-                            reason: e.name().to_owned(),
-                        })
+                        .get_or_create(&reason(e.name()))
                         .inc();
                 }
             }
-            Some(ServerEvent::ClientConnected {
+            ServerEvent::ClientConnected {
                 client_index,
                 client_id,
                 address,
                 ..
-            }) => {
-                self.on_connect(client_index, client_id, address);
-            }
-            Some(ServerEvent::ClientDisconnected {
+            } => self.on_connect(client_index, PlayerId(client_id), address),
+            ServerEvent::ClientDisconnected {
                 client_index,
                 reason,
                 ..
-            }) => {
-                self.on_disconnect(client_index, &format!("{reason:?}"));
-            }
-            None => {}
+            } => self.on_disconnect(client_index, reason),
         }
-        self.drain_events();
     }
 
-    fn on_connect(&mut self, client_index: usize, client_id: u64, address: SocketAddr) {
-        let player = PlayerId(client_id);
-        info!(player = client_id, %address, "client connected");
+    fn drain_net_events(&mut self) {
+        while let Some(event) = self.net.poll_event() {
+            self.on_net_event(event);
+        }
+    }
+
+    fn on_connect(&mut self, client: usize, player: PlayerId, address: SocketAddr) {
+        info!(player = player.0, %address, "client connected");
         self.stats.connects += 1;
         self.metrics.connects.inc();
-        if let Some(slot) = self.slots.get_mut(client_index) {
-            *slot = Some(player);
-        }
-        match self.world.as_ref().map(|w| w.arrival_of(player)) {
-            // Handed over from a neighbour: the avatar is here already, awaiting its client.
-            Some(handoff::Arrival::Waiting) => {
-                self.attach(client_index, player);
-                return;
+        match self.presences.connect(player, client) {
+            Connect::Load => self.effects.push_back(Effect::Load(LoadRequest { player })),
+            Connect::Attach => {
+                // Handed over (or taken back) while the client was away: the avatar awaited it.
+                self.rep.connect(&self.zone, player);
+                self.effects
+                    .push_back(Effect::Hot(HotOp::Joined { player }));
+                debug!(player = player.0, "client attached to its avatar");
             }
-            // Being handed away: the avatar is not here; the client must follow the redirect.
-            Some(handoff::Arrival::Leaving) => {
-                info!(
-                    player = player.0,
-                    "client reconnected during its handoff; refused"
-                );
-                let _ = self.net.disconnect(client_index);
-                return;
+            Connect::Refuse(why) => {
+                info!(player = player.0, why, "client refused");
+                let _ = self.net.disconnect(client);
             }
-            _ => {}
         }
-        if self.zone.player_entity(player).is_some() {
-            // An avatar without a client (recalled from a failed handoff): attach.
-            self.attach(client_index, player);
-            return;
-        }
-        self.loading.insert(player, client_index);
-        self.load_requests.push(LoadRequest { player });
+        self.metrics.clients.set(self.presences.connected() as i64);
     }
 
-    /// Attaches a connected client to its player's avatar already in the zone.
-    fn attach(&mut self, client_index: usize, player: PlayerId) {
-        if let Some(w) = self.world.as_mut() {
-            w.arrived(player);
+    fn on_disconnect(&mut self, client: usize, why: DisconnectReason) {
+        let gone = self.presences.disconnect(client);
+        match gone {
+            Gone::Playing(player) => {
+                self.rep.disconnect(player);
+                if let Some(state) = self.zone.leave(player) {
+                    self.save(player, state);
+                }
+            }
+            Gone::Leaving(player) => self.rep.disconnect(player),
+            Gone::Loading(_) | Gone::Nobody => {}
         }
-        self.rep.connect(&self.zone, player);
-        self.index_of.insert(player, client_index);
-        self.metrics.clients.set(self.index_of.len() as i64);
-        self.hot_ops.push(HotOp::Joined { player });
-        debug!(player = player.0, "client attached to its avatar");
+        let why = match why {
+            DisconnectReason::ClientRequested => "ClientRequested",
+            DisconnectReason::TimedOut => "TimedOut",
+            DisconnectReason::ServerRequested => "ServerRequested",
+        };
+        self.stats.disconnects += 1;
+        self.metrics.disconnects.get_or_create(&reason(why)).inc();
+        self.metrics.clients.set(self.presences.connected() as i64);
+        if let Gone::Playing(p) | Gone::Leaving(p) | Gone::Loading(p) = gone {
+            info!(player = p.0, reason = why, "client disconnected");
+        }
     }
 
-    /// Joins a connected client's player with `state`.
-    fn join(&mut self, client_index: usize, player: PlayerId, state: PlayerState) {
+    /// Disconnects a client whose slot the presences already released.
+    fn drop_client(&mut self, player: PlayerId, client: usize) {
+        self.rep.disconnect(player);
+        let _ = self.net.disconnect(client);
+        self.drain_net_events();
+        self.metrics.clients.set(self.presences.connected() as i64);
+    }
+
+    /// A load finished: join the player if their client is still here.
+    pub fn handle_loaded(&mut self, player: PlayerId, outcome: LoadOutcome) {
+        let Some(client) = self.presences.loading_client(player) else {
+            return; // the client left meanwhile
+        };
+        let (source, state) = match outcome {
+            LoadOutcome::Found { stored, source } => {
+                if stored.profile.is_none() && source != LoadSource::Local {
+                    self.new_profile(player);
+                }
+                (source.name(), stored.state)
+            }
+            LoadOutcome::New { epoch } => {
+                self.new_profile(player);
+                ("new", self.zone.new_character(player).claimed(epoch))
+            }
+            LoadOutcome::Failed(why) => {
+                self.metrics
+                    .player_loads
+                    .get_or_create(&reason("failed"))
+                    .inc();
+                warn!(player = player.0, %why, "player state could not be loaded; disconnecting");
+                let _ = self.net.disconnect(client);
+                self.drain_net_events();
+                self.debug_check();
+                return;
+            }
+        };
+        self.metrics
+            .player_loads
+            .get_or_create(&reason(source))
+            .inc();
         match self.zone.join(player, state) {
             Ok(entity) => {
+                self.presences.joined(player);
                 self.rep.connect(&self.zone, player);
-                self.index_of.insert(player, client_index);
-                self.metrics.clients.set(self.index_of.len() as i64);
-                self.hot_ops.push(HotOp::Joined { player });
+                self.effects
+                    .push_back(Effect::Hot(HotOp::Joined { player }));
                 debug!(
                     player = player.0,
                     entity = entity.0,
@@ -344,79 +413,396 @@ impl ZoneHost {
             }
             Err(e) => {
                 warn!(player = player.0, error = %e, "join refused; disconnecting");
-                let _ = self.net.disconnect(client_index);
+                let _ = self.net.disconnect(client);
+                self.drain_net_events();
             }
         }
+        self.debug_check();
     }
 
-    /// Loads the host asked for since the last call (the loop starts them).
-    pub fn take_load_requests(&mut self) -> Vec<LoadRequest> {
-        std::mem::take(&mut self.load_requests)
+    fn new_profile(&mut self, player: PlayerId) {
+        self.spool(Record::Profile(ProfileRecord {
+            player,
+            name: format!("player-{}", player.0),
+            created_unix_ms: self.unix_ms,
+        }));
     }
 
-    /// A load finished: join the player if they are still connected.
-    pub fn complete_load(&mut self, player: PlayerId, outcome: LoadOutcome) {
-        let Some(client_index) = self.loading.remove(&player) else {
-            return;
-        };
-        if self.slots.get(client_index).copied().flatten() != Some(player) {
-            return;
+    /// Takes one message from another zone, received at `now`.
+    pub fn handle_bus(&mut self, now: Duration, message: BusMessage) {
+        self.now = self.now.max(now);
+        if let Some(w) = self.world.as_mut() {
+            w.bus(
+                now,
+                &self.zone,
+                &mut self.presences,
+                self.accepting,
+                message,
+                &mut self.actions,
+            );
         }
-        let state = match outcome {
-            LoadOutcome::Found { stored, source } => {
-                self.metrics
-                    .player_loads
-                    .get_or_create(&reason(source.name()))
-                    .inc();
-                if stored.profile.is_none() && source != LoadSource::Local {
-                    self.records.push(Record::Profile(ProfileRecord {
-                        player,
-                        name: format!("player-{}", player.0),
-                        created_unix_ms: self.unix_ms,
-                    }));
+        self.apply_actions();
+        self.debug_check();
+    }
+
+    /// The ownership ledger answered a claim the host asked for.
+    pub fn handle_claimed(
+        &mut self,
+        now: Duration,
+        request: ClaimRequest,
+        result: Result<Claim, StoreError>,
+    ) {
+        self.now = self.now.max(now);
+        if let Some(w) = self.world.as_mut() {
+            w.claimed(now, &mut self.presences, request, result, &mut self.actions);
+        }
+        self.apply_actions();
+        self.debug_check();
+    }
+
+    /// The redirect token asked for by an [`Effect::Redirect`] was minted (or not).
+    pub fn handle_redirect_token(
+        &mut self,
+        player: PlayerId,
+        token: anyhow::Result<RedirectToken>,
+    ) {
+        let redirecting = matches!(
+            self.presences.get(player),
+            Some(Presence::Leaving {
+                client: Some(_),
+                out: Outgoing {
+                    phase: Phase::Redirecting { .. },
+                    ..
+                },
+            })
+        );
+        if !redirecting {
+            return; // the client left meanwhile
+        }
+        match token {
+            Ok(t) => {
+                for m in redirect_messages(t.to, t.address, &t.token) {
+                    self.rep.send_reliable(player, m);
                 }
-                stored.state
+                debug!(player = player.0, to = t.to.0, address = %t.address, "client redirected");
             }
-            LoadOutcome::New { epoch } => {
-                self.metrics
-                    .player_loads
-                    .get_or_create(&reason("new"))
-                    .inc();
-                self.records.push(Record::Profile(ProfileRecord {
-                    player,
-                    name: format!("player-{}", player.0),
-                    created_unix_ms: self.unix_ms,
-                }));
-                self.zone.new_character(player).claimed(epoch)
+            Err(e) => {
+                warn!(player = player.0, error = %e, "could not mint the redirect token; disconnecting the client");
+                self.let_go(player);
             }
-            LoadOutcome::Failed(why) => {
-                self.metrics
-                    .player_loads
-                    .get_or_create(&reason("failed"))
-                    .inc();
-                warn!(
-                    player = player.0,
-                    why, "player state could not be loaded; disconnecting"
-                );
-                let _ = self.net.disconnect(client_index);
-                return;
-            }
+        }
+        self.debug_check();
+    }
+
+    /// The ownership ledger names `owner`, not this zone, as the holder of a player this
+    /// zone simulates (found by the ledger keep-alive; the eviction message may have been
+    /// lost): the other holding is the newer one, so this copy goes, unsaved. Players on their
+    /// way out are left to the handoff, which settles ownership itself.
+    pub fn handle_superseded(&mut self, player: PlayerId, owner: Owner) {
+        let Some(state) = self.zone.player_state(player) else {
+            return;
         };
-        self.join(client_index, player, state);
+        let ours = state.epoch();
+        let newer = owner.epoch > ours || (owner.epoch == ours && owner.zone != self.zone_id.0);
+        if newer {
+            self.evict_older(player, ours.max(owner.epoch) + 1);
+        }
+        self.debug_check();
     }
 
-    /// Hands over the records to make durable since the last call by swapping them with
-    /// `buf` (which must be empty): the two vectors trade places, so neither side allocates
-    /// once both have grown.
-    pub fn swap_records(&mut self, buf: &mut Vec<Record>) {
-        debug_assert!(buf.is_empty());
-        std::mem::swap(&mut self.records, buf);
+    /// Every record the host asked for up to number `through` is settled: durable in the
+    /// spool (or refused by it, and counted). Transfers waiting for their saves go out.
+    pub fn handle_flushed(&mut self, through: u64) {
+        debug_assert!(
+            through <= self.records,
+            "flushed past the records asked for"
+        );
+        self.flushed = self.flushed.max(through.min(self.records));
+        if let Some(w) = self.world.as_mut() {
+            w.release(
+                self.now,
+                &mut self.presences,
+                self.flushed,
+                &mut self.actions,
+            );
+        }
+        self.apply_actions();
     }
 
-    /// Hands over the hot-store updates since the last call, like [`Self::swap_records`].
-    pub fn swap_hot_ops(&mut self, buf: &mut Vec<HotOp>) {
-        debug_assert!(buf.is_empty());
-        std::mem::swap(&mut self.hot_ops, buf);
+    /// Simulates one tick, runs the handoffs, replicates and queues every client's encrypted
+    /// packet.
+    pub fn tick(&mut self, now: Duration, unix_ms: u64) {
+        self.unix_ms = unix_ms;
+        self.now = self.now.max(now);
+        let out = self.zone.tick();
+        let m = out.metrics;
+        let (zone, run, fence) = (self.zone_id.0, self.run, self.fence);
+        for event in &out.combat_events {
+            self.effects
+                .push_back(Effect::Spool(Record::Combat(CombatRecord {
+                    zone,
+                    run,
+                    unix_ms,
+                    event: *event,
+                })));
+            self.records += 1;
+        }
+        for s in &out.player_saves {
+            self.effects
+                .push_back(Effect::Spool(Record::PlayerSave(SaveRecord {
+                    zone,
+                    player: s.player,
+                    state: s.state,
+                    fence,
+                    unix_ms,
+                })));
+            self.records += 1;
+        }
+        self.metrics.ticks.inc();
+        self.metrics
+            .combat_events
+            .inc_by(out.combat_events.len() as u64);
+        self.metrics.entities.set((m.players + m.npcs) as i64);
+        for kind in InputError::ALL {
+            let n = m.inputs_rejected[kind.index()];
+            if n > 0 && kind != InputError::Stale {
+                self.metrics
+                    .inputs_rejected
+                    .get_or_create(&reason(kind.name()))
+                    .inc_by(n.into());
+            }
+        }
+        // Handoffs first, so that an observer never sees a player who is on the way out.
+        if let Some(w) = self.world.as_mut() {
+            w.tick(now, &self.zone, &mut self.presences, &mut self.actions);
+        }
+        self.apply_actions();
+        if let Some(ObserverSlot(mut observe)) = self.observer.take() {
+            observe(self);
+            self.observer = Some(ObserverSlot(observe));
+        }
+        match self.world.as_mut() {
+            Some(w) => {
+                let zone = &self.zone;
+                let ghosts = w.ghosts_for_replication(now, |p| zone.player_entity(p).is_some());
+                self.metrics.ghosts.set(ghosts.len() as i64);
+                self.rep.update_with_ghosts(zone, ghosts);
+            }
+            None => self.rep.update(&self.zone),
+        }
+        for (player, payload) in self.rep.packets() {
+            let Some(client) = self.presences.client_of(player) else {
+                continue;
+            };
+            if let Err(e) = self.net.send_payload(client, payload) {
+                debug!(player = player.0, error = %e, "payload not queued");
+                self.metrics.drop_reason("send_queue");
+            }
+        }
+        self.net.update(now);
+        self.drain_net_events();
+        self.packets_this_tick.iter_mut().for_each(|c| *c = 0);
+        self.sync_drop_counters();
+        self.debug_check();
+    }
+
+    fn apply_actions(&mut self) {
+        let mut actions = std::mem::take(&mut self.actions);
+        for action in actions.drain(..) {
+            self.apply(action);
+        }
+        debug_assert!(self.actions.is_empty(), "an action produced actions");
+        self.actions = actions;
+    }
+
+    fn apply(&mut self, action: Action) {
+        let now = self.now;
+        match action {
+            Action::Wall(player) => {
+                self.zone.place_inside(player);
+            }
+            Action::HandOff {
+                player,
+                to,
+                handoff,
+            } => {
+                let Some(state) = self.zone.leave(player) else {
+                    debug_assert!(false, "player {} handed off but not in the zone", player.0);
+                    return;
+                };
+                // Durable before it leaves: the transfer goes out once this save is (see
+                // `handle_flushed`); whatever happens next, this state is not lost.
+                let save = self.save(player, state);
+                let timeout = self
+                    .world
+                    .as_ref()
+                    .map_or(Duration::ZERO, |w| w.place().handoff_timeout);
+                self.presences.hand_off(
+                    player,
+                    Outgoing {
+                        handoff,
+                        to,
+                        state,
+                        save,
+                        crossed: now,
+                        last_sent: None,
+                        recall_at: now + timeout,
+                        phase: Phase::Offered { recalling: false },
+                    },
+                );
+            }
+            Action::Publish { to, message } => {
+                self.effects.push_back(Effect::Publish { to, message });
+            }
+            Action::Claim(request) => self.effects.push_back(Effect::Claim(request)),
+            Action::StartClaim {
+                incoming,
+                player,
+                request,
+            } => {
+                self.presences.claim(player, incoming);
+                self.effects.push_back(Effect::Claim(request));
+            }
+            Action::Arrive { player, state } => {
+                self.presences.claim_settled(player);
+                // The player is ours from here: the state is spooled under our epoch at once.
+                self.record_save(player, state);
+                match self.zone.join(player, state) {
+                    Ok(_) => {
+                        self.presences.arrived(player, now + self.arrival_timeout());
+                        self.effects
+                            .push_back(Effect::Hot(HotOp::Joined { player }));
+                    }
+                    Err(e) => {
+                        // Held but not simulated: the spooled save is what the next login loads.
+                        warn!(player = player.0, error = %e, "handed-over player could not join; kept saved");
+                    }
+                }
+            }
+            Action::ClaimSettled(player) => {
+                self.presences.claim_settled(player);
+            }
+            Action::Recall { player, epoch } => self.recall(player, epoch),
+            Action::Redirect {
+                player,
+                to,
+                address,
+            } => {
+                let (expiry_s, timeout_s) = self.world.as_ref().map_or((60, 10), |w| {
+                    (w.place().token_expiry_s, w.place().token_timeout_s)
+                });
+                self.effects.push_back(Effect::Redirect(RedirectRequest {
+                    player,
+                    to,
+                    address,
+                    token: TokenRequest {
+                        protocol_id: self.protocol_id,
+                        client_id: player.0,
+                        servers: vec![address],
+                        expiry_s,
+                        timeout_s,
+                    },
+                }));
+            }
+            Action::LetGo(player) => self.let_go(player),
+            Action::Expire(player) => {
+                self.presences.expired(player);
+                if let Some(state) = self.zone.leave(player) {
+                    self.save(player, state);
+                }
+            }
+            Action::Evict { player, epoch } => self.evict_older(player, epoch),
+            Action::Count(event, waited) => {
+                if let Some(w) = waited {
+                    self.metrics.handoff_seconds.observe(w.as_secs_f64());
+                }
+                self.metrics
+                    .handoffs
+                    .get_or_create(&reason(event.name()))
+                    .inc();
+            }
+        }
+    }
+
+    fn arrival_timeout(&self) -> Duration {
+        self.world
+            .as_ref()
+            .map_or(Duration::ZERO, |w| w.place().arrival_timeout)
+    }
+
+    /// A `Leaving` player was taken back under `epoch`: back inside, saved under the epoch.
+    fn recall(&mut self, player: PlayerId, epoch: u64) {
+        let deadline = self.now + self.arrival_timeout();
+        let Some(out) = self.presences.recalled(player, deadline) else {
+            return;
+        };
+        let mut state = out.state.claimed(epoch);
+        let radius = self.zone.rules().body_radius;
+        let inside = self
+            .zone
+            .map()
+            .clamp_inside(Vec2::new(state.x, state.y), radius + 0.05);
+        (state.x, state.y) = (inside.x, inside.y);
+        self.record_save(player, state);
+        match (self.zone.join(player, state), self.presences.get(player)) {
+            (Ok(_), Some(Presence::Playing { .. })) => {
+                // The avatar is new: the client starts over with a new welcome.
+                self.rep.disconnect(player);
+                self.rep.connect(&self.zone, player);
+            }
+            (Ok(_), _) => {}
+            (Err(e), presence) => {
+                warn!(player = player.0, error = %e, "recalled player could not rejoin; kept saved");
+                match presence {
+                    Some(Presence::Playing { client }) => {
+                        let client = *client;
+                        let _ = self.net.disconnect(client);
+                        self.drain_net_events();
+                    }
+                    _ => self.presences.expired(player),
+                }
+            }
+        }
+    }
+
+    /// A `Leaving` player's handoff is over: forget them, let their client go.
+    fn let_go(&mut self, player: PlayerId) {
+        if !matches!(self.presences.get(player), Some(Presence::Leaving { .. })) {
+            return; // already gone (its client left while the action was queued)
+        }
+        if let Some(client) = self.presences.let_go(player) {
+            self.drop_client(player, client);
+        }
+    }
+
+    /// Another zone took `player` over under `epoch` (a fresh login elsewhere): any copy held
+    /// here under an older epoch goes, unsaved (its writes would sort below the new holder's
+    /// anyway), and its client with it.
+    fn evict_older(&mut self, player: PlayerId, epoch: u64) {
+        let older = |s: &PlayerState| s.epoch() < epoch;
+        let copy = match self.presences.get(player) {
+            Some(Presence::Playing { .. } | Presence::Awaiting { .. }) => {
+                self.zone.player_state(player).is_some_and(|s| older(&s))
+            }
+            Some(Presence::Leaving { out, .. }) => older(&out.state),
+            _ => false,
+        };
+        if !copy {
+            return;
+        }
+        info!(
+            player = player.0,
+            epoch, "player taken over by a login elsewhere; dropping our copy"
+        );
+        let client = self.presences.evicted(player);
+        let _ = self.zone.leave(player);
+        if let Some(client) = client {
+            self.drop_client(player, client);
+        }
+        self.metrics
+            .handoffs
+            .get_or_create(&reason(HandoffEvent::Evicted.name()))
+            .inc();
     }
 
     /// Everyone in the zone (with a client or awaiting one) with their position.
@@ -441,140 +827,43 @@ impl ZoneHost {
             .collect()
     }
 
-    /// Spools a save of a player who left and writes it hot.
-    fn save(&mut self, player: PlayerId, state: PlayerState) {
-        self.record_save(player, state);
-        self.hot_ops.push(HotOp::Left { player, state });
+    fn spool(&mut self, record: Record) -> u64 {
+        self.effects.push_back(Effect::Spool(record));
+        self.records += 1;
+        self.records
     }
 
-    fn on_disconnect(&mut self, client_index: usize, reason: &str) {
-        let Some(player) = self.slots.get_mut(client_index).and_then(Option::take) else {
-            return;
-        };
-        self.loading.remove(&player);
-        if self.index_of.remove(&player).is_some() {
-            self.rep.disconnect(player);
-            if let Some(state) = self.zone.leave(player) {
-                self.save(player, state);
-            }
-        }
-        if let Some(w) = self.world.as_mut() {
-            w.client_gone(player);
-        }
-        self.stats.disconnects += 1;
-        self.metrics
-            .disconnects
-            .get_or_create(&Reason {
-                reason: reason.to_owned(),
-            })
-            .inc();
-        self.metrics.clients.set(self.index_of.len() as i64);
-        info!(player = player.0, reason, "client disconnected");
+    /// Spools a save of `player` (without the hot-store leave a disconnect writes); returns
+    /// its record number.
+    fn record_save(&mut self, player: PlayerId, state: PlayerState) -> u64 {
+        self.stats.saves += 1;
+        self.spool(Record::PlayerSave(SaveRecord {
+            zone: self.zone_id.0,
+            player,
+            state,
+            fence: self.fence,
+            unix_ms: self.unix_ms,
+        }))
     }
 
-    fn drain_events(&mut self) {
-        while let Some(event) = self.net.poll_event() {
-            match event {
-                ServerEvent::ClientConnected {
-                    client_index,
-                    client_id,
-                    address,
-                    ..
-                } => {
-                    self.on_connect(client_index, client_id, address);
-                }
-                ServerEvent::ClientDisconnected {
-                    client_index,
-                    reason,
-                    ..
-                } => {
-                    self.on_disconnect(client_index, &format!("{reason:?}"));
-                }
-                ServerEvent::Payload { .. } => {}
-            }
-        }
-    }
-
-    /// Simulates one tick, replicates it and queues every client's encrypted packet.
-    pub fn tick(&mut self, now: Duration, unix_ms: u64) {
-        self.unix_ms = unix_ms;
-        self.now = now;
-        let out = self.zone.tick();
-        let m = out.metrics;
-        let (zone, run, fence) = (self.zone_id, self.run, self.fence);
-        self.records.extend(out.combat_events.iter().map(|event| {
-            Record::Combat(CombatRecord {
-                zone,
-                run,
-                unix_ms,
-                event: *event,
-            })
-        }));
-        self.records.extend(out.player_saves.iter().map(|s| {
-            Record::PlayerSave(SaveRecord {
-                zone,
-                player: s.player,
-                state: s.state,
-                fence,
-                unix_ms,
-            })
-        }));
-        self.metrics.ticks.inc();
-        self.metrics
-            .combat_events
-            .inc_by(out.combat_events.len() as u64);
-        self.metrics.entities.set((m.players + m.npcs) as i64);
-        for kind in InputError::ALL {
-            let n = m.inputs_rejected[kind.index()];
-            if n > 0 && kind != InputError::Stale {
-                self.metrics
-                    .inputs_rejected
-                    .get_or_create(&Reason {
-                        reason: kind.name().to_owned(),
-                    })
-                    .inc_by(n.into());
-            }
-        }
-        // Handoffs first, so that an observer never sees a player who is on the way out.
-        self.world_tick(now);
-        if let Some(ObserverSlot(mut observe)) = self.observer.take() {
-            observe(self);
-            self.observer = Some(ObserverSlot(observe));
-        }
-        match self.world.as_mut() {
-            Some(w) => {
-                let zone = &self.zone;
-                let ghosts = w.ghosts_for_replication(now, |p| zone.player_entity(p).is_some());
-                self.metrics.ghosts.set(ghosts.len() as i64);
-                self.rep.update_with_ghosts(zone, ghosts);
-            }
-            None => self.rep.update(&self.zone),
-        }
-        for (player, payload) in self.rep.packets() {
-            let Some(&index) = self.index_of.get(&player) else {
-                continue;
-            };
-            if let Err(e) = self.net.send_payload(index, payload) {
-                debug!(player = player.0, error = %e, "payload not queued");
-                self.metrics.drop_reason("send_queue");
-            }
-        }
-        self.net.update(now);
-        self.drain_events();
-        self.packets_this_tick.iter_mut().for_each(|c| *c = 0);
-        self.sync_drop_counters();
+    /// Spools a save of a player who left and writes it hot; returns its record number.
+    fn save(&mut self, player: PlayerId, state: PlayerState) -> u64 {
+        let n = self.record_save(player, state);
+        self.effects
+            .push_back(Effect::Hot(HotOp::Left { player, state }));
+        n
     }
 
     fn sync_drop_counters(&mut self) {
         let counters = self.net.drop_counters();
-        for (i, reason) in DropReason::ALL.iter().enumerate() {
-            let now = counters.get(*reason);
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            let now = counters.get(*r);
             let before = self.drops_seen.get(i).copied().unwrap_or(0);
             if now > before {
                 self.metrics
                     .dropped
                     .get_or_create(&Reason {
-                        reason: format!("netcode_{reason:?}"),
+                        reason: format!("netcode_{r:?}"),
                     })
                     .inc_by(now - before);
                 if let Some(seen) = self.drops_seen.get_mut(i) {
@@ -584,35 +873,30 @@ impl ZoneHost {
         }
     }
 
-    /// Next datagram to send.
-    pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
-        self.net.poll_transmit()
-    }
-
     /// Graceful shutdown: stop accepting, tell every client (redundant disconnects), save every
-    /// player. Returns how many players were saved.
+    /// player in the zone. Returns how many players were saved.
     pub fn shutdown(&mut self) -> usize {
         self.accepting = false;
-        let players: Vec<(PlayerId, usize)> = self.index_of.iter().map(|(p, i)| (*p, *i)).collect();
-        self.net.disconnect_all();
-        for (player, index) in &players {
-            if let Some(slot) = self.slots.get_mut(*index) {
-                *slot = None;
-            }
-            self.rep.disconnect(*player);
+        let connected: Vec<PlayerId> = self
+            .presences
+            .iter()
+            .filter(|(_, p)| p.client().is_some())
+            .map(|(p, _)| p)
+            .collect();
+        for player in connected {
+            self.rep.disconnect(player);
         }
+        self.net.disconnect_all();
         // Everyone the zone holds, with a client or awaiting one (handed over, recalled).
-        let held: Vec<PlayerId> = self.zone.players().map(|(p, _)| p).collect();
+        let held = self.presences.clear();
         for player in &held {
             if let Some(state) = self.zone.leave(*player) {
                 self.save(*player, state);
             }
         }
-        self.index_of.clear();
-        self.loading.clear();
-        self.slots.iter_mut().for_each(|s| *s = None);
         while self.net.poll_event().is_some() {}
         self.metrics.clients.set(0);
+        self.debug_check();
         held.len()
     }
 

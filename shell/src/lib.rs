@@ -5,15 +5,18 @@
 //! waits on I/O, Prometheus metrics and health endpoints, graceful shutdown, connect-token
 //! minting and headless bots.
 //!
-//! Layout: [`config`] (TOML + env + CLI), [`host`] (zone + replication + netcode as one sans-IO
-//! state machine), [`server`] (the tick loop), [`socket`] (the socket seam), [`admin`] (HTTP),
-//! [`metrics`], [`keys`] and [`tokens`] (secrets and connect tokens), [`bots`], [`world`]
-//! (zones of a world: handoffs and ghosts).
+//! Layout: [`config`] (TOML + env + CLI), [`host`] (zone + replication + netcode + the players'
+//! presence + handoffs as one sans-IO state machine), [`effects`] (what the host asks of the
+//! world, and the async workers that do it), [`server`] (the tick loop), [`persist`] (store
+//! ports and adapters, records, the spool, the flusher), [`socket`] (the socket seam),
+//! [`admin`] (HTTP), [`metrics`], [`keys`] and [`tokens`] (secrets and connect tokens),
+//! [`bots`], [`world`] (zones of a world: the bus, ghosts).
 
 pub mod admin;
 pub mod app;
 pub mod bots;
 pub mod config;
+pub mod effects;
 pub mod flood;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -15,9 +15,9 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 use tracing::{info, warn};
 
+use crate::effects::EffectLink;
 use crate::host::ZoneHost;
 use crate::metrics::{Direction, Metrics};
-use crate::persist::link::PersistLink;
 use crate::socket::DatagramSocket;
 use crate::tokens::{unix_ms, unix_now};
 
@@ -109,7 +109,7 @@ pub struct LoopSummary {
 pub async fn run_loop<S: DatagramSocket>(
     host: &mut ZoneHost,
     socket: &S,
-    persist: &mut PersistLink,
+    persist: &mut EffectLink,
     config: LoopConfig,
     metrics: &Metrics,
     status: &Status,

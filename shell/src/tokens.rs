@@ -9,7 +9,7 @@ use zone_core::netcode::{ConnectToken, ConnectTokenParams, Key};
 use crate::keys::random_bytes;
 
 /// What a token grants.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRequest {
     /// netcode protocol id.
     pub protocol_id: u64,

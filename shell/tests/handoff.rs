@@ -12,18 +12,56 @@ use std::time::Duration;
 use zone_core::netcode::Key;
 use zone_core::world::WorldGrid;
 use zone_core::{PlayerId, PlayerState, Zone, ZoneId};
-use zone_shell::host::{BusOp, ClaimPurpose, HostConfig, ZoneHost};
+use zone_shell::effects::Effect;
+use zone_shell::host::{ClaimPurpose, HostConfig, ZoneHost};
 use zone_shell::metrics::Metrics;
 use zone_shell::persist::{Claim, Owner, Record, StoreError};
 use zone_shell::world::WorldPlace;
 use zone_shell::world::bus::{BusMessage, RefuseReason};
 
-const ME: u32 = 2;
+const ME: ZoneId = ZoneId(2);
+const FROM: ZoneId = ZoneId(1);
+
+/// A host and what it spooled so far.
+struct Probe {
+    host: ZoneHost,
+    records: Vec<Record>,
+    spooled: u64,
+}
+
+impl Probe {
+    /// The bus messages (ghosts left out) and claims asked for since the last call; records
+    /// are kept for [`Probe::take_records`] and made durable at once.
+    fn ops(&mut self) -> Vec<Effect> {
+        let mut ops = Vec::new();
+        while let Some(effect) = self.host.poll_effect() {
+            match effect {
+                Effect::Spool(r) => {
+                    self.records.push(r);
+                    self.spooled += 1;
+                }
+                Effect::Publish {
+                    message: BusMessage::Ghosts { .. },
+                    ..
+                }
+                | Effect::Hot(_) => {}
+                other => ops.push(other),
+            }
+        }
+        self.host.handle_flushed(self.spooled);
+        ops
+    }
+
+    fn take_records(&mut self) -> Vec<Record> {
+        let _ = self.ops();
+        std::mem::take(&mut self.records)
+    }
+}
 
 fn host() -> (ZoneHost, SocketAddr) {
     let grid = WorldGrid::of_tiles(2, 1, 32, 1).unwrap();
     let public: SocketAddr = "127.0.0.1:40001".parse().unwrap();
-    let zone = Zone::new(grid.zone_config(ZoneId(ME), 0).unwrap(), 1).unwrap();
+    let zone = Zone::new(grid.zone_config(ME, 0).unwrap(), 1).unwrap();
     let config = HostConfig {
         protocol_id: 1,
         public_addresses: vec![public],
@@ -32,7 +70,7 @@ fn host() -> (ZoneHost, SocketAddr) {
         run: 1,
         fence: 3,
         global_sequence_random: [1; 8],
-        world: Some(WorldPlace::new(grid, ZoneId(ME), public)),
+        world: Some(WorldPlace::new(grid, ME, public)),
     };
     let host = ZoneHost::new(
         zone,
@@ -48,7 +86,7 @@ fn host() -> (ZoneHost, SocketAddr) {
 fn transfer(player: u64, state: PlayerState) -> BusMessage {
     BusMessage::Transfer {
         handoff: 9,
-        from: 1,
+        from: FROM,
         to: ME,
         player: PlayerId(player),
         state,
@@ -56,31 +94,20 @@ fn transfer(player: u64, state: PlayerState) -> BusMessage {
     }
 }
 
-fn ops(host: &mut ZoneHost) -> Vec<BusOp> {
-    let mut v = Vec::new();
-    host.swap_bus_ops(&mut v);
-    v.into_iter()
-        .filter(|op| {
-            !matches!(
-                op,
-                BusOp::Publish {
-                    message: BusMessage::Ghosts { .. },
-                    ..
-                }
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn a_transfer_is_claimed_on_condition_joined_under_the_new_epoch_and_answered() {
-    let (mut host, public) = host();
+    let (host, public) = host();
+    let mut t = Probe {
+        host,
+        records: Vec::new(),
+        spooled: 0,
+    };
     let now = Duration::from_secs(1);
     // Just over the border, inside zone 2 (x from 32).
     let state = PlayerState::new_character(33.0, 10.0, 80).claimed(5);
-    host.handle_bus(now, transfer(7, state));
-    let ops1 = ops(&mut host);
-    let [BusOp::Claim(request)] = ops1.as_slice() else {
+    t.host.handle_bus(now, transfer(7, state));
+    let ops1 = t.ops();
+    let [Effect::Claim(request)] = ops1.as_slice() else {
         panic!("one claim expected: {ops1:?}");
     };
     assert_eq!(
@@ -92,22 +119,29 @@ fn a_transfer_is_claimed_on_condition_joined_under_the_new_epoch_and_answered() 
         request.purpose,
         ClaimPurpose::Accept {
             handoff: 9,
-            from: 1
+            from: FROM
         }
     );
     // Repeated while the claim is out: nothing new.
-    host.handle_bus(now, transfer(7, state));
-    assert!(ops(&mut host).is_empty());
+    t.host.handle_bus(now, transfer(7, state));
+    assert!(t.ops().is_empty());
 
-    host.complete_claim(now, *request, Ok(Claim::Won(Owner { zone: ME, epoch: 6 })));
-    let answer = ops(&mut host);
+    t.host.handle_claimed(
+        now,
+        *request,
+        Ok(Claim::Won(Owner {
+            zone: ME.0,
+            epoch: 6,
+        })),
+    );
+    let answer = t.ops();
     assert_eq!(
         answer,
-        [BusOp::Publish {
-            to: 1,
+        [Effect::Publish {
+            to: FROM,
             message: BusMessage::Accepted {
                 handoff: 9,
-                from: 1,
+                from: FROM,
                 to: ME,
                 player: PlayerId(7),
                 epoch: 6,
@@ -115,34 +149,39 @@ fn a_transfer_is_claimed_on_condition_joined_under_the_new_epoch_and_answered() 
             }
         }]
     );
-    let held = host
+    let held = t
+        .host
         .zone()
         .player_state(PlayerId(7))
         .expect("joined at once");
     assert_eq!((held.x, held.y, held.health), (33.0, 10.0, 80));
     assert_eq!(held.epoch(), 6);
-    let mut records = Vec::new();
-    host.swap_records(&mut records);
+    let records = t.take_records();
     assert!(
         records.iter().any(|r| matches!(r, Record::PlayerSave(s)
-            if s.player == PlayerId(7) && s.state.epoch() == 6 && s.zone == ME)),
+            if s.player == PlayerId(7) && s.state.epoch() == 6 && s.zone == ME.0)),
         "spooled under the new epoch: {records:?}"
     );
     // The sender did not hear us: the same transfer again gets the same answer, no claim.
-    host.handle_bus(now, transfer(7, state));
-    assert_eq!(ops(&mut host), answer);
-    assert_eq!(host.handoff_stats().taken, 1);
-    assert_eq!(host.handoff_stats().in_flight, 1, "awaiting its client");
+    t.host.handle_bus(now, transfer(7, state));
+    assert_eq!(t.ops(), answer);
+    assert_eq!(t.host.handoff_stats().taken, 1);
+    assert_eq!(t.host.handoff_stats().in_flight, 1, "awaiting its client");
 }
 
 #[test]
 fn what_cannot_be_taken_is_refused_and_a_lost_claim_says_so() {
-    let (mut host, _) = host();
+    let (host, _) = host();
+    let mut t = Probe {
+        host,
+        records: Vec::new(),
+        spooled: 0,
+    };
     let now = Duration::ZERO;
-    let refused = |ops: Vec<BusOp>| -> Vec<RefuseReason> {
+    let refused = |ops: Vec<Effect>| -> Vec<RefuseReason> {
         ops.into_iter()
             .filter_map(|op| match op {
-                BusOp::Publish {
+                Effect::Publish {
                     message: BusMessage::Refused { reason, .. },
                     ..
                 } => Some(reason),
@@ -152,21 +191,21 @@ fn what_cannot_be_taken_is_refused_and_a_lost_claim_says_so() {
     };
     let mut too_healthy = PlayerState::new_character(33.0, 10.0, 100);
     too_healthy.health = 60_000;
-    host.handle_bus(now, transfer(1, too_healthy));
-    assert_eq!(refused(ops(&mut host)), [RefuseReason::BadState]);
+    t.host.handle_bus(now, transfer(1, too_healthy));
+    assert_eq!(refused(t.ops()), [RefuseReason::BadState]);
     let far = PlayerState::new_character(5.0, 10.0, 100);
-    host.handle_bus(now, transfer(2, far));
+    t.host.handle_bus(now, transfer(2, far));
     assert_eq!(
-        refused(ops(&mut host)),
+        refused(t.ops()),
         [RefuseReason::BadState],
         "nowhere near zone 2"
     );
     let mut wrong_zone = transfer(3, PlayerState::new_character(33.0, 1.0, 1));
     if let BusMessage::Transfer { to, .. } = &mut wrong_zone {
-        *to = 5;
+        *to = ZoneId(5);
     }
-    host.handle_bus(now, wrong_zone);
-    assert!(ops(&mut host).is_empty(), "not for this zone: ignored");
+    t.host.handle_bus(now, wrong_zone);
+    assert!(t.ops().is_empty(), "not for this zone: ignored");
 
     for (player, result, reason) in [
         (
@@ -176,57 +215,68 @@ fn what_cannot_be_taken_is_refused_and_a_lost_claim_says_so() {
         ),
         (5, Err(StoreError::Timeout(500)), RefuseReason::Store),
     ] {
-        host.handle_bus(
+        t.host.handle_bus(
             now,
             transfer(player, PlayerState::new_character(33.0, 5.0, 10)),
         );
-        let [BusOp::Claim(req)] = ops(&mut host)[..] else {
+        let [Effect::Claim(req)] = t.ops()[..] else {
             panic!("a claim");
         };
-        host.complete_claim(now, req, result);
-        assert_eq!(refused(ops(&mut host)), [reason]);
+        t.host.handle_claimed(now, req, result);
+        assert_eq!(refused(t.ops()), [reason]);
         assert!(
-            host.zone().player_state(PlayerId(player)).is_none(),
+            t.host.zone().player_state(PlayerId(player)).is_none(),
             "not joined"
         );
     }
-    host.shutdown();
-    host.handle_bus(now, transfer(6, PlayerState::new_character(33.0, 5.0, 10)));
-    assert_eq!(refused(ops(&mut host)), [RefuseReason::NotAccepting]);
+    t.host.shutdown();
+    t.host
+        .handle_bus(now, transfer(6, PlayerState::new_character(33.0, 5.0, 10)));
+    assert_eq!(refused(t.ops()), [RefuseReason::NotAccepting]);
 }
 
 #[test]
 fn a_login_elsewhere_evicts_an_older_copy_and_only_an_older_one() {
-    let (mut host, _) = host();
+    let (host, _) = host();
+    let mut t = Probe {
+        host,
+        records: Vec::new(),
+        spooled: 0,
+    };
     let now = Duration::ZERO;
     let state = PlayerState::new_character(33.0, 10.0, 80).claimed(5);
-    host.handle_bus(now, transfer(7, state));
-    let [BusOp::Claim(req)] = ops(&mut host)[..] else {
+    t.host.handle_bus(now, transfer(7, state));
+    let [Effect::Claim(req)] = t.ops()[..] else {
         panic!("a claim");
     };
-    host.complete_claim(now, req, Ok(Claim::Won(Owner { zone: ME, epoch: 6 })));
-    let _ = ops(&mut host);
-    let mut records = Vec::new();
-    host.swap_records(&mut records);
+    t.host.handle_claimed(
+        now,
+        req,
+        Ok(Claim::Won(Owner {
+            zone: ME.0,
+            epoch: 6,
+        })),
+    );
+    let _ = t.ops();
+    let _ = t.take_records();
     let evict = |epoch| BusMessage::Evict {
-        from: 1,
+        from: FROM,
         to: ME,
         player: PlayerId(7),
         epoch,
     };
-    host.handle_bus(now, evict(6));
+    t.host.handle_bus(now, evict(6));
     assert!(
-        host.zone().player_state(PlayerId(7)).is_some(),
+        t.host.zone().player_state(PlayerId(7)).is_some(),
         "not older: kept"
     );
-    host.handle_bus(now, evict(7));
+    t.host.handle_bus(now, evict(7));
     assert!(
-        host.zone().player_state(PlayerId(7)).is_none(),
+        t.host.zone().player_state(PlayerId(7)).is_none(),
         "older copy dropped"
     );
-    assert_eq!(host.handoff_stats().in_flight, 0, "no longer awaited");
-    records.clear();
-    host.swap_records(&mut records);
+    assert_eq!(t.host.handoff_stats().in_flight, 0, "no longer awaited");
+    let records = t.take_records();
     assert!(
         records.is_empty(),
         "dropped unsaved: the new holder's writes rank above"

@@ -17,9 +17,9 @@ use zone_core::{PlayerId, PlayerState};
 use zone_shell::app::start_with;
 use zone_shell::bots::{BotConfig, run_crowd};
 use zone_shell::config::Config;
+use zone_shell::effects::Stores;
 use zone_shell::persist::embedded_cold::SqliteStore;
 use zone_shell::persist::embedded_hot::MemoryHotStore;
-use zone_shell::persist::link::Stores;
 use zone_shell::persist::redis::RedisHotStore;
 use zone_shell::persist::{Claim, ColdStore, HotStore, Owner, Position, Session};
 

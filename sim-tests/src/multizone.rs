@@ -27,11 +27,12 @@ use zone_core::netcode::Key;
 use zone_core::world::WorldGrid;
 use zone_core::{PlayerId, Zone, ZoneId};
 use zone_shell::bots::{BotConfig, BotReport, play_on};
+use zone_shell::effects::lease::{claim_lease, keep_lease};
+use zone_shell::effects::{EffectLink, LinkConfig, Stores};
 use zone_shell::host::{HostConfig, ZoneHost};
 use zone_shell::metrics::Metrics;
 use zone_shell::persist::embedded_hot::MemoryHotStore;
 use zone_shell::persist::flusher::{Flusher, FlusherConfig};
-use zone_shell::persist::link::{LinkConfig, PersistLink, Stores, claim_lease, keep_lease};
 use zone_shell::persist::spool::{Spool, SpoolConfig, SpoolStats, WriterMode};
 use zone_shell::persist::{HotStore, Record, SaveRecord};
 use zone_shell::server::{LoopConfig, Status, run_loop};
@@ -358,16 +359,17 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
                 }
             })
         };
-        let mut link = PersistLink::start(
+        let mut link = EffectLink::start(
             spool.clone(),
             &stores,
             &LinkConfig {
-                zone,
+                zone: ZoneId(zone),
                 server: owner.clone(),
                 hot_ttl: HOT_TTL,
                 position_flush: Duration::from_millis(500),
                 timeout: Duration::from_millis(500),
                 world: true,
+                token_key: key(),
             },
             metrics.clone(),
         );

@@ -16,10 +16,11 @@ use zone_core::netcode::Key;
 use zone_core::protocol::NetEntity;
 use zone_core::{PlayerId, Zone, ZoneConfig, ZoneId};
 use zone_shell::bots::{BotConfig, play_on};
+use zone_shell::effects::lease::{claim_lease, keep_lease};
+use zone_shell::effects::{EffectLink, LinkConfig, Stores};
 use zone_shell::host::{HostConfig, ZoneHost};
 use zone_shell::metrics::Metrics;
 use zone_shell::persist::flusher::{Flusher, FlusherConfig};
-use zone_shell::persist::link::{LinkConfig, PersistLink, Stores, claim_lease, keep_lease};
 use zone_shell::persist::spool::{Spool, SpoolConfig, SpoolStats, WriterMode, scan};
 use zone_shell::persist::{HotStore, Record};
 use zone_shell::server::{LoopConfig, Status, run_loop};
@@ -376,16 +377,17 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
             }
         });
     }
-    let mut link = PersistLink::start(
+    let mut link = EffectLink::start(
         spool.clone(),
         &stores,
         &LinkConfig {
-            zone: ZONE,
+            zone: zone_core::ZoneId(ZONE),
             server: format!("zone/{run}"),
             hot_ttl: Duration::from_secs(600),
             position_flush: Duration::from_millis(500),
             timeout: Duration::from_millis(500),
             world: false,
+            token_key: key(),
         },
         metrics.clone(),
     );

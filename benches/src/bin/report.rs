@@ -406,9 +406,9 @@ impl zone_shell::persist::ColdStore for DownStore {
 /// with the cold store unreachable for the whole run (the spool grows instead).
 fn outage_rows(r: &mut Report, seconds: u64) -> anyhow::Result<()> {
     use std::sync::Arc;
+    use zone_shell::effects::Stores;
     use zone_shell::persist::embedded_cold::SqliteStore;
     use zone_shell::persist::embedded_hot::MemoryHotStore;
-    use zone_shell::persist::link::Stores;
     let run = |down: bool| -> anyhow::Result<(f64, f64, u64)> {
         let dir =
             std::env::temp_dir().join(format!("zone-report-outage-{}-{down}", std::process::id()));

@@ -13,7 +13,6 @@ pub mod embedded_cold;
 pub mod embedded_hot;
 pub mod flusher;
 pub mod hot;
-pub mod link;
 pub mod load_policy;
 pub mod record;
 pub mod redis;

@@ -11,12 +11,15 @@ use std::net::SocketAddr;
 
 use bincode::{Decode, Encode};
 use zone_core::protocol::NetEntity;
-use zone_core::{PlayerId, PlayerState};
+use zone_core::{PlayerId, PlayerState, ZoneId};
 
 /// Most ghosts in one batch (a zone's border band rarely holds more; the rest wait).
 pub const MAX_GHOSTS: usize = 4_096;
 /// Most bytes one bus message may take.
 pub const MAX_BUS_MESSAGE: usize = 256 * 1024;
+/// The format of the messages this build sends: the first byte of every message. A message
+/// of another version is refused with a typed error, so formats can evolve zone by zone.
+pub const BUS_VERSION: u8 = 1;
 
 /// Why a handoff was refused by the zone asked to take the player.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
@@ -68,9 +71,9 @@ pub enum BusMessage {
         /// The handoff's id (unique per source zone run).
         handoff: u64,
         /// Source zone.
-        from: u32,
+        from: ZoneId,
         /// Target zone.
-        to: u32,
+        to: ZoneId,
         /// Who.
         player: PlayerId,
         /// The state as it left the source (world coordinates).
@@ -83,9 +86,9 @@ pub enum BusMessage {
         /// The handoff answered.
         handoff: u64,
         /// Source zone.
-        from: u32,
+        from: ZoneId,
         /// Target zone.
-        to: u32,
+        to: ZoneId,
         /// Who.
         player: PlayerId,
         /// The target's ownership epoch.
@@ -98,9 +101,9 @@ pub enum BusMessage {
         /// The handoff answered.
         handoff: u64,
         /// Source zone.
-        from: u32,
+        from: ZoneId,
         /// Target zone.
-        to: u32,
+        to: ZoneId,
         /// Who.
         player: PlayerId,
         /// Why.
@@ -110,9 +113,9 @@ pub enum BusMessage {
     /// several times a second even when empty: a neighbour that goes quiet is down.
     Ghosts {
         /// Source zone.
-        from: u32,
+        from: ZoneId,
         /// Target zone.
-        to: u32,
+        to: ZoneId,
         /// The source's tick.
         tick: u64,
         /// The entities, by id.
@@ -122,9 +125,9 @@ pub enum BusMessage {
     /// named zone `to`: `to` drops any older copy it still holds.
     Evict {
         /// The zone that holds the player now.
-        from: u32,
+        from: ZoneId,
         /// The former holder.
-        to: u32,
+        to: ZoneId,
         /// Who.
         player: PlayerId,
         /// The new holder's epoch: copies under a lower one go.
@@ -144,6 +147,12 @@ pub enum BusError {
     /// Bytes after the message.
     #[error("bus message has {0} trailing bytes")]
     Trailing(usize),
+    /// A message this build would not send (over the size limit).
+    #[error("bus message does not encode: {0}")]
+    Encode(String),
+    /// A format this build does not speak (the first byte).
+    #[error("bus message of format version {0}; this build speaks {BUS_VERSION}")]
+    Version(u8),
     /// A ghost batch over [`MAX_GHOSTS`], or a state with non-finite numbers.
     #[error("bus message is out of range: {0}")]
     OutOfRange(&'static str),
@@ -157,6 +166,8 @@ impl BusError {
             BusError::Decode(_) => "decode",
             BusError::Trailing(_) => "trailing",
             BusError::OutOfRange(_) => "out_of_range",
+            BusError::Version(_) => "version",
+            BusError::Encode(_) => "encode",
         }
     }
 }
@@ -166,9 +177,13 @@ fn config() -> impl bincode::config::Config {
 }
 
 impl BusMessage {
-    /// The encoding (what is published).
-    pub fn encode(&self) -> Vec<u8> {
-        bincode::encode_to_vec(self, config()).unwrap_or_default()
+    /// The encoding (what is published): the version byte, then the message. Fails only for
+    /// a message over [`MAX_BUS_MESSAGE`], which is never sent.
+    pub fn encode(&self) -> Result<Vec<u8>, BusError> {
+        let mut out = vec![BUS_VERSION];
+        bincode::encode_into_std_write(self, &mut out, config())
+            .map_err(|e| BusError::Encode(e.to_string()))?;
+        Ok(out)
     }
 
     /// Decodes one message: any bytes give a message or a typed error.
@@ -176,10 +191,16 @@ impl BusMessage {
         if bytes.len() > MAX_BUS_MESSAGE {
             return Err(BusError::TooLarge(bytes.len()));
         }
-        let (m, used): (Self, usize) = bincode::decode_from_slice(bytes, config())
+        let Some((&version, body)) = bytes.split_first() else {
+            return Err(BusError::Decode("empty message".into()));
+        };
+        if version != BUS_VERSION {
+            return Err(BusError::Version(version));
+        }
+        let (m, used): (Self, usize) = bincode::decode_from_slice(body, config())
             .map_err(|e| BusError::Decode(e.to_string()))?;
-        if used != bytes.len() {
-            return Err(BusError::Trailing(bytes.len() - used));
+        if used != body.len() {
+            return Err(BusError::Trailing(body.len() - used));
         }
         match &m {
             BusMessage::Ghosts { entities, .. } if entities.len() > MAX_GHOSTS => {
@@ -195,7 +216,7 @@ impl BusMessage {
     }
 
     /// The zone the message is for.
-    pub fn to(&self) -> u32 {
+    pub fn to(&self) -> ZoneId {
         match self {
             BusMessage::Transfer { to, .. }
             | BusMessage::Ghosts { to, .. }
@@ -215,36 +236,36 @@ mod tests {
         vec![
             BusMessage::Transfer {
                 handoff: 1,
-                from: 1,
-                to: 2,
+                from: ZoneId(1),
+                to: ZoneId(2),
                 player: PlayerId(7),
                 state,
                 epoch: 2,
             },
             BusMessage::Accepted {
                 handoff: 1,
-                from: 1,
-                to: 2,
+                from: ZoneId(1),
+                to: ZoneId(2),
                 player: PlayerId(7),
                 epoch: 3,
                 address: "127.0.0.1:40001".parse().unwrap(),
             },
             BusMessage::Refused {
                 handoff: 1,
-                from: 1,
-                to: 2,
+                from: ZoneId(1),
+                to: ZoneId(2),
                 player: PlayerId(7),
                 reason: RefuseReason::Full,
             },
             BusMessage::Evict {
-                from: 3,
-                to: 1,
+                from: ZoneId(3),
+                to: ZoneId(1),
                 player: PlayerId(7),
                 epoch: 9,
             },
             BusMessage::Ghosts {
-                from: 2,
-                to: 1,
+                from: ZoneId(2),
+                to: ZoneId(1),
                 tick: 99,
                 entities: vec![GhostEntity {
                     entity: NetEntity {
@@ -268,15 +289,15 @@ mod tests {
     #[test]
     fn messages_round_trip_and_are_addressed() {
         for m in samples() {
-            assert_eq!(BusMessage::decode(&m.encode()).unwrap(), m);
+            assert_eq!(BusMessage::decode(&m.encode().unwrap()).unwrap(), m);
         }
-        let to: Vec<u32> = samples().iter().map(BusMessage::to).collect();
+        let to: Vec<u32> = samples().iter().map(|m| m.to().0).collect();
         assert_eq!(to, [2, 1, 1, 1, 1]);
     }
 
     #[test]
     fn hostile_bytes_give_typed_errors() {
-        let good = samples()[0].encode();
+        let good = samples()[0].encode().unwrap();
         for cut in 0..good.len() {
             assert!(BusMessage::decode(&good[..cut]).is_err());
         }
@@ -291,19 +312,27 @@ mod tests {
         nan.x = f32::NAN;
         let bad = BusMessage::Transfer {
             handoff: 0,
-            from: 0,
-            to: 0,
+            from: ZoneId(0),
+            to: ZoneId(0),
             player: PlayerId(0),
             state: nan,
             epoch: 0,
         };
         assert_eq!(
-            BusMessage::decode(&bad.encode()),
+            BusMessage::decode(&bad.encode().unwrap()),
             Err(BusError::OutOfRange("transferred state"))
         );
         // A length prefix claiming a huge ghost list allocates nothing and fails.
-        let mut huge = vec![3u8, 1, 1, 1, 0xFC];
+        let mut huge = vec![BUS_VERSION, 3u8, 1, 1, 1, 0xFC];
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(BusMessage::decode(&huge).is_err());
+        // Another format version is refused by name, not misread.
+        let mut future = good.clone();
+        future[0] = BUS_VERSION + 1;
+        assert_eq!(
+            BusMessage::decode(&future),
+            Err(BusError::Version(BUS_VERSION + 1))
+        );
+        assert!(BusMessage::decode(&[]).is_err());
     }
 }

@@ -21,13 +21,13 @@ pub fn collect(
     zone: &Zone,
     grid: &WorldGrid,
     margin: f32,
-    out: &mut BTreeMap<u32, Vec<GhostEntity>>,
+    out: &mut BTreeMap<ZoneId, Vec<GhostEntity>>,
 ) {
     let me = zone.zone_id();
     let neighbours = grid.neighbours(me);
-    out.retain(|z, _| neighbours.contains(&ZoneId(*z)));
+    out.retain(|z, _| neighbours.contains(z));
     for n in &neighbours {
-        out.entry(n.0).or_default().clear();
+        out.entry(*n).or_default().clear();
     }
     let Some(bounds) = grid.bounds(me) else {
         return;
@@ -46,7 +46,7 @@ pub fn collect(
             player,
         };
         for n in grid.ghost_zones_of(me, view.position, margin) {
-            if let Some(list) = out.get_mut(&n.0)
+            if let Some(list) = out.get_mut(&n)
                 && list.len() < MAX_GHOSTS
             {
                 list.push(ghost);
@@ -65,7 +65,7 @@ struct Batch {
 /// The ghost batches a zone holds from its neighbours.
 #[derive(Debug, Default)]
 pub struct GhostTable {
-    batches: BTreeMap<u32, Batch>,
+    batches: BTreeMap<ZoneId, Batch>,
     merged: Vec<NetEntity>,
 }
 
@@ -73,7 +73,7 @@ impl GhostTable {
     /// Takes a batch from zone `from` of its tick `tick`, received at `now`. An older tick
     /// than the one held is ignored (pub/sub may reorder across reconnects), unless the
     /// sender restarted (its tick went back a long way).
-    pub fn insert(&mut self, from: u32, tick: u64, entities: Vec<GhostEntity>, now: Duration) {
+    pub fn insert(&mut self, from: ZoneId, tick: u64, entities: Vec<GhostEntity>, now: Duration) {
         let b = self.batches.entry(from).or_default();
         let restarted = tick + 600 < b.tick;
         if tick >= b.tick || restarted {
@@ -86,14 +86,18 @@ impl GhostTable {
     }
 
     /// Whether zone `zone` sent a batch within `timeout` of `now`: it is up and simulating.
-    pub fn alive(&self, zone: u32, now: Duration, timeout: Duration) -> bool {
+    pub fn alive(&self, zone: ZoneId, now: Duration, timeout: Duration) -> bool {
         self.batches
             .get(&zone)
             .is_some_and(|b| now.saturating_sub(b.received) <= timeout)
     }
 
     /// Zones heard from within `timeout`.
-    pub fn live_zones(&self, now: Duration, timeout: Duration) -> impl Iterator<Item = u32> + '_ {
+    pub fn live_zones(
+        &self,
+        now: Duration,
+        timeout: Duration,
+    ) -> impl Iterator<Item = ZoneId> + '_ {
         self.batches
             .iter()
             .filter(move |(_, b)| now.saturating_sub(b.received) <= timeout)
@@ -115,7 +119,7 @@ impl GhostTable {
             .retain(|_, b| now.saturating_sub(b.received) <= timeout);
         self.merged.clear();
         for (from, batch) in &self.batches {
-            let Some(slot) = grid.neighbour_slot(me, ZoneId(*from)) else {
+            let Some(slot) = grid.neighbour_slot(me, *from) else {
                 continue;
             };
             for g in &batch.entities {
@@ -146,34 +150,40 @@ mod tests {
         let zone = Zone::new(grid.zone_config(ZoneId(1), 300).unwrap(), 3).unwrap();
         let mut out = BTreeMap::new();
         collect(&zone, &grid, 25.0, &mut out);
-        assert_eq!(out.keys().copied().collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(
+            out.keys().copied().collect::<Vec<_>>(),
+            [ZoneId(2), ZoneId(3), ZoneId(4)]
+        );
         let bounds2 = grid.bounds(ZoneId(2)).unwrap();
-        for g in &out[&2] {
+        for g in &out[&ZoneId(2)] {
             let p = g.entity.position();
             let nearest = p.clamp(bounds2.min, bounds2.max);
             assert!(nearest.distance(p) <= 25.01, "{p}");
         }
-        assert!(!out[&2].is_empty(), "some NPCs live near the east border");
         assert!(
-            out[&4].len() <= out[&2].len().min(out[&3].len()),
+            !out[&ZoneId(2)].is_empty(),
+            "some NPCs live near the east border"
+        );
+        assert!(
+            out[&ZoneId(4)].len() <= out[&ZoneId(2)].len().min(out[&ZoneId(3)].len()),
             "the corner is narrower"
         );
 
         let mut table = GhostTable::default();
         let now = Duration::from_secs(10);
-        table.insert(1, 50, out[&2].clone(), now);
+        table.insert(ZoneId(1), 50, out[&ZoneId(2)].clone(), now);
         let timeout = Duration::from_secs(1);
-        assert!(table.alive(1, now + timeout, timeout));
-        assert!(!table.alive(1, now + timeout * 2, timeout));
-        assert!(!table.alive(3, now, timeout));
+        assert!(table.alive(ZoneId(1), now + timeout, timeout));
+        assert!(!table.alive(ZoneId(1), now + timeout * 2, timeout));
+        assert!(!table.alive(ZoneId(3), now, timeout));
         let ghosts = table
             .merged(&grid, ZoneId(2), now, timeout, |_| false)
             .to_vec();
-        assert_eq!(ghosts.len(), out[&2].len());
+        assert_eq!(ghosts.len(), out[&ZoneId(2)].len());
         assert!(ghosts.windows(2).all(|w| w[0].id < w[1].id));
         assert!(ghosts.iter().all(|g| g.id.0 >= GHOST_ID_BASE));
         // An older batch does not replace a newer one; silence expires the batch.
-        table.insert(1, 40, Vec::new(), now);
+        table.insert(ZoneId(1), 40, Vec::new(), now);
         assert_eq!(
             table
                 .merged(&grid, ZoneId(2), now, timeout, |_| false)
@@ -207,7 +217,7 @@ mod tests {
             player,
         };
         table.insert(
-            1,
+            ZoneId(1),
             1,
             vec![g(1, None), g(2, Some(PlayerId(9)))],
             Duration::ZERO,

@@ -1,6 +1,6 @@
 //! Multi-zone worlds: what a zone server needs to be one zone among many. The world is a
 //! [`WorldGrid`]; each zone is held by at most one server at a time (a lease with a fencing
-//! token, `persist::link`); players who step over a border are handed to the neighbour
+//! token, `effects::lease`); players who step over a border are handed to the neighbour
 //! (`host::handoff`, with the messages of [`bus`]) and their clients redirected; entities
 //! near a border are shown across it as [`ghosts`].
 //!
@@ -9,7 +9,7 @@
 //! 1. A's tick reports P standing over the border into B. If B has not been heard from lately
 //!    (no ghost batch within `neighbour_timeout`), the border is closed: P is put back inside.
 //! 2. Otherwise A takes P out of its simulation, spools P's state, and once the spool has made
-//!    it durable (the persistence link holds the message until then) sends
+//!    it durable (the host holds the message until `handle_flushed` says so) sends
 //!    `Transfer{state, epoch e}` to B, again every `handoff_resend` until answered.
 //! 3. B claims P in the ownership ledger *only if it still says (A, e)*, getting epoch e + 1;
 //!    joins P's avatar (simulated at once, awaiting its client), spools the state under the new
