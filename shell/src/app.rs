@@ -13,6 +13,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 use zone_core::netcode::Key;
 use zone_core::{Rules, Zone, ZoneId};
@@ -62,8 +64,10 @@ pub struct ZoneFinished {
     pub host: ZoneHost,
     /// Whether it stopped because its lease was lost.
     pub lease_lost: bool,
-    /// Releases the lease (sent once the spool has drained what it could).
-    lease_release: watch::Sender<bool>,
+    /// Releases the lease (cancelled once the spool has drained what it could).
+    lease_release: CancellationToken,
+    /// The lease keeper, joined once it released the lease.
+    lease_keeper: tokio::task::JoinHandle<()>,
 }
 
 /// How a server ended.
@@ -109,7 +113,13 @@ pub struct Running {
     pub spool_stats: Arc<SpoolStats>,
     /// The stores in use.
     pub stores: Stores,
-    shutdown: Arc<watch::Sender<bool>>,
+    /// The one shutdown signal: every zone loop and the admin server stop on it.
+    shutdown: CancellationToken,
+    /// Every task the server spawned (zone loops, their workers and lease keepers, the
+    /// flusher, the admin server), joined by [`Running::finish`].
+    tracker: TaskTracker,
+    /// How long stopping may take.
+    deadline: Duration,
     task: tokio::task::JoinHandle<anyhow::Result<Vec<ZoneFinished>>>,
     bots: Option<tokio::task::JoinHandle<anyhow::Result<CrowdReport>>>,
     /// Stops the demo bots; sent only after the loops have finished, so that bots are
@@ -120,11 +130,11 @@ pub struct Running {
 impl Running {
     /// Asks every loop to shut down gracefully.
     pub fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        self.shutdown.cancel();
     }
 
-    /// A handle that shuts the server down when `true` is sent.
-    pub fn stopper(&self) -> Arc<watch::Sender<bool>> {
+    /// A handle that shuts the server down when cancelled.
+    pub fn stopper(&self) -> CancellationToken {
         self.shutdown.clone()
     }
 
@@ -136,12 +146,24 @@ impl Running {
             .filter(|z| z.lease_lost)
             .map(|z| z.zone)
             .collect();
-        let _ = self.shutdown.send(true);
+        self.shutdown.cancel();
         let _ = self.bots_stop.send(true);
         let bots = match self.bots {
             Some(b) => Some(b.await.context("bot task")??),
             None => None,
         };
+        // Every task spawned is joined; what is still running at the deadline is reported.
+        self.tracker.close();
+        if tokio::time::timeout(self.deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            anyhow::bail!(
+                "{} server task(s) still running {:?} after the loops stopped",
+                self.tracker.len(),
+                self.deadline
+            );
+        }
         if !lost.is_empty() {
             anyhow::bail!(
                 "the lease of zone(s) {lost:?} was lost: stopped simulating them (players saved)"
@@ -374,12 +396,12 @@ pub async fn start_with(
         process_metrics,
     );
     flusher.dead_letter_undecodable(&recovery.undecodable);
-    let (flusher_stop_tx, flusher_stop_rx) = watch::channel(false);
+    let tracker = TaskTracker::new();
+    let flusher_stop = CancellationToken::new();
     let drain = Duration::from_secs(config.shutdown_deadline_s) / 2;
-    let flusher_task = tokio::spawn(flusher.run(flusher_stop_rx, drain));
+    let flusher_task = tracker.spawn(flusher.run(flusher_stop.clone(), drain));
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let shutdown_tx = Arc::new(shutdown_tx);
+    let shutdown = CancellationToken::new();
     let statuses: Vec<Arc<Status>> = prepared.iter().map(|p| p.running.status.clone()).collect();
     let zones: Vec<ZoneRunning> = prepared.iter().map(|p| p.running.clone()).collect();
     let mut tasks: Vec<ZoneTask> = Vec::with_capacity(prepared.len());
@@ -409,7 +431,6 @@ pub async fn start_with(
             &host_config,
             key.clone(),
             Key::from_bytes(random_bytes()?),
-            p.running.metrics.clone(),
         )?;
         let link = EffectLink::start(
             spool.clone(),
@@ -430,28 +451,23 @@ pub async fn start_with(
             max_catch_up: config.max_catch_up_ticks,
             max_ticks,
         };
-        tasks.push(tokio::spawn(run_zone(
+        tasks.push(tracker.spawn(run_zone(
             p,
             host,
             link,
             stores.clone(),
             lease_ttl,
             loop_config,
-            shutdown_rx.clone(),
+            shutdown.child_token(),
+            tracker.clone(),
         )));
     }
 
-    let admin_shutdown = {
-        let mut rx = shutdown_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    tokio::spawn(crate::admin::serve(
+    tracker.spawn(crate::admin::serve(
         admin,
         export.clone(),
         statuses,
-        admin_shutdown,
+        shutdown.clone().cancelled_owned(),
     ));
 
     let loop_spool = spool.clone();
@@ -481,10 +497,11 @@ pub async fn start_with(
                 "the spool's disk refuses writes: these records are not durable yet (still retrying until the deadline)"
             );
         }
-        let _ = flusher_stop_tx.send(true);
+        flusher_stop.cancel();
         let _ = flusher_task.await;
-        for f in &finished {
-            let _ = f.lease_release.send(true);
+        for f in &mut finished {
+            f.lease_release.cancel();
+            let _ = (&mut f.lease_keeper).await;
         }
         let close_spool = loop_spool.clone();
         let lost =
@@ -550,7 +567,9 @@ pub async fn start_with(
         tick_hz,
         spool_stats,
         stores,
-        shutdown: shutdown_tx,
+        shutdown,
+        tracker,
+        deadline: Duration::from_secs(config.shutdown_deadline_s),
         task,
         bots,
         bots_stop,
@@ -558,6 +577,10 @@ pub async fn start_with(
 }
 
 /// One zone's life: keep its lease, run its loop until shutdown or the lease is lost.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the steps of one zone's life, named"
+)]
 async fn run_zone(
     p: Prepared,
     mut host: ZoneHost,
@@ -565,34 +588,35 @@ async fn run_zone(
     stores: Stores,
     lease_ttl: Duration,
     loop_config: LoopConfig,
-    mut shutdown: watch::Receiver<bool>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
 ) -> anyhow::Result<ZoneFinished> {
     let zone = p.hosted.zone;
-    let (lease_lost_tx, mut lease_lost) = watch::channel(false);
-    let (lease_stop_tx, lease_stop_rx) = watch::channel(false);
+    let lease_lost = CancellationToken::new();
+    let lease_release = CancellationToken::new();
     let (fence_tx, fence_rx) = watch::channel(p.lease.fence);
     link.follow_fence(fence_rx);
-    tokio::spawn(keep_lease(
+    let lease_keeper = tracker.spawn(keep_lease(
         stores,
         p.lease,
         fence_tx,
         lease_ttl,
         Some(p.running.public_address.to_string()),
         p.running.metrics.clone(),
-        Arc::new(lease_lost_tx),
-        lease_stop_rx,
+        lease_lost.clone(),
+        lease_release.clone(),
     ));
     // This zone stops on the server's shutdown or on losing its lease (a zone is never
     // simulated by two servers).
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut lost_watch = lease_lost.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = shutdown.wait_for(|s| *s) => {}
-            _ = lost_watch.wait_for(|l| *l) => {}
-        }
-        let _ = stop_tx.send(true);
-    });
+    {
+        let (stop, lost) = (stop.clone(), lease_lost.clone());
+        tracker.spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = lost.cancelled() => stop.cancel(),
+            }
+        });
+    }
     let summary = run_loop(
         &mut host,
         &p.socket,
@@ -600,9 +624,10 @@ async fn run_zone(
         loop_config,
         &p.running.metrics,
         &p.running.status,
-        stop_rx,
+        stop.clone(),
     )
     .await;
+    stop.cancel();
     // The last hot-store writes and bus messages of the final pump, within a bounded wait.
     let unfinished = link.close(Duration::from_secs(2)).await;
     if unfinished > 0 {
@@ -611,7 +636,7 @@ async fn run_zone(
             unfinished, "zone workers did not finish their last work in time"
         );
     }
-    let lost = *lease_lost.borrow_and_update();
+    let lost = lease_lost.is_cancelled();
     if lost {
         error!(
             zone,
@@ -623,6 +648,7 @@ async fn run_zone(
         summary,
         host,
         lease_lost: lost,
-        lease_release: lease_stop_tx,
+        lease_release,
+        lease_keeper,
     })
 }

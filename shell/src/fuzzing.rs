@@ -458,7 +458,6 @@ fn bus_host() -> Option<crate::host::ZoneHost> {
         &config,
         Key::from_bytes([1; 32]),
         Key::from_bytes([2; 32]),
-        std::sync::Arc::new(crate::metrics::Metrics::new()),
     )
     .ok()
 }

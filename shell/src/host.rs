@@ -14,6 +14,9 @@
 //!   then [`ZoneHost::poll_transmit`] until `None`, sending each datagram;
 //! - **queries** at any time: the zone, stats, positions, held players, the invariants.
 //!
+//! The host holds no metrics registry: it counts in [`HostStats`], which the loop exports
+//! ([`crate::metrics::HostExport`]).
+//!
 //! Where a player is has one answer, their [`presence::Presence`]; the zone holds exactly the
 //! players who are `Playing` or `Awaiting` ([`ZoneHost::check_invariants`], asserted after
 //! every input in debug builds).
@@ -21,13 +24,12 @@
 mod handoff;
 pub mod presence;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
-use zone_core::netcode::{self, DisconnectReason, DropReason, Key, ServerEvent, Transmit};
+use zone_core::netcode::{self, DisconnectReason, DropCounters, Key, ServerEvent, Transmit};
 use zone_core::protocol::redirect_messages;
 use zone_core::replication::{PacketError, ReplicationConfig, Replicator};
 use zone_core::{InputError, PlayerId, PlayerState, Vec2, Zone, ZoneId};
@@ -38,7 +40,6 @@ use presence::{Connect, Gone, InvariantError, Outgoing, Phase, Presence, Presenc
 
 use crate::effects::redirect::RedirectToken;
 use crate::effects::{Effect, HotOp, LoadOutcome, LoadRequest, RedirectRequest};
-use crate::metrics::{Metrics, Reason};
 use crate::persist::load_policy::LoadSource;
 use crate::persist::{
     Claim, CombatRecord, Owner, Position, ProfileRecord, Record, SaveRecord, StoreError,
@@ -72,19 +73,54 @@ pub struct HostConfig {
     pub world: Option<WorldPlace>,
 }
 
-/// Counters of one host's life, for logs and tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Counters of one host's life (never decreasing) and its gauges: what the loop exports as
+/// metrics, and what logs and tests read. Keyed counters use static labels, so counting
+/// allocates only the first time a label is seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostStats {
     /// Clients that connected.
     pub connects: u64,
-    /// Clients that disconnected.
-    pub disconnects: u64,
+    /// Clients that disconnected, by netcode's reason.
+    pub disconnects: BTreeMap<&'static str, u64>,
     /// Player states saved (on leave, crossing, arrival and shutdown).
     pub saves: u64,
-    /// Datagrams from one client beyond its per-tick allowance.
-    pub rate_limited: u64,
+    /// Datagrams dropped by the host: `client_rate_limit` (beyond a client's per-tick
+    /// allowance), `shutting_down` (connection requests while stopping), `send_queue`.
+    pub dropped: BTreeMap<&'static str, u64>,
+    /// Client packets that did not decode, by error.
+    pub decode_errors: BTreeMap<&'static str, u64>,
+    /// Joins loaded, by where the state came from (`local`, `hot`, `cold`, `new`, `failed`).
+    pub loads: BTreeMap<&'static str, u64>,
+    /// Handoff events, by [`HandoffEvent::name`].
+    pub handoffs: BTreeMap<&'static str, u64>,
+    /// Ticks run.
+    pub ticks: u64,
+    /// Combat events produced.
+    pub combat_events: u64,
+    /// Inputs the zone rejected, by [`InputError::index`] (stale ones are not counted).
+    pub inputs_rejected: [u64; InputError::COUNT],
     /// Presence transitions refused as bugs (release builds; debug builds panic).
     pub illegal_transitions: u64,
+    /// Entities in the zone after the last tick (gauge).
+    pub entities: u64,
+    /// Ghosts shown after the last tick (gauge).
+    pub ghosts: u64,
+}
+
+impl HostStats {
+    /// Datagrams from one client beyond its per-tick allowance.
+    pub fn rate_limited(&self) -> u64 {
+        self.dropped.get("client_rate_limit").copied().unwrap_or(0)
+    }
+
+    /// Clients that disconnected, for any reason.
+    pub fn disconnected(&self) -> u64 {
+        self.disconnects.values().sum()
+    }
+}
+
+fn bump(map: &mut BTreeMap<&'static str, u64>, key: &'static str) {
+    *map.entry(key).or_insert(0) += 1;
 }
 
 /// A zone, its replication, its netcode server and where its players are.
@@ -113,9 +149,9 @@ pub struct ZoneHost {
     records: u64,
     /// Records up to this number are settled (durable, or refused by the spool).
     flushed: u64,
-    metrics: Arc<Metrics>,
-    drops_seen: Vec<u64>,
     stats: HostStats,
+    /// How long accepted handoffs waited, until the loop takes them.
+    handoff_waits: Vec<Duration>,
     observer: Option<ObserverSlot>,
 }
 
@@ -138,7 +174,6 @@ impl ZoneHost {
         config: &HostConfig,
         private_key: Key,
         challenge_key: Key,
-        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let mut net_config = netcode::ServerConfig::new(
             config.protocol_id,
@@ -180,9 +215,8 @@ impl ZoneHost {
             accepting: true,
             records: 0,
             flushed: 0,
-            metrics,
-            drops_seen: vec![0; DropReason::COUNT],
             stats: HostStats::default(),
+            handoff_waits: Vec::new(),
             observer: None,
         })
     }
@@ -197,12 +231,21 @@ impl ZoneHost {
         &self.presences
     }
 
-    /// Counters.
-    pub fn stats(&self) -> HostStats {
-        HostStats {
-            illegal_transitions: self.presences.illegal_transitions(),
-            ..self.stats
-        }
+    /// Counters and gauges.
+    pub fn stats(&self) -> &HostStats {
+        &self.stats
+    }
+
+    /// netcode's counts of the datagrams it ignored.
+    pub fn netcode_drops(&self) -> &DropCounters {
+        self.net.drop_counters()
+    }
+
+    /// Hands over how long the handoffs accepted since the last call waited, by swapping
+    /// with `buf` (which must be empty).
+    pub fn swap_handoff_waits(&mut self, buf: &mut Vec<Duration>) {
+        debug_assert!(buf.is_empty());
+        std::mem::swap(&mut self.handoff_waits, buf);
     }
 
     /// Connected clients with a player.
@@ -230,8 +273,11 @@ impl ZoneHost {
         self.presences.check(&self.zone)
     }
 
+    /// After every input: the refusals the presences counted, and (debug builds) the
+    /// invariants.
     #[track_caller]
-    fn debug_check(&self) {
+    fn debug_check(&mut self) {
+        self.stats.illegal_transitions = self.presences.illegal_transitions();
         #[cfg(debug_assertions)]
         if let Err(e) = self.check_invariants() {
             panic!("zone {} host invariant broken: {e}", self.zone_id.0);
@@ -258,7 +304,7 @@ impl ZoneHost {
         datagram: &mut [u8],
     ) {
         if !self.accepting && datagram.first() == Some(&0) {
-            self.metrics.drop_reason("shutting_down");
+            bump(&mut self.stats.dropped, "shutting_down");
             return;
         }
         self.now = self.now.max(now);
@@ -280,17 +326,13 @@ impl ZoneHost {
                 };
                 *count += 1;
                 if *count > self.max_packets {
-                    self.stats.rate_limited += 1;
-                    self.metrics.drop_reason("client_rate_limit");
+                    bump(&mut self.stats.dropped, "client_rate_limit");
                     return;
                 }
                 if let Err(PacketError::Decode(e)) =
                     self.rep.handle_packet(&mut self.zone, player, data)
                 {
-                    self.metrics
-                        .decode_errors
-                        .get_or_create(&reason(e.name()))
-                        .inc();
+                    bump(&mut self.stats.decode_errors, e.name());
                 }
             }
             ServerEvent::ClientConnected {
@@ -316,7 +358,6 @@ impl ZoneHost {
     fn on_connect(&mut self, client: usize, player: PlayerId, address: SocketAddr) {
         info!(player = player.0, %address, "client connected");
         self.stats.connects += 1;
-        self.metrics.connects.inc();
         match self.presences.connect(player, client) {
             Connect::Load => self.effects.push_back(Effect::Load(LoadRequest { player })),
             Connect::Attach => {
@@ -331,7 +372,6 @@ impl ZoneHost {
                 let _ = self.net.disconnect(client);
             }
         }
-        self.metrics.clients.set(self.presences.connected() as i64);
     }
 
     fn on_disconnect(&mut self, client: usize, why: DisconnectReason) {
@@ -351,9 +391,7 @@ impl ZoneHost {
             DisconnectReason::TimedOut => "TimedOut",
             DisconnectReason::ServerRequested => "ServerRequested",
         };
-        self.stats.disconnects += 1;
-        self.metrics.disconnects.get_or_create(&reason(why)).inc();
-        self.metrics.clients.set(self.presences.connected() as i64);
+        bump(&mut self.stats.disconnects, why);
         if let Gone::Playing(p) | Gone::Leaving(p) | Gone::Loading(p) = gone {
             info!(player = p.0, reason = why, "client disconnected");
         }
@@ -364,7 +402,6 @@ impl ZoneHost {
         self.rep.disconnect(player);
         let _ = self.net.disconnect(client);
         self.drain_net_events();
-        self.metrics.clients.set(self.presences.connected() as i64);
     }
 
     /// A load finished: join the player if their client is still here.
@@ -384,10 +421,7 @@ impl ZoneHost {
                 ("new", self.zone.new_character(player).claimed(epoch))
             }
             LoadOutcome::Failed(why) => {
-                self.metrics
-                    .player_loads
-                    .get_or_create(&reason("failed"))
-                    .inc();
+                bump(&mut self.stats.loads, "failed");
                 warn!(player = player.0, %why, "player state could not be loaded; disconnecting");
                 let _ = self.net.disconnect(client);
                 self.drain_net_events();
@@ -395,10 +429,7 @@ impl ZoneHost {
                 return;
             }
         };
-        self.metrics
-            .player_loads
-            .get_or_create(&reason(source))
-            .inc();
+        bump(&mut self.stats.loads, source);
         match self.zone.join(player, state) {
             Ok(entity) => {
                 self.presences.joined(player);
@@ -558,18 +589,13 @@ impl ZoneHost {
                 })));
             self.records += 1;
         }
-        self.metrics.ticks.inc();
-        self.metrics
-            .combat_events
-            .inc_by(out.combat_events.len() as u64);
-        self.metrics.entities.set((m.players + m.npcs) as i64);
+        self.stats.ticks += 1;
+        self.stats.combat_events += out.combat_events.len() as u64;
+        self.stats.entities = (m.players + m.npcs) as u64;
         for kind in InputError::ALL {
-            let n = m.inputs_rejected[kind.index()];
-            if n > 0 && kind != InputError::Stale {
-                self.metrics
-                    .inputs_rejected
-                    .get_or_create(&reason(kind.name()))
-                    .inc_by(n.into());
+            if kind != InputError::Stale {
+                self.stats.inputs_rejected[kind.index()] +=
+                    u64::from(m.inputs_rejected[kind.index()]);
             }
         }
         // Handoffs first, so that an observer never sees a player who is on the way out.
@@ -585,7 +611,7 @@ impl ZoneHost {
             Some(w) => {
                 let zone = &self.zone;
                 let ghosts = w.ghosts_for_replication(now, |p| zone.player_entity(p).is_some());
-                self.metrics.ghosts.set(ghosts.len() as i64);
+                self.stats.ghosts = ghosts.len() as u64;
                 self.rep.update_with_ghosts(zone, ghosts);
             }
             None => self.rep.update(&self.zone),
@@ -596,13 +622,12 @@ impl ZoneHost {
             };
             if let Err(e) = self.net.send_payload(client, payload) {
                 debug!(player = player.0, error = %e, "payload not queued");
-                self.metrics.drop_reason("send_queue");
+                bump(&mut self.stats.dropped, "send_queue");
             }
         }
         self.net.update(now);
         self.drain_net_events();
         self.packets_this_tick.iter_mut().for_each(|c| *c = 0);
-        self.sync_drop_counters();
         self.debug_check();
     }
 
@@ -714,12 +739,9 @@ impl ZoneHost {
             Action::Evict { player, epoch } => self.evict_older(player, epoch),
             Action::Count(event, waited) => {
                 if let Some(w) = waited {
-                    self.metrics.handoff_seconds.observe(w.as_secs_f64());
+                    self.handoff_waits.push(w);
                 }
-                self.metrics
-                    .handoffs
-                    .get_or_create(&reason(event.name()))
-                    .inc();
+                bump(&mut self.stats.handoffs, event.name());
             }
         }
     }
@@ -799,10 +821,7 @@ impl ZoneHost {
         if let Some(client) = client {
             self.drop_client(player, client);
         }
-        self.metrics
-            .handoffs
-            .get_or_create(&reason(HandoffEvent::Evicted.name()))
-            .inc();
+        bump(&mut self.stats.handoffs, HandoffEvent::Evicted.name());
     }
 
     /// Everyone in the zone (with a client or awaiting one) with their position.
@@ -854,25 +873,6 @@ impl ZoneHost {
         n
     }
 
-    fn sync_drop_counters(&mut self) {
-        let counters = self.net.drop_counters();
-        for (i, r) in DropReason::ALL.iter().enumerate() {
-            let now = counters.get(*r);
-            let before = self.drops_seen.get(i).copied().unwrap_or(0);
-            if now > before {
-                self.metrics
-                    .dropped
-                    .get_or_create(&Reason {
-                        reason: format!("netcode_{r:?}"),
-                    })
-                    .inc_by(now - before);
-                if let Some(seen) = self.drops_seen.get_mut(i) {
-                    *seen = now;
-                }
-            }
-        }
-    }
-
     /// Graceful shutdown: stop accepting, tell every client (redundant disconnects), save every
     /// player in the zone. Returns how many players were saved.
     pub fn shutdown(&mut self) -> usize {
@@ -895,7 +895,6 @@ impl ZoneHost {
             }
         }
         while self.net.poll_event().is_some() {}
-        self.metrics.clients.set(0);
         self.debug_check();
         held.len()
     }
@@ -913,11 +912,5 @@ impl ZoneHost {
     /// Whether new connections are accepted.
     pub fn accepting(&self) -> bool {
         self.accepting
-    }
-}
-
-fn reason(r: &str) -> Reason {
-    Reason {
-        reason: r.to_owned(),
     }
 }

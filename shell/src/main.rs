@@ -339,7 +339,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         done = &mut finish => done?,
         _ = wait_for_signal() => {
             info!("signal received: shutting down (stop accepting, disconnect clients, save players)");
-            let _ = stopper.send(true);
+            stopper.cancel();
             tokio::time::timeout(deadline, &mut finish)
                 .await
                 .map_err(|_| anyhow::anyhow!("graceful shutdown exceeded shutdown_deadline_s ({}s)", deadline.as_secs()))??

@@ -16,6 +16,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use zone_core::InputError;
+use zone_core::netcode::DropReason;
+
+use crate::host::{HostStats, ZoneHost};
 
 /// Whose a metric family is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -340,6 +344,86 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+}
+
+/// Exports a [`ZoneHost`]'s counters into its zone's metrics: the loop calls
+/// [`HostExport::export`] after every tick (and once more after shutdown). Counters advance by
+/// what the host counted since the last export; gauges are set.
+#[derive(Debug, Default)]
+pub struct HostExport {
+    seen: HostStats,
+    netcode_seen: [u64; DropReason::COUNT],
+    waits: Vec<std::time::Duration>,
+}
+
+impl HostExport {
+    /// Brings `m` up to date with `host`.
+    pub fn export(&mut self, host: &mut ZoneHost, m: &Metrics) {
+        host.swap_handoff_waits(&mut self.waits);
+        for w in self.waits.drain(..) {
+            m.handoff_seconds.observe(w.as_secs_f64());
+        }
+        let now = host.stats();
+        let seen = &mut self.seen;
+        m.connects.inc_by(now.connects - seen.connects);
+        m.ticks.inc_by(now.ticks - seen.ticks);
+        m.combat_events
+            .inc_by(now.combat_events - seen.combat_events);
+        (seen.connects, seen.ticks, seen.combat_events) =
+            (now.connects, now.ticks, now.combat_events);
+        for (family, now, seen) in [
+            (&m.disconnects, &now.disconnects, &mut seen.disconnects),
+            (&m.dropped, &now.dropped, &mut seen.dropped),
+            (
+                &m.decode_errors,
+                &now.decode_errors,
+                &mut seen.decode_errors,
+            ),
+            (&m.player_loads, &now.loads, &mut seen.loads),
+            (&m.handoffs, &now.handoffs, &mut seen.handoffs),
+        ] {
+            for (label, n) in now {
+                let before = seen.entry(label).or_insert(0);
+                if *n > *before {
+                    family
+                        .get_or_create(&Reason {
+                            reason: (*label).to_owned(),
+                        })
+                        .inc_by(n - *before);
+                    *before = *n;
+                }
+            }
+        }
+        for kind in InputError::ALL {
+            let (n, before) = (
+                now.inputs_rejected[kind.index()],
+                &mut seen.inputs_rejected[kind.index()],
+            );
+            if n > *before {
+                m.inputs_rejected
+                    .get_or_create(&Reason {
+                        reason: kind.name().to_owned(),
+                    })
+                    .inc_by(n - *before);
+                *before = n;
+            }
+        }
+        m.entities.set(now.entities as i64);
+        m.ghosts.set(now.ghosts as i64);
+        m.clients.set(host.client_count() as i64);
+        let drops = host.netcode_drops();
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            let n = drops.get(*r);
+            if n > self.netcode_seen[i] {
+                m.dropped
+                    .get_or_create(&Reason {
+                        reason: format!("netcode_{r:?}"),
+                    })
+                    .inc_by(n - self.netcode_seen[i]);
+                self.netcode_seen[i] = n;
+            }
+        }
     }
 }
 

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::effects::EffectLink;
 use crate::host::ZoneHost;
-use crate::metrics::{Direction, Metrics};
+use crate::metrics::{Direction, HostExport, Metrics};
 use crate::socket::DatagramSocket;
 use crate::tokens::{unix_ms, unix_now};
 
@@ -103,7 +103,7 @@ pub struct LoopSummary {
     pub saved_at_shutdown: usize,
 }
 
-/// Runs `host` on `socket` until `shutdown` turns true (or `max_ticks`), then shuts down
+/// Runs `host` on `socket` until `shutdown` is cancelled (or `max_ticks`), then shuts down
 /// gracefully: stops accepting, disconnects every client, saves every player and hands the
 /// saves to the spool. Persistence goes through `persist` without ever waiting on a store.
 pub async fn run_loop<S: DatagramSocket>(
@@ -113,7 +113,7 @@ pub async fn run_loop<S: DatagramSocket>(
     config: LoopConfig,
     metrics: &Metrics,
     status: &Status,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> LoopSummary {
     let epoch = Instant::now();
     let period = Duration::from_secs_f64(1.0 / f64::from(config.tick_hz.max(1)));
@@ -121,11 +121,12 @@ pub async fn run_loop<S: DatagramSocket>(
     let mut summary = LoopSummary::default();
     let mut buf = vec![0u8; 2048];
     let mut last_tick: Option<Instant> = None;
+    let mut export = HostExport::default();
     status.ready.store(true, Ordering::Release);
     loop {
         tokio::select! {
             biased;
-            _ = shutdown.changed() => break,
+            _ = shutdown.cancelled() => break,
             _ = sleep_until(next) => {
                 let mut ran = 0;
                 while Instant::now() >= next && ran <= config.max_catch_up {
@@ -137,6 +138,7 @@ pub async fn run_loop<S: DatagramSocket>(
                     last_tick = Some(started);
                     host.tick(started - epoch, unix_ms());
                     let took = started.elapsed();
+                    export.export(host, metrics);
                     metrics.tick_seconds.observe(took.as_secs_f64());
                     summary.tick_times.record(took);
                     if took > period {
@@ -187,6 +189,7 @@ pub async fn run_loop<S: DatagramSocket>(
     status.ready.store(false, Ordering::Release);
     summary.saved_at_shutdown = host.shutdown();
     persist.final_pump(host);
+    export.export(host, metrics);
     flush(host, socket, metrics).await;
     info!(
         saved = summary.saved_at_shutdown,

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use zone_core::netcode::Key;
@@ -14,7 +13,6 @@ use zone_core::world::WorldGrid;
 use zone_core::{PlayerId, PlayerState, Zone, ZoneId};
 use zone_shell::effects::Effect;
 use zone_shell::host::{ClaimPurpose, HostConfig, ZoneHost};
-use zone_shell::metrics::Metrics;
 use zone_shell::persist::{Claim, Owner, Record, StoreError};
 use zone_shell::world::WorldPlace;
 use zone_shell::world::bus::{BusMessage, RefuseReason};
@@ -77,7 +75,6 @@ fn host() -> (ZoneHost, SocketAddr) {
         &config,
         Key::from_bytes([1; 32]),
         Key::from_bytes([2; 32]),
-        Arc::new(Metrics::new()),
     )
     .unwrap();
     (host, public)

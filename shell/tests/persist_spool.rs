@@ -348,7 +348,8 @@ async fn an_outage_delays_but_loses_nothing_and_the_breaker_opens_and_closes() {
         flusher_config(dir.path()),
         metrics.clone(),
     );
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let stop_tx = tokio_util::sync::CancellationToken::new();
+    let stop = stop_tx.clone();
     let task = tokio::spawn(flusher.run(stop, Duration::from_secs(5)));
     for i in 0..500 {
         spool.append(&combat(1, i, 0)).unwrap();
@@ -387,7 +388,7 @@ async fn an_outage_delays_but_loses_nothing_and_the_breaker_opens_and_closes() {
     let combat = store.combat.lock().unwrap().clone();
     assert_eq!(combat.len(), 700, "every event reached the store");
     assert_eq!(metrics.breaker_state.get(), 0, "breaker closed again");
-    stop_tx.send(true).unwrap();
+    stop_tx.cancel();
     task.await.unwrap();
     spool.close();
 }
@@ -402,7 +403,8 @@ async fn a_rejected_record_is_dead_lettered_and_the_rest_flow() {
     let config = flusher_config(dir.path());
     let dead_path = config.dead_letter_path.clone();
     let flusher = Flusher::new(spool.clone(), store.clone(), config, metrics.clone());
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let stop_tx = tokio_util::sync::CancellationToken::new();
+    let stop = stop_tx.clone();
     let task = tokio::spawn(flusher.run(stop, Duration::from_secs(5)));
     spool.append(&save(1, 1, 1.0)).unwrap();
     spool.append(&save(2, 1, 666.0)).unwrap();
@@ -427,7 +429,7 @@ async fn a_rejected_record_is_dead_lettered_and_the_rest_flow() {
     for p in [1, 2, 3] {
         assert_eq!(spool.newest_save(PlayerId(p)), None, "player {p}");
     }
-    stop_tx.send(true).unwrap();
+    stop_tx.cancel();
     task.await.unwrap();
     spool.close();
 }
@@ -518,13 +520,14 @@ async fn a_stop_during_an_outage_ends_within_the_drain_deadline_keeping_the_reco
         flusher_config(dir.path()),
         Arc::new(Metrics::new()),
     );
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let stop_tx = tokio_util::sync::CancellationToken::new();
+    let stop = stop_tx.clone();
     let task = tokio::spawn(flusher.run(stop, Duration::from_millis(300)));
     for i in 0..100 {
         spool.append(&combat(1, i, 0)).unwrap();
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    stop_tx.send(true).unwrap();
+    stop_tx.cancel();
     tokio::time::timeout(Duration::from_secs(3), task)
         .await
         .expect("the flusher gave up at the drain deadline")

@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use zone_core::client::{ClientEvent as GameEvent, ClientSession};
@@ -24,7 +23,6 @@ use zone_core::{PlayerId, PlayerInput, PlayerState, Vec2, Zone, ZoneId};
 use zone_shell::effects::redirect::RedirectToken;
 use zone_shell::effects::{ClaimRequest, Effect, LoadOutcome, LoadRequest};
 use zone_shell::host::{HostConfig, ZoneHost};
-use zone_shell::metrics::Metrics;
 use zone_shell::persist::hot::{claim_allowed, next_epoch};
 use zone_shell::persist::load_policy::LoadSource;
 use zone_shell::persist::{Claim, Owner, Record, StoreError, StoredPlayer};
@@ -159,7 +157,6 @@ impl World {
                     &config,
                     private_key(),
                     Key::from_bytes([zone.0 as u8; 32]),
-                    Arc::new(Metrics::new()),
                 )
                 .unwrap();
                 Node {

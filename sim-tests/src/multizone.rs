@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use zone_core::netcode::Key;
 use zone_core::world::WorldGrid;
 use zone_core::{PlayerId, Zone, ZoneId};
@@ -292,7 +293,6 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
             },
             key(),
             Key::from_bytes([run as u8; 32]),
-            metrics.clone(),
         )?;
         {
             let (shared, name, fence) = (shared.clone(), name.clone(), lease.fence);
@@ -328,12 +328,15 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
             },
             metrics.clone(),
         );
-        let (flusher_stop_tx, flusher_stop) = watch::channel(false);
+        let flusher_stop_tx = CancellationToken::new();
+        let flusher_stop = flusher_stop_tx.clone();
         let flusher_task = tokio::spawn(flusher.run(flusher_stop, Duration::from_secs(10)));
-        let (shutdown_tx, shutdown) = watch::channel(false);
-        let shutdown_tx = Arc::new(shutdown_tx);
-        let (lost_tx, mut lost) = watch::channel(false);
-        let (lease_stop_tx, lease_stop) = watch::channel(false);
+        let shutdown = CancellationToken::new();
+        let shutdown_tx = shutdown.clone();
+        let lost = CancellationToken::new();
+        let lost_tx = lost.clone();
+        let lease_stop_tx = CancellationToken::new();
+        let lease_stop = lease_stop_tx.clone();
         let (fence_tx, fence_rx) = watch::channel(lease.fence);
         tokio::spawn(keep_lease(
             stores.clone(),
@@ -342,7 +345,7 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
             LEASE_TTL,
             Some(public.to_string()),
             metrics.clone(),
-            Arc::new(lost_tx),
+            lost_tx,
             lease_stop,
         ));
         let committer = {
@@ -353,8 +356,8 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
                 loop {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     spool.commit_now();
-                    if shared.stop.load(Ordering::SeqCst) || *lost.borrow_and_update() {
-                        let _ = stop.send(true);
+                    if shared.stop.load(Ordering::SeqCst) || lost.is_cancelled() {
+                        stop.cancel();
                     }
                 }
             })
@@ -389,9 +392,9 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
             Ordering::SeqCst,
         );
         spool.sync();
-        let _ = flusher_stop_tx.send(true);
+        flusher_stop_tx.cancel();
         let _ = flusher_task.await;
-        let _ = lease_stop_tx.send(true);
+        lease_stop_tx.cancel();
         committer.abort();
         spool.close();
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use zone_core::netcode::Key;
 use zone_core::protocol::NetEntity;
 use zone_core::{PlayerId, Zone, ZoneConfig, ZoneId};
@@ -294,7 +295,6 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         },
         key(),
         Key::from_bytes([run as u8; 32]),
-        metrics.clone(),
     )?;
     {
         let world = world.clone();
@@ -334,12 +334,14 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         },
         metrics.clone(),
     );
-    let (flusher_stop_tx, flusher_stop) = watch::channel(false);
+    let flusher_stop_tx = CancellationToken::new();
+    let flusher_stop = flusher_stop_tx.clone();
     let flusher_task = tokio::spawn(flusher.run(flusher_stop, Duration::from_secs(20)));
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let shutdown_tx = Arc::new(shutdown_tx);
-    let (lost_tx, _lost) = watch::channel(false);
-    let (lease_stop_tx, lease_stop) = watch::channel(false);
+    let shutdown = CancellationToken::new();
+    let shutdown_tx = shutdown.clone();
+    let lost_tx = CancellationToken::new();
+    let lease_stop_tx = CancellationToken::new();
+    let lease_stop = lease_stop_tx.clone();
     let (fence_tx, fence_rx) = watch::channel(lease.fence);
     tokio::spawn(keep_lease(
         stores.clone(),
@@ -348,7 +350,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         lease_ttl,
         None,
         metrics.clone(),
-        Arc::new(lost_tx),
+        lost_tx,
         lease_stop,
     ));
     {
@@ -372,7 +374,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
                     .get();
                 world.combat_refused.fetch_max(refused, Ordering::SeqCst);
                 if world.stop.load(Ordering::SeqCst) {
-                    let _ = stop.send(true);
+                    stop.cancel();
                 }
             }
         });
@@ -407,9 +409,9 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         Ordering::SeqCst,
     );
     spool.sync();
-    let _ = flusher_stop_tx.send(true);
+    flusher_stop_tx.cancel();
     let _ = flusher_task.await;
-    let _ = lease_stop_tx.send(true);
+    lease_stop_tx.cancel();
     let lost = spool.close();
     world
         .lost_at_close

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::Stores;
@@ -114,10 +115,10 @@ async fn wait_out_previous(hot: &Arc<dyn HotStore>, lease: &Lease, ttl: Duration
 /// The holder counts the lease valid only until `ttl` after it *sent* its last successful
 /// renewal, and gives it up a sixth of `ttl` before that: the store expires it later still,
 /// and nobody else can claim it before, so two holders never overlap. When it is lost (taken,
-/// or not renewed in time) it counts the loss and sends `true` on `lost`: the server must stop
+/// or not renewed in time) it counts the loss and cancels `lost`: the server must stop
 /// simulating the zone. When the lease key vanished without anyone else taking it (a Redis
 /// restart without persistence), it is claimed again with a larger fencing token.
-/// Returns when `stop` turns true (releasing the lease).
+/// Returns when `stop` is cancelled (releasing the lease).
 pub async fn keep_lease(
     stores: Stores,
     mut lease: Lease,
@@ -125,8 +126,8 @@ pub async fn keep_lease(
     ttl: Duration,
     address: Option<String>,
     metrics: Arc<Metrics>,
-    lost: Arc<watch::Sender<bool>>,
-    mut stop: watch::Receiver<bool>,
+    lost: CancellationToken,
+    stop: CancellationToken,
 ) {
     let hot = stores.hot.clone();
     let margin = ttl / 6;
@@ -139,7 +140,7 @@ pub async fn keep_lease(
             why,
             "zone lease lost; stopping the simulation"
         );
-        let _ = lost.send(true);
+        lost.cancel();
     };
     if let Some(a) = &address
         && let Err(e) = hot.set_zone_address(lease.zone, a, ttl).await
@@ -154,7 +155,7 @@ pub async fn keep_lease(
                 give_up(&lease, "not renewed before expiry");
                 return;
             }
-            _ = stop.changed() => {
+            _ = stop.cancelled() => {
                 if let Err(e) = hot.release_lease(&lease).await {
                     warn!(error = %e, "could not release the zone lease (it will expire)");
                 }

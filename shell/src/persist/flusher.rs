@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use base64::Engine;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::breaker::{Breaker, BreakerState, backoff};
@@ -176,8 +176,8 @@ impl Flusher {
         }
     }
 
-    /// Runs until `stop` turns true, then drains what it can until `drain_deadline` elapses.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>, drain_deadline: Duration) {
+    /// Runs until `stop` is cancelled, then drains what it can until `drain_deadline` elapses.
+    pub async fn run(mut self, stop: CancellationToken, drain_deadline: Duration) {
         self.drain = drain_deadline;
         let start = self.spool.stats().acked_seq.load(Ordering::Relaxed);
         let reader = Arc::new(Mutex::new(self.spool.reader(start)));
@@ -210,12 +210,12 @@ impl Flusher {
                 }
                 tokio::select! {
                     _ = durable.changed() => {}
-                    _ = stop.changed() => {}
+                    _ = stop.cancelled() => {}
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
                 continue;
             }
-            if !self.deliver(batch, &mut stop).await {
+            if !self.deliver(batch, &stop).await {
                 break;
             }
         }
@@ -228,8 +228,8 @@ impl Flusher {
     }
 
     /// The drain deadline, once a stop was requested.
-    fn deadline(&mut self, stop: &watch::Receiver<bool>) -> Option<Instant> {
-        if self.stopping_since.is_none() && *stop.borrow() {
+    fn deadline(&mut self, stop: &CancellationToken) -> Option<Instant> {
+        if self.stopping_since.is_none() && stop.is_cancelled() {
             self.stopping_since = Some(Instant::now());
         }
         self.stopping_since.map(|s| s + self.drain)
@@ -262,7 +262,7 @@ impl Flusher {
 
     /// Delivers one batch, retrying until it is in the store. Returns false when it gave up
     /// because the shutdown drain deadline passed (the records stay in the spool).
-    async fn deliver(&mut self, batch: ReadBatch, stop: &mut watch::Receiver<bool>) -> bool {
+    async fn deliver(&mut self, batch: ReadBatch, stop: &CancellationToken) -> bool {
         let (last_seq, bytes) = (batch.last_seq, batch.bytes);
         let count = (batch.records.len() + batch.undecodable.len()) as u64;
         let (mut seqs, mut items): (Vec<u64>, Vec<Record>) = batch.records.into_iter().unzip();
@@ -340,14 +340,14 @@ impl Flusher {
 
     /// Sleeps `d`, but not past the shutdown drain deadline. False once that deadline passed:
     /// the caller gives up and leaves the records in the spool for the next start.
-    async fn sleep(&mut self, d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    async fn sleep(&mut self, d: Duration, stop: &CancellationToken) -> bool {
         let until = Instant::now() + d;
         match self.deadline(stop) {
             None => {
                 // A stop request ends the wait early; the next round applies the deadline.
                 tokio::select! {
                     _ = tokio::time::sleep_until(until) => {}
-                    _ = stop.changed() => {}
+                    _ = stop.cancelled() => {}
                 }
                 self.deadline(stop).is_none_or(|dl| Instant::now() < dl)
             }
