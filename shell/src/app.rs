@@ -280,8 +280,11 @@ struct Prepared {
     server_name: String,
 }
 
-/// Starts a server on the given stores: opens and replays the spool, claims every zone's
-/// lease, binds UDP and admin sockets, spawns the loops, the flusher (and demo bots).
+/// Starts a server on the given stores, in named steps: check the configuration, open and
+/// replay the spool (`open_spool`), claim every zone's lease and bind its socket
+/// (`prepare_zones`), start the flusher, each zone's host, effects and loop (`start_zone`),
+/// the admin endpoint, the task that stops persistence after the loops (`stop_persistence`)
+/// and the demo bots (`start_demo_bots`).
 pub async fn start_with(
     config: Config,
     max_ticks: Option<u64>,
@@ -294,18 +297,103 @@ pub async fn start_with(
     if dev_key {
         warn!(path = %config.data_dir.join("dev-private.key").display(), "no net.private_key configured: using the development key file");
     }
-    let st = &config.store;
-    let grid = config.grid()?;
-    let hosted = config.hosted_zones()?;
     let admin = tokio::net::TcpListener::bind(config.admin.bind)
         .await
         .with_context(|| format!("binding admin HTTP {}", config.admin.bind))?;
     let admin_addr = admin.local_addr()?;
-    let one_zone = hosted.len() == 1;
-    let mut world_metrics = WorldMetrics::default();
     let run = unix_ms();
-    let lease_ttl = Duration::from_millis(st.lease_ttl_ms);
+    let (spool, recovery, spool_stats) = open_spool(&config)?;
+    let (prepared, world_metrics) = prepare_zones(&config, &stores, &spool, run).await?;
+    let first = prepared
+        .first()
+        .map(|p| p.running.clone())
+        .context("no zone to simulate")?;
+    let one_zone = prepared.len() == 1;
+    // Process-wide metrics (spool, flusher): the zone's own in a one-zone process.
+    let process_metrics = if one_zone {
+        first.metrics.clone()
+    } else {
+        world_metrics.process().clone()
+    };
+    let export: Arc<dyn MetricsText> = if one_zone {
+        first.metrics.clone()
+    } else {
+        Arc::new(world_metrics)
+    };
+    let tick_hz = prepared
+        .first()
+        .and_then(|p| p.zone.as_ref())
+        .map_or(60, |z| z.rules().tick_hz);
 
+    let tracker = TaskTracker::new();
+    let flusher = Flusher::new(
+        spool.clone(),
+        stores.cold.clone(),
+        FlusherConfig::new(
+            &config.data_dir,
+            config.store.flush_batch,
+            Duration::from_millis(config.store.command_timeout_ms),
+        ),
+        process_metrics,
+    );
+    flusher.dead_letter_undecodable(&recovery.undecodable);
+    let flusher_stop = CancellationToken::new();
+    let drain = Duration::from_secs(config.shutdown_deadline_s) / 2;
+    let flusher_task = tracker.spawn(flusher.run(flusher_stop.clone(), drain));
+
+    let shutdown = CancellationToken::new();
+    let statuses: Vec<Arc<Status>> = prepared.iter().map(|p| p.running.status.clone()).collect();
+    let zones: Vec<ZoneRunning> = prepared.iter().map(|p| p.running.clone()).collect();
+    let mut tasks: Vec<ZoneTask> = Vec::with_capacity(prepared.len());
+    for p in prepared {
+        tasks.push(start_zone(
+            &config, p, &key, run, max_ticks, &spool, &stores, &shutdown, &tracker,
+        )?);
+    }
+    tracker.spawn(crate::admin::serve(
+        admin,
+        export.clone(),
+        statuses,
+        shutdown.clone().cancelled_owned(),
+    ));
+    let task = tokio::spawn(stop_persistence(
+        tasks,
+        spool,
+        flusher_stop,
+        flusher_task,
+        Duration::from_secs(config.shutdown_deadline_s),
+    ));
+    for z in &zones {
+        info!(zone = z.zone, udp = %z.udp_addr, public = %z.public_address, "zone listening");
+    }
+    info!(admin = %admin_addr, tick_hz, zones = zones.len(), "zone server listening");
+    let (bots_stop, bots) = start_demo_bots(&config, &zones, &key, tick_hz)?;
+    Ok(Running {
+        udp_addr: first.udp_addr,
+        zones,
+        admin_addr,
+        metrics: first.metrics.clone(),
+        status: first.status.clone(),
+        export,
+        private_key: key,
+        protocol_id: config.net.protocol_id,
+        tick_hz,
+        spool_stats,
+        stores,
+        shutdown,
+        tracker,
+        deadline: Duration::from_secs(config.shutdown_deadline_s),
+        task,
+        bots,
+        bots_stop,
+    })
+}
+
+/// Opens the spool in `data_dir/spool`, recovering what it holds (replayed by the flusher).
+fn open_spool(
+    config: &Config,
+) -> anyhow::Result<(Spool, crate::persist::spool::Recovery, Arc<SpoolStats>)> {
+    let st = &config.store;
     let spool_stats = Arc::new(SpoolStats::default());
     let spool_dir = config.data_dir.join("spool");
     let (spool, recovery) = Spool::open(
@@ -326,9 +414,24 @@ pub async fn start_with(
             "spool recovered; replaying to the cold store"
         );
     }
+    Ok((spool, recovery, spool_stats))
+}
+
+/// Builds every zone this process hosts, binds its UDP socket and claims its lease (with a
+/// fence floor from the spool), in configuration order.
+async fn prepare_zones(
+    config: &Config,
+    stores: &Stores,
+    spool: &Spool,
+    run: u64,
+) -> anyhow::Result<(Vec<Prepared>, WorldMetrics)> {
+    let hosted = config.hosted_zones()?;
+    let one_zone = hosted.len() == 1;
+    let mut world_metrics = WorldMetrics::default();
+    let lease_ttl = Duration::from_millis(config.store.lease_ttl_ms);
     let mut prepared = Vec::with_capacity(hosted.len());
     for h in &hosted {
-        let zone = build_zone_of(&config, h)?;
+        let zone = build_zone_of(config, h)?;
         let socket = tokio::net::UdpSocket::bind(h.bind)
             .await
             .with_context(|| format!("binding UDP {} for zone {}", h.bind, h.zone))?;
@@ -344,7 +447,7 @@ pub async fn start_with(
         };
         let server_name = format!("{public_address}/{run}");
         let lease = claim_lease(
-            &stores,
+            stores,
             h.zone,
             &server_name,
             lease_ttl,
@@ -368,176 +471,171 @@ pub async fn start_with(
             server_name,
         });
     }
-    let first = prepared
-        .first()
-        .map(|p| p.running.clone())
-        .context("no zone to simulate")?;
-    // Process-wide metrics (spool, flusher): the zone's own in a one-zone process.
-    let process_metrics = if one_zone {
-        first.metrics.clone()
-    } else {
-        world_metrics.process().clone()
-    };
-    let export: Arc<dyn MetricsText> = if one_zone {
-        first.metrics.clone()
-    } else {
-        Arc::new(world_metrics)
-    };
-    let tick_hz = prepared
-        .first()
-        .and_then(|p| p.zone.as_ref())
-        .map_or(60, |z| z.rules().tick_hz);
+    Ok((prepared, world_metrics))
+}
 
-    let timeout = Duration::from_millis(st.command_timeout_ms);
-    let flusher = Flusher::new(
-        spool.clone(),
-        stores.cold.clone(),
-        FlusherConfig::new(&config.data_dir, st.flush_batch, timeout),
-        process_metrics,
-    );
-    flusher.dead_letter_undecodable(&recovery.undecodable);
-    let tracker = TaskTracker::new();
-    let flusher_stop = CancellationToken::new();
-    let drain = Duration::from_secs(config.shutdown_deadline_s) / 2;
-    let flusher_task = tracker.spawn(flusher.run(flusher_stop.clone(), drain));
-
-    let shutdown = CancellationToken::new();
-    let statuses: Vec<Arc<Status>> = prepared.iter().map(|p| p.running.status.clone()).collect();
-    let zones: Vec<ZoneRunning> = prepared.iter().map(|p| p.running.clone()).collect();
-    let mut tasks: Vec<ZoneTask> = Vec::with_capacity(prepared.len());
-    for mut p in prepared {
-        let zone = p.zone.take().context("zone built once")?;
-        let zone_tick_hz = zone.rules().tick_hz;
-        let world = config.is_world().then(|| {
-            let mut place = WorldPlace::new(grid, ZoneId(p.hosted.zone), p.running.public_address);
-            place.ghost_margin = config.world.ghost_margin;
-            place.handoff_timeout = Duration::from_millis(config.world.handoff_timeout_ms);
-            place.token_expiry_s = config.net.token_expiry_s.min(300);
-            place.token_timeout_s = config.net.timeout_s;
-            place
-        });
-        let host_config = HostConfig {
-            protocol_id: config.net.protocol_id,
-            public_addresses: vec![p.running.public_address],
-            max_clients: config.net.max_clients,
-            max_packets_per_client_tick: config.net.max_packets_per_client_tick,
-            run,
-            fence: p.lease.fence,
-            global_sequence_random: random_bytes()?,
-            world,
-        };
-        let host = ZoneHost::new(
-            zone,
-            &host_config,
-            key.clone(),
-            Key::from_bytes(random_bytes()?),
-        )?;
-        let link = EffectLink::start(
-            spool.clone(),
-            &stores,
-            &LinkConfig {
-                zone: ZoneId(p.hosted.zone),
-                server: p.server_name.clone(),
-                hot_ttl: Duration::from_secs(st.hot_ttl_s),
-                position_flush: Duration::from_millis(st.position_flush_ms),
-                timeout,
-                world: config.is_world(),
-                token_key: key.clone(),
-            },
-            p.running.metrics.clone(),
-        );
-        let loop_config = LoopConfig {
-            tick_hz: zone_tick_hz,
-            max_catch_up: config.max_catch_up_ticks,
-            max_ticks,
-        };
-        tasks.push(tracker.spawn(run_zone(
-            p,
-            host,
-            link,
-            stores.clone(),
-            lease_ttl,
-            loop_config,
-            shutdown.child_token(),
-            tracker.clone(),
-        )));
-    }
-
-    tracker.spawn(crate::admin::serve(
-        admin,
-        export.clone(),
-        statuses,
-        shutdown.clone().cancelled_owned(),
-    ));
-
-    let loop_spool = spool.clone();
-    let shutdown_deadline = Duration::from_secs(config.shutdown_deadline_s);
-    let task = tokio::spawn(async move {
-        let mut finished = Vec::with_capacity(tasks.len());
-        let mut failure = None;
-        for t in tasks {
-            match t.await {
-                Ok(Ok(f)) => finished.push(f),
-                Ok(Err(e)) => failure = Some(e),
-                Err(e) => failure = Some(anyhow::anyhow!("zone task failed: {e}")),
-            }
-        }
-        // Everything the loops produced is in the spool's buffer: make it durable (within a
-        // third of the deadline), let the flusher drain what it can (half of it), then stop.
-        let sync_spool = loop_spool.clone();
-        let not_durable =
-            tokio::task::spawn_blocking(move || sync_spool.sync_within(shutdown_deadline / 3))
-                .await
-                .unwrap_or_default();
-        if !not_durable.is_empty() {
-            error!(
-                records = not_durable.records,
-                seqs = ?not_durable.seqs,
-                players = ?not_durable.players,
-                "the spool's disk refuses writes: these records are not durable yet (still retrying until the deadline)"
-            );
-        }
-        flusher_stop.cancel();
-        let _ = flusher_task.await;
-        for f in &mut finished {
-            f.lease_release.cancel();
-            let _ = (&mut f.lease_keeper).await;
-        }
-        let close_spool = loop_spool.clone();
-        let lost =
-            tokio::task::spawn_blocking(move || close_spool.close_within(shutdown_deadline / 10))
-                .await
-                .unwrap_or_default();
-        if !lost.is_empty() {
-            error!(
-                records = lost.records,
-                seqs = ?lost.seqs,
-                players = ?lost.players,
-                "shutdown: could not make these records durable (the spool's disk refused writes); the players' newest saves are lost"
-            );
-            failure.get_or_insert(anyhow::anyhow!(
-                "{} spooled records ({} player saves) could not be made durable",
-                lost.records,
-                lost.players.len()
-            ));
-        }
-        info!(
-            unflushed_records = loop_spool
-                .stats()
-                .records
-                .load(std::sync::atomic::Ordering::Relaxed),
-            "persistence stopped; unflushed records stay in the spool for the next start"
-        );
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(finished),
-        }
+/// Builds one zone's host and effect link and spawns its life (`run_zone`).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the parts one zone is started from"
+)]
+fn start_zone(
+    config: &Config,
+    mut p: Prepared,
+    key: &Key,
+    run: u64,
+    max_ticks: Option<u64>,
+    spool: &Spool,
+    stores: &Stores,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<ZoneTask> {
+    let st = &config.store;
+    let zone = p.zone.take().context("zone built once")?;
+    let zone_tick_hz = zone.rules().tick_hz;
+    let grid = config.grid()?;
+    let world = config.is_world().then(|| {
+        let mut place = WorldPlace::new(grid, ZoneId(p.hosted.zone), p.running.public_address);
+        place.ghost_margin = config.world.ghost_margin;
+        place.handoff_timeout = Duration::from_millis(config.world.handoff_timeout_ms);
+        place.token_expiry_s = config.net.token_expiry_s.min(300);
+        place.token_timeout_s = config.net.timeout_s;
+        place
     });
-    for z in &zones {
-        info!(zone = z.zone, udp = %z.udp_addr, public = %z.public_address, "zone listening");
-    }
-    info!(admin = %admin_addr, tick_hz, zones = zones.len(), "zone server listening");
+    let host_config = HostConfig {
+        protocol_id: config.net.protocol_id,
+        public_addresses: vec![p.running.public_address],
+        max_clients: config.net.max_clients,
+        max_packets_per_client_tick: config.net.max_packets_per_client_tick,
+        run,
+        fence: p.lease.fence,
+        global_sequence_random: random_bytes()?,
+        world,
+    };
+    let host = ZoneHost::new(
+        zone,
+        &host_config,
+        key.clone(),
+        Key::from_bytes(random_bytes()?),
+    )?;
+    let link = EffectLink::start(
+        spool.clone(),
+        stores,
+        &LinkConfig {
+            zone: ZoneId(p.hosted.zone),
+            server: p.server_name.clone(),
+            hot_ttl: Duration::from_secs(st.hot_ttl_s),
+            position_flush: Duration::from_millis(st.position_flush_ms),
+            timeout: Duration::from_millis(st.command_timeout_ms),
+            world: config.is_world(),
+            token_key: key.clone(),
+        },
+        p.running.metrics.clone(),
+    );
+    let loop_config = LoopConfig {
+        tick_hz: zone_tick_hz,
+        max_catch_up: config.max_catch_up_ticks,
+        max_ticks,
+    };
+    Ok(tracker.spawn(run_zone(
+        p,
+        host,
+        link,
+        stores.clone(),
+        Duration::from_millis(st.lease_ttl_ms),
+        loop_config,
+        shutdown.child_token(),
+        tracker.clone(),
+    )))
+}
 
+/// After every zone loop ended: makes the spool durable (a third of the deadline), lets the
+/// flusher drain what it can (half of it), releases the leases, closes the spool (a tenth).
+/// Fails when records could not be made durable or a zone failed.
+async fn stop_persistence(
+    tasks: Vec<ZoneTask>,
+    spool: Spool,
+    flusher_stop: CancellationToken,
+    flusher_task: tokio::task::JoinHandle<()>,
+    shutdown_deadline: Duration,
+) -> anyhow::Result<Vec<ZoneFinished>> {
+    let mut finished = Vec::with_capacity(tasks.len());
+    let mut failure = None;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(f)) => finished.push(f),
+            Ok(Err(e)) => failure = Some(e),
+            Err(e) => failure = Some(anyhow::anyhow!("zone task failed: {e}")),
+        }
+    }
+    // Everything the loops produced is in the spool's buffer: make it durable (within a
+    // third of the deadline), let the flusher drain what it can (half of it), then stop.
+    let sync_spool = spool.clone();
+    let not_durable =
+        tokio::task::spawn_blocking(move || sync_spool.sync_within(shutdown_deadline / 3))
+            .await
+            .unwrap_or_default();
+    if !not_durable.is_empty() {
+        error!(
+            records = not_durable.records,
+            seqs = ?not_durable.seqs,
+            players = ?not_durable.players,
+            "the spool's disk refuses writes: these records are not durable yet (still retrying until the deadline)"
+        );
+    }
+    flusher_stop.cancel();
+    let _ = flusher_task.await;
+    for f in &mut finished {
+        f.lease_release.cancel();
+        let _ = (&mut f.lease_keeper).await;
+    }
+    let close_spool = spool.clone();
+    let lost =
+        tokio::task::spawn_blocking(move || close_spool.close_within(shutdown_deadline / 10))
+            .await
+            .unwrap_or_default();
+    if !lost.is_empty() {
+        error!(
+            records = lost.records,
+            seqs = ?lost.seqs,
+            players = ?lost.players,
+            "shutdown: could not make these records durable (the spool's disk refused writes); the players' newest saves are lost"
+        );
+        failure.get_or_insert(anyhow::anyhow!(
+            "{} spooled records ({} player saves) could not be made durable",
+            lost.records,
+            lost.players.len()
+        ));
+    }
+    info!(
+        unflushed_records = spool
+            .stats()
+            .records
+            .load(std::sync::atomic::Ordering::Relaxed),
+        "persistence stopped; unflushed records stay in the spool for the next start"
+    );
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(finished),
+    }
+}
+
+/// The demo bots of `--bots N` (none by default), spread over the zones.
+#[allow(
+    clippy::type_complexity,
+    reason = "a stop handle and an optional join handle"
+)]
+fn start_demo_bots(
+    config: &Config,
+    zones: &[ZoneRunning],
+    key: &Key,
+    tick_hz: u32,
+) -> anyhow::Result<(
+    watch::Sender<bool>,
+    Option<tokio::task::JoinHandle<anyhow::Result<CrowdReport>>>,
+)> {
+    let grid = config.grid()?;
+    let first = zones.first().context("no zone to simulate")?;
     let (bots_stop, bots_stop_rx) = watch::channel(false);
     let bots = (config.bots > 0).then(|| {
         let bot_config = BotConfig {
@@ -555,25 +653,7 @@ pub async fn start_with(
         let (key, rx) = (key.clone(), bots_stop_rx.clone());
         tokio::spawn(async move { run_crowd(bot_config, &key, rx).await })
     });
-    Ok(Running {
-        udp_addr: first.udp_addr,
-        zones,
-        admin_addr,
-        metrics: first.metrics.clone(),
-        status: first.status.clone(),
-        export,
-        private_key: key,
-        protocol_id: config.net.protocol_id,
-        tick_hz,
-        spool_stats,
-        stores,
-        shutdown,
-        tracker,
-        deadline: Duration::from_secs(config.shutdown_deadline_s),
-        task,
-        bots,
-        bots_stop,
-    })
+    Ok((bots_stop, bots))
 }
 
 /// One zone's life: keep its lease, run its loop until shutdown or the lease is lost.
