@@ -44,11 +44,27 @@ use crate::persist::load_policy::LoadSource;
 use crate::persist::{
     Claim, CombatRecord, Owner, Position, ProfileRecord, Record, SaveRecord, StoreError,
 };
-use crate::tokens::TokenRequest;
+use crate::tokens::{MintError, TokenRequest};
 use crate::world::WorldPlace;
 use crate::world::bus::BusMessage;
 
 pub use crate::effects::{ClaimPurpose, ClaimRequest};
+
+/// Why a host could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The netcode server refuses the configuration.
+    #[error("netcode server: {0}")]
+    Netcode(#[source] netcode::ConfigError),
+    /// The world place names another zone than the zone served.
+    #[error("the world place is zone {place} but the zone is {zone}")]
+    WrongPlace {
+        /// The place's zone.
+        place: u32,
+        /// The zone's.
+        zone: u32,
+    },
+}
 
 /// What a host needs besides the zone.
 #[derive(Clone, Debug)]
@@ -174,7 +190,7 @@ impl ZoneHost {
         config: &HostConfig,
         private_key: Key,
         challenge_key: Key,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, HostError> {
         let mut net_config = netcode::ServerConfig::new(
             config.protocol_id,
             private_key,
@@ -184,17 +200,16 @@ impl ZoneHost {
         // A random start per run: challenge nonces never repeat across restarts.
         net_config.global_sequence_start =
             netcode::random_global_sequence_start(config.global_sequence_random);
-        let net = netcode::Server::new(net_config, challenge_key)
-            .map_err(|e| anyhow::anyhow!("netcode server: {e}"))?;
+        let net = netcode::Server::new(net_config, challenge_key).map_err(HostError::Netcode)?;
         let rep = Replicator::for_zone(ReplicationConfig::default(), &zone);
         let zone_id = zone.zone_id();
-        if let Some(place) = &config.world {
-            anyhow::ensure!(
-                place.zone == zone_id,
-                "the world place is zone {} but the zone is {}",
-                place.zone.0,
-                zone_id.0
-            );
+        if let Some(place) = &config.world
+            && place.zone != zone_id
+        {
+            return Err(HostError::WrongPlace {
+                place: place.zone.0,
+                zone: zone_id.0,
+            });
         }
         Ok(Self {
             zone,
@@ -495,7 +510,7 @@ impl ZoneHost {
     pub fn handle_redirect_token(
         &mut self,
         player: PlayerId,
-        token: anyhow::Result<RedirectToken>,
+        token: Result<RedirectToken, MintError>,
     ) {
         let redirecting = matches!(
             self.presences.get(player),

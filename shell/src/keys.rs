@@ -9,11 +9,15 @@ use zone_core::netcode::Key;
 
 use crate::config::{Config, format_key, parse_key};
 
-/// 32 random bytes from the operating system.
-pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+/// The operating system could not give randomness.
+#[derive(Debug, thiserror::Error)]
+#[error("operating system randomness unavailable: {0}")]
+pub struct RandomnessError(#[source] pub getrandom::Error);
+
+/// `N` random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomnessError> {
     let mut out = [0u8; N];
-    getrandom::fill(&mut out)
-        .map_err(|e| anyhow::anyhow!("operating system randomness unavailable: {e}"))?;
+    getrandom::fill(&mut out).map_err(RandomnessError)?;
     Ok(out)
 }
 

@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use zone_core::netcode::{ConnectToken, ConnectTokenParams, Key};
 
-use crate::keys::random_bytes;
+use zone_core::netcode::TokenError;
+
+use crate::keys::{RandomnessError, random_bytes};
 
 /// What a token grants.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +39,19 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Why a token could not be minted.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    /// No randomness for its keys and nonce.
+    #[error(transparent)]
+    Randomness(#[from] RandomnessError),
+    /// The request does not make a valid token (addresses, lifetime).
+    #[error("minting token: {0}")]
+    Token(#[source] TokenError),
+}
+
 /// A fresh 2048-byte connect token signed with `private_key`.
-pub fn mint(request: &TokenRequest, private_key: &Key) -> anyhow::Result<[u8; 2048]> {
+pub fn mint(request: &TokenRequest, private_key: &Key) -> Result<[u8; 2048], MintError> {
     let now = unix_now();
     let params = ConnectTokenParams {
         protocol_id: request.protocol_id,
@@ -52,9 +65,6 @@ pub fn mint(request: &TokenRequest, private_key: &Key) -> anyhow::Result<[u8; 20
         user_data: [0; 256],
         nonce: random_bytes()?,
     };
-    let token = ConnectToken::generate(&params, private_key)
-        .map_err(|e| anyhow::anyhow!("minting token: {e}"))?;
-    token
-        .to_bytes()
-        .map_err(|e| anyhow::anyhow!("encoding token: {e}"))
+    let token = ConnectToken::generate(&params, private_key).map_err(MintError::Token)?;
+    token.to_bytes().map_err(MintError::Token)
 }

@@ -425,7 +425,7 @@ async fn route(player: u64) -> Option<SocketAddr> {
 
 /// A connect token for `player` at `server`, as the login backend would mint it.
 fn token(player: u64, server: SocketAddr) -> anyhow::Result<[u8; 2048]> {
-    mint(
+    Ok(mint(
         &TokenRequest {
             protocol_id: PROTOCOL,
             client_id: player,
@@ -434,7 +434,7 @@ fn token(player: u64, server: SocketAddr) -> anyhow::Result<[u8; 2048]> {
             timeout_s: 3,
         },
         &key(),
-    )
+    )?)
 }
 
 /// A bot that roams the world, following redirects; when its connection ends it logs in

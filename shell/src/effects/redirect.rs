@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use zone_core::netcode::Key;
 use zone_core::{PlayerId, ZoneId};
 
-use crate::tokens::{TokenRequest, mint};
+use crate::tokens::{MintError, TokenRequest, mint};
 
 /// A client to send to another zone.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,7 +23,7 @@ pub struct RedirectRequest {
 }
 
 /// Mints the token of `request` with `key`.
-pub fn mint_for(request: &RedirectRequest, key: &Key) -> anyhow::Result<RedirectToken> {
+pub fn mint_for(request: &RedirectRequest, key: &Key) -> Result<RedirectToken, MintError> {
     Ok(RedirectToken {
         to: request.to,
         address: request.address,
