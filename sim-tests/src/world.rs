@@ -1,5 +1,5 @@
 //! One seeded run of a whole small network: the real zone-server shell (`ZoneHost`, the tick
-//! loop, the spool on a simulated disk, the flusher, the persistence link, the lease keeper) on
+//! loop, the spool on a simulated disk, the flusher, the effect link, the lease keeper) on
 //! the "zone" host; bots built on `core::client` on their own hosts; a "redis" and a "scylla"
 //! host. Faults are injected on a timeline; invariants are checked at the end and returned as
 //! violations (empty = pass).
