@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use zone_core::netcode::{ConnectToken, ConnectTokenParams, Key};
 
-use zone_core::netcode::TokenError;
+use zone_core::netcode::{CONNECT_TOKEN_NONCE_BYTES, TokenError};
 
 use crate::keys::{RandomnessError, random_bytes};
 
@@ -50,20 +50,53 @@ pub enum MintError {
     Token(#[source] TokenError),
 }
 
-/// A fresh 2048-byte connect token signed with `private_key`.
+/// The per-token secrets: both packet keys and the nonce of the private part. Fresh random
+/// bytes for every token ([`mint`]); a simulation may bring its own ([`mint_with`]).
+#[derive(Clone)]
+pub struct TokenSecrets {
+    /// Key of client-to-server packets.
+    pub client_to_server: [u8; 32],
+    /// Key of server-to-client packets.
+    pub server_to_client: [u8; 32],
+    /// Nonce of the encrypted private part.
+    pub nonce: [u8; CONNECT_TOKEN_NONCE_BYTES],
+}
+
+impl std::fmt::Debug for TokenSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSecrets(..)")
+    }
+}
+
+/// A fresh 2048-byte connect token signed with `private_key`, created now.
 pub fn mint(request: &TokenRequest, private_key: &Key) -> Result<[u8; 2048], MintError> {
-    let now = unix_now();
+    let secrets = TokenSecrets {
+        client_to_server: random_bytes()?,
+        server_to_client: random_bytes()?,
+        nonce: random_bytes()?,
+    };
+    mint_with(request, private_key, unix_now(), secrets)
+}
+
+/// A 2048-byte connect token signed with `private_key`, created at `unix_time` (seconds)
+/// with `secrets`: no clock, no OS randomness.
+pub fn mint_with(
+    request: &TokenRequest,
+    private_key: &Key,
+    unix_time: u64,
+    secrets: TokenSecrets,
+) -> Result<[u8; 2048], MintError> {
     let params = ConnectTokenParams {
         protocol_id: request.protocol_id,
-        create_timestamp: now,
-        expire_timestamp: now + request.expiry_s,
+        create_timestamp: unix_time,
+        expire_timestamp: unix_time + request.expiry_s,
         timeout_seconds: request.timeout_s,
         client_id: request.client_id,
         server_addresses: &request.servers,
-        client_to_server_key: Key::from_bytes(random_bytes()?),
-        server_to_client_key: Key::from_bytes(random_bytes()?),
+        client_to_server_key: Key::from_bytes(secrets.client_to_server),
+        server_to_client_key: Key::from_bytes(secrets.server_to_client),
         user_data: [0; 256],
-        nonce: random_bytes()?,
+        nonce: secrets.nonce,
     };
     let token = ConnectToken::generate(&params, private_key).map_err(MintError::Token)?;
     token.to_bytes().map_err(MintError::Token)

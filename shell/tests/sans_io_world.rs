@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use zone_core::client::{ClientEvent as GameEvent, ClientSession};
-use zone_core::netcode::{Client, ClientEvent, ClientState, ConnectToken, ConnectTokenParams, Key};
+use zone_core::netcode::{Client, ClientEvent, ClientState, Key};
 use zone_core::protocol::POS_SCALE;
 use zone_core::world::WorldGrid;
 use zone_core::{PlayerId, PlayerInput, PlayerState, Vec2, Zone, ZoneId};
@@ -26,7 +26,7 @@ use zone_shell::host::{HostConfig, ZoneHost};
 use zone_shell::persist::hot::{claim_allowed, next_epoch};
 use zone_shell::persist::load_policy::LoadSource;
 use zone_shell::persist::{Claim, Owner, Record, StoreError, StoredPlayer};
-use zone_shell::tokens::TokenRequest;
+use zone_shell::tokens::{TokenRequest, TokenSecrets, mint_with};
 use zone_shell::world::WorldPlace;
 use zone_shell::world::bus::BusMessage;
 
@@ -61,22 +61,24 @@ impl Lcg {
 }
 
 fn mint(rng: &mut Lcg, request: &TokenRequest, unix: u64) -> [u8; 2048] {
-    let params = ConnectTokenParams {
-        protocol_id: request.protocol_id,
-        create_timestamp: unix,
-        expire_timestamp: unix + request.expiry_s,
-        timeout_seconds: request.timeout_s,
-        client_id: request.client_id,
-        server_addresses: &request.servers,
-        client_to_server_key: Key::from_bytes(rng.bytes()),
-        server_to_client_key: Key::from_bytes(rng.bytes()),
-        user_data: [0; 256],
+    let secrets = TokenSecrets {
+        client_to_server: rng.bytes(),
+        server_to_client: rng.bytes(),
         nonce: rng.bytes(),
     };
-    ConnectToken::generate(&params, &private_key())
-        .unwrap()
-        .to_bytes()
-        .unwrap()
+    mint_with(request, &private_key(), unix, secrets).unwrap()
+}
+
+/// A login token of `player` at `server`, created at `unix`.
+fn login(rng: &mut Lcg, player: PlayerId, server: SocketAddr, unix: u64) -> [u8; 2048] {
+    let request = TokenRequest {
+        protocol_id: PROTOCOL,
+        client_id: player.0,
+        servers: vec![server],
+        expiry_s: 600,
+        timeout_s: 10,
+    };
+    mint(rng, &request, unix)
 }
 
 /// The zone's place; odd seeds recall unanswered transfers after six steps, so recalls race
@@ -185,14 +187,7 @@ impl World {
         for i in 0..BOTS {
             let player = PlayerId(FIRST_PLAYER + i);
             let home = world.nodes[(i % 4) as usize].address;
-            let request = TokenRequest {
-                protocol_id: PROTOCOL,
-                client_id: player.0,
-                servers: vec![home],
-                expiry_s: 600,
-                timeout_s: 10,
-            };
-            let token = mint(&mut world.rng, &request, UNIX_START);
+            let token = login(&mut world.rng, player, home, UNIX_START);
             let waypoint = world.waypoint();
             world.bots.push(Bot {
                 player,
@@ -542,14 +537,7 @@ impl World {
         else {
             return;
         };
-        let request = TokenRequest {
-            protocol_id: PROTOCOL,
-            client_id: player.0,
-            servers: vec![server],
-            expiry_s: 600,
-            timeout_s: 10,
-        };
-        let token = mint(&mut self.rng, &request, unix);
+        let token = login(&mut self.rng, player, server, unix);
         let bot = &mut self.bots[b];
         bot.client = Client::new(now, &token);
         bot.session = ClientSession::new(player);
