@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use zone_core::{PlayerId, ZoneId};
 
 use super::{LinkConfig, StoreEvent};
@@ -48,19 +47,12 @@ pub enum ClaimPurpose {
 pub(super) async fn claimer(
     hot: Arc<dyn HotStore>,
     config: LinkConfig,
-    mut rx: mpsc::Receiver<ClaimRequest>,
+    rx: mpsc::Receiver<ClaimRequest>,
     done: mpsc::Sender<StoreEvent>,
 ) {
-    let in_flight = Arc::new(Semaphore::new(CLAIMS_IN_FLIGHT));
-    let mut running = JoinSet::new();
-    while let Some(request) = rx.recv().await {
-        while running.try_join_next().is_some() {}
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
-        };
+    super::run_bounded(rx, CLAIMS_IN_FLIGHT, |request: ClaimRequest| {
         let (hot, config, done) = (hot.clone(), config.clone(), done.clone());
-        running.spawn(async move {
-            let _permit = permit;
+        async move {
             let result = tokio::time::timeout(
                 config.timeout,
                 hot.claim_player(
@@ -74,7 +66,7 @@ pub(super) async fn claimer(
             .await
             .unwrap_or(Err(StoreError::Timeout(config.timeout.as_millis() as u64)));
             let _ = done.send(StoreEvent::Claimed(request, result)).await;
-        });
-    }
-    while running.join_next().await.is_some() {}
+        }
+    })
+    .await;
 }

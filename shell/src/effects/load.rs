@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use tracing::debug;
 use zone_core::{PlayerId, ZoneId};
 
@@ -194,17 +193,11 @@ pub(super) async fn loader(
     stores: Stores,
     spool: Spool,
     config: LinkConfig,
-    mut rx: mpsc::Receiver<LoadRequest>,
+    rx: mpsc::Receiver<LoadRequest>,
     done: mpsc::Sender<StoreEvent>,
     metrics: Arc<Metrics>,
 ) {
-    let in_flight = Arc::new(Semaphore::new(LOADS_IN_FLIGHT));
-    let mut running = JoinSet::new();
-    while let Some(request) = rx.recv().await {
-        while running.try_join_next().is_some() {}
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
-        };
+    super::run_bounded(rx, LOADS_IN_FLIGHT, |request: LoadRequest| {
         let (stores, spool, config, done, metrics) = (
             stores.clone(),
             spool.clone(),
@@ -212,12 +205,11 @@ pub(super) async fn loader(
             done.clone(),
             metrics.clone(),
         );
-        running.spawn(async move {
-            let _permit = permit;
+        async move {
             let outcome = load_player(&stores, &spool, &config, request, &metrics).await;
             debug!(player = request.player.0, ?outcome, "player load finished");
             let _ = done.send(StoreEvent::Loaded(request.player, outcome)).await;
-        });
-    }
-    while running.join_next().await.is_some() {}
+        }
+    })
+    .await;
 }

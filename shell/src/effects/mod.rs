@@ -44,6 +44,29 @@ const LOAD_QUEUE: usize = 4_096;
 /// Bus messages and claims queued at most.
 const BUS_QUEUE: usize = 4_096;
 
+/// Runs `job` for every request of `rx`, at most `limit` at once, until the queue closes; then
+/// waits for the jobs still running. The bound covers what runs, the queue's what waits.
+async fn run_bounded<R, F, Fut>(mut rx: mpsc::Receiver<R>, limit: usize, mut job: F)
+where
+    F: FnMut(R) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(limit));
+    let mut running = tokio::task::JoinSet::new();
+    while let Some(request) = rx.recv().await {
+        while running.try_join_next().is_some() {}
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let work = job(request);
+        running.spawn(async move {
+            let _permit = permit;
+            work.await;
+        });
+    }
+    while running.join_next().await.is_some() {}
+}
+
 /// One thing the host needs done outside it, in the order it asked.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
