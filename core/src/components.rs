@@ -116,7 +116,7 @@ pub struct Player {
     /// Lifetime counters.
     pub stats: PlayerStats,
     /// Version of the last emitted save.
-    pub version: u64,
+    pub version: crate::Version,
     /// Index of the spawn point the player respawns at.
     pub spawn_index: u32,
 }

@@ -46,7 +46,7 @@ pub use output::{
     BorderCrossing, CombatEvent, DeathEvent, PlayerSave, RespawnEvent, SaveReason, TickMetrics,
     TickOutput,
 };
-pub use player::{EPOCH_SHIFT, PlayerState, PlayerStats};
+pub use player::{EPOCH_SHIFT, PlayerState, PlayerStats, Version};
 pub use rules::{AbilityKind, AbilityRule, NpcRules, Rules, RulesError};
 pub use zone::{EntityKind, EntityView, JoinError, Zone};
 

@@ -35,42 +35,136 @@ pub struct PlayerState {
     pub health: u16,
     /// Lifetime counters.
     pub stats: PlayerStats,
-    /// Increases by one with every save the zone emits for this player. The upper 32 bits
-    /// are the ownership epoch ([`PlayerState::epoch`]): a zone that takes the player over
-    /// raises it, so its saves order after every save of an earlier holder.
-    pub version: u64,
+    /// Orders this save against every other save of the player (see [`Version`]).
+    pub version: Version,
 }
 
-/// Bits of [`PlayerState::version`] below the ownership epoch.
+/// Bits of a [`Version`] below the ownership epoch.
 pub const EPOCH_SHIFT: u32 = 32;
+
+/// The order of a player's saves: the ownership epoch in the upper 32 bits and a sequence in
+/// the lower 32. A zone that takes the player over raises the epoch, so its saves order after
+/// every save of an earlier holder; each save within an epoch adds one to the sequence.
+///
+/// Contract: a version never goes down. [`Version::next`] and [`Version::claimed`] saturate
+/// at [`Version::MAX`] instead of wrapping, and an epoch too large for the upper 32 bits
+/// saturates instead of being truncated. Encoded (bincode, serde, the stores) as its raw
+/// `u64`, so it reads every record written before it was a type.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    Encode,
+    Decode,
+)]
+#[serde(transparent)]
+pub struct Version(u64);
+
+impl Version {
+    /// A character that was never saved.
+    pub const ZERO: Self = Self(0);
+    /// The largest version; every saturating step ends here.
+    pub const MAX: Self = Self(u64::MAX);
+
+    /// The version of `sequence` within `epoch`, saturating at [`Version::MAX`] for an epoch
+    /// that does not fit the upper 32 bits.
+    ///
+    /// ```
+    /// use zone_core::Version;
+    /// assert_eq!(Version::new(3, 4).raw(), (3 << 32) | 4);
+    /// assert_eq!(Version::new(1 << 32, 0), Version::MAX);
+    /// ```
+    pub const fn new(epoch: u64, sequence: u32) -> Self {
+        if epoch >> (u64::BITS - EPOCH_SHIFT) == 0 {
+            Self((epoch << EPOCH_SHIFT) | sequence as u64)
+        } else {
+            Self::MAX
+        }
+    }
+
+    /// A version as stored (the stores keep the raw number).
+    pub const fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    /// The raw number the stores keep.
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// The ownership epoch (0 before any claim).
+    pub const fn epoch(self) -> u64 {
+        self.0 >> EPOCH_SHIFT
+    }
+
+    /// The save sequence within the epoch.
+    pub const fn sequence(self) -> u32 {
+        // Truncation intended: the lower 32 bits are the sequence.
+        self.0 as u32
+    }
+
+    /// The version of the next save: one more, saturating at [`Version::MAX`]. A sequence
+    /// that fills its 32 bits carries into the epoch, which keeps the order (it would take
+    /// four billion saves in one ownership).
+    ///
+    /// ```
+    /// use zone_core::Version;
+    /// assert_eq!(Version::new(2, 7).next(), Version::new(2, 8));
+    /// assert_eq!(Version::MAX.next(), Version::MAX);
+    /// ```
+    #[must_use]
+    pub const fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+
+    /// The version a state takes when it is taken over under ownership epoch `epoch`: the
+    /// first of that epoch, or one more when that would not be higher (an epoch at or below
+    /// the current one, or one too large for the upper bits).
+    ///
+    /// ```
+    /// use zone_core::Version;
+    /// let v = Version::ZERO.claimed(5);
+    /// assert_eq!(v, Version::new(5, 0));
+    /// assert_eq!(v.claimed(5), Version::new(5, 1));
+    /// assert_eq!(v.claimed(1 << 32), Version::MAX);
+    /// assert!(v.claimed((1 << 32) + 1) > v);
+    /// ```
+    #[must_use]
+    pub const fn claimed(self, epoch: u64) -> Self {
+        let first = Self::new(epoch, 0);
+        let next = self.next();
+        if first.0 > next.0 { first } else { next }
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.epoch(), self.sequence())
+    }
+}
 
 impl PlayerState {
     /// The ownership epoch this state was saved under (0 before any claim).
     ///
     /// ```
     /// let s = zone_core::PlayerState::new_character(1.0, 2.0, 100).claimed(3);
-    /// assert_eq!((s.epoch(), s.version), (3, 3 << 32));
+    /// assert_eq!((s.epoch(), s.version.raw()), (3, 3 << 32));
     /// ```
     pub fn epoch(&self) -> u64 {
-        self.version >> EPOCH_SHIFT
+        self.version.epoch()
     }
 
-    /// The state as taken over under ownership epoch `epoch`: its version jumps to the first of
-    /// that epoch (never down: an epoch at or below the current one only adds one, and an
-    /// epoch too large for the upper bits saturates rather than wrapping).
-    ///
-    /// ```
-    /// let s = zone_core::PlayerState::new_character(0.0, 0.0, 100).claimed(5);
-    /// assert_eq!(s.claimed(1 << 32).version, u64::MAX);
-    /// assert!(s.claimed((1 << 32) + 1).version > s.version);
-    /// ```
+    /// The state as taken over under ownership epoch `epoch` (see [`Version::claimed`]).
     pub fn claimed(mut self, epoch: u64) -> Self {
-        let first = if epoch >> (u64::BITS - EPOCH_SHIFT) == 0 {
-            epoch << EPOCH_SHIFT
-        } else {
-            u64::MAX
-        };
-        self.version = first.max(self.version.saturating_add(1));
+        self.version = self.version.claimed(epoch);
         self
     }
 
@@ -82,7 +176,54 @@ impl PlayerState {
             facing: 0.0,
             health,
             stats: PlayerStats::default(),
-            version: 0,
+            version: Version::ZERO,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bound the old `checked_shl` missed: an epoch of 2^32 or more was truncated and the
+    /// version went down. Every claim and every save must order at or after the one before.
+    #[test]
+    fn a_version_never_goes_down() {
+        let epochs = [0, 1, 2, 7, u32::MAX as u64, 1 << 32, (1 << 32) + 1, u64::MAX - 1, u64::MAX];
+        let starts = [
+            Version::ZERO,
+            Version::new(3, 9),
+            Version::new(u32::MAX as u64, u32::MAX),
+            Version::from_raw(u64::MAX - 1),
+            Version::MAX,
+        ];
+        for start in starts {
+            assert!(start.next() >= start);
+            assert!(start.next() > start || start == Version::MAX);
+            for epoch in epochs {
+                let claimed = start.claimed(epoch);
+                assert!(claimed > start || start == Version::MAX, "{start} claimed {epoch}");
+                if epoch <= u32::MAX as u64 && Version::new(epoch, 0) > start {
+                    assert_eq!((claimed.epoch(), claimed.sequence()), (epoch, 0));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_sequence_carries_into_the_epoch_and_keeps_the_order() {
+        let v = Version::new(4, u32::MAX);
+        assert_eq!(v.next(), Version::new(5, 0));
+        assert!(v.next() > v);
+    }
+
+    #[test]
+    fn a_version_encodes_as_its_raw_number() {
+        let config = bincode::config::standard();
+        let v = Version::new(6, 42);
+        assert_eq!(
+            bincode::encode_to_vec(v, config).unwrap(),
+            bincode::encode_to_vec(v.raw(), config).unwrap()
+        );
     }
 }

@@ -350,7 +350,7 @@ impl Zone {
             registry.entities.remove(&id)?
         };
         let mut state = self.player_state_of(entity)?;
-        state.version += 1;
+        state.version = state.version.next();
         self.world.despawn(entity);
         Some(state)
     }
@@ -577,7 +577,7 @@ impl Zone {
                     s.damage_dealt,
                     s.damage_taken,
                     s.xp,
-                    p.version,
+                    p.version.raw(),
                 ] {
                     h.update(&v.to_le_bytes());
                 }

@@ -372,7 +372,7 @@ fn leave_returns_the_state_that_join_restores() {
     }
     let before = zone.player_state(PlayerId(3)).unwrap();
     let saved = zone.leave(PlayerId(3)).unwrap();
-    assert_eq!(saved.version, before.version + 1, "leaving is a save");
+    assert_eq!(saved.version, before.version.next(), "leaving is a save");
     assert_eq!(
         PlayerState {
             version: before.version,

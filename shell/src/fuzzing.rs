@@ -9,7 +9,7 @@
 //! fuzzed there (`zone_core::fuzzing::connect_token`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats};
+use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, Version};
 
 use crate::config::{Config, ConfigError};
 use crate::persist::record::{CombatRecord, ProfileRecord, Record, SaveRecord};
@@ -180,7 +180,7 @@ fn record(b: &mut Bytes<'_>) -> Record {
                     damage_taken: b.u64(),
                     xp: b.u64(),
                 },
-                version: b.u64(),
+                version: Version::from_raw(b.u64()),
             },
             fence: b.u64(),
             unix_ms: b.u64(),
@@ -323,7 +323,7 @@ fn segment(records: &[Record], first_seq: u64) -> Vec<u8> {
 
 fn sample_records() -> Vec<Record> {
     let state = PlayerState {
-        version: 7,
+        version: Version::from_raw(7),
         ..PlayerState::new_character(12.5, 40.0, 100)
     };
     vec![

@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use zone_core::PlayerId;
+use zone_core::{PlayerId, Version};
 use zone_shell::persist::embedded_cold::SqliteStore;
 use zone_shell::persist::spool::scan;
 use zone_shell::persist::{ColdStore, Record};
@@ -160,7 +160,7 @@ fn sigkill_with_the_store_down_loses_nothing_that_was_spooled() {
                 c.run
             );
         }
-        let mut newest: BTreeMap<PlayerId, u64> = BTreeMap::new();
+        let mut newest: BTreeMap<PlayerId, Version> = BTreeMap::new();
         for (_, r) in &durable {
             if let Record::PlayerSave(s) = r {
                 let v = newest.entry(s.player).or_default();

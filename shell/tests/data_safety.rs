@@ -175,7 +175,7 @@ async fn a_multi_zone_restart_with_the_cold_store_behind_rolls_nobody_back() {
                 || y.xp < x.xp;
             if b.state.version <= a.state.version || back {
                 violations.push(format!(
-                    "player {}: seq {sa} zone {} version {:#x} {x:?} -> seq {sb} zone {} version {:#x} {y:?}",
+                    "player {}: seq {sa} zone {} version {} {x:?} -> seq {sb} zone {} version {} {y:?}",
                     player.0, a.zone, a.state.version, b.zone, b.state.version
                 ));
             }

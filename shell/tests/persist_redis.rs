@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use zone_core::{PlayerId, PlayerState};
+use zone_core::{PlayerId, PlayerState, Version};
 use zone_shell::app::start_with;
 use zone_shell::bots::{BotConfig, run_crowd};
 use zone_shell::config::Config;
@@ -179,10 +179,10 @@ async fn contract(hot: &dyn HotStore, tag: u32) {
     assert_eq!(hot.positions(zone).await.unwrap(), positions[..3].to_vec());
 
     let mut s = PlayerState::new_character(1.0, 2.0, 90);
-    s.version = 5;
+    s.version = Version::from_raw(5);
     hot.put_player_state(p(1), &s, ttl).await.unwrap();
     let mut older = s;
-    older.version = 4;
+    older.version = Version::from_raw(4);
     older.x = 99.0;
     hot.put_player_state(p(1), &older, ttl).await.unwrap();
     assert_eq!(
@@ -196,7 +196,7 @@ async fn contract(hot: &dyn HotStore, tag: u32) {
     let mut big = s.claimed(1 << 28);
     hot.put_player_state(p(1), &big, ttl).await.unwrap();
     let mut next = big;
-    next.version += 1;
+    next.version = next.version.next();
     next.x = 7.0;
     hot.put_player_state(p(1), &next, ttl).await.unwrap();
     big.x = 8.0;
@@ -522,7 +522,7 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
     for p in &expected {
         let stored = cold.load_player(*p).await.unwrap();
         assert!(
-            stored.is_some_and(|s| s.state.version >= 1),
+            stored.is_some_and(|s| s.state.version > Version::ZERO),
             "{p:?} saved to the cold store"
         );
     }

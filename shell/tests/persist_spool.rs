@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, ZoneId};
+use zone_core::{
+    AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, Version, ZoneId,
+};
 use zone_shell::metrics::Metrics;
 use zone_shell::persist::embedded_cold::SqliteStore;
 use zone_shell::persist::flusher::{Flusher, FlusherConfig};
@@ -41,7 +43,7 @@ fn combat(run: u64, tick: u64, seq: u32) -> Record {
 
 fn save(player: u64, version: u64, x: f32) -> Record {
     let mut state = PlayerState::new_character(x, 2.0, 100);
-    state.version = version;
+    state.version = Version::from_raw(version);
     state.stats.kills = version as u32;
     Record::PlayerSave(SaveRecord {
         zone: 1,
@@ -460,14 +462,14 @@ async fn sqlite_writes_are_idempotent_and_the_newest_version_wins() {
     store.write(&[save(5, 3, 30.0)]).await.unwrap();
     let p = store.load_player(PlayerId(5)).await.unwrap().unwrap();
     assert_eq!(
-        (p.state.version, p.state.x),
+        (p.state.version.raw(), p.state.x),
         (7, 70.0),
         "an older replayed save never wins"
     );
     store.write(&[save(5, 8, 80.0)]).await.unwrap();
     let p = store.load_player(PlayerId(5)).await.unwrap().unwrap();
     assert_eq!(
-        (p.state.version, p.state.x, p.state.stats.kills),
+        (p.state.version.raw(), p.state.x, p.state.stats.kills),
         (8, 80.0, 8)
     );
     assert!(p.profile.is_none());
@@ -713,9 +715,9 @@ fn closing_on_a_disk_that_never_recovers_ends_by_its_deadline_and_names_what_is_
 #[test]
 fn the_spool_knows_each_players_newest_unflushed_save_across_zones_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let at = |zone: u32, player: u64, epoch: u64, counter: u64, fence: u64| {
+    let at = |zone: u32, player: u64, epoch: u64, counter: u32, fence: u64| {
         let mut state = PlayerState::new_character(0.0, 0.0, 100);
-        state.version = (epoch << 32) | counter;
+        state.version = Version::new(epoch, counter);
         Record::PlayerSave(SaveRecord {
             zone,
             player: PlayerId(player),
@@ -730,14 +732,14 @@ fn the_spool_knows_each_players_newest_unflushed_save_across_zones_and_restarts(
     spool.append(&at(2, 7, 3, 1, 9)).unwrap();
     assert_eq!(
         spool.newest_save(PlayerId(6)).map(|s| s.version),
-        Some((2 << 32) | 13)
+        Some(Version::new(2, 13))
     );
     assert_eq!(spool.max_fence(2), 9);
     assert!(spool.close().is_empty());
     let (spool, _) = open(dir.path(), 1 << 30);
     assert_eq!(
         spool.newest_save(PlayerId(6)).map(|s| s.version),
-        Some((2 << 32) | 13),
+        Some(Version::new(2, 13)),
         "recovered per player, whichever zone saved it"
     );
     assert_eq!((spool.max_fence(1), spool.max_fence(2)), (4, 9));

@@ -22,7 +22,9 @@ use scylla_proxy::{
     Condition, Node, Proxy, Reaction, RequestFrame, RequestOpcode, RequestReaction, RequestRule,
     ResponseFrame, ResponseOpcode, RunningProxy, get_exclusive_local_address,
 };
-use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, ZoneId};
+use zone_core::{
+    AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, Version, ZoneId,
+};
 use zone_shell::persist::schema::{self, TEMPLATE_KEYSPACE};
 use zone_shell::persist::scylla::{Cql, MAX_BATCH_STATEMENTS, ScyllaStore};
 use zone_shell::persist::{
@@ -704,7 +706,7 @@ fn combat(zone: u32, unix_ms: u64, seq: u32) -> Record {
 
 fn save(player: u64, version: u64, x: f32) -> SaveRecord {
     let mut state = PlayerState::new_character(x, 2.0, 100);
-    state.version = version;
+    state.version = Version::from_raw(version);
     state.stats.kills = version as u32;
     state.stats.xp = 10 * version;
     SaveRecord {
@@ -953,7 +955,7 @@ async fn load_player_reads_three_tables_and_refuses_bad_rows() {
         .expect("load")
         .expect("a player");
     assert_eq!(loaded.state.health, 80);
-    assert_eq!(loaded.state.version, 9);
+    assert_eq!(loaded.state.version.raw(), 9);
     assert_eq!(loaded.state.stats.damage_dealt, 300);
     assert_eq!(loaded.profile.expect("profile").name, "ayla");
 

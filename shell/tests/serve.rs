@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use zone_core::client::{ClientEvent, ClientSession};
 use zone_core::protocol::ServerMessage;
 use zone_core::rng::{self, Purpose};
-use zone_core::{PlayerId, PlayerInput, Vec2};
+use zone_core::{PlayerId, PlayerInput, Vec2, Version};
 use zone_shell::app::{Running, start};
 use zone_shell::bots::{BotConfig, run_crowd};
 use zone_shell::config::Config;
@@ -171,7 +171,7 @@ async fn bots_play_junk_is_dropped_and_shutdown_saves_everyone() {
         );
         let stored = stores.cold.load_player(PlayerId(b.player)).await.unwrap();
         assert!(
-            stored.is_some_and(|s| s.state.version >= 1 && s.profile.is_some()),
+            stored.is_some_and(|s| s.state.version > Version::ZERO && s.profile.is_some()),
             "bot {} saved to the cold store at shutdown",
             b.player
         );
@@ -179,7 +179,7 @@ async fn bots_play_junk_is_dropped_and_shutdown_saves_everyone() {
     for b in &crowd.bots {
         let stored = stores.cold.load_player(PlayerId(b.player)).await.unwrap();
         assert!(
-            stored.is_some_and(|s| s.state.version >= 1),
+            stored.is_some_and(|s| s.state.version > Version::ZERO),
             "bot {} saved to the cold store when it left",
             b.player
         );

@@ -851,7 +851,7 @@ fn check(
                 || b.xp < a.xp;
             if back && violations.len() < 30 {
                 violations.push(format!(
-                    "player {}: rolled back from version {:#x} (zone {}) to {:#x} (zone {}): {a:?} -> {b:?}",
+                    "player {}: rolled back from version {} (zone {}) to {} (zone {}): {a:?} -> {b:?}",
                     player.0, w[0].state.version, w[0].zone, w[1].state.version, w[1].zone
                 ));
             }
@@ -860,7 +860,7 @@ fn check(
             match cold.saves.get(player) {
                 Some(stored) if stored.state == newest.state => {}
                 other => violations.push(format!(
-                    "player {}: stored state {:?} is not the newest durable save {:#x}",
+                    "player {}: stored state {:?} is not the newest durable save {}",
                     player.0,
                     other.map(|s| s.state.version),
                     newest.state.version

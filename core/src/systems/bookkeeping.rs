@@ -30,7 +30,7 @@ pub(super) fn bookkeeping(
             });
         }
         if (tick + u64::from(net.0.0)).is_multiple_of(interval) {
-            p.version += 1;
+            p.version = p.version.next();
             let state = player_state(&p, pos, facing, hp);
             out.player_saves.push(PlayerSave {
                 player: p.id,

@@ -62,7 +62,7 @@ pub(super) fn life(
                 });
                 if let Some(mut p) = player {
                     p.stats.deaths += 1;
-                    p.version += 1;
+                    p.version = p.version.next();
                     let state = player_state(&p, &pos, facing, &hp);
                     out.player_saves.push(PlayerSave {
                         player: p.id,
@@ -96,7 +96,7 @@ pub(super) fn life(
                     y: home.y,
                 });
                 if let Some(mut p) = player {
-                    p.version += 1;
+                    p.version = p.version.next();
                     let state = player_state(&p, &pos, facing, &hp);
                     out.player_saves.push(PlayerSave {
                         player: p.id,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats};
+use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, Version};
 
 use super::cold::{ColdStore, StoreError, StoredPlayer};
 use super::record::{ProfileRecord, Record};
@@ -198,7 +198,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(), StoreError
                         to_sql(st.stats.damage_dealt),
                         to_sql(st.stats.damage_taken),
                         to_sql(st.stats.xp),
-                        to_sql(st.version),
+                        to_sql(st.version.raw()),
                         s.write_order(),
                         to_sql(s.unix_ms),
                     ])
@@ -276,7 +276,7 @@ fn load(conn: &mut Connection, player: PlayerId) -> Result<Option<StoredPlayer>,
             damage_taken: from_sql(taken),
             xp: from_sql(xp),
         },
-        version: from_sql(version),
+        version: Version::from_raw(from_sql(version)),
     };
     let profile = conn
         .query_row(

@@ -94,14 +94,14 @@ mod tests {
     use crate::persist::ProfileRecord;
     use zone_core::PlayerId;
 
-    fn state(epoch: u64, counter: u64) -> PlayerState {
+    fn state(epoch: u64, counter: u32) -> PlayerState {
         PlayerState {
-            version: (epoch << 32) | counter,
+            version: zone_core::Version::new(epoch, counter),
             ..PlayerState::new_character(0.0, 0.0, 100)
         }
     }
 
-    fn cold(epoch: u64, counter: u64) -> Result<Option<StoredPlayer>, StoreError> {
+    fn cold(epoch: u64, counter: u32) -> Result<Option<StoredPlayer>, StoreError> {
         Ok(Some(StoredPlayer {
             state: state(epoch, counter),
             profile: Some(ProfileRecord {
@@ -115,7 +115,7 @@ mod tests {
     fn found(c: &Choice) -> (u64, LoadSource, bool) {
         match c {
             Choice::Found { stored, source } => {
-                (stored.state.version, *source, stored.profile.is_some())
+                (stored.state.version.raw(), *source, stored.profile.is_some())
             }
             other => panic!("not found: {other:?}"),
         }

@@ -61,7 +61,7 @@ impl SaveRecord {
     /// never overwrites a newer one (ScyllaDB `USING TIMESTAMP`, the embedded store's
     /// conditional upsert). Capped to the positive i64 range a CQL timestamp needs.
     pub fn write_order(&self) -> i64 {
-        i64::try_from(self.state.version).unwrap_or(i64::MAX)
+        i64::try_from(self.state.version.raw()).unwrap_or(i64::MAX)
     }
 }
 

@@ -458,7 +458,7 @@ impl HotStore for RedisHotStore {
                 reason: e.to_string(),
             })?;
         let args: Vec<Value> = vec![
-            Value::from(state.version.to_string()),
+            Value::from(state.version.raw().to_string()),
             Value::Bytes(data.into()),
             Value::from(ms(ttl)),
         ];

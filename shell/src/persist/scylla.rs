@@ -28,7 +28,7 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::{DeserializeRow, SerializeRow};
 use tokio::task::JoinSet;
-use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats};
+use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, Version};
 
 use super::cold::{ColdStore, StoreError, StoredPlayer, fenced_out};
 use super::record::{CombatRecord, ProfileRecord, Record, SaveRecord};
@@ -378,7 +378,7 @@ fn combat_values(r: &CombatRecord) -> Result<CombatValues, String> {
 fn save_values(r: &SaveRecord) -> Result<(StateValues, StatsValues), String> {
     let s = &r.state;
     let player = player_to_cql(r.player);
-    let version = to_i64(s.version, "version")?;
+    let version = to_i64(s.version.raw(), "version")?;
     let ts = r.write_order();
     let state = (player, s.x, s.y, s.facing, i32::from(s.health), version, ts);
     let st = &s.stats;
@@ -734,7 +734,7 @@ fn state_from_rows(state: StateRow, stats: Option<StatsRow>) -> Result<PlayerSta
             damage_taken: in_range(S, "damage_taken", stats.damage_taken)?,
             xp: in_range(S, "xp", stats.xp)?,
         },
-        version,
+        version: Version::from_raw(version),
     })
 }
 
@@ -1049,7 +1049,7 @@ mod tests {
             version: Some(version),
         };
         let ok = state_from_rows(state(90), Some(stats(2, 4))).expect("valid");
-        assert_eq!((ok.health, ok.stats.kills, ok.version), (90, 2, 4));
+        assert_eq!((ok.health, ok.stats.kills, ok.version.raw()), (90, 2, 4));
         for (st, sts) in [
             (state(-1), stats(2, 4)),
             (state(70_000), stats(2, 4)),
