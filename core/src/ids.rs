@@ -25,6 +25,13 @@ pub struct EntityId(pub u32);
 )]
 pub struct ZoneId(pub u32);
 
+/// The bare number, as in logs, store keys and metric labels.
+impl std::fmt::Display for ZoneId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// An ability, as numbered in [`crate::Rules::abilities`].
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,

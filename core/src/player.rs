@@ -189,7 +189,17 @@ mod tests {
     /// version went down. Every claim and every save must order at or after the one before.
     #[test]
     fn a_version_never_goes_down() {
-        let epochs = [0, 1, 2, 7, u32::MAX as u64, 1 << 32, (1 << 32) + 1, u64::MAX - 1, u64::MAX];
+        let epochs = [
+            0,
+            1,
+            2,
+            7,
+            u32::MAX as u64,
+            1 << 32,
+            (1 << 32) + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
         let starts = [
             Version::ZERO,
             Version::new(3, 9),
@@ -202,7 +212,10 @@ mod tests {
             assert!(start.next() > start || start == Version::MAX);
             for epoch in epochs {
                 let claimed = start.claimed(epoch);
-                assert!(claimed > start || start == Version::MAX, "{start} claimed {epoch}");
+                assert!(
+                    claimed > start || start == Version::MAX,
+                    "{start} claimed {epoch}"
+                );
                 if epoch <= u32::MAX as u64 && Version::new(epoch, 0) > start {
                     assert_eq!((claimed.epoch(), claimed.sequence()), (epoch, 0));
                 }

@@ -42,7 +42,7 @@ use crate::world::WorldPlace;
 #[derive(Debug, Clone)]
 pub struct ZoneRunning {
     /// The zone.
-    pub zone: u32,
+    pub zone: ZoneId,
     /// Where its UDP socket is bound.
     pub udp_addr: SocketAddr,
     /// Where its clients connect (written into connect tokens).
@@ -57,7 +57,7 @@ pub struct ZoneRunning {
 #[derive(Debug)]
 pub struct ZoneFinished {
     /// The zone.
-    pub zone: u32,
+    pub zone: ZoneId,
     /// What the loop reports.
     pub summary: LoopSummary,
     /// The host, for inspection.
@@ -141,7 +141,7 @@ impl Running {
     /// Waits for the loops (and demo bots) to finish. An error if a zone lease was lost.
     pub async fn finish(self) -> anyhow::Result<Finished> {
         let zones = self.task.await.context("zone loops")??;
-        let lost: Vec<u32> = zones
+        let lost: Vec<ZoneId> = zones
             .iter()
             .filter(|z| z.lease_lost)
             .map(|z| z.zone)
@@ -185,7 +185,7 @@ pub fn build_zone_of(config: &Config, hosted: &HostedZone) -> anyhow::Result<Zon
     let z = &config.zone;
     let grid = config.grid()?;
     let mut zone_config = grid
-        .zone_config(ZoneId(hosted.zone), z.npcs)
+        .zone_config(hosted.zone, z.npcs)
         .with_context(|| format!("zone {} is not part of the world", hosted.zone))?;
     if let Some(path) = &z.rules_file {
         let text = std::fs::read_to_string(path)
@@ -364,7 +364,7 @@ pub async fn start_with(
         Duration::from_secs(config.shutdown_deadline_s),
     ));
     for z in &zones {
-        info!(zone = z.zone, udp = %z.udp_addr, public = %z.public_address, "zone listening");
+        info!(zone = %z.zone, udp = %z.udp_addr, public = %z.public_address, "zone listening");
     }
     info!(admin = %admin_addr, tick_hz, zones = zones.len(), "zone server listening");
     let (bots_stop, bots) = start_demo_bots(&config, &zones, &key, tick_hz)?;
@@ -455,7 +455,7 @@ async fn prepare_zones(
             spool.max_fence(h.zone),
         )
         .await?;
-        info!(zone = h.zone, fence = lease.fence, "zone lease claimed");
+        info!(zone = %h.zone, fence = lease.fence, "zone lease claimed");
         prepared.push(Prepared {
             hosted: *h,
             zone: Some(zone),
@@ -495,7 +495,7 @@ fn start_zone(
     let zone_tick_hz = zone.rules().tick_hz;
     let grid = config.grid()?;
     let world = config.is_world().then(|| {
-        let mut place = WorldPlace::new(grid, ZoneId(p.hosted.zone), p.running.public_address);
+        let mut place = WorldPlace::new(grid, p.hosted.zone, p.running.public_address);
         place.ghost_margin = config.world.ghost_margin;
         place.handoff_timeout = Duration::from_millis(config.world.handoff_timeout_ms);
         place.token_expiry_s = config.net.token_expiry_s.min(300);
@@ -522,7 +522,7 @@ fn start_zone(
         spool.clone(),
         stores,
         &LinkConfig {
-            zone: ZoneId(p.hosted.zone),
+            zone: p.hosted.zone,
             server: p.server_name.clone(),
             hot_ttl: Duration::from_secs(st.hot_ttl_s),
             position_flush: Duration::from_millis(st.position_flush_ms),
@@ -712,14 +712,14 @@ async fn run_zone(
     let unfinished = link.close(Duration::from_secs(2)).await;
     if unfinished > 0 {
         warn!(
-            zone,
+            %zone,
             unfinished, "zone workers did not finish their last work in time"
         );
     }
     let lost = lease_lost.is_cancelled();
     if lost {
         error!(
-            zone,
+            %zone,
             "zone stopped: its lease was lost (players saved and disconnected)"
         );
     }

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use zone_core::ZoneId;
 
 /// Everything `zone-server run` can be told.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -86,7 +87,7 @@ impl Default for WorldSection {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostedZone {
     /// The zone.
-    pub zone: u32,
+    pub zone: ZoneId,
     /// Seed of its randomness.
     pub seed: u64,
     /// Address its UDP socket binds.
@@ -401,7 +402,7 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(i, &zone)| HostedZone {
-                zone,
+                zone: ZoneId(zone),
                 seed: if zone == self.zone.id {
                     self.zone.seed
                 } else {

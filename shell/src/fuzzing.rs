@@ -9,7 +9,9 @@
 //! fuzzed there (`zone_core::fuzzing::connect_token`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, Version};
+use zone_core::{
+    AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, Version, ZoneId,
+};
 
 use crate::config::{Config, ConfigError};
 use crate::persist::record::{CombatRecord, ProfileRecord, Record, SaveRecord};
@@ -148,7 +150,7 @@ fn player_id(b: &mut Bytes<'_>) -> PlayerId {
 fn record(b: &mut Bytes<'_>) -> Record {
     match b.u8() % 3 {
         0 => Record::Combat(CombatRecord {
-            zone: b.u32(),
+            zone: ZoneId(b.u32()),
             run: b.u64(),
             unix_ms: b.u64(),
             event: CombatEvent {
@@ -166,7 +168,7 @@ fn record(b: &mut Bytes<'_>) -> Record {
             },
         }),
         1 => Record::PlayerSave(SaveRecord {
-            zone: b.u32(),
+            zone: ZoneId(b.u32()),
             player: player_id(b),
             state: PlayerState {
                 x: b.f32(),
@@ -333,7 +335,7 @@ fn sample_records() -> Vec<Record> {
             created_unix_ms: 1_800_000_000_000,
         }),
         Record::Combat(CombatRecord {
-            zone: 1,
+            zone: ZoneId(1),
             run: 1_800_000_000_000,
             unix_ms: 1_800_000_000_050,
             event: CombatEvent {
@@ -351,7 +353,7 @@ fn sample_records() -> Vec<Record> {
             },
         }),
         Record::PlayerSave(SaveRecord {
-            zone: 1,
+            zone: ZoneId(1),
             player: PlayerId(42),
             state,
             fence: 3,
@@ -410,7 +412,7 @@ pub fn bus_decode(data: &[u8]) {
                 0 => {
                     won.insert(req.player.0);
                     Ok(Claim::Won(Owner {
-                        zone: 1,
+                        zone: ZoneId(1),
                         epoch: req.floor + 1,
                     }))
                 }

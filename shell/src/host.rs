@@ -60,9 +60,9 @@ pub enum HostError {
     #[error("the world place is zone {place} but the zone is {zone}")]
     WrongPlace {
         /// The place's zone.
-        place: u32,
+        place: ZoneId,
         /// The zone's.
-        zone: u32,
+        zone: ZoneId,
     },
 }
 
@@ -207,8 +207,8 @@ impl ZoneHost {
             && place.zone != zone_id
         {
             return Err(HostError::WrongPlace {
-                place: place.zone.0,
-                zone: zone_id.0,
+                place: place.zone,
+                zone: zone_id,
             });
         }
         Ok(Self {
@@ -549,7 +549,7 @@ impl ZoneHost {
             return;
         };
         let ours = state.epoch();
-        let newer = owner.epoch > ours || (owner.epoch == ours && owner.zone != self.zone_id.0);
+        let newer = owner.epoch > ours || (owner.epoch == ours && owner.zone != self.zone_id);
         if newer {
             self.evict_older(player, ours.max(owner.epoch) + 1);
         }
@@ -582,7 +582,7 @@ impl ZoneHost {
         self.now = self.now.max(now);
         let out = self.zone.tick();
         let m = out.metrics;
-        let (zone, run, fence) = (self.zone_id.0, self.run, self.fence);
+        let (zone, run, fence) = (self.zone_id, self.run, self.fence);
         for event in &out.combat_events {
             self.effects
                 .push_back(Effect::Spool(Record::Combat(CombatRecord {
@@ -872,7 +872,7 @@ impl ZoneHost {
     fn record_save(&mut self, player: PlayerId, state: PlayerState) -> u64 {
         self.stats.saves += 1;
         self.spool(Record::PlayerSave(SaveRecord {
-            zone: self.zone_id.0,
+            zone: self.zone_id,
             player,
             state,
             fence: self.fence,

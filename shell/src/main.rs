@@ -349,7 +349,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let (summary, host) = (&z.summary, &z.host);
         let handoffs = host.handoff_stats();
         info!(
-            zone = z.zone,
+            zone = %z.zone,
             ticks = summary.ticks,
             overruns = summary.overruns,
             skipped = summary.skipped,

@@ -16,8 +16,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use zone_core::InputError;
 use zone_core::netcode::DropReason;
+use zone_core::{InputError, ZoneId};
 
 use crate::host::{HostStats, ZoneHost};
 
@@ -431,7 +431,7 @@ impl HostExport {
 #[derive(Debug, Default, Clone)]
 pub struct WorldMetrics {
     process: Arc<Metrics>,
-    zones: Vec<(u32, Arc<Metrics>)>,
+    zones: Vec<(ZoneId, Arc<Metrics>)>,
 }
 
 impl WorldMetrics {
@@ -441,14 +441,14 @@ impl WorldMetrics {
     }
 
     /// Fresh handles for zone `zone`, exported under `zone="<id>"`.
-    pub fn add_zone(&mut self, zone: u32) -> Arc<Metrics> {
+    pub fn add_zone(&mut self, zone: ZoneId) -> Arc<Metrics> {
         let m = Arc::new(Metrics::new());
         self.zones.push((zone, m.clone()));
         m
     }
 
     /// The handles of zone `zone`.
-    pub fn zone(&self, zone: u32) -> Option<&Arc<Metrics>> {
+    pub fn zone(&self, zone: ZoneId) -> Option<&Arc<Metrics>> {
         self.zones.iter().find(|(z, _)| *z == zone).map(|(_, m)| m)
     }
 
@@ -552,7 +552,7 @@ impl Collector for Export {
     }
 }
 
-fn encode_with(export: Export, zone: Option<u32>) -> String {
+fn encode_with(export: Export, zone: Option<ZoneId>) -> String {
     let mut registry = match zone {
         Some(z) => Registry::with_prefix_and_labels(
             "zone",
@@ -589,7 +589,7 @@ mod tests {
     #[test]
     fn a_world_exports_each_family_once_with_a_zone_label() {
         let mut w = WorldMetrics::default();
-        let (a, b) = (w.add_zone(1), w.add_zone(2));
+        let (a, b) = (w.add_zone(ZoneId(1)), w.add_zone(ZoneId(2)));
         a.ticks.inc();
         b.ticks.inc_by(2);
         b.handoffs

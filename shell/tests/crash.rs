@@ -140,7 +140,7 @@ fn sigkill_with_the_store_down_loses_nothing_that_was_spooled() {
     rt.block_on(async {
         // The default world's four zones share the process's spool.
         let mut stored = BTreeMap::new();
-        let partitions: std::collections::BTreeSet<(u32, u32)> =
+        let partitions: std::collections::BTreeSet<(zone_core::ZoneId, u32)> =
             combat_spooled.iter().map(|c| (c.zone, c.day())).collect();
         for (zone, day) in partitions {
             for (run, e) in store.combat_events(zone, day).await.unwrap() {

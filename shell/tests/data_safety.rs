@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use zone_core::PlayerId;
+use zone_core::{PlayerId, ZoneId};
 use zone_shell::app::{Running, start_with};
 use zone_shell::bots::{BotConfig, play_on, run_crowd};
 use zone_shell::config::Config;
@@ -43,7 +43,7 @@ impl ColdStore for WritesFail {
 
     async fn combat_events(
         &self,
-        zone: u32,
+        zone: ZoneId,
         day: u32,
     ) -> Result<Vec<(u64, zone_core::CombatEvent)>, StoreError> {
         self.0.combat_events(zone, day).await

@@ -109,7 +109,10 @@ fn a_transfer_is_claimed_on_condition_joined_under_the_new_epoch_and_answered() 
     };
     assert_eq!(
         request.expect,
-        Some(Owner { zone: 1, epoch: 5 }),
+        Some(Owner {
+            zone: ZoneId(1),
+            epoch: 5
+        }),
         "conditional on the sender"
     );
     assert_eq!(
@@ -123,14 +126,8 @@ fn a_transfer_is_claimed_on_condition_joined_under_the_new_epoch_and_answered() 
     t.host.handle_bus(now, transfer(7, state));
     assert!(t.ops().is_empty());
 
-    t.host.handle_claimed(
-        now,
-        *request,
-        Ok(Claim::Won(Owner {
-            zone: ME.0,
-            epoch: 6,
-        })),
-    );
+    t.host
+        .handle_claimed(now, *request, Ok(Claim::Won(Owner { zone: ME, epoch: 6 })));
     let answer = t.ops();
     assert_eq!(
         answer,
@@ -156,7 +153,7 @@ fn a_transfer_is_claimed_on_condition_joined_under_the_new_epoch_and_answered() 
     let records = t.take_records();
     assert!(
         records.iter().any(|r| matches!(r, Record::PlayerSave(s)
-            if s.player == PlayerId(7) && s.state.epoch() == 6 && s.zone == ME.0)),
+            if s.player == PlayerId(7) && s.state.epoch() == 6 && s.zone == ME)),
         "spooled under the new epoch: {records:?}"
     );
     // The sender did not hear us: the same transfer again gets the same answer, no claim.
@@ -207,7 +204,10 @@ fn what_cannot_be_taken_is_refused_and_a_lost_claim_says_so() {
     for (player, result, reason) in [
         (
             4,
-            Ok(Claim::Lost(Some(Owner { zone: 9, epoch: 2 }))),
+            Ok(Claim::Lost(Some(Owner {
+                zone: ZoneId(9),
+                epoch: 2,
+            }))),
             RefuseReason::Ledger,
         ),
         (5, Err(StoreError::Timeout(500)), RefuseReason::Store),
@@ -246,14 +246,8 @@ fn a_login_elsewhere_evicts_an_older_copy_and_only_an_older_one() {
     let [Effect::Claim(req)] = t.ops()[..] else {
         panic!("a claim");
     };
-    t.host.handle_claimed(
-        now,
-        req,
-        Ok(Claim::Won(Owner {
-            zone: ME.0,
-            epoch: 6,
-        })),
-    );
+    t.host
+        .handle_claimed(now, req, Ok(Claim::Won(Owner { zone: ME, epoch: 6 })));
     let _ = t.ops();
     let _ = t.take_records();
     let evict = |epoch| BusMessage::Evict {

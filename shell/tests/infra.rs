@@ -564,7 +564,7 @@ fn compose_runs_distinct_zone_servers_wired_to_its_redis_and_scylla() {
     let world = world.expect("a world");
     assert_eq!(
         hosted,
-        world.zones().map(|z| z.0).collect::<BTreeSet<u32>>(),
+        world.zones().collect::<BTreeSet<_>>(),
         "every zone of the world served by exactly one server"
     );
 

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use zone_core::{PlayerId, PlayerState, Version};
+use zone_core::{PlayerId, PlayerState, Version, ZoneId};
 use zone_shell::app::start_with;
 use zone_shell::bots::{BotConfig, run_crowd};
 use zone_shell::config::Config;
@@ -128,7 +128,7 @@ async fn redis(server: &RedisServer) -> RedisHotStore {
 /// The port's contract, for any implementation.
 async fn contract(hot: &dyn HotStore, tag: u32) {
     let ttl = Duration::from_secs(30);
-    let zone = 1_000 + tag;
+    let zone = ZoneId(1_000 + tag);
     let p = |n: u64| PlayerId(u64::from(tag) * 1_000 + n);
 
     let session = Session {
@@ -212,37 +212,57 @@ async fn contract(hot: &dyn HotStore, tag: u32) {
     // handoff and its recall exactly one can win.
     let player = p(50);
     assert_eq!(hot.player_owner(player).await.unwrap(), None);
-    let Claim::Won(a) = hot.claim_player(player, 7, None, 3, ttl).await.unwrap() else {
+    let Claim::Won(a) = hot
+        .claim_player(player, ZoneId(7), None, 3, ttl)
+        .await
+        .unwrap()
+    else {
         panic!("a join claim wins");
     };
-    assert_eq!((a.zone, a.epoch), (7, 4), "above the floor");
+    assert_eq!((a.zone, a.epoch), (ZoneId(7), 4), "above the floor");
     assert_eq!(hot.player_owner(player).await.unwrap(), Some(a));
     let Claim::Won(b) = hot
-        .claim_player(player, 8, Some(a), a.epoch, ttl)
+        .claim_player(player, ZoneId(8), Some(a), a.epoch, ttl)
         .await
         .unwrap()
     else {
         panic!("the handoff claim expecting the current owner wins");
     };
-    assert_eq!((b.zone, b.epoch), (8, 5));
+    assert_eq!((b.zone, b.epoch), (ZoneId(8), 5));
     assert_eq!(
-        hot.claim_player(player, 7, Some(a), a.epoch, ttl)
+        hot.claim_player(player, ZoneId(7), Some(a), a.epoch, ttl)
             .await
             .unwrap(),
         Claim::Lost(Some(b)),
         "the recall expecting the old owner loses, and learns who holds the player"
     );
-    let Claim::Won(c) = hot.claim_player(player, 9, None, 0, ttl).await.unwrap() else {
+    let Claim::Won(c) = hot
+        .claim_player(player, ZoneId(9), None, 0, ttl)
+        .await
+        .unwrap()
+    else {
         panic!("a join claim wins");
     };
-    assert!(c.epoch > b.epoch && c.zone == 9);
+    assert!(c.epoch > b.epoch && c.zone == ZoneId(9));
     let fresh = p(51);
-    let expect = Owner { zone: 3, epoch: 10 };
+    let expect = Owner {
+        zone: ZoneId(3),
+        epoch: 10,
+    };
     assert_eq!(
-        hot.claim_player(fresh, 4, Some(expect), 10, Duration::from_millis(80))
-            .await
-            .unwrap(),
-        Claim::Won(Owner { zone: 4, epoch: 11 }),
+        hot.claim_player(
+            fresh,
+            ZoneId(4),
+            Some(expect),
+            10,
+            Duration::from_millis(80)
+        )
+        .await
+        .unwrap(),
+        Claim::Won(Owner {
+            zone: ZoneId(4),
+            epoch: 11
+        }),
         "a missing record (a wiped store) matches any expectation"
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -259,7 +279,7 @@ async fn contract(hot: &dyn HotStore, tag: u32) {
         hot.zone_address(zone).await.unwrap().as_deref(),
         Some("10.0.0.7:40001")
     );
-    assert_eq!(hot.zone_address(zone + 1).await.unwrap(), None);
+    assert_eq!(hot.zone_address(ZoneId(zone.0 + 1)).await.unwrap(), None);
 
     let key = format!("test:{tag}");
     for _ in 0..3 {
@@ -387,7 +407,7 @@ async fn calls_fail_fast_while_redis_is_down_and_work_again_after_restart() {
     server.kill();
     let started = std::time::Instant::now();
     assert!(
-        hot.presence(1).await.is_err(),
+        hot.presence(ZoneId(1)).await.is_err(),
         "a call while Redis is down fails"
     );
     assert!(
@@ -399,7 +419,7 @@ async fn calls_fail_fast_while_redis_is_down_and_work_again_after_restart() {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         if hot
-            .set_presence(1, &[PlayerId(1)], Duration::from_secs(5))
+            .set_presence(ZoneId(1), &[PlayerId(1)], Duration::from_secs(5))
             .await
             .is_ok()
         {
@@ -472,8 +492,8 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
         async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             loop {
-                if hot.presence(1).await.ok().as_ref() == Some(&expected)
-                    && hot.positions(1).await.map(|p| p.len()).ok() == Some(8)
+                if hot.presence(ZoneId(1)).await.ok().as_ref() == Some(&expected)
+                    && hot.positions(ZoneId(1)).await.map(|p| p.len()).ok() == Some(8)
                 {
                     return;
                 }
@@ -487,7 +507,7 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
     };
     wait_presence("written").await;
     let sessions = hot.session(PlayerId(500)).await.unwrap().unwrap();
-    assert_eq!(sessions.zone, 1);
+    assert_eq!(sessions.zone, ZoneId(1));
 
     server.kill();
     let ticks_before = running
@@ -528,7 +548,7 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
     }
     // The shutdown rewrote presence: nobody is listed in a zone that is no longer served.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !hot.presence(1).await.unwrap().is_empty() {
+    while !hot.presence(ZoneId(1)).await.unwrap().is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "presence cleared at shutdown"

@@ -22,7 +22,7 @@ use zone_shell::persist::{
 
 fn combat(run: u64, tick: u64, seq: u32) -> Record {
     Record::Combat(CombatRecord {
-        zone: 1,
+        zone: ZoneId(1),
         run,
         unix_ms: 1_700_000_000_000 + tick * 16,
         event: CombatEvent {
@@ -46,7 +46,7 @@ fn save(player: u64, version: u64, x: f32) -> Record {
     state.version = Version::from_raw(version);
     state.stats.kills = version as u32;
     Record::PlayerSave(SaveRecord {
-        zone: 1,
+        zone: ZoneId(1),
         player: PlayerId(player),
         state,
         fence: 0,
@@ -322,7 +322,11 @@ impl ColdStore for FlakyStore {
                 profile: None,
             }))
     }
-    async fn combat_events(&self, _: u32, _: u32) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
+    async fn combat_events(
+        &self,
+        _: ZoneId,
+        _: u32,
+    ) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
         Ok(Vec::new())
     }
 }
@@ -448,7 +452,7 @@ async fn sqlite_writes_are_idempotent_and_the_newest_version_wins() {
         Record::Combat(c) => c.day(),
         _ => unreachable!(),
     };
-    let events = store.combat_events(1, day).await.unwrap();
+    let events = store.combat_events(ZoneId(1), day).await.unwrap();
     assert_eq!(events.len(), 50, "replayed events are stored once");
     assert!(events.iter().zip(&batch).all(|((run, e), r)| match r {
         Record::Combat(c) => *run == 9 && *e == c.event,
@@ -456,7 +460,7 @@ async fn sqlite_writes_are_idempotent_and_the_newest_version_wins() {
     }));
     // The same event id from another run is another event.
     store.write(&[combat(10, 100, 0)]).await.unwrap();
-    assert_eq!(store.combat_events(1, day).await.unwrap().len(), 51);
+    assert_eq!(store.combat_events(ZoneId(1), day).await.unwrap().len(), 51);
 
     store.write(&[save(5, 7, 70.0)]).await.unwrap();
     store.write(&[save(5, 3, 30.0)]).await.unwrap();
@@ -719,7 +723,7 @@ fn the_spool_knows_each_players_newest_unflushed_save_across_zones_and_restarts(
         let mut state = PlayerState::new_character(0.0, 0.0, 100);
         state.version = Version::new(epoch, counter);
         Record::PlayerSave(SaveRecord {
-            zone,
+            zone: ZoneId(zone),
             player: PlayerId(player),
             state,
             fence,
@@ -734,7 +738,7 @@ fn the_spool_knows_each_players_newest_unflushed_save_across_zones_and_restarts(
         spool.newest_save(PlayerId(6)).map(|s| s.version),
         Some(Version::new(2, 13))
     );
-    assert_eq!(spool.max_fence(2), 9);
+    assert_eq!(spool.max_fence(ZoneId(2)), 9);
     assert!(spool.close().is_empty());
     let (spool, _) = open(dir.path(), 1 << 30);
     assert_eq!(
@@ -742,7 +746,10 @@ fn the_spool_knows_each_players_newest_unflushed_save_across_zones_and_restarts(
         Some(Version::new(2, 13)),
         "recovered per player, whichever zone saved it"
     );
-    assert_eq!((spool.max_fence(1), spool.max_fence(2)), (4, 9));
+    assert_eq!(
+        (spool.max_fence(ZoneId(1)), spool.max_fence(ZoneId(2))),
+        (4, 9)
+    );
     let mut reader = spool.reader(0);
     let batch = reader.read(100).unwrap();
     spool.ack(batch.last_seq, batch.records.len() as u64, batch.bytes);

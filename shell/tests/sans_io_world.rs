@@ -314,7 +314,7 @@ impl World {
             return Claim::Lost(current);
         }
         let owner = Owner {
-            zone: zone.0,
+            zone,
             epoch: next_epoch(current, expect, floor),
         };
         self.ledger.insert(player, owner);
@@ -342,16 +342,15 @@ impl World {
         let Claim::Won(owner) = self.claim(zone, player, None, floor) else {
             unreachable!("an unconditional claim wins");
         };
-        if let Some(old) = before.filter(|o| o.zone != zone.0) {
+        if let Some(old) = before.filter(|o| o.zone != zone) {
             let evict = BusMessage::Evict {
                 from: zone,
-                to: ZoneId(old.zone),
+                to: old.zone,
                 player,
                 epoch: owner.epoch,
             };
             let at = self.step + self.latency();
-            self.bus
-                .push_back((at, ZoneId(old.zone), evict.encode().unwrap()));
+            self.bus.push_back((at, old.zone, evict.encode().unwrap()));
         }
         match found {
             Some(state) => LoadOutcome::Found {
@@ -528,7 +527,7 @@ impl World {
         let zone = self
             .ledger
             .get(&player)
-            .map_or(ZoneId(1 + (player.0 % 4) as u32), |o| ZoneId(o.zone));
+            .map_or(ZoneId(1 + (player.0 % 4) as u32), |o| o.zone);
         let Some(server) = self
             .nodes
             .iter()
@@ -569,7 +568,7 @@ impl World {
             assert_eq!(
                 self.ledger.get(player),
                 Some(&Owner {
-                    zone: zone.0,
+                    zone,
                     epoch: state.epoch()
                 }),
                 "step {step}: player {} held by zone {} under epoch {}, not what the ledger says",

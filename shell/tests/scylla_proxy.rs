@@ -685,7 +685,7 @@ impl Harness {
 
 fn combat(zone: u32, unix_ms: u64, seq: u32) -> Record {
     Record::Combat(CombatRecord {
-        zone,
+        zone: ZoneId(zone),
         run: 1_700_000_000_000,
         unix_ms,
         event: CombatEvent {
@@ -710,7 +710,7 @@ fn save(player: u64, version: u64, x: f32) -> SaveRecord {
     state.stats.kills = version as u32;
     state.stats.xp = 10 * version;
     SaveRecord {
-        zone: 1,
+        zone: ZoneId(1),
         player: PlayerId(player),
         state,
         fence: 3,
@@ -849,7 +849,11 @@ async fn overloaded_unavailable_and_lost_replies_are_retryable() {
         Condition::RequestOpcode(RequestOpcode::Execute).and(Condition::TrueForLimitedTimes(1)),
         RequestReaction::forge().read_timeout(),
     )]);
-    let err = h.store.combat_events(2, 0).await.expect_err("read timeout");
+    let err = h
+        .store
+        .combat_events(ZoneId(2), 0)
+        .await
+        .expect_err("read timeout");
     assert!(err.is_retryable(), "{err:?}");
 
     // Once the faults are gone the same write goes through.
@@ -984,7 +988,7 @@ async fn load_player_reads_three_tables_and_refuses_bad_rows() {
     };
     h.fake
         .set_rows("combat_events", vec![combat_row(id.clone())]);
-    let events = h.store.combat_events(1, 0).await.expect("events");
+    let events = h.store.combat_events(ZoneId(1), 0).await.expect("events");
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].0, 77);
     assert_eq!(events[0].1.id, EventId::new(ZoneId(1), 600, 4));
@@ -992,14 +996,18 @@ async fn load_player_reads_three_tables_and_refuses_bad_rows() {
     assert!(events[0].1.killed);
     h.fake
         .set_rows("combat_events", vec![combat_row(id[..8].to_vec())]);
-    let err = h.store.combat_events(1, 0).await.expect_err("bad row");
+    let err = h
+        .store
+        .combat_events(ZoneId(1), 0)
+        .await
+        .expect_err("bad row");
     assert!(matches!(err, StoreError::BadRow(_)), "{err:?}");
     h.finish().await;
 }
 
 fn fenced_save(player: u64, zone: u32, fence: u64, unix_ms: u64) -> Record {
     Record::PlayerSave(SaveRecord {
-        zone,
+        zone: ZoneId(zone),
         fence,
         unix_ms,
         ..save(player, 9, 1.0)
@@ -1018,9 +1026,13 @@ async fn fences_are_registered_and_saves_under_a_superseded_fence_are_rejected()
             row(&[("fence", be_i64(3)), ("since_ms", be_i64(1_000))]),
         ],
     );
-    assert_eq!(h.store.zone_fence(4).await.expect("zone fence"), 6);
+    assert_eq!(h.store.zone_fence(ZoneId(4)).await.expect("zone fence"), 6);
     h.fake.clear_log();
-    let largest = h.store.register_fence(4, 7, 9_000).await.expect("register");
+    let largest = h
+        .store
+        .register_fence(ZoneId(4), 7, 9_000)
+        .await
+        .expect("register");
     assert_eq!(largest, 7, "our own fence is the largest");
     let insert = h
         .fake
@@ -1144,9 +1156,9 @@ async fn real_cluster_round_trip() {
         .expect("clock")
         .as_millis() as u64;
     let player = unique;
-    let zone = (unique % 1_000_000) as u32;
+    let zone = ZoneId((unique % 1_000_000) as u32);
     let day = unique - unique % DAY_MS;
-    let mut records: Vec<Record> = (0..5).map(|seq| combat(zone, day + 5, seq)).collect();
+    let mut records: Vec<Record> = (0..5).map(|seq| combat(zone.0, day + 5, seq)).collect();
     records.push(Record::PlayerSave(save(player, 3, 1.0)));
     records.push(Record::Profile(profile(player)));
     store.write(&records).await.expect("write");

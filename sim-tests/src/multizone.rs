@@ -169,7 +169,7 @@ pub struct WorldOutcome {
 /// Who holds which zone: one entry per server incarnation.
 #[derive(Clone, Debug)]
 struct Tenure {
-    zone: u32,
+    zone: ZoneId,
     server: String,
     first: Duration,
     last: Duration,
@@ -186,7 +186,7 @@ struct Shared {
     stop: AtomicBool,
     incarnations: AtomicU64,
     /// Each live server's zone and the players it held after its latest tick.
-    held: Mutex<BTreeMap<String, (u32, Vec<PlayerId>)>>,
+    held: Mutex<BTreeMap<String, (ZoneId, Vec<PlayerId>)>>,
     /// Each live server's handoffs in flight after its latest tick.
     in_flight: Mutex<BTreeMap<String, usize>>,
     tenures: Mutex<BTreeMap<u64, Tenure>>,
@@ -231,7 +231,12 @@ fn hot(timeout: Duration, broken_claims: bool) -> Arc<dyn HotStore> {
 
 /// A zone server: claims its zone's lease (waiting as long as another holds it), simulates the
 /// zone until the world stops or the lease is lost, then claims again.
-async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) -> turmoil::Result {
+async fn zone_server(
+    shared: Arc<Shared>,
+    name: String,
+    zone: ZoneId,
+    seed: u64,
+) -> turmoil::Result {
     let ip = turmoil::lookup(name.as_str());
     let public = SocketAddr::new(ip, PORT);
     let socket = SimUdp(turmoil::net::UdpSocket::bind(("0.0.0.0", PORT)).await?);
@@ -274,10 +279,10 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
         )?;
         let grid = grid();
         let config = grid
-            .zone_config(ZoneId(zone), NPCS)
+            .zone_config(zone, NPCS)
             .ok_or("zone outside the grid")?;
-        let zone_seed = seed ^ u64::from(zone).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut place = WorldPlace::new(grid, ZoneId(zone), public);
+        let zone_seed = seed ^ u64::from(zone.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut place = WorldPlace::new(grid, zone, public);
         place.handoff_timeout = shared.handoff_timeout;
         let mut host = ZoneHost::new(
             Zone::new(config, zone_seed)?,
@@ -366,7 +371,7 @@ async fn zone_server(shared: Arc<Shared>, name: String, zone: u32, seed: u64) ->
             spool.clone(),
             &stores,
             &LinkConfig {
-                zone: ZoneId(zone),
+                zone,
                 server: owner.clone(),
                 hot_ttl: HOT_TTL,
                 position_flush: Duration::from_millis(500),
@@ -417,7 +422,7 @@ async fn route(player: u64) -> Option<SocketAddr> {
     };
     let zone = match hot.player_owner(PlayerId(player)).await {
         Ok(Some(o)) => o.zone,
-        Ok(None) => 1 + (player % 4) as u32,
+        Ok(None) => ZoneId(1 + (player % 4) as u32),
         Err(_) => return None,
     };
     hot.zone_address(zone).await.ok().flatten()?.parse().ok()
@@ -503,12 +508,13 @@ async fn second_login(shared: Arc<Shared>, player: u64, seed: u64) -> turmoil::R
         // one `route` sent the player to at the start, where a standing player still is.
         let holder = match hot.player_owner(PlayerId(player)).await {
             Ok(Some(owner)) => Some(owner.zone),
-            Ok(None) => Some(1 + (player % 4) as u32),
+            Ok(None) => Some(ZoneId(1 + (player % 4) as u32)),
             Err(_) => None,
         };
         if let Some(holder) = holder {
+            let other = ZoneId(holder.0 % 4 + 1);
             server = hot
-                .zone_address(holder % 4 + 1)
+                .zone_address(other)
                 .await
                 .ok()
                 .flatten()
@@ -545,9 +551,9 @@ async fn second_login(shared: Arc<Shared>, player: u64, seed: u64) -> turmoil::R
 }
 
 /// Since when each player has been held by the zone holding them now.
-fn track_holds(shared: &Shared, now: Duration, since: &mut BTreeMap<PlayerId, (u32, Duration)>) {
+fn track_holds(shared: &Shared, now: Duration, since: &mut BTreeMap<PlayerId, (ZoneId, Duration)>) {
     let held = shared.held.lock().map(|h| h.clone()).unwrap_or_default();
-    let mut seen: BTreeMap<PlayerId, u32> = BTreeMap::new();
+    let mut seen: BTreeMap<PlayerId, ZoneId> = BTreeMap::new();
     for (zone, players) in held.values() {
         for p in players {
             seen.insert(*p, *zone);
@@ -573,12 +579,13 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
     sim.host("scylla", move || scylla_host(cold.clone()));
     let slot = shared.redis.clone();
     sim.host("redis", move || redis_host_with(slot.clone()));
-    let mut servers: Vec<(String, u32)> = (1..=4).map(|z| (format!("zs-{z}"), z)).collect();
+    let mut servers: Vec<(String, ZoneId)> =
+        (1..=4).map(|z| (format!("zs-{z}"), ZoneId(z))).collect();
     if matches!(
         scenario,
         WorldScenario::LeaseExpiry | WorldScenario::RedisWipe
     ) {
-        servers.push(("zs-1b".to_owned(), 1));
+        servers.push(("zs-1b".to_owned(), ZoneId(1)));
     }
     let mut wiped = false;
     for (name, zone) in &servers {
@@ -603,7 +610,7 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
             });
         }
     }
-    let mut held_since: BTreeMap<PlayerId, (u32, Duration)> = BTreeMap::new();
+    let mut held_since: BTreeMap<PlayerId, (ZoneId, Duration)> = BTreeMap::new();
     let mut twins_counted = false;
     let mut out = WorldOutcome::default();
     if lossy {
@@ -744,7 +751,10 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
         let taken_over = shared
             .tenures
             .lock()
-            .map(|t| t.values().any(|t| t.zone == 1 && t.server == "zs-1b"))
+            .map(|t| {
+                t.values()
+                    .any(|t| t.zone == ZoneId(1) && t.server == "zs-1b")
+            })
             .unwrap_or(false);
         if !taken_over {
             violations.push("the standby never took zone 1 over: the lease did not expire".into());
@@ -765,7 +775,7 @@ fn observe(shared: &Shared, out: &mut WorldOutcome, violations: &mut Vec<String>
         .and_then(|s| s.clone())
         .map(|store| store.owners())
         .unwrap_or_default();
-    let mut holder: BTreeMap<PlayerId, (u32, String)> = BTreeMap::new();
+    let mut holder: BTreeMap<PlayerId, (ZoneId, String)> = BTreeMap::new();
     for (server, (zone, players)) in &held {
         for p in players {
             out.holdings_checked += 1;
@@ -801,7 +811,7 @@ fn check(
         .map(|t| t.values().cloned().collect())
         .unwrap_or_default();
     out.intervals = tenures.len();
-    for zone in 1..=4u32 {
+    for zone in (1..=4).map(ZoneId) {
         let mut of: Vec<&Tenure> = tenures.iter().filter(|t| t.zone == zone).collect();
         of.sort_by_key(|t| t.first);
         for w in of.windows(2) {

@@ -17,7 +17,7 @@ use bincode::{Decode, Encode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 use turmoil::net::{TcpListener, TcpStream};
-use zone_core::{CombatEvent, EventId, PlayerId, PlayerState};
+use zone_core::{CombatEvent, EventId, PlayerId, PlayerState, ZoneId};
 use zone_shell::persist::embedded_hot::MemoryHotStore;
 use zone_shell::persist::{
     Claim, ColdStore, CombatRecord, HotStore, Lease, Message, Owner, Position, ProfileRecord,
@@ -31,29 +31,29 @@ pub const PORT: u16 = 7000;
 enum Req {
     Write(Vec<Record>),
     LoadPlayer(PlayerId),
-    CombatEvents(u32, u32),
+    CombatEvents(ZoneId, u32),
     PutSession(Session, u64),
     PutSessions(Vec<Session>, u64),
     GetSession(PlayerId),
     DropSession(PlayerId),
-    SetPresence(u32, Vec<PlayerId>, u64),
-    Presence(u32),
-    FlushPositions(u32, Vec<Position>, u64),
-    Positions(u32),
+    SetPresence(ZoneId, Vec<PlayerId>, u64),
+    Presence(ZoneId),
+    FlushPositions(ZoneId, Vec<Position>, u64),
+    Positions(ZoneId),
     PutState(PlayerId, PlayerState, u64),
     GetState(PlayerId),
     Publish(String, Vec<u8>),
     RateLimit(String, u32, u64),
-    Acquire(u32, String, u64, u64),
+    Acquire(ZoneId, String, u64, u64),
     Renew(Lease, u64),
     Release(Lease),
     PlayerOwner(PlayerId),
-    ClaimPlayer(PlayerId, u32, Option<Owner>, u64, u64),
-    KeepPlayers(u32, Vec<(PlayerId, u64)>, u64),
-    RegisterFence(u32, u64, u64),
-    ZoneFence(u32),
-    SetZoneAddress(u32, String, u64),
-    ZoneAddress(u32),
+    ClaimPlayer(PlayerId, ZoneId, Option<Owner>, u64, u64),
+    KeepPlayers(ZoneId, Vec<(PlayerId, u64)>, u64),
+    RegisterFence(ZoneId, u64, u64),
+    ZoneFence(ZoneId),
+    SetZoneAddress(ZoneId, String, u64),
+    ZoneAddress(ZoneId),
     Subscribe(String),
 }
 
@@ -106,7 +106,7 @@ async fn read_frame<T: Decode<()>>(s: &mut TcpStream) -> std::io::Result<T> {
 #[derive(Debug, Default)]
 pub struct ColdData {
     /// Combat events by (zone, day, run, event id).
-    pub combat: BTreeMap<(u32, u32, u64, EventId), CombatRecord>,
+    pub combat: BTreeMap<(ZoneId, u32, u64, EventId), CombatRecord>,
     /// Newest save per player.
     pub saves: BTreeMap<PlayerId, SaveRecord>,
     /// Profiles.
@@ -116,7 +116,7 @@ pub struct ColdData {
     /// Record writes received, including idempotent repeats.
     pub writes: u64,
     /// Registered fences per zone: `(fence, since_ms)`.
-    pub fences: BTreeMap<u32, Vec<(u64, u64)>>,
+    pub fences: BTreeMap<ZoneId, Vec<(u64, u64)>>,
     /// Saves rejected for a stale fence.
     pub fenced_out: u64,
 }
@@ -366,7 +366,7 @@ impl ColdStore for SimCold {
 
     async fn register_fence(
         &self,
-        zone: u32,
+        zone: ZoneId,
         fence: u64,
         since_ms: u64,
     ) -> Result<u64, StoreError> {
@@ -382,7 +382,7 @@ impl ColdStore for SimCold {
         }
     }
 
-    async fn zone_fence(&self, zone: u32) -> Result<u64, StoreError> {
+    async fn zone_fence(&self, zone: ZoneId) -> Result<u64, StoreError> {
         match call("scylla", Req::ZoneFence(zone), self.timeout).await? {
             Resp::Fence(f) => Ok(f),
             r => Err(unexpected(r)),
@@ -398,7 +398,7 @@ impl ColdStore for SimCold {
 
     async fn combat_events(
         &self,
-        zone: u32,
+        zone: ZoneId,
         day: u32,
     ) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
         match call("scylla", Req::CombatEvents(zone, day), self.timeout).await? {
@@ -455,7 +455,7 @@ impl HotStore for SimHot {
 
     async fn set_presence(
         &self,
-        zone: u32,
+        zone: ZoneId,
         players: &[PlayerId],
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -463,7 +463,7 @@ impl HotStore for SimHot {
             .await
     }
 
-    async fn presence(&self, zone: u32) -> Result<Vec<PlayerId>, StoreError> {
+    async fn presence(&self, zone: ZoneId) -> Result<Vec<PlayerId>, StoreError> {
         match call("redis", Req::Presence(zone), self.timeout).await? {
             Resp::Players(p) => Ok(p),
             r => Err(unexpected(r)),
@@ -472,7 +472,7 @@ impl HotStore for SimHot {
 
     async fn flush_positions(
         &self,
-        zone: u32,
+        zone: ZoneId,
         positions: &[Position],
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -480,7 +480,7 @@ impl HotStore for SimHot {
             .await
     }
 
-    async fn positions(&self, zone: u32) -> Result<Vec<Position>, StoreError> {
+    async fn positions(&self, zone: ZoneId) -> Result<Vec<Position>, StoreError> {
         match call("redis", Req::Positions(zone), self.timeout).await? {
             Resp::Positions(p) => Ok(p),
             r => Err(unexpected(r)),
@@ -548,7 +548,7 @@ impl HotStore for SimHot {
     async fn claim_player(
         &self,
         player: PlayerId,
-        zone: u32,
+        zone: ZoneId,
         expect: Option<Owner>,
         floor: u64,
         ttl: Duration,
@@ -563,7 +563,7 @@ impl HotStore for SimHot {
 
     async fn keep_players(
         &self,
-        zone: u32,
+        zone: ZoneId,
         held: &[(PlayerId, u64)],
         ttl: Duration,
     ) -> Result<Vec<(PlayerId, Owner)>, StoreError> {
@@ -581,7 +581,7 @@ impl HotStore for SimHot {
 
     async fn set_zone_address(
         &self,
-        zone: u32,
+        zone: ZoneId,
         address: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -589,7 +589,7 @@ impl HotStore for SimHot {
             .await
     }
 
-    async fn zone_address(&self, zone: u32) -> Result<Option<String>, StoreError> {
+    async fn zone_address(&self, zone: ZoneId) -> Result<Option<String>, StoreError> {
         match call("redis", Req::ZoneAddress(zone), self.timeout).await? {
             Resp::Address(a) => Ok(a),
             r => Err(unexpected(r)),
@@ -616,7 +616,7 @@ impl HotStore for SimHot {
 
     async fn acquire_lease(
         &self,
-        zone: u32,
+        zone: ZoneId,
         owner: &str,
         ttl: Duration,
         after_fence: u64,

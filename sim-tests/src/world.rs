@@ -32,7 +32,7 @@ use crate::disk::SimFs;
 use crate::harness::{check_durable_combat, simulation, step};
 use crate::stores::{ColdData, SimCold, SimHot, redis_host, scylla_host};
 
-const ZONE: u32 = 1;
+const ZONE: ZoneId = ZoneId(1);
 const PORT: u16 = 40_000;
 const PROTOCOL: u64 = 0x5A4F_4E45_0000_0001;
 const TICK_HZ: u32 = 60;
@@ -279,7 +279,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         },
         stats,
     )?;
-    let zone = Zone::new(ZoneConfig::arena(ZoneId(ZONE), 64, 64, 120), seed)?;
+    let zone = Zone::new(ZoneConfig::arena(ZONE, 64, 64, 120), seed)?;
     let ip = turmoil::lookup("zone");
     let mut host = ZoneHost::new(
         zone,
@@ -383,7 +383,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         spool.clone(),
         &stores,
         &LinkConfig {
-            zone: zone_core::ZoneId(ZONE),
+            zone: ZONE,
             server: format!("zone/{run}"),
             hot_ttl: Duration::from_secs(600),
             position_flush: Duration::from_millis(500),

@@ -326,7 +326,7 @@ fn spool_rows(r: &mut Report) -> anyhow::Result<()> {
     let started = Instant::now();
     for i in 0..n {
         let record = Record::Combat(CombatRecord {
-            zone: 1,
+            zone: ZoneId(1),
             run: 1,
             unix_ms: 1_700_000_000_000 + i,
             event: CombatEvent {
@@ -395,7 +395,7 @@ impl zone_shell::persist::ColdStore for DownStore {
     }
     async fn combat_events(
         &self,
-        _: u32,
+        _: zone_core::ZoneId,
         _: u32,
     ) -> Result<Vec<(u64, zone_core::CombatEvent)>, zone_shell::persist::StoreError> {
         Ok(Vec::new())
@@ -619,7 +619,7 @@ fn redis_pipeline() -> anyhow::Result<(f64, f64, f64, f64, Option<f64>)> {
             let mut port_times = Vec::new();
             for _ in 0..300 {
                 let started = Instant::now();
-                hot.flush_positions(1, &positions, Duration::from_secs(60))
+                hot.flush_positions(zone_core::ZoneId(1), &positions, Duration::from_secs(60))
                     .await?;
                 port_times.push(started.elapsed().as_secs_f64() * 1e3);
             }

@@ -41,7 +41,7 @@ pub(super) async fn publisher(
 ) {
     let mut failing = false;
     while let Some((to, bytes)) = rx.recv().await {
-        match hot.publish(&redis_keys::zone_bus(to.0), &bytes).await {
+        match hot.publish(&redis_keys::zone_bus(to), &bytes).await {
             Ok(()) => failing = false,
             Err(e) => {
                 metrics
@@ -71,13 +71,13 @@ pub(super) async fn subscriber(
     let loop_side = events.clone();
     tokio::select! {
         () = loop_side.closed() => {}
-        () = follow(hot, zone.0, events, metrics) => {}
+        () = follow(hot, zone, events, metrics) => {}
     }
 }
 
 async fn follow(
     hot: Arc<dyn HotStore>,
-    zone: u32,
+    zone: ZoneId,
     events: mpsc::Sender<StoreEvent>,
     metrics: Arc<Metrics>,
 ) {
@@ -96,7 +96,7 @@ async fn follow(
                 rx
             }
             Err(e) => {
-                debug!(error = %e, zone, "zone bus subscription failed; retrying");
+                debug!(error = %e, %zone, "zone bus subscription failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;

@@ -57,7 +57,7 @@ pub(super) async fn claimer(
                 config.timeout,
                 hot.claim_player(
                     request.player,
-                    config.zone.0,
+                    config.zone,
                     request.expect,
                     request.floor,
                     config.hot_ttl,

@@ -53,13 +53,13 @@ pub(super) async fn writer(
     };
     let mut failing = false;
     // Other zones and services follow who enters and leaves on the zone's channel.
-    let channel = redis_keys::zone_channel(config.zone.0);
+    let channel = redis_keys::zone_channel(config.zone);
     while let Some(op) = rx.recv().await {
         let (name, result) = match &op {
             HotOp::Joined { player } => {
                 let session = Session {
                     player: *player,
-                    zone: config.zone.0,
+                    zone: config.zone,
                     server: config.server.clone(),
                 };
                 let mut r = hot.put_session(&session, config.hot_ttl).await;
@@ -87,11 +87,11 @@ pub(super) async fn writer(
                 // Presence and positions are rewritten whole each period, so a wiped Redis
                 // is repopulated within one period; sessions are refreshed with them.
                 let mut r = hot
-                    .set_presence(config.zone.0, &players, config.hot_ttl)
+                    .set_presence(config.zone, &players, config.hot_ttl)
                     .await;
                 if r.is_ok() {
                     r = hot
-                        .flush_positions(config.zone.0, positions, config.hot_ttl)
+                        .flush_positions(config.zone, positions, config.hot_ttl)
                         .await;
                 }
                 if r.is_ok() {
@@ -99,7 +99,7 @@ pub(super) async fn writer(
                         .iter()
                         .map(|player| Session {
                             player: *player,
-                            zone: config.zone.0,
+                            zone: config.zone,
                             server: config.server.clone(),
                         })
                         .collect();
@@ -107,7 +107,7 @@ pub(super) async fn writer(
                 }
                 // The ownership records live as long as the zone holds the players.
                 if r.is_ok() {
-                    r = match hot.keep_players(config.zone.0, held, config.hot_ttl).await {
+                    r = match hot.keep_players(config.zone, held, config.hot_ttl).await {
                         Ok(superseded) if superseded.is_empty() => Ok(()),
                         Ok(superseded) => {
                             let _ = events.send(StoreEvent::Superseded(superseded)).await;

@@ -14,6 +14,7 @@ use super::Stores;
 use crate::metrics::Metrics;
 use crate::persist::redis_keys;
 use crate::persist::{HotStore, Lease};
+use zone_core::ZoneId;
 
 /// Claims the zone's lease, retrying until `deadline` (a previous owner's lease may still be
 /// running out after a crash). The fence floor is durable: the largest of the cold store's
@@ -24,7 +25,7 @@ use crate::persist::{HotStore, Lease};
 /// from then on rejects saves of the zone under older fences.
 pub async fn claim_lease(
     stores: &Stores,
-    zone: u32,
+    zone: ZoneId,
     owner: &str,
     ttl: Duration,
     deadline: Duration,
@@ -38,7 +39,7 @@ pub async fn claim_lease(
         let known = match cold.zone_fence(zone).await {
             Ok(f) => Some(f),
             Err(e) if Instant::now() < until => {
-                warn!(zone, error = %e, "cannot read the zone's fence from the cold store; retrying");
+                warn!(%zone, error = %e, "cannot read the zone's fence from the cold store; retrying");
                 None
             }
             Err(e) => {
@@ -63,7 +64,7 @@ pub async fn claim_lease(
                         Ok(max) if max <= lease.fence => return Ok(lease),
                         Ok(max) => {
                             warn!(
-                                zone,
+                                %zone,
                                 fence = lease.fence,
                                 registered = max,
                                 "a larger fence is registered for the zone; claiming again above it"
@@ -72,17 +73,17 @@ pub async fn claim_lease(
                             let _ = hot.release_lease(&lease).await;
                         }
                         Err(e) => {
-                            warn!(zone, error = %e, "cannot register the zone's fence in the cold store; retrying");
+                            warn!(%zone, error = %e, "cannot register the zone's fence in the cold store; retrying");
                             let _ = hot.release_lease(&lease).await;
                         }
                     }
                 }
                 Ok(None) if Instant::now() < until => {
                     saw_holder = true;
-                    info!(zone, key = %redis_keys::lease(zone), "zone lease held by another server; waiting for it to expire");
+                    info!(%zone, key = %redis_keys::lease(zone), "zone lease held by another server; waiting for it to expire");
                 }
                 Err(e) if Instant::now() < until => {
-                    warn!(zone, error = %e, "cannot reach the hot store to claim the zone lease; retrying");
+                    warn!(%zone, error = %e, "cannot reach the hot store to claim the zone lease; retrying");
                 }
                 Ok(None) => anyhow::bail!(
                     "zone {zone} is held by another server (lease {}); not starting a second simulation",
@@ -101,7 +102,7 @@ pub async fn claim_lease(
 /// Holds a just-acquired lease for one lifetime, renewing it, before the new holder starts:
 /// whoever held the zone before has stopped by then. False when the lease was lost meanwhile.
 async fn wait_out_previous(hot: &Arc<dyn HotStore>, lease: &Lease, ttl: Duration) -> bool {
-    info!(zone = lease.zone, fence = lease.fence, wait = ?ttl, "zone lease taken over: waiting one lease lifetime so the previous holder has stopped");
+    info!(zone = %lease.zone, fence = lease.fence, wait = ?ttl, "zone lease taken over: waiting one lease lifetime so the previous holder has stopped");
     for _ in 0..3 {
         tokio::time::sleep(ttl / 3).await;
         if !matches!(hot.renew_lease(lease, ttl).await, Ok(true)) {
@@ -135,7 +136,7 @@ pub async fn keep_lease(
     let give_up = |lease: &Lease, why: &str| {
         metrics.leases_lost.inc();
         error!(
-            zone = lease.zone,
+            zone = %lease.zone,
             fence = lease.fence,
             why,
             "zone lease lost; stopping the simulation"
@@ -145,7 +146,7 @@ pub async fn keep_lease(
     if let Some(a) = &address
         && let Err(e) = hot.set_zone_address(lease.zone, a, ttl).await
     {
-        warn!(zone = lease.zone, error = %e, "could not publish the zone's address");
+        warn!(zone = %lease.zone, error = %e, "could not publish the zone's address");
     }
     loop {
         let deadline = valid_until - margin;
@@ -197,7 +198,7 @@ pub async fn keep_lease(
                 };
                 if let (Some(again), true) = (again, registered) {
                     warn!(
-                        zone = lease.zone,
+                        zone = %lease.zone,
                         old = lease.fence,
                         new = again.fence,
                         "zone lease vanished from the hot store (wiped?); claimed it again"
@@ -215,7 +216,7 @@ pub async fn keep_lease(
             }
             Ok(Err(e)) => {
                 // Unknown: we may still hold it; the deadline decides.
-                warn!(zone = lease.zone, error = %e, "zone lease renewal failed; retrying");
+                warn!(zone = %lease.zone, error = %e, "zone lease renewal failed; retrying");
             }
         }
     }

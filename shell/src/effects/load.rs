@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::debug;
-use zone_core::{PlayerId, ZoneId};
+use zone_core::PlayerId;
 
 use super::{LinkConfig, StoreEvent, Stores};
 use crate::metrics::{Metrics, Reason};
@@ -134,7 +134,7 @@ pub async fn load_player(
         let before = stores.hot.player_owner(player).await.ok().flatten();
         let claim = stores
             .hot
-            .claim_player(player, config.zone.0, None, floor, config.hot_ttl)
+            .claim_player(player, config.zone, None, floor, config.hot_ttl)
             .await;
         (before, claim)
     })
@@ -142,12 +142,12 @@ pub async fn load_player(
     let epoch = match claim {
         Ok((before, Ok(Claim::Won(owner)))) => {
             count(metrics, "won");
-            if let Some(old) = before.filter(|o| o.zone != config.zone.0) {
+            if let Some(old) = before.filter(|o| o.zone != config.zone) {
                 // A login here while another zone held the player: that zone drops its copy
                 // (and finds out by its ledger keep-alive if this message is lost).
                 let evict = BusMessage::Evict {
                     from: config.zone,
-                    to: ZoneId(old.zone),
+                    to: old.zone,
                     player,
                     epoch: owner.epoch,
                 };

@@ -517,10 +517,7 @@ impl Handoffs {
         }
         let request = ClaimRequest {
             player,
-            expect: Some(Owner {
-                zone: from.0,
-                epoch,
-            }),
+            expect: Some(Owner { zone: from, epoch }),
             floor: epoch,
             purpose: ClaimPurpose::Accept {
                 handoff: offer.handoff,
@@ -635,7 +632,7 @@ impl Handoffs {
                         });
                         out.push(Action::Count(HandoffEvent::Recalled, None));
                     }
-                    Ok(Claim::Lost(Some(owner))) if owner.zone == o.to.0 => {
+                    Ok(Claim::Lost(Some(owner))) if owner.zone == o.to => {
                         // The neighbour took the player: its answer is on the way (re-sent
                         // for our repeated transfer). Try again later if it is not.
                         if let Phase::Offered { recalling } = &mut o.phase {
@@ -710,7 +707,7 @@ fn recall(me: ZoneId, player: PlayerId, handoff: u64, state: &PlayerState) -> Cl
     ClaimRequest {
         player,
         expect: Some(Owner {
-            zone: me.0,
+            zone: me,
             epoch: state.epoch(),
         }),
         floor: state.epoch(),

@@ -6,7 +6,7 @@
 
 use std::fmt::Debug;
 
-use zone_core::{CombatEvent, PlayerId, PlayerState};
+use zone_core::{CombatEvent, PlayerId, PlayerState, ZoneId};
 
 use super::record::{ProfileRecord, Record};
 
@@ -69,7 +69,7 @@ pub trait ColdStore: Send + Sync + Debug {
     /// default (nothing registered, nothing rejected).
     async fn register_fence(
         &self,
-        _zone: u32,
+        _zone: ZoneId,
         fence: u64,
         _since_ms: u64,
     ) -> Result<u64, StoreError> {
@@ -78,14 +78,14 @@ pub trait ColdStore: Send + Sync + Debug {
 
     /// The largest fence registered for `zone` (0 when none): a new lease holder's fence
     /// floor, durable across a hot-store wipe.
-    async fn zone_fence(&self, _zone: u32) -> Result<u64, StoreError> {
+    async fn zone_fence(&self, _zone: ZoneId) -> Result<u64, StoreError> {
         Ok(0)
     }
 
     /// The combat events of one zone and day partition, as `(run, event)` in key order.
     async fn combat_events(
         &self,
-        zone: u32,
+        zone: ZoneId,
         day: u32,
     ) -> Result<Vec<(u64, CombatEvent)>, StoreError>;
 }

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, Version};
+use zone_core::{
+    AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, Version, ZoneId,
+};
 
 use super::cold::{ColdStore, StoreError, StoredPlayer};
 use super::record::{ProfileRecord, Record};
@@ -119,7 +121,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(), StoreError
         for (index, record) in batch.iter().enumerate() {
             if let Record::PlayerSave(s) = record {
                 let newer: Option<i64> = superseded
-                    .query_row(params![s.zone, to_sql(s.fence), to_sql(s.unix_ms)], |r| {
+                    .query_row(params![s.zone.0, to_sql(s.fence), to_sql(s.unix_ms)], |r| {
                         r.get(0)
                     })
                     .optional()
@@ -166,7 +168,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(), StoreError
                     let e = &c.event;
                     combat
                         .execute(params![
-                            c.zone,
+                            c.zone.0,
                             c.day(),
                             to_sql(c.run),
                             e.id.0.to_be_bytes().to_vec(),
@@ -188,7 +190,7 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(), StoreError
                     let st = &s.state;
                     save.execute(params![
                         to_sql(s.player.0),
-                        s.zone,
+                        s.zone.0,
                         f64::from(st.x),
                         f64::from(st.y),
                         f64::from(st.facing),
@@ -296,7 +298,7 @@ fn load(conn: &mut Connection, player: PlayerId) -> Result<Option<StoredPlayer>,
 
 fn events(
     conn: &mut Connection,
-    zone: u32,
+    zone: ZoneId,
     day: u32,
 ) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
     let mut stmt = conn
@@ -307,7 +309,7 @@ fn events(
         )
         .map_err(unavailable)?;
     let rows = stmt
-        .query_map(params![zone, day], |r| {
+        .query_map(params![zone.0, day], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, Vec<u8>>(1)?,
@@ -370,7 +372,7 @@ impl ColdStore for SqliteStore {
 
     async fn combat_events(
         &self,
-        zone: u32,
+        zone: ZoneId,
         day: u32,
     ) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
         self.with(move |c| events(c, zone, day)).await
@@ -378,14 +380,14 @@ impl ColdStore for SqliteStore {
 
     async fn register_fence(
         &self,
-        zone: u32,
+        zone: ZoneId,
         fence: u64,
         since_ms: u64,
     ) -> Result<u64, StoreError> {
         self.with(move |c| {
             c.execute(
                 "INSERT OR IGNORE INTO zone_fences VALUES (?1, ?2, ?3)",
-                params![zone, to_sql(fence), to_sql(since_ms)],
+                params![zone.0, to_sql(fence), to_sql(since_ms)],
             )
             .map_err(unavailable)?;
             max_fence(c, zone)
@@ -393,16 +395,16 @@ impl ColdStore for SqliteStore {
         .await
     }
 
-    async fn zone_fence(&self, zone: u32) -> Result<u64, StoreError> {
+    async fn zone_fence(&self, zone: ZoneId) -> Result<u64, StoreError> {
         self.with(move |c| max_fence(c, zone)).await
     }
 }
 
-fn max_fence(c: &mut Connection, zone: u32) -> Result<u64, StoreError> {
+fn max_fence(c: &mut Connection, zone: ZoneId) -> Result<u64, StoreError> {
     let max: Option<i64> = c
         .query_row(
             "SELECT MAX(fence) FROM zone_fences WHERE zone_id = ?1",
-            params![zone],
+            params![zone.0],
             |r| r.get(0),
         )
         .map_err(unavailable)?;

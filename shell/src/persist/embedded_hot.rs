@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio::time::Instant;
-use zone_core::{PlayerId, PlayerState};
+use zone_core::{PlayerId, PlayerState, ZoneId};
 
 use super::cold::StoreError;
 use super::hot::{
@@ -19,13 +19,13 @@ use super::hot::{
 #[derive(Debug, Default)]
 struct State {
     sessions: BTreeMap<PlayerId, (Session, Instant)>,
-    presence: BTreeMap<u32, (Vec<PlayerId>, Instant)>,
-    positions: BTreeMap<u32, (Vec<Position>, Instant)>,
+    presence: BTreeMap<ZoneId, (Vec<PlayerId>, Instant)>,
+    positions: BTreeMap<ZoneId, (Vec<Position>, Instant)>,
     states: BTreeMap<PlayerId, (PlayerState, Instant)>,
     limits: BTreeMap<String, (u32, Instant)>,
-    leases: BTreeMap<u32, (String, u64, Instant)>,
+    leases: BTreeMap<ZoneId, (String, u64, Instant)>,
     owners: BTreeMap<PlayerId, (Owner, Instant)>,
-    addresses: BTreeMap<u32, (String, Instant)>,
+    addresses: BTreeMap<ZoneId, (String, Instant)>,
     fence: u64,
     channels: BTreeMap<String, broadcast::Sender<Message>>,
 }
@@ -106,7 +106,7 @@ impl HotStore for MemoryHotStore {
 
     async fn set_presence(
         &self,
-        zone: u32,
+        zone: ZoneId,
         players: &[PlayerId],
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -119,7 +119,7 @@ impl HotStore for MemoryHotStore {
         Ok(())
     }
 
-    async fn presence(&self, zone: u32) -> Result<Vec<PlayerId>, StoreError> {
+    async fn presence(&self, zone: ZoneId) -> Result<Vec<PlayerId>, StoreError> {
         Ok(live(self.lock()?.presence.get(&zone))
             .cloned()
             .unwrap_or_default())
@@ -127,7 +127,7 @@ impl HotStore for MemoryHotStore {
 
     async fn flush_positions(
         &self,
-        zone: u32,
+        zone: ZoneId,
         positions: &[Position],
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -137,7 +137,7 @@ impl HotStore for MemoryHotStore {
         Ok(())
     }
 
-    async fn positions(&self, zone: u32) -> Result<Vec<Position>, StoreError> {
+    async fn positions(&self, zone: ZoneId) -> Result<Vec<Position>, StoreError> {
         Ok(live(self.lock()?.positions.get(&zone))
             .cloned()
             .unwrap_or_default())
@@ -203,7 +203,7 @@ impl HotStore for MemoryHotStore {
     async fn claim_player(
         &self,
         player: PlayerId,
-        zone: u32,
+        zone: ZoneId,
         expect: Option<Owner>,
         floor: u64,
         ttl: Duration,
@@ -223,7 +223,7 @@ impl HotStore for MemoryHotStore {
 
     async fn keep_players(
         &self,
-        zone: u32,
+        zone: ZoneId,
         held: &[(PlayerId, u64)],
         ttl: Duration,
     ) -> Result<Vec<(PlayerId, Owner)>, StoreError> {
@@ -244,7 +244,7 @@ impl HotStore for MemoryHotStore {
 
     async fn set_zone_address(
         &self,
-        zone: u32,
+        zone: ZoneId,
         address: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -254,13 +254,13 @@ impl HotStore for MemoryHotStore {
         Ok(())
     }
 
-    async fn zone_address(&self, zone: u32) -> Result<Option<String>, StoreError> {
+    async fn zone_address(&self, zone: ZoneId) -> Result<Option<String>, StoreError> {
         Ok(live(self.lock()?.addresses.get(&zone)).cloned())
     }
 
     async fn acquire_lease(
         &self,
-        zone: u32,
+        zone: ZoneId,
         owner: &str,
         ttl: Duration,
         after_fence: u64,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bincode::{Decode, Encode};
 use tokio::sync::broadcast;
-use zone_core::{PlayerId, PlayerState};
+use zone_core::{PlayerId, PlayerState, ZoneId};
 
 /// The new epoch of a claim (see [`HotStore::claim_player`]): every adapter computes it so.
 pub fn next_epoch(current: Option<Owner>, expect: Option<Owner>, floor: u64) -> u64 {
@@ -24,7 +24,7 @@ pub fn next_epoch(current: Option<Owner>, expect: Option<Owner>, floor: u64) -> 
 
 /// What [`HotStore::keep_players`] does with a record: `None` to refresh or rewrite it as
 /// `(zone, epoch)`, or the superseding owner to report. Every adapter decides so.
-pub fn keep_decision(current: Option<Owner>, zone: u32, epoch: u64) -> Option<Owner> {
+pub fn keep_decision(current: Option<Owner>, zone: ZoneId, epoch: u64) -> Option<Owner> {
     match current {
         Some(c) if c.epoch > epoch || (c.epoch == epoch && c.zone != zone) => Some(c),
         _ => None,
@@ -47,7 +47,7 @@ pub struct Session {
     /// Whose.
     pub player: PlayerId,
     /// The zone the player is in.
-    pub zone: u32,
+    pub zone: ZoneId,
     /// The server instance holding them.
     pub server: String,
 }
@@ -68,7 +68,7 @@ pub struct Position {
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Lease {
     /// The zone.
-    pub zone: u32,
+    pub zone: ZoneId,
     /// Who holds it.
     pub owner: String,
     /// The fencing token.
@@ -82,7 +82,7 @@ pub struct Lease {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Owner {
     /// The zone.
-    pub zone: u32,
+    pub zone: ZoneId,
     /// The ownership epoch.
     pub epoch: u64,
 }
@@ -128,22 +128,22 @@ pub trait HotStore: Send + Sync + Debug {
     /// Replaces the set of players present in a zone (expires after `ttl` unless refreshed).
     async fn set_presence(
         &self,
-        zone: u32,
+        zone: ZoneId,
         players: &[PlayerId],
         ttl: Duration,
     ) -> Result<(), StoreError>;
     /// The players present in a zone.
-    async fn presence(&self, zone: u32) -> Result<Vec<PlayerId>, StoreError>;
+    async fn presence(&self, zone: ZoneId) -> Result<Vec<PlayerId>, StoreError>;
 
     /// Replaces a zone's position cache in one batched write.
     async fn flush_positions(
         &self,
-        zone: u32,
+        zone: ZoneId,
         positions: &[Position],
         ttl: Duration,
     ) -> Result<(), StoreError>;
     /// A zone's cached positions.
-    async fn positions(&self, zone: u32) -> Result<Vec<Position>, StoreError>;
+    async fn positions(&self, zone: ZoneId) -> Result<Vec<Position>, StoreError>;
 
     /// Keeps a player's last state hot (written on leave), keeping the newer version.
     async fn put_player_state(
@@ -175,7 +175,7 @@ pub trait HotStore: Send + Sync + Debug {
     async fn claim_player(
         &self,
         player: PlayerId,
-        zone: u32,
+        zone: ZoneId,
         expect: Option<Owner>,
         floor: u64,
         ttl: Duration,
@@ -188,7 +188,7 @@ pub trait HotStore: Send + Sync + Debug {
     /// returned: that holding supersedes this one.
     async fn keep_players(
         &self,
-        zone: u32,
+        zone: ZoneId,
         held: &[(PlayerId, u64)],
         ttl: Duration,
     ) -> Result<Vec<(PlayerId, Owner)>, StoreError>;
@@ -196,18 +196,18 @@ pub trait HotStore: Send + Sync + Debug {
     /// Publishes where a zone's server listens (the lease holder does, on claiming).
     async fn set_zone_address(
         &self,
-        zone: u32,
+        zone: ZoneId,
         address: &str,
         ttl: Duration,
     ) -> Result<(), StoreError>;
     /// Where a zone's server listens, if published and not expired.
-    async fn zone_address(&self, zone: u32) -> Result<Option<String>, StoreError>;
+    async fn zone_address(&self, zone: ZoneId) -> Result<Option<String>, StoreError>;
 
     /// Claims a zone for `owner` for `ttl`, if nobody holds it. The fencing token handed out
     /// is greater than `after_fence` even if the store lost its counter (a Redis wipe).
     async fn acquire_lease(
         &self,
-        zone: u32,
+        zone: ZoneId,
         owner: &str,
         ttl: Duration,
         after_fence: u64,

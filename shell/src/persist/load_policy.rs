@@ -114,9 +114,11 @@ mod tests {
 
     fn found(c: &Choice) -> (u64, LoadSource, bool) {
         match c {
-            Choice::Found { stored, source } => {
-                (stored.state.version.raw(), *source, stored.profile.is_some())
-            }
+            Choice::Found { stored, source } => (
+                stored.state.version.raw(),
+                *source,
+                stored.profile.is_some(),
+            ),
             other => panic!("not found: {other:?}"),
         }
     }

@@ -3,7 +3,7 @@
 //! applies to player state.
 
 use bincode::{Decode, Encode};
-use zone_core::{CombatEvent, PlayerId, PlayerState};
+use zone_core::{CombatEvent, PlayerId, PlayerState, ZoneId};
 
 /// Milliseconds in a day: combat events are partitioned by `unix_ms / DAY_MS`.
 pub const DAY_MS: u64 = 86_400_000;
@@ -23,7 +23,7 @@ pub enum Record {
 #[derive(Clone, Copy, Debug, PartialEq, Encode, Decode)]
 pub struct CombatRecord {
     /// The zone that simulated it.
-    pub zone: u32,
+    pub zone: ZoneId,
     /// The zone server run that simulated it (start time in unix ms): event ids restart with
     /// the tick counter on every start, so `(run, event.id)` is the unique key.
     pub run: u64,
@@ -44,7 +44,7 @@ impl CombatRecord {
 #[derive(Clone, Copy, Debug, PartialEq, Encode, Decode)]
 pub struct SaveRecord {
     /// The zone that saved it.
-    pub zone: u32,
+    pub zone: ZoneId,
     /// Whose.
     pub player: PlayerId,
     /// The state with its version.

@@ -11,7 +11,7 @@ use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use fred::types::{Expiration, ExpireOptions};
 use tokio::sync::{Semaphore, broadcast};
-use zone_core::{PlayerId, PlayerState};
+use zone_core::{PlayerId, PlayerState, ZoneId};
 
 use super::cold::StoreError;
 use super::hot::{Claim, HotStore, Lease, Message, Owner, Position, Session};
@@ -119,7 +119,7 @@ fn parse_owner(record: &str) -> Result<Option<Owner>, StoreError> {
     let bad = || StoreError::BadRow(format!("owner record {record:?}"));
     let (zone, epoch) = record.split_once('|').ok_or_else(bad)?;
     Ok(Some(Owner {
-        zone: zone.parse().map_err(|_| bad())?,
+        zone: ZoneId(zone.parse().map_err(|_| bad())?),
         epoch: epoch.parse().map_err(|_| bad())?,
     }))
 }
@@ -141,7 +141,7 @@ pub struct RedisHotStore {
     timeout: Duration,
     /// Players last written to each zone's position hash, so departed ones are removed with
     /// one HDEL instead of rewriting the whole hash.
-    last_positions: std::sync::Mutex<std::collections::BTreeMap<u32, Vec<PlayerId>>>,
+    last_positions: std::sync::Mutex<std::collections::BTreeMap<ZoneId, Vec<PlayerId>>>,
 }
 
 impl std::fmt::Debug for RedisHotStore {
@@ -328,6 +328,7 @@ impl HotStore for RedisHotStore {
             .ok_or_else(|| StoreError::BadRow(format!("session value {v:?}")))?;
         let zone = zone
             .parse()
+            .map(ZoneId)
             .map_err(|_| StoreError::BadRow(format!("session zone {zone:?}")))?;
         Ok(Some(Session {
             player,
@@ -343,7 +344,7 @@ impl HotStore for RedisHotStore {
 
     async fn set_presence(
         &self,
-        zone: u32,
+        zone: ZoneId,
         players: &[PlayerId],
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -361,7 +362,7 @@ impl HotStore for RedisHotStore {
         self.call(queue).await
     }
 
-    async fn presence(&self, zone: u32) -> Result<Vec<PlayerId>, StoreError> {
+    async fn presence(&self, zone: ZoneId) -> Result<Vec<PlayerId>, StoreError> {
         let members: Vec<String> = self
             .call(self.client.smembers(keys::presence(zone)))
             .await?;
@@ -375,7 +376,7 @@ impl HotStore for RedisHotStore {
 
     async fn flush_positions(
         &self,
-        zone: u32,
+        zone: ZoneId,
         positions: &[Position],
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -434,7 +435,7 @@ impl HotStore for RedisHotStore {
         result
     }
 
-    async fn positions(&self, zone: u32) -> Result<Vec<Position>, StoreError> {
+    async fn positions(&self, zone: ZoneId) -> Result<Vec<Position>, StoreError> {
         let map: std::collections::HashMap<String, Vec<u8>> = self
             .call(self.client.hgetall(keys::positions(zone)))
             .await?;
@@ -529,7 +530,7 @@ impl HotStore for RedisHotStore {
     async fn claim_player(
         &self,
         player: PlayerId,
-        zone: u32,
+        zone: ZoneId,
         expect: Option<Owner>,
         floor: u64,
         ttl: Duration,
@@ -559,7 +560,7 @@ impl HotStore for RedisHotStore {
 
     async fn keep_players(
         &self,
-        zone: u32,
+        zone: ZoneId,
         held: &[(PlayerId, u64)],
         ttl: Duration,
     ) -> Result<Vec<(PlayerId, Owner)>, StoreError> {
@@ -591,7 +592,7 @@ impl HotStore for RedisHotStore {
 
     async fn set_zone_address(
         &self,
-        zone: u32,
+        zone: ZoneId,
         address: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
@@ -605,13 +606,13 @@ impl HotStore for RedisHotStore {
         .await
     }
 
-    async fn zone_address(&self, zone: u32) -> Result<Option<String>, StoreError> {
+    async fn zone_address(&self, zone: ZoneId) -> Result<Option<String>, StoreError> {
         self.call(self.client.get(keys::zone_address(zone))).await
     }
 
     async fn acquire_lease(
         &self,
-        zone: u32,
+        zone: ZoneId,
         owner: &str,
         ttl: Duration,
         after_fence: u64,

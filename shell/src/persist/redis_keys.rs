@@ -13,7 +13,7 @@
 //! | `zs:lease:zone:{zone}` | string | `"{owner}\|{fence}"` | `store.lease_ttl_ms`, renewed |
 //! | `zs:lease:fence` | counter | last fencing token handed out | never |
 
-use zone_core::PlayerId;
+use zone_core::{PlayerId, ZoneId};
 
 /// The fencing-token counter shared by every lease.
 pub const FENCE: &str = "zs:lease:fence";
@@ -24,13 +24,13 @@ pub fn session(player: PlayerId) -> String {
 }
 
 /// The players in a zone.
-pub fn presence(zone: u32) -> String {
-    format!("zs:zone:{zone}:presence")
+pub fn presence(zone: ZoneId) -> String {
+    format!("zs:zone:{}:presence", zone.0)
 }
 
 /// A zone's position cache.
-pub fn positions(zone: u32) -> String {
-    format!("zs:zone:{zone}:positions")
+pub fn positions(zone: ZoneId) -> String {
+    format!("zs:zone:{}:positions", zone.0)
 }
 
 /// A player's hot state.
@@ -44,13 +44,13 @@ pub fn owner(player: PlayerId) -> String {
 }
 
 /// Where a zone's server listens.
-pub fn zone_address(zone: u32) -> String {
-    format!("zs:zone:{zone}:address")
+pub fn zone_address(zone: ZoneId) -> String {
+    format!("zs:zone:{}:address", zone.0)
 }
 
 /// The pub/sub channel other zones send a zone handoffs and ghosts on.
-pub fn zone_bus(zone: u32) -> String {
-    format!("zs:zone:{zone}:bus")
+pub fn zone_bus(zone: ZoneId) -> String {
+    format!("zs:zone:{}:bus", zone.0)
 }
 
 /// A rate-limit counter.
@@ -59,11 +59,11 @@ pub fn rate_limit(key: &str) -> String {
 }
 
 /// A zone's lease.
-pub fn lease(zone: u32) -> String {
-    format!("zs:lease:zone:{zone}")
+pub fn lease(zone: ZoneId) -> String {
+    format!("zs:lease:zone:{}", zone.0)
 }
 
 /// The pub/sub channel of a zone's events.
-pub fn zone_channel(zone: u32) -> String {
-    format!("zs:zone:{zone}:events")
+pub fn zone_channel(zone: ZoneId) -> String {
+    format!("zs:zone:{}:events", zone.0)
 }

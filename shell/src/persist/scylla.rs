@@ -28,7 +28,9 @@ use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::{DeserializeRow, SerializeRow};
 use tokio::task::JoinSet;
-use zone_core::{AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, Version};
+use zone_core::{
+    AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, Version, ZoneId,
+};
 
 use super::cold::{ColdStore, StoreError, StoredPlayer, fenced_out};
 use super::record::{CombatRecord, ProfileRecord, Record, SaveRecord};
@@ -357,7 +359,7 @@ fn combat_values(r: &CombatRecord) -> Result<CombatValues, String> {
     let day = i32::try_from(r.day()).map_err(|_| format!("day {} out of range", r.day()))?;
     let e = &r.event;
     Ok(CombatValues {
-        zone_id: i64::from(r.zone),
+        zone_id: i64::from(r.zone.0),
         day,
         run: to_i64(r.run, "run")?,
         event_id: e.id.0.to_be_bytes().to_vec(),
@@ -411,8 +413,8 @@ pub fn fence_write_order(since_ms: u64) -> i64 {
 }
 
 /// The smallest fence among each zone's saves in `batch`: the fences to read before writing.
-fn save_fence_floors(batch: &[Record]) -> BTreeMap<u32, u64> {
-    let mut floors: BTreeMap<u32, u64> = BTreeMap::new();
+fn save_fence_floors(batch: &[Record]) -> BTreeMap<ZoneId, u64> {
+    let mut floors: BTreeMap<ZoneId, u64> = BTreeMap::new();
     for record in batch {
         if let Record::PlayerSave(s) = record {
             let floor = floors.entry(s.zone).or_insert(s.fence);
@@ -425,7 +427,7 @@ fn save_fence_floors(batch: &[Record]) -> BTreeMap<u32, u64> {
 /// The first save of `batch` that `histories` (per zone) fences out, with the reason.
 fn first_fenced_out(
     batch: &[Record],
-    histories: &BTreeMap<u32, Vec<(u64, u64)>>,
+    histories: &BTreeMap<ZoneId, Vec<(u64, u64)>>,
 ) -> Option<(usize, String)> {
     batch.iter().enumerate().find_map(|(index, record)| {
         let Record::PlayerSave(s) = record else {
@@ -463,7 +465,7 @@ enum Unit {
 fn plan(batch: &[Record]) -> Result<Vec<Unit>, StoreError> {
     let reject = |index, reason| StoreError::Rejected { index, reason };
     // (zone, day) -> chunks of at most MAX_BATCH_STATEMENTS (record index, values).
-    let mut partitions: BTreeMap<(u32, u32), Vec<CombatChunk>> = BTreeMap::new();
+    let mut partitions: BTreeMap<(ZoneId, u32), Vec<CombatChunk>> = BTreeMap::new();
     let mut units = Vec::new();
     for (index, record) in batch.iter().enumerate() {
         match record {
@@ -565,11 +567,11 @@ impl Inner {
     }
 
     /// The fences of `zone` above `fence`, as `(fence, since_ms)`, largest first.
-    async fn fences_above(&self, zone: u32, fence: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+    async fn fences_above(&self, zone: ZoneId, fence: u64) -> Result<Vec<(u64, u64)>, StoreError> {
         const T: &str = "zone_fences";
         let above = i64::try_from(fence).unwrap_or(i64::MAX);
         let result = self
-            .execute(&self.prepared.select_fences, (i64::from(zone), above))
+            .execute(&self.prepared.select_fences, (i64::from(zone.0), above))
             .await
             .map_err(read_failure)?;
         let rows = result
@@ -591,7 +593,7 @@ impl Inner {
     async fn fence_histories(
         &self,
         batch: &[Record],
-    ) -> Result<BTreeMap<u32, Vec<(u64, u64)>>, StoreError> {
+    ) -> Result<BTreeMap<ZoneId, Vec<(u64, u64)>>, StoreError> {
         let mut histories = BTreeMap::new();
         for (zone, floor) in save_fence_floors(batch) {
             histories.insert(zone, self.fences_above(zone, floor).await?);
@@ -843,12 +845,12 @@ impl ColdStore for ScyllaStore {
 
     async fn register_fence(
         &self,
-        zone: u32,
+        zone: ZoneId,
         fence: u64,
         since_ms: u64,
     ) -> Result<u64, StoreError> {
         let values = (
-            i64::from(zone),
+            i64::from(zone.0),
             i64::try_from(fence).map_err(|_| StoreError::Rejected {
                 index: 0,
                 reason: format!("fence {fence} exceeds the bigint range"),
@@ -863,14 +865,14 @@ impl ColdStore for ScyllaStore {
         self.zone_fence(zone).await.map(|known| known.max(fence))
     }
 
-    async fn zone_fence(&self, zone: u32) -> Result<u64, StoreError> {
+    async fn zone_fence(&self, zone: ZoneId) -> Result<u64, StoreError> {
         let fences = self.inner.fences_above(zone, 0).await?;
         Ok(fences.iter().map(|&(f, _)| f).max().unwrap_or(0))
     }
 
     async fn combat_events(
         &self,
-        zone: u32,
+        zone: ZoneId,
         day: u32,
     ) -> Result<Vec<(u64, CombatEvent)>, StoreError> {
         let day = i32::try_from(day).map_err(|_| StoreError::Rejected {
@@ -879,7 +881,7 @@ impl ColdStore for ScyllaStore {
         })?;
         let mut statement = self.inner.prepared.select_combat.clone();
         statement.set_page_size(COMBAT_PAGE_SIZE);
-        let values = (i64::from(zone), day);
+        let values = (i64::from(zone.0), day);
         let mut out = Vec::new();
         let mut paging = PagingState::start();
         loop {
@@ -915,7 +917,7 @@ mod tests {
 
     fn combat(zone: u32, unix_ms: u64, seq: u32) -> Record {
         Record::Combat(CombatRecord {
-            zone,
+            zone: ZoneId(zone),
             run: 7,
             unix_ms,
             event: CombatEvent {
@@ -965,7 +967,7 @@ mod tests {
     #[test]
     fn values_out_of_the_cql_range_are_rejected_with_their_index() {
         let mut save = SaveRecord {
-            zone: 1,
+            zone: ZoneId(1),
             player: PlayerId(9),
             state: PlayerState::new_character(0.0, 0.0, 100),
             fence: 0,

@@ -43,7 +43,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
 use tracing::{error, info, warn};
-use zone_core::{PlayerId, PlayerState};
+use zone_core::{PlayerId, PlayerState, ZoneId};
 
 use super::record::{MAX_RECORD_BYTES, Record, RecordError};
 use super::spool_fs::{SpoolFs, StdFs};
@@ -194,7 +194,7 @@ struct Inner {
     /// The newest unacknowledged save of each player: its sequence number and state.
     saves: BTreeMap<PlayerId, (u64, PlayerState)>,
     /// The largest fence spooled per zone.
-    fences: BTreeMap<u32, u64>,
+    fences: BTreeMap<ZoneId, u64>,
     /// When a closing writer gives up retrying a failing disk.
     close_by: Option<Instant>,
 }
@@ -592,7 +592,7 @@ impl Spool {
     }
 
     /// The largest fence of `zone` found in the spool (recovered or appended since).
-    pub fn max_fence(&self, zone: u32) -> u64 {
+    pub fn max_fence(&self, zone: ZoneId) -> u64 {
         self.shared
             .inner
             .lock()
