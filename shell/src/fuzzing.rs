@@ -91,7 +91,12 @@ fn check_segment(bytes: &[u8]) {
         assert!(at + len <= bytes.len(), "frame at {at} runs past the end");
         assert_eq!(
             spool::parse_frame(&bytes[at..]),
-            Frame::Valid { seq, payload, len },
+            Frame::Valid {
+                seq,
+                version: spool::frame_version(bytes[at]).expect("a scanned frame names a version"),
+                payload,
+                len
+            },
             "the frame at {at} parses as scanned"
         );
         assert!(

@@ -760,3 +760,74 @@ fn the_spool_knows_each_players_newest_unflushed_save_across_zones_and_restarts(
     );
     spool.close();
 }
+
+/// A frame as every spool has held it since the first release: byte 0 is `0x5A` (record
+/// version 1), then length, CRC32 of sequence number and payload, sequence number, payload.
+fn first_version_frame(seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&seq.to_le_bytes());
+    crc.update(payload);
+    let mut frame = vec![0x5A];
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&crc.finalize().to_le_bytes());
+    frame.extend_from_slice(&seq.to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+fn encoded(r: &Record) -> Vec<u8> {
+    let mut payload = Vec::new();
+    r.encode_into(&mut payload).unwrap();
+    payload
+}
+
+#[test]
+fn frames_are_written_as_spools_have_always_held_them_so_old_spools_replay() {
+    let payload = encoded(&save(3, 11, 4.5));
+    let mut written = Vec::new();
+    zone_shell::persist::spool::write_frame(&mut written, 42, &payload);
+    assert_eq!(written, first_version_frame(42, &payload));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = first_version_frame(1, &encoded(&combat(1, 5, 0)));
+    old.extend(first_version_frame(2, &payload));
+    std::fs::write(dir.path().join(format!("seg-{:020}.log", 1)), &old).unwrap();
+    let (spool, recovery) = open(dir.path(), 1 << 30);
+    assert_eq!(
+        recovery.records,
+        vec![(1, combat(1, 5, 0)), (2, save(3, 11, 4.5))]
+    );
+    assert!(recovery.undecodable.is_empty());
+    assert!(spool.close().is_empty());
+}
+
+#[test]
+fn a_frame_of_a_newer_record_version_is_kept_for_the_dead_letter_not_skipped_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let future = b"a record encoded by a newer server".to_vec();
+    let mut frame2 = first_version_frame(2, &future);
+    frame2[0] = 0x5B; // record version 2, unknown here
+    let mut bytes = first_version_frame(1, &encoded(&save(1, 1, 1.0)));
+    bytes.extend(&frame2);
+    bytes.extend(first_version_frame(3, &encoded(&save(1, 2, 2.0))));
+    std::fs::write(dir.path().join(format!("seg-{:020}.log", 1)), &bytes).unwrap();
+
+    let (spool, recovery) = open(dir.path(), 1 << 30);
+    assert_eq!(
+        recovery.corrupt_frames, 0,
+        "a newer frame is not corruption"
+    );
+    assert_eq!(
+        recovery.records,
+        vec![(1, save(1, 1, 1.0)), (3, save(1, 2, 2.0))]
+    );
+    assert_eq!(
+        recovery.undecodable,
+        vec![(
+            2,
+            future,
+            zone_shell::persist::RecordError::UnknownVersion(2)
+        )]
+    );
+    assert!(spool.close().is_empty());
+}

@@ -79,6 +79,11 @@ pub struct ProfileRecord {
 /// Most bytes one encoded record may take (a profile name is the only variable part).
 pub const MAX_RECORD_BYTES: usize = 4_096;
 
+/// The version of the record encoding written now (the spool frames name it). Version 1 is
+/// the bincode encoding of [`Record`] as it is; a change to the encoding adds a version and
+/// keeps decoding the older ones.
+pub const RECORD_VERSION: u8 = 1;
+
 /// A record that cannot be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecordError {
@@ -91,6 +96,9 @@ pub enum RecordError {
     /// Larger than [`MAX_RECORD_BYTES`].
     #[error("record of {0} bytes exceeds the limit")]
     TooLarge(usize),
+    /// Written in a record version this server does not know (by a newer server).
+    #[error("record version {0} is not known to this server (it knows 1..={RECORD_VERSION})")]
+    UnknownVersion(u8),
 }
 
 fn bincode_config() -> impl bincode::config::Config {
@@ -105,7 +113,15 @@ impl Record {
             .map_err(|e| RecordError::Decode(e.to_string()))
     }
 
-    /// Decodes exactly one record from `bytes`.
+    /// Decodes exactly one record of version `version` from `bytes`.
+    pub fn decode_version(version: u8, bytes: &[u8]) -> Result<Self, RecordError> {
+        match version {
+            RECORD_VERSION => Self::decode(bytes),
+            other => Err(RecordError::UnknownVersion(other)),
+        }
+    }
+
+    /// Decodes exactly one record of the current version from `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(RecordError::TooLarge(bytes.len()));

@@ -11,7 +11,11 @@
 //!   yet deleted is replayed (the cold store's writes are idempotent, so replaying an already
 //!   flushed record is harmless).
 //!
-//! Frame: `magic 0x5A | len u32 LE | crc32 u32 LE (of seq and payload) | seq u64 LE | payload`.
+//! Frame: `version u8 | len u32 LE | crc32 u32 LE (of seq and payload) | seq u64 LE | payload`.
+//! The first byte names the encoding of the payload ([`Record`] version 1 is `0x5A`, the
+//! byte every spool has begun its frames with); the header layout is the same for every
+//! version, so a reader finds, checks and keeps a frame of a version it cannot decode (it is
+//! dead-lettered with [`RecordError::UnknownVersion`], never skipped as corrupt or lost).
 //! Sequence numbers increase across segments, and across restarts while the spool holds
 //! records; a spool drained to nothing starts again after the highest sequence it still
 //! finds (nothing refers to an acknowledged sequence number).
@@ -45,10 +49,21 @@ use std::sync::atomic::AtomicBool;
 use tracing::{error, info, warn};
 use zone_core::{PlayerId, PlayerState, ZoneId};
 
-use super::record::{MAX_RECORD_BYTES, Record, RecordError};
+use super::record::{MAX_RECORD_BYTES, RECORD_VERSION, Record, RecordError};
 use super::spool_fs::{SpoolFs, StdFs};
 
-const MAGIC: u8 = 0x5A;
+/// Byte 0 of a frame of record version `v` is `VERSION_BASE + v`.
+const VERSION_BASE: u8 = 0x59;
+/// Byte 0 of the frames written now.
+const MAGIC: u8 = VERSION_BASE + RECORD_VERSION;
+/// Record versions a frame may name: this one and later ones (frames of a newer server are
+/// found and kept, not taken for corruption).
+const VERSIONS: std::ops::RangeInclusive<u8> = VERSION_BASE + 1..=VERSION_BASE + 16;
+
+/// The record version a frame's first byte names, if it names one.
+pub fn frame_version(first: u8) -> Option<u8> {
+    VERSIONS.contains(&first).then(|| first - VERSION_BASE)
+}
 /// Bytes before the payload.
 pub const FRAME_HEADER: usize = 1 + 4 + 4 + 8;
 /// A segment is closed once it holds this many bytes.
@@ -257,10 +272,12 @@ fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
 /// One frame parsed from bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
-    /// A valid frame: its sequence number, payload and total length.
+    /// A valid frame: its sequence number, record version, payload and total length.
     Valid {
         /// Sequence number.
         seq: u64,
+        /// The version of the record encoding in the payload.
+        version: u8,
         /// The encoded record.
         payload: &'a [u8],
         /// Frame length in bytes.
@@ -276,7 +293,7 @@ pub enum Frame<'a> {
 /// Parses the frame at the start of `bytes`. Never panics, whatever the bytes.
 pub fn parse_frame(bytes: &[u8]) -> Frame<'_> {
     let Some(header) = bytes.get(..FRAME_HEADER) else {
-        return if bytes.first().is_some_and(|b| *b != MAGIC) {
+        return if bytes.first().is_some_and(|b| frame_version(*b).is_none()) {
             Frame::Corrupt
         } else {
             Frame::Incomplete
@@ -291,7 +308,10 @@ pub fn parse_frame(bytes: &[u8]) -> Frame<'_> {
     let (Some(len), Some(crc)) = (u32_at(1), u32_at(5)) else {
         return Frame::Corrupt;
     };
-    if header.first() != Some(&MAGIC) || len as usize > MAX_RECORD_BYTES || len == 0 {
+    let Some(version) = header.first().and_then(|b| frame_version(*b)) else {
+        return Frame::Corrupt;
+    };
+    if len as usize > MAX_RECORD_BYTES || len == 0 {
         return Frame::Corrupt;
     }
     let total = FRAME_HEADER + len as usize;
@@ -310,12 +330,13 @@ pub fn parse_frame(bytes: &[u8]) -> Frame<'_> {
     let seq = <[u8; 8]>::try_from(seq_bytes).map_or(0, u64::from_le_bytes);
     Frame::Valid {
         seq,
+        version,
         payload,
         len: total,
     }
 }
 
-/// Appends one frame to `out`.
+/// Appends one frame of the current record version to `out`.
 pub fn write_frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     let start = out.len();
     out.resize(start + FRAME_HEADER, 0);
@@ -325,8 +346,8 @@ pub fn write_frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     }
 }
 
-/// Writes the header of `frame` (header space followed by the payload): magic, payload
-/// length, CRC32 of sequence number and payload, sequence number.
+/// Writes the header of `frame` (header space followed by the payload): the current record
+/// version, payload length, CRC32 of sequence number and payload, sequence number.
 fn fill_header(frame: &mut [u8], seq: u64) {
     let (header, payload) = frame.split_at_mut(FRAME_HEADER.min(frame.len()));
     let mut hasher = crc32fast::Hasher::new();
@@ -358,7 +379,9 @@ pub fn scan(bytes: &[u8]) -> (Vec<ScannedFrame<'_>>, u64, usize) {
     while at < bytes.len() {
         let rest = bytes.get(at..).unwrap_or_default();
         match parse_frame(rest) {
-            Frame::Valid { seq, payload, len } if seq > last_seq || frames.is_empty() => {
+            Frame::Valid {
+                seq, payload, len, ..
+            } if seq > last_seq || frames.is_empty() => {
                 frames.push((at, seq, payload));
                 last_seq = seq;
                 at += len;
@@ -426,14 +449,16 @@ impl Spool {
                 fs.truncate_durable(&path, valid_end as u64)?;
             }
             let mut last = first.saturating_sub(1);
-            for (_, seq, payload) in frames {
+            for (at, seq, payload) in frames {
+                // A scanned frame starts with its version byte.
+                let version = bytes.get(at).and_then(|b| frame_version(*b)).unwrap_or(0);
                 if seq <= max_seq && max_seq > 0 {
                     recovery.corrupt_frames += 1;
                     continue;
                 }
                 max_seq = seq;
                 last = seq;
-                match Record::decode(payload) {
+                match Record::decode_version(version, payload) {
                     Ok(r) => recovery.records.push((seq, r)),
                     Err(e) => recovery.undecodable.push((seq, payload.to_vec(), e)),
                 }
@@ -1027,12 +1052,17 @@ impl SpoolReader {
             let mut progressed = false;
             while at < data.len() && out.records.len() + out.undecodable.len() < max {
                 match parse_frame(data.get(at..).unwrap_or_default()) {
-                    Frame::Valid { seq, payload, len } => {
+                    Frame::Valid {
+                        seq,
+                        version,
+                        payload,
+                        len,
+                    } => {
                         if seq > durable {
                             break;
                         }
                         if seq > self.after {
-                            match Record::decode(payload) {
+                            match Record::decode_version(version, payload) {
                                 Ok(r) => out.records.push((seq, r)),
                                 Err(e) => out.undecodable.push((seq, payload.to_vec(), e)),
                             }
