@@ -651,7 +651,7 @@ fn start_demo_bots(
             stand: false,
         };
         let (key, rx) = (key.clone(), bots_stop_rx.clone());
-        tokio::spawn(async move { run_crowd(bot_config, &key, rx).await })
+        tokio::spawn(async move { Ok(run_crowd(bot_config, &key, rx).await?) })
     });
     Ok((bots_stop, bots))
 }

@@ -137,12 +137,26 @@ impl CrowdReport {
     }
 }
 
+/// Why a bot could not play.
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    /// Its connect token could not be minted.
+    #[error("minting a bot's connect token")]
+    Mint(#[from] crate::tokens::MintError),
+    /// Its socket could not be bound.
+    #[error("binding a bot's socket")]
+    Socket(#[from] std::io::Error),
+    /// Its task panicked or was cancelled.
+    #[error("bot task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 /// Runs a crowd of bots until `duration` elapses or `stop` turns true.
 pub async fn run_crowd(
     config: BotConfig,
     private_key: &Key,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<CrowdReport> {
+) -> Result<CrowdReport, BotError> {
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(config.count as usize);
     for i in 0..u64::from(config.count) {
@@ -170,10 +184,7 @@ pub async fn run_crowd(
     }
     let mut bots = Vec::with_capacity(tasks.len());
     for t in tasks {
-        bots.push(
-            t.await
-                .map_err(|e| anyhow::anyhow!("bot task failed: {e}"))??,
-        );
+        bots.push(t.await??);
     }
     Ok(CrowdReport {
         bots,
@@ -186,11 +197,11 @@ async fn play(
     player: u64,
     token: [u8; 2048],
     mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<BotReport> {
-    let bind: SocketAddr = if config.server.is_ipv4() {
-        "127.0.0.1:0".parse()?
+) -> Result<BotReport, BotError> {
+    let bind = if config.server.is_ipv4() {
+        SocketAddr::from(([127, 0, 0, 1], 0))
     } else {
-        "[::1]:0".parse()?
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
     };
     let socket = UdpSocket::bind(bind).await?;
     play_on(&socket, &config, player, token, &mut stop).await
@@ -239,7 +250,7 @@ pub async fn play_on<S: DatagramSocket>(
     player: u64,
     token: [u8; 2048],
     stop: &mut watch::Receiver<bool>,
-) -> anyhow::Result<BotReport> {
+) -> Result<BotReport, BotError> {
     let epoch = Instant::now();
     let mut client = Client::new(Duration::ZERO, &token);
     let mut session = ClientSession::new(PlayerId(player));

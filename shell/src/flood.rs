@@ -10,11 +10,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 use zone_core::rng::{self, Purpose};
 
 /// Sends about `rate` datagrams per second to `target` for `seconds`; returns how many were sent.
-pub async fn flood(target: SocketAddr, rate: u32, seconds: u64) -> anyhow::Result<u64> {
-    let bind: SocketAddr = if target.is_ipv4() {
-        "127.0.0.1:0".parse()?
+pub async fn flood(target: SocketAddr, rate: u32, seconds: u64) -> std::io::Result<u64> {
+    let bind = if target.is_ipv4() {
+        SocketAddr::from(([127, 0, 0, 1], 0))
     } else {
-        "[::1]:0".parse()?
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
     };
     let socket = UdpSocket::bind(bind).await?;
     // Send in 1 ms batches.

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use anyhow::Context;
+use std::path::PathBuf;
+
 use zone_core::netcode::Key;
 
 use crate::config::{Config, format_key, parse_key};
@@ -21,32 +22,67 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomnessError> {
     Ok(out)
 }
 
+/// Why the netcode private key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// `net.private_key` is not a key.
+    #[error("net.private_key {0}")]
+    Config(String),
+    /// The development key file holds no key.
+    #[error("{}: key {problem}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Reading or writing the development key file failed.
+    #[error("{what} {}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No randomness for a fresh development key.
+    #[error(transparent)]
+    Randomness(#[from] RandomnessError),
+}
+
 /// The netcode private key: from config, else from (or freshly written to) the development key
 /// file in the data directory. Returns the key and whether it is the development key.
-pub fn private_key(config: &Config) -> anyhow::Result<(Key, bool)> {
+pub fn private_key(config: &Config) -> Result<(Key, bool), KeyError> {
     if let Some(text) = &config.net.private_key {
-        let bytes = parse_key(text).map_err(|p| anyhow::anyhow!("net.private_key {p}"))?;
+        let bytes = parse_key(text).map_err(KeyError::Config)?;
         return Ok((Key::from_bytes(bytes), false));
     }
     let path = config.data_dir.join("dev-private.key");
     Ok((Key::from_bytes(dev_key(&path)?), true))
 }
 
-fn dev_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+fn dev_key(path: &Path) -> Result<[u8; 32], KeyError> {
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| KeyError::Io { what, path, source }
+    };
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_key(&text).map_err(|p| anyhow::anyhow!("{}: key {p}", path.display())),
+        Ok(text) => parse_key(&text).map_err(|p| KeyError::File {
+            path: path.to_path_buf(),
+            problem: p,
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = random_bytes::<32>()?;
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
             }
-            std::fs::write(path, format_key(&key) + "\n")
-                .with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(path, format_key(&key) + "\n").map_err(io("writing", path))?;
             restrict(path);
             Ok(key)
         }
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => Err(io("reading", path)(e)),
     }
 }
 

@@ -13,8 +13,49 @@ use tracing::{error, info, warn};
 use super::Stores;
 use crate::metrics::Metrics;
 use crate::persist::redis_keys;
-use crate::persist::{HotStore, Lease};
+use crate::persist::{HotStore, Lease, StoreError};
 use zone_core::ZoneId;
+
+/// Why a zone lease could not be claimed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The cold store could not say the zone's fence before the deadline.
+    #[error("cannot read the fence of zone {zone} from the cold store")]
+    Fence {
+        /// The zone.
+        zone: ZoneId,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// Another server still held the lease at the deadline.
+    #[error(
+        "zone {zone} is held by another server (lease {key}); not starting a second simulation"
+    )]
+    Held {
+        /// The zone.
+        zone: ZoneId,
+        /// The lease's hot-store key.
+        key: String,
+    },
+    /// The hot store failed at the deadline.
+    #[error("cannot claim the lease of zone {zone}")]
+    Claim {
+        /// The zone.
+        zone: ZoneId,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The deadline passed between attempts.
+    #[error("could not claim the lease of zone {zone} within {deadline:?}")]
+    Timeout {
+        /// The zone.
+        zone: ZoneId,
+        /// The deadline.
+        deadline: Duration,
+    },
+}
 
 /// Claims the zone's lease, retrying until `deadline` (a previous owner's lease may still be
 /// running out after a crash). The fence floor is durable: the largest of the cold store's
@@ -30,7 +71,7 @@ pub async fn claim_lease(
     ttl: Duration,
     deadline: Duration,
     local_fence: u64,
-) -> anyhow::Result<Lease> {
+) -> Result<Lease, LeaseError> {
     let (hot, cold) = (&stores.hot, &stores.cold);
     let until = Instant::now() + deadline;
     let mut floor = local_fence;
@@ -42,9 +83,7 @@ pub async fn claim_lease(
                 warn!(%zone, error = %e, "cannot read the zone's fence from the cold store; retrying");
                 None
             }
-            Err(e) => {
-                anyhow::bail!("cannot read the fence of zone {zone} from the cold store: {e}")
-            }
+            Err(e) => return Err(LeaseError::Fence { zone, source: e }),
         };
         if let Some(known) = known {
             floor = floor.max(known);
@@ -85,15 +124,17 @@ pub async fn claim_lease(
                 Err(e) if Instant::now() < until => {
                     warn!(%zone, error = %e, "cannot reach the hot store to claim the zone lease; retrying");
                 }
-                Ok(None) => anyhow::bail!(
-                    "zone {zone} is held by another server (lease {}); not starting a second simulation",
-                    redis_keys::lease(zone)
-                ),
-                Err(e) => anyhow::bail!("cannot claim the lease of zone {zone}: {e}"),
+                Ok(None) => {
+                    return Err(LeaseError::Held {
+                        zone,
+                        key: redis_keys::lease(zone),
+                    });
+                }
+                Err(e) => return Err(LeaseError::Claim { zone, source: e }),
             }
         }
         if Instant::now() >= until {
-            anyhow::bail!("could not claim the lease of zone {zone} within {deadline:?}");
+            return Err(LeaseError::Timeout { zone, deadline });
         }
         tokio::time::sleep(ttl / 4).await;
     }
