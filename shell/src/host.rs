@@ -23,8 +23,9 @@
 
 mod handoff;
 pub mod presence;
+mod stats;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ use zone_core::{InputError, PlayerId, PlayerState, Vec2, Zone, ZoneId};
 use handoff::{Action, Handoffs};
 pub use handoff::{HandoffEvent, HandoffStats};
 use presence::{Connect, Gone, InvariantError, Outgoing, Phase, Presence, Presences};
+use stats::bump;
+pub use stats::{HostDrop, HostStats, JoinSource, Label};
 
 use crate::effects::redirect::RedirectToken;
 use crate::effects::{Effect, HotOp, LoadOutcome, LoadRequest, RedirectRequest};
@@ -87,56 +90,6 @@ pub struct HostConfig {
     /// The zone's place in a world of zones (borders, neighbours, handoffs); `None` for a
     /// zone that is a world of its own.
     pub world: Option<WorldPlace>,
-}
-
-/// Counters of one host's life (never decreasing) and its gauges: what the loop exports as
-/// metrics, and what logs and tests read. Keyed counters use static labels, so counting
-/// allocates only the first time a label is seen.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HostStats {
-    /// Clients that connected.
-    pub connects: u64,
-    /// Clients that disconnected, by netcode's reason.
-    pub disconnects: BTreeMap<&'static str, u64>,
-    /// Player states saved (on leave, crossing, arrival and shutdown).
-    pub saves: u64,
-    /// Datagrams dropped by the host: `client_rate_limit` (beyond a client's per-tick
-    /// allowance), `shutting_down` (connection requests while stopping), `send_queue`.
-    pub dropped: BTreeMap<&'static str, u64>,
-    /// Client packets that did not decode, by error.
-    pub decode_errors: BTreeMap<&'static str, u64>,
-    /// Joins loaded, by where the state came from (`local`, `hot`, `cold`, `new`, `failed`).
-    pub loads: BTreeMap<&'static str, u64>,
-    /// Handoff events, by [`HandoffEvent::name`].
-    pub handoffs: BTreeMap<&'static str, u64>,
-    /// Ticks run.
-    pub ticks: u64,
-    /// Combat events produced.
-    pub combat_events: u64,
-    /// Inputs the zone rejected, by [`InputError::index`] (stale ones are not counted).
-    pub inputs_rejected: [u64; InputError::COUNT],
-    /// Presence transitions refused as bugs (release builds; debug builds panic).
-    pub illegal_transitions: u64,
-    /// Entities in the zone after the last tick (gauge).
-    pub entities: u64,
-    /// Ghosts shown after the last tick (gauge).
-    pub ghosts: u64,
-}
-
-impl HostStats {
-    /// Datagrams from one client beyond its per-tick allowance.
-    pub fn rate_limited(&self) -> u64 {
-        self.dropped.get("client_rate_limit").copied().unwrap_or(0)
-    }
-
-    /// Clients that disconnected, for any reason.
-    pub fn disconnected(&self) -> u64 {
-        self.disconnects.values().sum()
-    }
-}
-
-fn bump(map: &mut BTreeMap<&'static str, u64>, key: &'static str) {
-    *map.entry(key).or_insert(0) += 1;
 }
 
 /// A zone, its replication, its netcode server and where its players are.
@@ -319,7 +272,7 @@ impl ZoneHost {
         datagram: &mut [u8],
     ) {
         if !self.accepting && datagram.first() == Some(&0) {
-            bump(&mut self.stats.dropped, "shutting_down");
+            bump(&mut self.stats.dropped, HostDrop::ShuttingDown);
             return;
         }
         self.now = self.now.max(now);
@@ -341,7 +294,7 @@ impl ZoneHost {
                 };
                 *count += 1;
                 if *count > self.max_packets {
-                    bump(&mut self.stats.dropped, "client_rate_limit");
+                    bump(&mut self.stats.dropped, HostDrop::ClientRateLimit);
                     return;
                 }
                 if let Err(PacketError::Decode(e)) =
@@ -401,14 +354,9 @@ impl ZoneHost {
             Gone::Leaving(player) => self.rep.disconnect(player),
             Gone::Loading(_) | Gone::Nobody => {}
         }
-        let why = match why {
-            DisconnectReason::ClientRequested => "ClientRequested",
-            DisconnectReason::TimedOut => "TimedOut",
-            DisconnectReason::ServerRequested => "ServerRequested",
-        };
         bump(&mut self.stats.disconnects, why);
         if let Gone::Playing(p) | Gone::Leaving(p) | Gone::Loading(p) = gone {
-            info!(player = p.0, reason = why, "client disconnected");
+            info!(player = p.0, reason = why.label(), "client disconnected");
         }
     }
 
@@ -429,14 +377,17 @@ impl ZoneHost {
                 if stored.profile.is_none() && source != LoadSource::Local {
                     self.new_profile(player);
                 }
-                (source.name(), stored.state)
+                (JoinSource::Stored(source), stored.state)
             }
             LoadOutcome::New { epoch } => {
                 self.new_profile(player);
-                ("new", self.zone.new_character(player).claimed(epoch))
+                (
+                    JoinSource::New,
+                    self.zone.new_character(player).claimed(epoch),
+                )
             }
             LoadOutcome::Failed(why) => {
-                bump(&mut self.stats.loads, "failed");
+                bump(&mut self.stats.loads, JoinSource::Failed);
                 warn!(player = player.0, %why, "player state could not be loaded; disconnecting");
                 let _ = self.net.disconnect(client);
                 self.drain_net_events();
@@ -637,7 +588,7 @@ impl ZoneHost {
             };
             if let Err(e) = self.net.send_payload(client, payload) {
                 debug!(player = player.0, error = %e, "payload not queued");
-                bump(&mut self.stats.dropped, "send_queue");
+                bump(&mut self.stats.dropped, HostDrop::SendQueue);
             }
         }
         self.net.update(now);
@@ -756,7 +707,7 @@ impl ZoneHost {
                 if let Some(w) = waited {
                     self.handoff_waits.push(w);
                 }
-                bump(&mut self.stats.handoffs, event.name());
+                bump(&mut self.stats.handoffs, event);
             }
         }
     }
@@ -836,7 +787,7 @@ impl ZoneHost {
         if let Some(client) = client {
             self.drop_client(player, client);
         }
-        bump(&mut self.stats.handoffs, HandoffEvent::Evicted.name());
+        bump(&mut self.stats.handoffs, HandoffEvent::Evicted);
     }
 
     /// Everyone in the zone (with a client or awaiting one) with their position.

@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 use zone_core::netcode::DropReason;
 use zone_core::{InputError, ZoneId};
 
-use crate::host::{HostStats, ZoneHost};
+use crate::host::{HostStats, Label, ZoneHost};
 
 /// Whose a metric family is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -357,6 +357,25 @@ pub struct HostExport {
     waits: Vec<std::time::Duration>,
 }
 
+/// Adds to `family` what `now` counted beyond `seen`, labelled by each reason.
+fn export_counts<K: Label>(
+    family: &Family<Reason, Counter>,
+    now: &std::collections::BTreeMap<K, u64>,
+    seen: &mut std::collections::BTreeMap<K, u64>,
+) {
+    for (&key, &n) in now {
+        let before = seen.entry(key).or_insert(0);
+        if n > *before {
+            family
+                .get_or_create(&Reason {
+                    reason: key.label().to_owned(),
+                })
+                .inc_by(n - *before);
+            *before = n;
+        }
+    }
+}
+
 impl HostExport {
     /// Brings `m` up to date with `host`.
     pub fn export(&mut self, host: &mut ZoneHost, m: &Metrics) {
@@ -372,29 +391,15 @@ impl HostExport {
             .inc_by(now.combat_events - seen.combat_events);
         (seen.connects, seen.ticks, seen.combat_events) =
             (now.connects, now.ticks, now.combat_events);
-        for (family, now, seen) in [
-            (&m.disconnects, &now.disconnects, &mut seen.disconnects),
-            (&m.dropped, &now.dropped, &mut seen.dropped),
-            (
-                &m.decode_errors,
-                &now.decode_errors,
-                &mut seen.decode_errors,
-            ),
-            (&m.player_loads, &now.loads, &mut seen.loads),
-            (&m.handoffs, &now.handoffs, &mut seen.handoffs),
-        ] {
-            for (label, n) in now {
-                let before = seen.entry(label).or_insert(0);
-                if *n > *before {
-                    family
-                        .get_or_create(&Reason {
-                            reason: (*label).to_owned(),
-                        })
-                        .inc_by(n - *before);
-                    *before = *n;
-                }
-            }
-        }
+        export_counts(&m.disconnects, &now.disconnects, &mut seen.disconnects);
+        export_counts(&m.dropped, &now.dropped, &mut seen.dropped);
+        export_counts(
+            &m.decode_errors,
+            &now.decode_errors,
+            &mut seen.decode_errors,
+        );
+        export_counts(&m.player_loads, &now.loads, &mut seen.loads);
+        export_counts(&m.handoffs, &now.handoffs, &mut seen.handoffs);
         for kind in InputError::ALL {
             let (n, before) = (
                 now.inputs_rejected[kind.index()],

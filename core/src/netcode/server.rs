@@ -123,7 +123,7 @@ impl ServerConfig {
 }
 
 /// Why a client left its slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum DisconnectReason {
     /// The client sent a disconnect packet.
     ClientRequested,

@@ -108,7 +108,7 @@ pub(super) enum Action {
 }
 
 /// What happened to a handoff (a metric label).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum HandoffEvent {
     /// A player crossed and was offered.
     Started,

@@ -15,7 +15,7 @@ use zone_core::PlayerState;
 use super::cold::{StoreError, StoredPlayer};
 
 /// Where a loaded state came from (a metric label).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LoadSource {
     /// The spool of this process.
     Local,

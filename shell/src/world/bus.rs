@@ -22,7 +22,7 @@ pub const MAX_BUS_MESSAGE: usize = 256 * 1024;
 pub const BUS_VERSION: u8 = 1;
 
 /// Why a handoff was refused by the zone asked to take the player.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
 pub enum RefuseReason {
     /// The zone is not accepting players (shutting down, spool full).
     NotAccepting,
