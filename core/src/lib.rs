@@ -19,7 +19,9 @@
 pub mod client;
 mod components;
 mod config;
-#[doc(hidden)]
+/// Fuzz targets and their seed corpus: not API (the `fuzzing` feature; `fuzz/` and the
+/// corpus test enable it).
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod grid;
 mod ids;

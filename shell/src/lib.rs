@@ -18,7 +18,9 @@ pub mod bots;
 pub mod config;
 pub mod effects;
 pub mod flood;
-#[doc(hidden)]
+/// Fuzz targets and their seed corpus: not API (the `fuzzing` feature; `fuzz/` and the
+/// corpus test enable it).
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod host;
 pub mod keys;
