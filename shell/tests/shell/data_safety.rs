@@ -4,7 +4,6 @@
 //! - a player held longer than the ownership ledger's TTL, then logged in again in another
 //!   zone: the first zone must let go (never two holders).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,9 +16,10 @@ use zone_shell::config::Config;
 use zone_shell::effects::Stores;
 use zone_shell::persist::embedded_cold::SqliteStore;
 use zone_shell::persist::embedded_hot::MemoryHotStore;
-use zone_shell::persist::spool::scan;
 use zone_shell::persist::{ColdStore, Record, SaveRecord, StoreError, StoredPlayer};
 use zone_shell::tokens::{TokenRequest, mint};
+
+use crate::support::{metric, spooled};
 
 /// The embedded cold store with its disk full: reads work, every write fails.
 #[derive(Debug)]
@@ -74,32 +74,15 @@ fn stores(dir: &std::path::Path, cold_writes_fail: bool) -> Stores {
     }
 }
 
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Every valid player save in the spool's segment files, in sequence order.
 fn spooled_saves(dir: &std::path::Path) -> Vec<(u64, SaveRecord)> {
-    let mut out = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(dir.join("spool"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    paths.sort();
-    for p in paths {
-        let bytes = std::fs::read(&p).unwrap();
-        for (_, seq, payload) in scan(&bytes).0 {
-            if let Ok(Record::PlayerSave(s)) = Record::decode(payload) {
-                out.push((seq, s));
-            }
-        }
-    }
-    out.sort_by_key(|(seq, _)| *seq);
-    out
+    spooled(dir)
+        .into_iter()
+        .filter_map(|(seq, r)| match r {
+            Record::PlayerSave(s) => Some((seq, s)),
+            _ => None,
+        })
+        .collect()
 }
 
 async fn roam(running: &Running, config: &Config, seconds: u64) -> zone_shell::bots::CrowdReport {
@@ -125,6 +108,7 @@ async fn roam(running: &Running, config: &Config, seconds: u64) -> zone_shell::b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_zone_restart_with_the_cold_store_behind_rolls_nobody_back() {
+    let _live = crate::support::live(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let config = world_2x1(dir.path());
 
@@ -231,6 +215,7 @@ async fn client(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_held_past_the_ledger_ttl_is_never_held_by_two_zones() {
+    let _live = crate::support::live(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let mut config = world_2x1(dir.path());
     config.zone.arena_size = 128;

@@ -10,7 +10,6 @@
 //! With `SCYLLA_URI` set (comma-separated host:port), `real_cluster_round_trip` also runs against
 //! that cluster; otherwise it says loudly that it did not run.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -749,6 +748,7 @@ fn row(cols: &[(&str, Option<Vec<u8>>)]) -> FakeRow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_goes_out_as_prepared_executes_and_one_unlogged_batch_per_partition() {
+    let _live = crate::support::live(module_path!());
     let h = Harness::start().await;
     let cql = Cql::new(TEMPLATE_KEYSPACE);
     let day = 19_000 * DAY_MS;
@@ -805,6 +805,7 @@ async fn a_write_goes_out_as_prepared_executes_and_one_unlogged_batch_per_partit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overloaded_unavailable_and_lost_replies_are_retryable() {
+    let _live = crate::support::live(module_path!());
     let mut h = Harness::start().await;
     let batch = vec![combat(2, 5, 0), combat(2, 5, 1)];
 
@@ -865,6 +866,7 @@ async fn overloaded_unavailable_and_lost_replies_are_retryable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_record_is_rejected_with_its_index_and_the_rest_is_written() {
+    let _live = crate::support::live(module_path!());
     let mut h = Harness::start().await;
     let batch = vec![
         Record::Profile(profile(7)),
@@ -921,6 +923,7 @@ async fn an_invalid_record_is_rejected_with_its_index_and_the_rest_is_written() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_player_reads_three_tables_and_refuses_bad_rows() {
+    let _live = crate::support::live(module_path!());
     let h = Harness::start().await;
     assert_eq!(h.store.load_player(PlayerId(5)).await.expect("load"), None);
 
@@ -1016,6 +1019,7 @@ fn fenced_save(player: u64, zone: u32, fence: u64, unix_ms: u64) -> Record {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fences_are_registered_and_saves_under_a_superseded_fence_are_rejected() {
+    let _live = crate::support::live(module_path!());
     let h = Harness::start().await;
     let cql = Cql::new(TEMPLATE_KEYSPACE);
     // Zone 4 was held under fence 3 and then, from unix ms 5000 on, under fence 6.
@@ -1095,6 +1099,7 @@ async fn fences_are_registered_and_saves_under_a_superseded_fence_are_rejected()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_sends_the_schema_file_statements() {
+    let _live = crate::support::live(module_path!());
     let h = Harness::start().await;
     h.fake.clear_log();
     schema::migrate(h.store.session(), "zone", 3)
@@ -1113,6 +1118,7 @@ async fn migrate_sends_the_schema_file_statements() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_partition_is_split_into_bounded_batches() {
+    let _live = crate::support::live(module_path!());
     let h = Harness::start().await;
     let n = MAX_BATCH_STATEMENTS as u32 + 3;
     let batch: Vec<Record> = (0..n).map(|seq| combat(9, 5, seq)).collect();
@@ -1128,6 +1134,7 @@ async fn a_large_partition_is_split_into_bounded_batches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_cluster_round_trip() {
+    let _live = crate::support::live(module_path!());
     let Ok(uri) = std::env::var("SCYLLA_URI") else {
         eprintln!(
             "\n*** real_cluster_round_trip NOT RUN: SCYLLA_URI is not set \

@@ -2,7 +2,6 @@
 //! corrupt segments, the disk budget, retries through an outage, the circuit breaker, dead
 //! letters, idempotent and newest-wins writes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -2,7 +2,6 @@
 //! over borders, are handed from zone to zone and follow their redirects; each player is held
 //! by one zone at a time, their state carries over, and ghosts of the neighbours are seen.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
@@ -10,6 +9,8 @@ use zone_core::PlayerId;
 use zone_shell::app::{Running, start};
 use zone_shell::bots::{BotConfig, run_crowd};
 use zone_shell::config::Config;
+
+use crate::support::metric;
 
 fn world_config(dir: &std::path::Path) -> Config {
     let mut c = Config::default();
@@ -37,15 +38,9 @@ fn roaming_bots(running: &Running, config: &Config, count: u32) -> BotConfig {
     }
 }
 
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_roam_a_2x2_world_and_are_handed_over_borders_without_loss() {
+    let _live = crate::support::live(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let config = world_config(dir.path());
     let running = start(config.clone(), None).await.unwrap();

@@ -7,7 +7,6 @@
 //! Needs `redis-server` on PATH (`apt-get install redis-server`; `.ci/run` installs it). A
 //! missing binary fails the tests with that message, it never skips them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -387,11 +386,13 @@ async fn contract(hot: &dyn HotStore, tag: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_in_process_store_keeps_the_contract() {
+    let _live = crate::support::live(module_path!());
     contract(&MemoryHotStore::new(), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_keeps_the_contract() {
+    let _live = crate::support::live(module_path!());
     let server = RedisServer::start();
     let hot = redis(&server).await;
     contract(&hot, 2).await;
@@ -400,6 +401,7 @@ async fn redis_keeps_the_contract() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_fail_fast_while_redis_is_down_and_work_again_after_restart() {
+    let _live = crate::support::live(module_path!());
     let mut server = RedisServer::start();
     let hot = redis(&server).await;
     let channel = "zs:test:restart";
@@ -444,6 +446,7 @@ async fn calls_fail_fast_while_redis_is_down_and_work_again_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
+    let _live = crate::support::live(module_path!());
     let mut server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
@@ -568,6 +571,7 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_world_split_over_two_servers_sharing_redis_hands_players_from_one_to_the_other() {
+    let _live = crate::support::live(module_path!());
     let server = RedisServer::start();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let cold: Arc<dyn ColdStore> =

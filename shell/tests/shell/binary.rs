@@ -1,37 +1,24 @@
 //! The `zone-server` binary itself: runs on embedded defaults, answers health checks, exits 0
 //! on SIGTERM after a graceful shutdown, refuses bad config naming the field, mints tokens.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::{free_port, http_get};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_zone-server"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn get(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split(' ').nth(1)?.parse().ok()
+    http_get(port, path).map(|(code, _)| code)
 }
 
 #[test]
 fn runs_with_bots_for_a_fixed_number_of_ticks_and_exits_cleanly() {
+    let _live = crate::support::live(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let out = bin()
         .args([
@@ -73,6 +60,7 @@ fn runs_with_bots_for_a_fixed_number_of_ticks_and_exits_cleanly() {
 #[cfg(unix)]
 #[test]
 fn sigterm_drains_and_exits_zero() {
+    let _live = crate::support::live(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let admin = free_port();
     let mut child = bin()
@@ -153,6 +141,7 @@ fn sigterm_drains_and_exits_zero() {
 
 #[test]
 fn bad_config_is_refused_naming_the_field() {
+    let _live = crate::support::live(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("zone.toml");
     std::fs::write(&file, "[net]\nmax_clients = 0\n").unwrap();
@@ -183,6 +172,7 @@ fn bad_config_is_refused_naming_the_field() {
 
 #[test]
 fn token_command_mints_a_parseable_token() {
+    let _live = crate::support::live(module_path!());
     use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
     let out = bin()

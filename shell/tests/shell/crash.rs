@@ -5,42 +5,19 @@
 //! must then be in the cold store, exactly once, with the same content.
 
 #![cfg(unix)]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zone_core::{PlayerId, Version};
 use zone_shell::persist::embedded_cold::SqliteStore;
-use zone_shell::persist::spool::scan;
 use zone_shell::persist::{ColdStore, Record};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::{free_port, http_get, metric, spooled};
 
 fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    http_get(port, path).map(|(_, text)| text)
 }
 
 fn server(dir: &std::path::Path, admin: u16, extra: &[&str]) -> Command {
@@ -57,26 +34,9 @@ fn server(dir: &std::path::Path, admin: u16, extra: &[&str]) -> Command {
     c
 }
 
-/// Every valid record in the spool's segment files.
-fn spooled(dir: &std::path::Path) -> Vec<(u64, Record)> {
-    let mut out = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(dir.join("spool"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    for p in paths {
-        let bytes = std::fs::read(&p).unwrap();
-        let (frames, _, _) = scan(&bytes);
-        for (_, seq, payload) in frames {
-            out.push((seq, Record::decode(payload).unwrap()));
-        }
-    }
-    out
-}
-
 #[test]
 fn sigkill_with_the_store_down_loses_nothing_that_was_spooled() {
+    let _live = crate::support::live(module_path!());
     let dir = tempfile::tempdir().unwrap();
     let admin = free_port();
     let mut child = server(dir.path(), admin, &["--bots", "12"])
@@ -97,8 +57,8 @@ fn sigkill_with_the_store_down_loses_nothing_that_was_spooled() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let m = get(admin, "/metrics").unwrap_or_default();
-        if metric(&m, "zone_spool_records") >= 200.0
-            && metric(&m, "zone_flush_retries_total") >= 1.0
+        if metric(&m, "zone_spool_records", &[]) >= 200.0
+            && metric(&m, "zone_flush_retries_total", &[]) >= 1.0
         {
             break;
         }

@@ -5,7 +5,6 @@
 //! configs validate; the image builds `zone-server` and runs it as non-root; and every metric
 //! the Grafana dashboard queries is exported by a real server. No Docker needed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -388,6 +387,7 @@ fn depends_condition(service: &Value, on: &str) -> Option<String> {
 
 #[test]
 fn every_zone_env_var_in_infra_is_one_the_binary_accepts() {
+    let _live = crate::support::live(module_path!());
     let accepted = accepted_env();
     for expected in [
         "ZONE_BIND",
@@ -1097,6 +1097,7 @@ async fn scrape(addr: SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_queries_only_metrics_a_real_server_exports() {
+    let _live = crate::support::live(module_path!());
     let dashboard: serde_json::Value =
         serde_json::from_str(&read("monitoring/grafana/dashboards/zone-server.json")).unwrap();
     let mut queries = Vec::new();
