@@ -1,7 +1,6 @@
 //! The `zone-server` binary itself: runs on embedded defaults, answers health checks, exits 0
 //! on SIGTERM after a graceful shutdown, refuses bad config naming the field, mints tokens.
 
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,7 +4,6 @@
 //! - a player held longer than the ownership ledger's TTL, then logged in again in another
 //!   zone: the first zone must let go (never two holders).
 
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

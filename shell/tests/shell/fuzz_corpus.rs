@@ -1,7 +1,6 @@
 //! Replays every checked-in corpus file of the shell's fuzz targets through the same bodies
 //! cargo fuzz runs, so plain `cargo test` on stable exercises them and every crash found so far.
 
-
 use std::path::PathBuf;
 
 fn corpus_dir(target: &str) -> PathBuf {

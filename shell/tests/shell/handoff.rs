@@ -3,7 +3,6 @@
 //! spools the player under the new epoch once the claim is won; answers a repeated transfer
 //! again without claiming twice; refuses what it cannot take.
 
-
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -5,7 +5,6 @@
 //! configs validate; the image builds `zone-server` and runs it as non-root; and every metric
 //! the Grafana dashboard queries is exported by a real server. No Docker needed.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -7,7 +7,6 @@
 //! Needs `redis-server` on PATH (`apt-get install redis-server`; `.ci/run` installs it). A
 //! missing binary fails the tests with that message, it never skips them.
 
-
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;

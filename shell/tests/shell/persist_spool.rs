@@ -2,7 +2,6 @@
 //! corrupt segments, the disk budget, retries through an outage, the circuit breaker, dead
 //! letters, idempotent and newest-wins writes.
 
-
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

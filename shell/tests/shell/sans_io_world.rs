@@ -9,7 +9,6 @@
 //! - a held state is never older than the newest durable save of the player;
 //! - a transfer leaves a zone only once the save it carries is durable there.
 
-
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;

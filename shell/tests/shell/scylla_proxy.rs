@@ -10,7 +10,6 @@
 //! With `SCYLLA_URI` set (comma-separated host:port), `real_cluster_round_trip` also runs against
 //! that cluster; otherwise it says loudly that it did not run.
 
-
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};

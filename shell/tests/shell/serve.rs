@@ -2,7 +2,6 @@
 //! snapshots; junk is thrown at the socket; a renetcode client (another netcode.io
 //! implementation) connects too; the server shuts down gracefully and saves every player.
 
-
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 

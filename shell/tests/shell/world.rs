@@ -2,7 +2,6 @@
 //! over borders, are handed from zone to zone and follow their redirects; each player is held
 //! by one zone at a time, their state carries over, and ghosts of the neighbours are seen.
 
-
 use std::time::Duration;
 
 use zone_core::PlayerId;
