@@ -415,3 +415,77 @@ fn hostile_client_packets_are_refused_counted_and_harmless() {
     h.heal_and_settle(5);
     h.assert_views_match(3);
 }
+
+/// A chat flood next to a player never crowds out that player's control messages: each
+/// speaker is rate limited, bulk traffic stops short of the reserve, and a redirect still
+/// queues. (Before the limit and the reserve, 64 chats x 8 packets a tick filled a silent
+/// neighbour's 256-entry queue in one tick and its redirect was dropped.)
+#[test]
+fn a_chat_flood_is_rate_limited_and_never_crowds_out_a_redirect() {
+    use zone_core::protocol::{ClientMessage, redirect_messages};
+    let config = ReplicationConfig::default();
+    let (mut zone, script) = busy_zone(23, 41, 10, 24);
+    let mut rep = Replicator::new(config.clone(), zone.map().size());
+    let players: Vec<PlayerId> = script.players().iter().map(|p| p.player).collect();
+    for &p in &players {
+        assert!(rep.connect(&zone, p));
+    }
+    zone.tick();
+    rep.update(&zone);
+    let (victim, attackers) = (players[0], &players[1..]);
+    assert!(
+        attackers.iter().all(|a| rep
+            .visible(victim)
+            .unwrap()
+            .contains(&zone.player_entity(*a).unwrap())),
+        "every attacker is in the victim's view"
+    );
+    let ticks = 120u64;
+    let mut next_seq = vec![0u16; attackers.len()];
+    let mut sent = 0u64;
+    for _ in 0..ticks {
+        for (i, &a) in attackers.iter().enumerate() {
+            for _ in 0..8 {
+                let packet = ClientPacket {
+                    reliable_first: next_seq[i],
+                    reliable: (0..64)
+                        .map(|_| ClientMessage::Chat {
+                            text: "spam".into(),
+                        })
+                        .collect(),
+                    ..ClientPacket::default()
+                };
+                next_seq[i] = next_seq[i].wrapping_add(64);
+                let mut bytes = Vec::new();
+                packet.encode(&mut bytes);
+                rep.handle_packet(&mut zone, a, &bytes).unwrap();
+                sent += 64;
+            }
+        }
+        zone.tick();
+        rep.update(&zone);
+    }
+    let m = *rep.metrics();
+    let per_speaker =
+        u64::from(config.chat_burst) + ticks / u64::from(config.chat_refill_ticks) + 1;
+    let accepted = sent - m.chats_limited;
+    assert!(
+        accepted <= attackers.len() as u64 * per_speaker,
+        "{accepted} chats accepted from {} speakers in {ticks} ticks",
+        attackers.len()
+    );
+    assert!(m.reliable_dropped > 0, "the victim's bulk share filled up");
+    // The victim acknowledged nothing, yet its redirect still queues, every part of it.
+    let parts = redirect_messages(
+        zone_core::ZoneId(2),
+        "127.0.0.1:40001".parse().unwrap(),
+        &[7u8; 2048],
+    );
+    for part in parts {
+        assert!(
+            rep.send_reliable(victim, part),
+            "a redirect part was dropped"
+        );
+    }
+    assert_eq!(rep.metrics().control_dropped, 0);
+}

@@ -32,7 +32,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 use zone_core::netcode::{self, DisconnectReason, DropCounters, Key, ServerEvent, Transmit};
 use zone_core::protocol::redirect_messages;
-use zone_core::replication::{PacketError, ReplicationConfig, Replicator};
+use zone_core::replication::{PacketError, ReplicationConfig, ReplicationMetrics, Replicator};
 use zone_core::{InputError, PlayerId, PlayerState, Vec2, Zone, ZoneId};
 
 use handoff::{Action, Handoffs};
@@ -187,6 +187,11 @@ impl ZoneHost {
             handoff_waits: Vec::new(),
             observer: None,
         })
+    }
+
+    /// The replicator's counters (the loop exports them).
+    pub fn replication_metrics(&self) -> &ReplicationMetrics {
+        self.rep.metrics()
     }
 
     /// The zone.
@@ -478,8 +483,20 @@ impl ZoneHost {
         }
         match token {
             Ok(t) => {
-                for m in redirect_messages(t.to, t.address, &t.token) {
-                    self.rep.send_reliable(player, m);
+                let parts = redirect_messages(t.to, t.address, &t.token);
+                let total = parts.len();
+                let queued = parts
+                    .into_iter()
+                    .map(|m| self.rep.send_reliable(player, m))
+                    .filter(|queued| *queued)
+                    .count();
+                if queued < total {
+                    // Not even the control reserve had room: the client acknowledges nothing
+                    // and will time out; the replication counters show `control_dropped`.
+                    warn!(
+                        player = player.0,
+                        queued, total, "redirect did not fit the client's reliable queue"
+                    );
                 }
                 debug!(player = player.0, to = t.to.0, address = %t.address, "client redirected");
             }

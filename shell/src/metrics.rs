@@ -17,6 +17,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use zone_core::netcode::DropReason;
+use zone_core::replication::ReplicationMetrics;
 use zone_core::{InputError, ZoneId};
 
 use crate::host::{HostStats, Label, ZoneHost};
@@ -112,6 +113,11 @@ pub struct Metrics {
     /// Ownership claims of joining players, by result (`won`, or `failed` when the ledger
     /// could not confirm the claim and the join was refused).
     pub player_claims: Family<Reason, Counter>,
+    /// Replication events, by kind: `chats_limited` (refused by a speaker's rate limit),
+    /// `chats_relayed`, `reliable_dropped` (chat or combat log past a client's bulk share),
+    /// `control_dropped` (a welcome, redirect or goodbye that did not fit even the reserve),
+    /// `deferred`, `full_snapshots`, `bogus_acks`, `unknown_client`, `inputs_redundant`.
+    pub replication: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -160,6 +166,7 @@ impl Metrics {
             ghosts: Gauge::default(),
             bus_errors: Family::default(),
             player_claims: Family::default(),
+            replication: Family::default(),
         }
     }
 
@@ -318,6 +325,12 @@ impl Metrics {
                 &self.ghosts,
             ),
             (
+                "replication_events",
+                "Replication events: chats limited and relayed, reliable messages dropped, ...",
+                Zone,
+                &self.replication,
+            ),
+            (
                 "bus_errors",
                 "Zone bus messages dropped, by reason",
                 Zone,
@@ -354,6 +367,7 @@ impl Metrics {
 pub struct HostExport {
     seen: HostStats,
     netcode_seen: [u64; DropReason::COUNT],
+    replication_seen: ReplicationMetrics,
     waits: Vec<std::time::Duration>,
 }
 
@@ -427,6 +441,48 @@ impl HostExport {
                     })
                     .inc_by(n - self.netcode_seen[i]);
                 self.netcode_seen[i] = n;
+            }
+        }
+        let now = *host.replication_metrics();
+        let seen = &mut self.replication_seen;
+        for (label, now, seen) in [
+            ("chats_limited", now.chats_limited, &mut seen.chats_limited),
+            ("chats_relayed", now.chats_relayed, &mut seen.chats_relayed),
+            (
+                "reliable_dropped",
+                now.reliable_dropped,
+                &mut seen.reliable_dropped,
+            ),
+            (
+                "control_dropped",
+                now.control_dropped,
+                &mut seen.control_dropped,
+            ),
+            ("deferred", now.deferred, &mut seen.deferred),
+            (
+                "full_snapshots",
+                now.full_snapshots,
+                &mut seen.full_snapshots,
+            ),
+            ("bogus_acks", now.bogus_acks, &mut seen.bogus_acks),
+            (
+                "unknown_client",
+                now.unknown_client,
+                &mut seen.unknown_client,
+            ),
+            (
+                "inputs_redundant",
+                now.inputs_redundant,
+                &mut seen.inputs_redundant,
+            ),
+        ] {
+            if now > *seen {
+                m.replication
+                    .get_or_create(&Reason {
+                        reason: label.to_owned(),
+                    })
+                    .inc_by(now - *seen);
+                *seen = now;
             }
         }
     }

@@ -37,6 +37,16 @@ impl<M> ReliableSender<M> {
         Ok(seq)
     }
 
+    /// Queues a message only while fewer than `limit` are unacknowledged (and the queue is not
+    /// full): bulk traffic (chat, the combat log) stops short of the capacity kept for
+    /// control messages, which [`ReliableSender::send`] may still queue.
+    pub fn send_within(&mut self, message: M, limit: usize) -> Result<u16, M> {
+        if self.queue.len() >= limit {
+            return Err(message);
+        }
+        self.send(message)
+    }
+
     /// Takes the peer's cumulative ack (the next sequence it expects). An ack beyond what was
     /// sent is ignored and reported as `false`.
     pub fn on_ack(&mut self, next_expected: u16) -> bool {
@@ -121,6 +131,20 @@ impl ReliableReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bulk_stops_at_its_limit_and_control_messages_use_the_reserve() {
+        let mut tx = ReliableSender::new(8);
+        for i in 0..6u32 {
+            assert!(tx.send_within(i, 6).is_ok());
+        }
+        assert_eq!(tx.send_within(6, 6), Err(6), "bulk stops at its limit");
+        assert!(
+            tx.send(100).is_ok() && tx.send(101).is_ok(),
+            "the reserve takes control"
+        );
+        assert_eq!(tx.send(102), Err(102), "the capacity still binds");
+    }
 
     #[test]
     fn delivers_in_order_exactly_once_across_wrap() {

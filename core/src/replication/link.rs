@@ -30,10 +30,14 @@ pub(super) struct ClientLink {
     pub reliable_rx: ReliableReceiver,
     pub last_input_seq: Option<u32>,
     pub pong: Option<u64>,
+    /// Chats this client may still send now (a token bucket of `chat_burst`).
+    pub chat_tokens: u32,
+    /// The tick up to which `chat_tokens` has been refilled.
+    pub chat_refilled: u64,
 }
 
 impl ClientLink {
-    pub fn new(player: PlayerId, entity: EntityId, config: &ReplicationConfig) -> Self {
+    pub fn new(player: PlayerId, entity: EntityId, config: &ReplicationConfig, tick: u64) -> Self {
         Self {
             player,
             entity,
@@ -45,7 +49,26 @@ impl ClientLink {
             reliable_rx: ReliableReceiver::default(),
             last_input_seq: None,
             pong: None,
+            chat_tokens: config.chat_burst,
+            chat_refilled: tick,
         }
+    }
+
+    /// Takes one chat token at `tick` if there is one, after refilling one per
+    /// `chat_refill_ticks` since the last refill (up to `chat_burst`).
+    pub fn take_chat_token(&mut self, tick: u64, config: &ReplicationConfig) -> bool {
+        let every = u64::from(config.chat_refill_ticks.max(1));
+        let earned = tick.saturating_sub(self.chat_refilled) / every;
+        if earned > 0 {
+            let tokens = u64::from(self.chat_tokens).saturating_add(earned);
+            self.chat_tokens = tokens.min(u64::from(config.chat_burst)) as u32;
+            self.chat_refilled = self.chat_refilled.saturating_add(earned * every);
+        }
+        if self.chat_tokens == 0 {
+            return false;
+        }
+        self.chat_tokens -= 1;
+        true
     }
 
     /// The remembered snapshot of `tick`, if still in the ring.

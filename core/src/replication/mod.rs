@@ -42,7 +42,18 @@ pub struct ReplicationConfig {
     /// Most unacknowledged reliable messages per client; beyond it, messages are dropped
     /// and counted.
     pub reliable_queue: usize,
+    /// Entries of each client's reliable queue kept for control messages (welcome, redirect,
+    /// goodbye: [`Replicator::send_reliable`]): chat and the combat log stop short of them,
+    /// so a flood of either never crowds out a redirect.
+    pub reliable_reserved: usize,
+    /// Chats a client may send at once (its token bucket's size).
+    pub chat_burst: u32,
+    /// A client earns one chat back every this many ticks.
+    pub chat_refill_ticks: u32,
 }
+
+/// Chats taken from one client packet at most; the rest are dropped and counted.
+pub const MAX_CHATS_PER_PACKET: usize = 4;
 
 impl Default for ReplicationConfig {
     fn default() -> Self {
@@ -52,6 +63,9 @@ impl Default for ReplicationConfig {
             packet_budget: MAX_PACKET,
             reliable_budget: 400,
             reliable_queue: 256,
+            reliable_reserved: 32,
+            chat_burst: 5,
+            chat_refill_ticks: 30,
         }
     }
 }
@@ -92,8 +106,16 @@ pub struct ReplicationMetrics {
     pub inputs_fed: u64,
     /// Redundant input copies skipped (already fed).
     pub inputs_redundant: u64,
-    /// Reliable messages dropped because a client's queue was full.
+    /// Chat and combat-log messages dropped because a client's queue was full up to the
+    /// reserve kept for control messages.
     pub reliable_dropped: u64,
+    /// Control messages (welcome, redirect, goodbye) dropped because even the reserve was
+    /// full: the client is not acknowledging anything.
+    pub control_dropped: u64,
+    /// Chats refused by the sender's rate limit (or beyond [`MAX_CHATS_PER_PACKET`]).
+    pub chats_limited: u64,
+    /// Chats delivered into listeners' queues.
+    pub chats_relayed: u64,
 }
 
 /// Replication state of every connected client.
@@ -106,6 +128,10 @@ pub struct Replicator {
     index: Vec<u32>,
     grid: SpatialGrid,
     clients: BTreeMap<PlayerId, ClientLink>,
+    /// The client of each connected avatar.
+    by_entity: BTreeMap<EntityId, PlayerId>,
+    /// Listeners of one chat (reused).
+    listeners: Vec<PlayerId>,
     scratch: select::Scratch,
     packet: ServerPacket,
     decoded: ClientPacket,
@@ -139,6 +165,8 @@ impl Replicator {
             world: Vec::new(),
             index: Vec::new(),
             clients: BTreeMap::new(),
+            by_entity: BTreeMap::new(),
+            listeners: Vec::new(),
             scratch: select::Scratch::default(),
             packet: ServerPacket::default(),
             decoded: ClientPacket::default(),
@@ -159,7 +187,7 @@ impl Replicator {
         let Some(entity) = zone.player_entity(player) else {
             return false;
         };
-        let mut link = ClientLink::new(player, entity, &self.config);
+        let mut link = ClientLink::new(player, entity, &self.config, zone.current_tick());
         let welcome = ServerMessage::Welcome {
             zone: zone.zone_id(),
             player,
@@ -167,7 +195,10 @@ impl Replicator {
             tick_hz: zone.rules().tick_hz.min(u32::from(u16::MAX)) as u16,
         };
         let _ = link.reliable_tx.send(welcome);
-        self.clients.insert(player, link);
+        if let Some(old) = self.clients.insert(player, link) {
+            self.by_entity.remove(&old.entity);
+        }
+        self.by_entity.insert(entity, player);
         let (entities, clients) = (zone.entity_count(), self.clients.len());
         self.world
             .reserve(entities.saturating_sub(self.world.len()));
@@ -180,7 +211,9 @@ impl Replicator {
 
     /// Stops replicating to `player`.
     pub fn disconnect(&mut self, player: PlayerId) {
-        self.clients.remove(&player);
+        if let Some(link) = self.clients.remove(&player) {
+            self.by_entity.remove(&link.entity);
+        }
     }
 
     /// Whether `player` is connected.
@@ -198,14 +231,16 @@ impl Replicator {
         &self.metrics
     }
 
-    /// Queues a reliable message for one client (dropped and counted if its queue is full).
+    /// Queues a control message (redirect, goodbye) for one client, using the reserve that
+    /// chat and the combat log cannot. `false` (and counted) if the client is unknown or even
+    /// the reserve is full.
     pub fn send_reliable(&mut self, player: PlayerId, message: ServerMessage) -> bool {
         let Some(link) = self.clients.get_mut(&player) else {
             return false;
         };
         let sent = link.reliable_tx.send(message).is_ok();
         if !sent {
-            self.metrics.reliable_dropped += 1;
+            self.metrics.control_dropped += 1;
         }
         sent
     }
@@ -248,24 +283,50 @@ impl Replicator {
             let _ = zone.handle_input(player, input.to_input());
         }
         let from_entity = link.entity;
-        let fresh = link.reliable_rx.accept(p.reliable_first, &p.reliable);
-        for m in fresh {
+        let fresh = link.reliable_rx.accept(p.reliable_first, &p.reliable).len();
+        let Self {
+            config,
+            tick,
+            world,
+            index,
+            grid,
+            clients,
+            by_entity,
+            listeners,
+            decoded,
+            metrics,
+            ..
+        } = self;
+        let first = decoded.reliable.len() - fresh;
+        let mut allowed = 0;
+        for m in decoded.reliable.get(first..).unwrap_or_default() {
             let ClientMessage::Chat { text } = m;
             if text.len() > MAX_CHAT {
                 continue;
             }
-            // Everyone who can see the speaker hears it (the speaker included).
-            for link in self.clients.values_mut() {
-                if link.entity == from_entity || link.visible.binary_search(&from_entity).is_ok() {
-                    let chat = ServerMessage::Chat {
-                        from: player,
-                        text: text.clone(),
-                    };
-                    if link.reliable_tx.send(chat).is_err() {
-                        self.metrics.reliable_dropped += 1;
-                    }
-                }
+            let Some(link) = clients.get_mut(&player) else {
+                break;
+            };
+            if allowed >= MAX_CHATS_PER_PACKET || !link.take_chat_token(*tick, config) {
+                metrics.chats_limited += 1;
+                continue;
             }
+            allowed += 1;
+            let chat = Chat {
+                speaker: player,
+                entity: from_entity,
+                text,
+            };
+            chat.relay(Relay {
+                config,
+                world,
+                index,
+                grid,
+                clients,
+                by_entity,
+                listeners,
+                metrics,
+            });
         }
         Ok(())
     }
@@ -321,7 +382,11 @@ impl Replicator {
                         damage: hit.damage,
                         killed: hit.killed,
                     };
-                    if link.reliable_tx.send(m).is_err() {
+                    let limit = self
+                        .config
+                        .reliable_queue
+                        .saturating_sub(self.config.reliable_reserved);
+                    if link.reliable_tx.send_within(m, limit).is_err() {
                         self.metrics.reliable_dropped += 1;
                     }
                 }
@@ -378,5 +443,71 @@ impl Replicator {
     /// Entities `player` currently sees (its AOI), sorted by id.
     pub fn visible(&self, player: PlayerId) -> Option<&[EntityId]> {
         self.clients.get(&player).map(|l| l.visible.as_slice())
+    }
+}
+
+/// One chat to relay.
+struct Chat<'a> {
+    speaker: PlayerId,
+    entity: EntityId,
+    text: &'a str,
+}
+
+/// What relaying a chat reads and writes of the replicator.
+struct Relay<'a> {
+    config: &'a ReplicationConfig,
+    world: &'a [NetEntity],
+    index: &'a [u32],
+    grid: &'a SpatialGrid,
+    clients: &'a mut BTreeMap<PlayerId, ClientLink>,
+    by_entity: &'a BTreeMap<EntityId, PlayerId>,
+    listeners: &'a mut Vec<PlayerId>,
+    metrics: &'a mut ReplicationMetrics,
+}
+
+impl Chat<'_> {
+    /// Queues the chat for everyone who can see the speaker (the speaker included), found
+    /// through the spatial grid of the last update rather than by asking every client. Chat
+    /// stops short of the reserve kept for control messages.
+    fn relay(&self, r: Relay<'_>) {
+        r.listeners.clear();
+        r.listeners.push(self.speaker);
+        let at = r
+            .index
+            .get(self.entity.0 as usize)
+            .and_then(|&i| r.world.get(i as usize))
+            .map(NetEntity::position);
+        if let Some(at) = at {
+            // A client sees what lies within its exit radius; the margin covers rounding.
+            r.grid
+                .for_each_within(at, r.config.aoi_exit_radius + 1.0, |id, _| {
+                    if let Some(&p) = r.by_entity.get(&id)
+                        && p != self.speaker
+                    {
+                        r.listeners.push(p);
+                    }
+                });
+        }
+        let limit = r
+            .config
+            .reliable_queue
+            .saturating_sub(r.config.reliable_reserved);
+        for p in r.listeners.iter() {
+            let Some(link) = r.clients.get_mut(p) else {
+                continue;
+            };
+            if link.entity != self.entity && link.visible.binary_search(&self.entity).is_err() {
+                continue;
+            }
+            let chat = ServerMessage::Chat {
+                from: self.speaker,
+                text: self.text.to_owned(),
+            };
+            if link.reliable_tx.send_within(chat, limit).is_ok() {
+                r.metrics.chats_relayed += 1;
+            } else {
+                r.metrics.reliable_dropped += 1;
+            }
+        }
     }
 }

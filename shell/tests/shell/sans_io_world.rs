@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use zone_core::client::{ClientEvent as GameEvent, ClientSession};
 use zone_core::netcode::{Client, ClientEvent, ClientState, Key};
-use zone_core::protocol::POS_SCALE;
+use zone_core::protocol::{ClientMessage, ClientPacket, POS_SCALE};
 use zone_core::world::WorldGrid;
 use zone_core::{PlayerId, PlayerInput, PlayerState, Vec2, Zone, ZoneId};
 use zone_shell::effects::redirect::RedirectToken;
@@ -115,6 +115,8 @@ struct Bot {
     /// When the connection was found lost (the bot logs in again a second later).
     down_since: Option<u64>,
     zones: Vec<ZoneId>,
+    /// The next reliable sequence number of raw chat packets (the flooder's).
+    chat_seq: u16,
 }
 
 struct World {
@@ -132,6 +134,8 @@ struct World {
     rng: Lcg,
     step: u64,
     transfers: u64,
+    /// A bot that fills every packet with chat (as many as its reliable queue takes).
+    flooder: Option<usize>,
 }
 
 impl World {
@@ -181,6 +185,7 @@ impl World {
             rng: Lcg(seed),
             step: 0,
             transfers: 0,
+            flooder: None,
         };
         for i in 0..BOTS {
             let player = PlayerId(FIRST_PLAYER + i);
@@ -197,6 +202,7 @@ impl World {
                 logins: 1,
                 down_since: None,
                 zones: Vec::new(),
+                chat_seq: 0,
             });
         }
         world
@@ -441,7 +447,7 @@ impl World {
 
     /// Every bot reads what it got, follows a redirect, walks to its waypoint and sends.
     fn play_bots(&mut self) {
-        let (now, step) = (self.now(), self.step);
+        let (now, step, flooder) = (self.now(), self.step, self.flooder);
         for b in 0..self.bots.len() {
             let mut redirect = None;
             {
@@ -466,6 +472,7 @@ impl World {
                 }
                 bot.client = Client::new(now, &r.token[..]);
                 bot.session = ClientSession::new(bot.player);
+                bot.chat_seq = 0;
                 bot.redirects += 1;
             }
             self.relogin(b);
@@ -491,6 +498,26 @@ impl World {
                     let mut out = Vec::with_capacity(1200);
                     bot.session.write_packet(&mut out);
                     let _ = bot.client.send_payload(&out);
+                    if flooder == Some(b) {
+                        // Seven more packets a tick, each with 64 new chats (the most a
+                        // packet may carry), as the attack sent them.
+                        for _ in 0..7 {
+                            let packet = ClientPacket {
+                                ack_tick: bot.session.newest_tick(),
+                                reliable_first: bot.chat_seq,
+                                reliable: (0..64)
+                                    .map(|_| ClientMessage::Chat {
+                                        text: "spam".into(),
+                                    })
+                                    .collect(),
+                                ..ClientPacket::default()
+                            };
+                            bot.chat_seq = bot.chat_seq.wrapping_add(64);
+                            out.clear();
+                            packet.encode(&mut out);
+                            let _ = bot.client.send_payload(&out);
+                        }
+                    }
                 }
             }
             let bot = &mut self.bots[b];
@@ -538,6 +565,7 @@ impl World {
         let bot = &mut self.bots[b];
         bot.client = Client::new(now, &token);
         bot.session = ClientSession::new(player);
+        bot.chat_seq = 0;
         bot.logins += 1;
         bot.down_since = None;
     }
@@ -632,4 +660,48 @@ fn a_2x2_world_of_hosts_keeps_every_player_in_one_place_at_every_step() {
     assert!(accepted >= 50, "handoffs happened: {accepted}");
     assert!(recalled >= 10, "recalls raced the claims: {recalled}");
     assert!(redirects >= 50, "clients followed redirects: {redirects}");
+}
+
+/// The border-chat flood of issue 23, sans-IO: one bot fills every packet it sends with chat
+/// while the others roam and are handed over. Each speaker is rate limited and chat stops
+/// short of the reserve for control messages, so every redirect fits its client's queue and
+/// every handed-over client arrives. (Before, the flood filled the neighbours' 256-entry
+/// queues, their redirects were dropped, and they were disconnected at the redirect timeout.)
+#[test]
+fn a_chat_flood_does_not_cost_a_neighbour_its_redirect() {
+    let (mut limited, mut accepted) = (0, 0);
+    for seed in [5, 6] {
+        let mut world = World::new(seed);
+        world.flooder = Some(0);
+        for _ in 0..(60 * 60) {
+            world.step();
+        }
+        for n in &world.nodes {
+            let r = n.host.replication_metrics();
+            assert_eq!(
+                r.control_dropped, 0,
+                "zone {}: a control message was dropped",
+                n.zone
+            );
+            limited += r.chats_limited;
+            accepted += n.host.handoff_stats().accepted;
+            let expired = n
+                .host
+                .stats()
+                .handoffs
+                .get(&zone_shell::host::HandoffEvent::ArrivalExpired)
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(
+                expired, 0,
+                "zone {}: a handed-over client never arrived",
+                n.zone
+            );
+        }
+    }
+    assert!(limited > 1_000, "the flood was limited: {limited}");
+    assert!(
+        accepted >= 10,
+        "handoffs happened under the flood: {accepted}"
+    );
 }
