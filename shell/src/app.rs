@@ -212,7 +212,7 @@ pub async fn open_stores(config: &Config) -> anyhow::Result<Stores> {
         match &st.scylla_uri {
             Some(uri) => open_scylla(uri, &st.scylla_keyspace, timeout).await?,
             None => {
-                std::fs::create_dir_all(&config.data_dir)
+                crate::keys::create_private_dir(&config.data_dir)
                     .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
                 let path = config.data_dir.join("cold.sqlite");
                 Arc::new(SqliteStore::open(&path).with_context(|| {
@@ -291,7 +291,7 @@ pub async fn start_with(
     stores: Stores,
 ) -> anyhow::Result<Running> {
     config.validate()?;
-    std::fs::create_dir_all(&config.data_dir)
+    crate::keys::create_private_dir(&config.data_dir)
         .with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let (key, dev_key) = private_key(&config)?;
     if dev_key {
@@ -642,7 +642,7 @@ fn start_demo_bots(
             server: first.public_address,
             servers: zones.iter().map(|z| z.public_address).collect(),
             protocol_id: config.net.protocol_id,
-            first_player: 1_000_000,
+            first_player: crate::bots::FIRST_BOT_PLAYER,
             count: config.bots,
             tick_hz,
             duration: None,

@@ -137,6 +137,11 @@ impl CrowdReport {
     }
 }
 
+/// Player ids from here up are reserved for bots (`zone-server bots`, the demo bots of
+/// `run --bots`): a login backend must never give them to accounts, so a load test against a
+/// production world never logs in as a real player.
+pub const FIRST_BOT_PLAYER: u64 = 1 << 62;
+
 /// Why a bot could not play.
 #[derive(Debug, thiserror::Error)]
 pub enum BotError {

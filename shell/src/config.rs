@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use zone_core::ZoneId;
 
+/// Most NPCs `zone.npcs` accepts: what one zone simulates at 60 Hz with room for its players
+/// (the standard scenario runs 5,000).
+pub const MAX_ZONE_NPCS: u32 = 20_000;
+
 /// Everything `zone-server run` can be told.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -478,20 +482,12 @@ impl Config {
                 format!("must be 0..=1000 world units, got {}", w.ghost_margin),
             ));
         }
-        if w.handoff_timeout_ms < 100 {
-            return Err(invalid(
-                "world.handoff_timeout_ms",
-                format!("must be at least 100, got {}", w.handoff_timeout_ms),
-            ));
-        }
-        if u64::from(self.zone.npcs) > zone_core::MAX_NPCS {
+        // What one zone can simulate at its tick rate with room for players (the standard
+        // scenario has 5,000); the core's own bound is far above it.
+        if self.zone.npcs > MAX_ZONE_NPCS {
             return Err(invalid(
                 "zone.npcs",
-                format!(
-                    "must be at most {}, got {}",
-                    zone_core::MAX_NPCS,
-                    self.zone.npcs
-                ),
+                format!("must be at most {MAX_ZONE_NPCS}, got {}", self.zone.npcs),
             ));
         }
         if !(1..=zone_core::netcode::MAX_CLIENTS).contains(&self.net.max_clients) {
@@ -512,9 +508,6 @@ impl Config {
                 "net.public_address",
                 "must be set to a reachable address when net.bind is a wildcard (0.0.0.0 or ::)",
             ));
-        }
-        if self.net.token_expiry_s == 0 {
-            return Err(invalid("net.token_expiry_s", "must be > 0"));
         }
         if self.net.max_packets_per_client_tick == 0 {
             return Err(invalid("net.max_packets_per_client_tick", "must be > 0"));
@@ -560,34 +553,65 @@ impl Config {
                 "must be 1-48 characters of letters, digits and _, starting with a letter",
             ));
         }
-        for (field, value, min) in [
-            ("store.command_timeout_ms", st.command_timeout_ms, 1),
-            ("store.group_commit_ms", st.group_commit_ms, 1),
-            ("store.spool_max_bytes", st.spool_max_bytes, 1 << 20),
-            ("store.position_flush_ms", st.position_flush_ms, 10),
-            ("store.hot_ttl_s", st.hot_ttl_s, 1),
-            ("store.lease_ttl_ms", st.lease_ttl_ms, 300),
+        // Upper bounds too: every duration here is added to a clock somewhere, and none is
+        // useful beyond these.
+        const DAY_S: u64 = 86_400;
+        for (field, value, min, max) in [
+            (
+                "store.command_timeout_ms",
+                st.command_timeout_ms,
+                1,
+                600_000,
+            ),
+            ("store.group_commit_ms", st.group_commit_ms, 1, 10_000),
+            (
+                "store.spool_max_bytes",
+                st.spool_max_bytes,
+                1 << 20,
+                1 << 44,
+            ),
+            (
+                "store.position_flush_ms",
+                st.position_flush_ms,
+                10,
+                3_600_000,
+            ),
+            ("store.hot_ttl_s", st.hot_ttl_s, 1, 30 * DAY_S),
+            ("store.lease_ttl_ms", st.lease_ttl_ms, 300, 3_600_000),
             (
                 "store.scylla_replication_factor",
                 u64::from(st.scylla_replication_factor),
                 1,
+                16,
+            ),
+            ("shutdown_deadline_s", self.shutdown_deadline_s, 1, 3_600),
+            ("net.token_expiry_s", self.net.token_expiry_s, 1, 30 * DAY_S),
+            (
+                "world.handoff_timeout_ms",
+                w.handoff_timeout_ms,
+                100,
+                60_000,
             ),
         ] {
-            if value < min {
+            if !(min..=max).contains(&value) {
                 return Err(invalid(
                     field,
-                    format!("must be at least {min}, got {value}"),
+                    format!("must be {min}..={max}, got {value}"),
                 ));
             }
+        }
+        // A client that vanishes must lose its slot: netcode's "no timeout" (<= 0) is refused.
+        if !(1..=300).contains(&self.net.timeout_s) {
+            return Err(invalid(
+                "net.timeout_s",
+                format!("must be 1..=300 seconds, got {}", self.net.timeout_s),
+            ));
         }
         if !(1..=10_000).contains(&st.flush_batch) {
             return Err(invalid(
                 "store.flush_batch",
                 format!("must be 1..=10000, got {}", st.flush_batch),
             ));
-        }
-        if self.shutdown_deadline_s == 0 {
-            return Err(invalid("shutdown_deadline_s", "must be > 0"));
         }
         // The ownership records of held players are refreshed with positions: several
         // refreshes must fit in their lifetime.
@@ -662,6 +686,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bindd"), "{err}");
+    }
+
+    /// The values of issue 23 that panicked or were accepted and then did harm.
+    #[test]
+    fn durations_and_counts_past_their_bounds_are_refused_naming_the_field() {
+        let cases: [(&str, fn(&mut Config)); 6] = [
+            ("store.hot_ttl_s", |c| c.store.hot_ttl_s = u64::MAX),
+            ("shutdown_deadline_s", |c| c.shutdown_deadline_s = u64::MAX),
+            ("net.timeout_s", |c| c.net.timeout_s = 0),
+            ("net.timeout_s", |c| c.net.timeout_s = -1),
+            ("zone.npcs", |c| c.zone.npcs = 200_000),
+            ("store.lease_ttl_ms", |c| c.store.lease_ttl_ms = u64::MAX),
+        ];
+        for (field, set) in cases {
+            let mut c = Config::default();
+            set(&mut c);
+            match c.validate() {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -306,6 +306,18 @@ pub fn config_parse(data: &[u8]) {
                 .unwrap_or_else(|e| panic!("{again:?} does not parse back: {e}"));
             assert_eq!(back, config, "round trip through {again:?}");
             back.validate().expect("still valid after the round trip");
+            // What the server adds to its clocks from a valid config never overflows.
+            let now = std::time::Instant::now();
+            for d in [
+                std::time::Duration::from_secs(config.store.hot_ttl_s),
+                std::time::Duration::from_secs(config.shutdown_deadline_s),
+                std::time::Duration::from_secs(config.net.token_expiry_s),
+                std::time::Duration::from_millis(config.store.lease_ttl_ms),
+                std::time::Duration::from_millis(config.store.command_timeout_ms),
+                std::time::Duration::from_millis(config.world.handoff_timeout_ms),
+            ] {
+                assert!(now.checked_add(d * 4).is_some(), "{d:?} overflows a clock");
+            }
         }
         Err(e) => {
             assert!(

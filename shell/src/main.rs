@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing::{error, info};
 use zone_shell::bots::{BotConfig, run_crowd};
 use zone_shell::config::Config;
-use zone_shell::keys::private_key;
+use zone_shell::keys::{existing_private_key, private_key};
 use zone_shell::tokens::{TokenRequest, mint};
 
 #[derive(Parser, Debug)]
@@ -158,8 +158,9 @@ struct BotArgs {
     /// Seconds to play.
     #[arg(long, default_value_t = 30)]
     seconds: u64,
-    /// Player id of the first bot.
-    #[arg(long, default_value_t = 1)]
+    /// Player id of the first bot (by default the reserved bot range, 2^62 up: never a
+    /// real account's).
+    #[arg(long, default_value_t = zone_shell::bots::FIRST_BOT_PLAYER)]
     first_player: u64,
     /// Inputs per second.
     #[arg(long, default_value_t = 60)]
@@ -407,7 +408,7 @@ async fn wait_for_signal() {
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     let config = load(&args.common)?;
     config.validate()?;
-    let (key, _) = private_key(&config)?;
+    let (key, _) = existing_private_key(&config)?;
     let token = mint(
         &TokenRequest {
             protocol_id: config.net.protocol_id,

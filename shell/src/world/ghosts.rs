@@ -75,7 +75,8 @@ impl GhostTable {
     /// sender restarted (its tick went back a long way).
     pub fn insert(&mut self, from: ZoneId, tick: u64, entities: Vec<GhostEntity>, now: Duration) {
         let b = self.batches.entry(from).or_default();
-        let restarted = tick + 600 < b.tick;
+        // Saturating: a forged tick near u64::MAX must not overflow.
+        let restarted = tick.saturating_add(600) < b.tick;
         if tick >= b.tick || restarted {
             *b = Batch {
                 tick,
@@ -143,6 +144,17 @@ mod tests {
     use super::*;
     use zone_core::EntityId;
     use zone_core::replication::GHOST_ID_BASE;
+
+    #[test]
+    fn a_forged_tick_at_the_end_of_time_neither_overflows_nor_sticks() {
+        let mut t = GhostTable::default();
+        let now = Duration::from_secs(1);
+        t.insert(ZoneId(2), u64::MAX - 3, Vec::new(), now);
+        t.insert(ZoneId(2), u64::MAX, Vec::new(), now);
+        // The real zone, far behind the forged tick, reads as a restart and is taken.
+        t.insert(ZoneId(2), 10, Vec::new(), now);
+        assert_eq!(t.batches[&ZoneId(2)].tick, 10);
+    }
 
     #[test]
     fn border_entities_go_to_the_neighbours_they_are_near_and_come_back_as_sorted_ghosts() {

@@ -174,10 +174,25 @@ fn token_command_mints_a_parseable_token() {
     let _live = crate::support::live(module_path!());
     use base64::Engine;
     let dir = tempfile::tempdir().unwrap();
+    // No key anywhere: refused, and no new key is made up (it would not be the server's).
     let out = bin()
         .args(["token", "--player-id", "77"])
         .arg("--data-dir")
         .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dev-private.key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("dev-private.key").exists());
+    let out = bin()
+        .args(["token", "--player-id", "77"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("ZONE_PRIVATE_KEY", "ab".repeat(32))
         .output()
         .unwrap();
     assert!(
