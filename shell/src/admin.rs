@@ -9,6 +9,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
 
 use crate::metrics::MetricsText;
 use crate::server::Status;
@@ -75,14 +81,55 @@ async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Serves the admin router on `listener` until `shutdown` resolves.
+/// Most admin connections served at once; more are closed on accept.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A connection must have sent its request headers within this long.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection is served in all (the answers are immediate).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves the admin router on `listener` until `shutdown` resolves: one request per
+/// connection, headers within [`HEADER_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once, so a
+/// client that opens connections and never finishes a request holds nothing for long.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<dyn MetricsText>,
     statuses: Vec<Arc<Status>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, statuses))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(metrics, statuses);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            debug!("admin connection limit reached; closing a new connection");
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let _slot = slot;
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+    Ok(())
 }
