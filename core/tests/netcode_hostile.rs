@@ -741,3 +741,52 @@ fn response_after_the_pending_mapping_expired_is_dropped() {
     assert_eq!(server.pending_clients(), 0);
     assert_eq!(server.connected_clients(), 0);
 }
+
+/// Issue 23's repro: with room for 4 clients (16 pending), 16 valid tokens for one player id
+/// from 16 addresses, re-sent and never answered, used to fill the pending table and refuse
+/// every legitimate login for as long as the tokens lived. A client id now holds one pending
+/// entry, so the others get in.
+#[test]
+fn one_player_id_with_many_tokens_cannot_fill_the_pending_table() {
+    let mut sim = Sim::new(new_server(4));
+    let attack: Vec<(SocketAddr, Vec<u8>)> = (0..16u64)
+        .map(|i| {
+            let mut spec = TokenSpec::new(9);
+            spec.seed = 1_000 + i;
+            let from = SocketAddr::from(([172, 21, 0, i as u8 + 1], 7000));
+            (from, request_bytes(&spec))
+        })
+        .collect();
+    let legit: Vec<usize> = (1..=3u16)
+        .map(|i| sim.add_client(&TokenSpec::new(u64::from(i)), client_addr(i)))
+        .collect();
+    for _ in 0..100 {
+        for (from, bytes) in &attack {
+            sim.deliver_to_server(*from, bytes.clone());
+        }
+        sim.drain_server();
+        sim.run_for(Duration::from_millis(100));
+        assert!(sim.server.pending_clients() <= 1 + legit.len());
+    }
+    for c in legit {
+        assert_eq!(sim.state(c), ClientState::Connected, "client {c} got in");
+    }
+}
+
+/// Many player ids from one IP (any ports) hold at most `max_pending_per_ip` entries; a
+/// client from another IP is still challenged.
+#[test]
+fn one_ip_holds_a_bounded_share_of_the_pending_table() {
+    let mut server = new_server(16);
+    for i in 0..40u64 {
+        let mut d = request_bytes(&TokenSpec::new(200 + i));
+        let from = SocketAddr::from(([172, 22, 0, 1], 7000 + i as u16));
+        server.process(T0, UNIX_START, from, &mut d);
+        drain(&mut server);
+    }
+    assert_eq!(server.pending_clients(), 8);
+    assert_eq!(server.drop_counters().get(DropReason::PendingPerIpFull), 32);
+    let mut d = request_bytes(&TokenSpec::new(999));
+    server.process(T0, UNIX_START, client_addr(5), &mut d);
+    assert_eq!(drain(&mut server).len(), 1, "another IP is challenged");
+}

@@ -498,7 +498,7 @@ fn start_zone(
         let mut place = WorldPlace::new(grid, p.hosted.zone, p.running.public_address);
         place.ghost_margin = config.world.ghost_margin;
         place.handoff_timeout = Duration::from_millis(config.world.handoff_timeout_ms);
-        place.token_expiry_s = config.net.token_expiry_s.min(300);
+        place.token_expiry_s = config.net.token_expiry_s.min(30);
         place.token_timeout_s = config.net.timeout_s;
         place
     });

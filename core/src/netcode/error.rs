@@ -309,6 +309,8 @@ drop_reasons! {
     RateLimited,
     /// No room for another pending connection.
     PendingTableFull,
+    /// This IP already has its share of pending connections.
+    PendingPerIpFull,
     /// Encrypted packet from an address with no encryption mapping.
     UnknownAddress,
     /// Challenge token failed to decrypt.

@@ -72,6 +72,12 @@ pub struct ServerConfig {
     pub disconnect_packets: u32,
     /// Most pending (challenged, not yet connected) clients (default `4 * max_clients`).
     pub max_pending: usize,
+    /// Most pending clients from one IP, whatever the port (default 8). A client id holds
+    /// at most one pending entry anyway: its newest address replaces an older one.
+    pub max_pending_per_ip: usize,
+    /// Longest a client may stay pending, however long its token lives (default 10 s);
+    /// re-sent requests do not extend it.
+    pub pending_lifetime: Duration,
     /// Most connect tokens remembered as used (default `8 * max_clients`, at least 1024).
     pub token_history_capacity: usize,
     /// Most datagrams waiting for `poll_transmit`.
@@ -111,6 +117,8 @@ impl ServerConfig {
             keep_alive_interval: Duration::from_millis(100),
             disconnect_packets,
             max_pending: max_clients.saturating_mul(4).max(16),
+            max_pending_per_ip: 8,
+            pending_lifetime: Duration::from_secs(10),
             token_history_capacity: max_clients.saturating_mul(8).max(1024),
             transmit_queue_capacity: max_clients
                 .saturating_mul(disconnect_packets as usize + 4)
@@ -190,6 +198,7 @@ struct Connection {
 }
 
 struct Pending {
+    client_id: u64,
     send_key: Key,
     receive_key: Key,
     timeout: Option<Duration>,
@@ -303,6 +312,7 @@ impl Server {
         for (field, value) in [
             ("disconnect_packets", config.disconnect_packets as usize),
             ("max_pending", config.max_pending),
+            ("max_pending_per_ip", config.max_pending_per_ip),
             ("token_history_capacity", config.token_history_capacity),
             ("transmit_queue_capacity", config.transmit_queue_capacity),
             ("event_queue_capacity", config.event_queue_capacity),
@@ -463,22 +473,45 @@ impl Server {
             self.denied_sent = self.denied_sent.saturating_add(1);
             return Ok(());
         }
-        if !self.pending.contains_key(&key) && self.pending.len() >= self.config.max_pending {
-            let now = self.now;
-            self.pending.retain(|_, p| !p.expired(now));
+        let kept = self
+            .pending
+            .get(&key)
+            .filter(|p| p.client_id == token.client_id && !p.expired(self.now))
+            .map(|p| p.expires_at);
+        // One pending entry per client id: its newest address replaces any other. (A scan of
+        // a table bounded by `max_pending`, done only for requests whose token decrypted.)
+        let client_id = token.client_id;
+        self.pending
+            .retain(|k, p| p.client_id != client_id || *k == key);
+        if kept.is_none() {
             if self.pending.len() >= self.config.max_pending {
-                return Err(DropReason::PendingTableFull);
+                let now = self.now;
+                self.pending.retain(|_, p| !p.expired(now));
+                if self.pending.len() >= self.config.max_pending {
+                    return Err(DropReason::PendingTableFull);
+                }
+            }
+            let ip = key.ip();
+            let same_ip = self
+                .pending
+                .range(SocketAddr::new(ip, 0)..=SocketAddr::new(ip, u16::MAX))
+                .filter(|(k, _)| **k != key)
+                .count();
+            if same_ip >= self.config.max_pending_per_ip {
+                return Err(DropReason::PendingPerIpFull);
             }
         }
-        let lifetime = Duration::from_secs(request.expire_timestamp.saturating_sub(unix_time));
+        let lifetime = Duration::from_secs(request.expire_timestamp.saturating_sub(unix_time))
+            .min(self.config.pending_lifetime);
         self.pending.insert(
             key,
             Pending {
+                client_id,
                 send_key: token.server_to_client_key.clone(),
                 receive_key: token.client_to_server_key.clone(),
                 timeout: timeout_from_seconds(token.timeout_seconds),
                 last_receive: self.now,
-                expires_at: self.now.saturating_add(lifetime),
+                expires_at: kept.unwrap_or(self.now.saturating_add(lifetime)),
             },
         );
         let challenge_sequence = self

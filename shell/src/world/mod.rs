@@ -58,7 +58,8 @@ pub struct WorldPlace {
     pub redirect_timeout: Duration,
     /// A handed-over avatar whose client has not arrived by then is saved and removed.
     pub arrival_timeout: Duration,
-    /// Lifetime of the connect tokens minted for redirects, seconds.
+    /// Lifetime of the connect tokens minted for redirects, seconds: short (30 s at most), as
+    /// the client uses one at once and a leaked one should not stay good for long.
     pub token_expiry_s: u64,
     /// Connection timeout written into those tokens, seconds.
     pub token_timeout_s: i32,
@@ -78,7 +79,7 @@ impl WorldPlace {
             handoff_timeout: Duration::from_millis(2_000),
             redirect_timeout: Duration::from_secs(5),
             arrival_timeout: Duration::from_secs(15),
-            token_expiry_s: 60,
+            token_expiry_s: 30,
             token_timeout_s: 10,
         }
     }
