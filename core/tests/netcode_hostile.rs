@@ -778,15 +778,62 @@ fn one_player_id_with_many_tokens_cannot_fill_the_pending_table() {
 #[test]
 fn one_ip_holds_a_bounded_share_of_the_pending_table() {
     let mut server = new_server(16);
-    for i in 0..40u64 {
+    // 25 requests: under the per-IP rate limit (30 a second), over the pending share.
+    for i in 0..25u64 {
         let mut d = request_bytes(&TokenSpec::new(200 + i));
         let from = SocketAddr::from(([172, 22, 0, 1], 7000 + i as u16));
         server.process(T0, UNIX_START, from, &mut d);
         drain(&mut server);
     }
     assert_eq!(server.pending_clients(), 8);
-    assert_eq!(server.drop_counters().get(DropReason::PendingPerIpFull), 32);
+    assert_eq!(server.drop_counters().get(DropReason::PendingPerIpFull), 17);
     let mut d = request_bytes(&TokenSpec::new(999));
     server.process(T0, UNIX_START, client_addr(5), &mut d);
     assert_eq!(drain(&mut server).len(), 1, "another IP is challenged");
+}
+
+/// Forged requests from many IPs and fresh ports: each IP gets one window whatever its ports,
+/// and all of them together get at most the global decrypt budget a second.
+#[test]
+fn request_floods_cost_at_most_the_decrypt_budget() {
+    let mut config = server_config(64);
+    config.rate_limit.max_decrypts_per_second = 50;
+    let mut server = Server::new(config, Key::from_bytes([3; 32])).unwrap();
+    let mut answered = 0;
+    for i in 0..400u64 {
+        let mut d = request_bytes(&TokenSpec::new(300 + i));
+        // 100 IPs, 4 source ports each.
+        let from = SocketAddr::from(([172, 23, 0, (i % 100) as u8 + 1], 5_000 + i as u16));
+        server.process(T0, UNIX_START, from, &mut d);
+        answered += drain(&mut server).len();
+    }
+    assert_eq!(answered, 50);
+    assert_eq!(
+        server.drop_counters().get(DropReason::DecryptBudgetSpent),
+        350
+    );
+    let mut d = request_bytes(&TokenSpec::new(9_999));
+    let next = T0 + Duration::from_secs(1);
+    server.process(next, UNIX_START + 1, client_addr(7), &mut d);
+    assert_eq!(
+        drain(&mut server).len(),
+        1,
+        "the next second has a new budget"
+    );
+}
+
+#[test]
+fn fresh_source_ports_do_not_buy_fresh_rate_limit_windows() {
+    let mut server = new_server(4);
+    let d = request_bytes(&TokenSpec::new(1));
+    let mut answered = 0;
+    for port in 0..40u16 {
+        let from = SocketAddr::from(([192, 168, 9, 9], 20_000 + port));
+        server.process(T0, UNIX_START, from, &mut d.clone());
+        answered += drain(&mut server).len();
+    }
+    // One IP, one window of 30 (the first answers and its re-sends; other ports reuse the
+    // token and are refused as already used, after the window counted them).
+    assert!(answered <= 30, "{answered}");
+    assert_eq!(server.drop_counters().get(DropReason::RateLimited), 10);
 }

@@ -432,9 +432,17 @@ async fn prepare_zones(
     let mut prepared = Vec::with_capacity(hosted.len());
     for h in &hosted {
         let zone = build_zone_of(config, h)?;
-        let socket = tokio::net::UdpSocket::bind(h.bind)
-            .await
+        let (socket, granted) = crate::socket::bind_udp(h.bind, config.net.recv_buffer_bytes)
             .with_context(|| format!("binding UDP {} for zone {}", h.bind, h.zone))?;
+        let asked = config.net.recv_buffer_bytes;
+        if asked > 0 && granted < asked {
+            warn!(
+                zone = %h.zone,
+                asked,
+                granted,
+                "the kernel granted a smaller UDP receive buffer than net.recv_buffer_bytes; raise net.core.rmem_max (sysctl) or datagrams are lost under load"
+            );
+        }
         let udp_addr = socket.local_addr()?;
         let public_address = match config.net.public_address {
             Some(p) if p.port() != 0 => h.public_address,

@@ -121,6 +121,10 @@ pub struct NetSection {
     pub timeout_s: i32,
     /// Most packets one client may send per tick; the rest are dropped and counted.
     pub max_packets_per_client_tick: u32,
+    /// Receive buffer asked for the UDP socket, bytes (the kernel may grant less: raise
+    /// `net.core.rmem_max`; a warning says so). 0 keeps the OS default (about 208 KiB on
+    /// Linux, which a loaded server overflows).
+    pub recv_buffer_bytes: usize,
 }
 
 /// Persistence. Without `redis_url` the hot store lives in the process; without `scylla_uri`
@@ -211,6 +215,7 @@ impl Default for NetSection {
             token_expiry_s: 300,
             timeout_s: 10,
             max_packets_per_client_tick: 8,
+            recv_buffer_bytes: 4 << 20,
         }
     }
 }
@@ -295,6 +300,7 @@ impl std::fmt::Debug for NetSection {
                 "max_packets_per_client_tick",
                 &self.max_packets_per_client_tick,
             )
+            .field("recv_buffer_bytes", &self.recv_buffer_bytes)
             .finish()
     }
 }
@@ -507,6 +513,12 @@ impl Config {
             return Err(invalid(
                 "net.public_address",
                 "must be set to a reachable address when net.bind is a wildcard (0.0.0.0 or ::)",
+            ));
+        }
+        if self.net.recv_buffer_bytes > 1 << 30 {
+            return Err(invalid(
+                "net.recv_buffer_bytes",
+                format!("must be at most 1 GiB, got {}", self.net.recv_buffer_bytes),
             ));
         }
         if self.net.max_packets_per_client_tick == 0 {

@@ -108,6 +108,9 @@ pub struct Metrics {
     pub handoff_seconds: Histogram,
     /// Ghosts (neighbours' entities near the border) shown to this zone's clients.
     pub ghosts: Gauge,
+    /// Seconds the loop spent on received datagrams (decryption, decoding, the host's work):
+    /// its rate is the share of a core the receive path takes.
+    pub receive_seconds: Counter<f64, AtomicU64>,
     /// Messages from the zone bus that were dropped, by reason.
     pub bus_errors: Family<Reason, Counter>,
     /// Ownership claims of joining players, by result (`won`, or `failed` when the ledger
@@ -164,6 +167,7 @@ impl Metrics {
             handoffs: Family::default(),
             handoff_seconds: Histogram::new(handoff_buckets),
             ghosts: Gauge::default(),
+            receive_seconds: Counter::default(),
             bus_errors: Family::default(),
             player_claims: Family::default(),
             replication: Family::default(),
@@ -323,6 +327,12 @@ impl Metrics {
                 "Entities of neighbouring zones shown near the border",
                 Zone,
                 &self.ghosts,
+            ),
+            (
+                "receive_seconds",
+                "Seconds spent on received datagrams (decrypt, decode, host)",
+                Zone,
+                &self.receive_seconds,
             ),
             (
                 "replication_events",

@@ -168,6 +168,7 @@ pub async fn run_loop<S: DatagramSocket>(
                 }
             }
             received = socket.recv_from(&mut buf) => {
+                let started = Instant::now();
                 handle(host, &mut buf, received, epoch, metrics);
                 for _ in 0..MAX_DATAGRAMS_PER_WAKE {
                     let more = socket.try_recv_from(&mut buf);
@@ -176,6 +177,7 @@ pub async fn run_loop<S: DatagramSocket>(
                     }
                     handle(host, &mut buf, more, epoch, metrics);
                 }
+                metrics.receive_seconds.inc_by(started.elapsed().as_secs_f64());
                 persist.pump(host);
                 flush(host, socket, metrics).await;
             }

@@ -50,3 +50,22 @@ impl DatagramSocket for tokio::net::UdpSocket {
         tokio::net::UdpSocket::local_addr(self)
     }
 }
+
+/// Binds the zone's UDP socket at `addr` with a receive buffer of `recv_buffer` bytes (0: the
+/// OS default). Returns the socket and the buffer the kernel granted (Linux reports twice
+/// what it keeps for bookkeeping, and caps it at `net.core.rmem_max`).
+pub fn bind_udp(
+    addr: SocketAddr,
+    recv_buffer: usize,
+) -> io::Result<(tokio::net::UdpSocket, usize)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if recv_buffer > 0 {
+        socket.set_recv_buffer_size(recv_buffer)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let granted = socket.recv_buffer_size()?;
+    let socket = tokio::net::UdpSocket::from_std(socket.into())?;
+    Ok((socket, granted))
+}

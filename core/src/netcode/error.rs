@@ -305,8 +305,10 @@ drop_reasons! {
     ClientIdAlreadyConnected,
     /// The token was already used from another address.
     TokenAlreadyUsed,
-    /// Too many connection requests from this address.
+    /// Too many connection requests from this source (IP, or /64).
     RateLimited,
+    /// This second's budget of connection-request decryptions is spent.
+    DecryptBudgetSpent,
     /// No room for another pending connection.
     PendingTableFull,
     /// This IP already has its share of pending connections.

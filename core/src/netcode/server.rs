@@ -27,7 +27,7 @@ use super::error::{ConfigError, DropCounters, DropReason, PacketError, SendError
 use super::packet::{
     ConnectionRequest, Packet, PacketType, read_header, read_packet, write_packet,
 };
-use super::rate_limit::RateLimiter;
+use super::rate_limit::{DecryptBudget, RateLimiter};
 use super::replay::ReplayWindow;
 use super::token::{ChallengeToken, PrivateConnectToken};
 use super::token_history::TokenHistory;
@@ -37,12 +37,16 @@ use super::{GLOBAL_SEQUENCE_START, MAC_BYTES, MAX_CLIENTS, MAX_PAYLOAD_BYTES, US
 /// Per-address limit on connection requests the server will decrypt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitConfig {
-    /// Connection requests accepted per address per window.
+    /// Connection requests accepted per source per window: an IPv4 address, an IPv6 /64, or
+    /// a loopback address and port (see the `rate_limit` module).
     pub max_requests: u32,
     /// Length of a window.
     pub window: Duration,
-    /// Most addresses tracked at once.
+    /// Most sources tracked at once.
     pub table_capacity: usize,
+    /// Connection requests decrypted per second, from all sources together: what a flood
+    /// from many addresses can cost (about 4 µs each).
+    pub max_decrypts_per_second: u32,
 }
 
 impl Default for RateLimitConfig {
@@ -51,6 +55,7 @@ impl Default for RateLimitConfig {
             max_requests: 30,
             window: Duration::from_secs(1),
             table_capacity: 4096,
+            max_decrypts_per_second: 5_000,
         }
     }
 }
@@ -274,6 +279,7 @@ pub struct Server {
     pending: BTreeMap<SocketAddr, Pending>,
     token_history: TokenHistory,
     rate_limiter: RateLimiter,
+    decrypt_budget: DecryptBudget,
     transmit: TransmitQueue,
     events: VecDeque<ServerEvent<'static>>,
     drops: DropCounters,
@@ -325,6 +331,10 @@ impl Server {
                 config.rate_limit.table_capacity,
             ),
             (
+                "rate_limit.max_decrypts_per_second",
+                config.rate_limit.max_decrypts_per_second as usize,
+            ),
+            (
                 "keep_alive_interval",
                 usize::from(!config.keep_alive_interval.is_zero()),
             ),
@@ -362,6 +372,7 @@ impl Server {
                 config.rate_limit.max_requests,
                 config.rate_limit.window,
             ),
+            decrypt_budget: DecryptBudget::new(config.rate_limit.max_decrypts_per_second),
             transmit: TransmitQueue::new(config.transmit_queue_capacity),
             events: VecDeque::with_capacity(config.event_queue_capacity.min(1024)),
             drops: DropCounters::default(),
@@ -437,6 +448,9 @@ impl Server {
         }
         if !self.rate_limiter.allow(self.now, key) {
             return Err(DropReason::RateLimited);
+        }
+        if !self.decrypt_budget.take(self.now) {
+            return Err(DropReason::DecryptBudgetSpent);
         }
         let token = PrivateConnectToken::decrypt(
             request.private_data,
