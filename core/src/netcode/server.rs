@@ -77,8 +77,9 @@ pub struct ServerConfig {
     pub disconnect_packets: u32,
     /// Most pending (challenged, not yet connected) clients (default `4 * max_clients`).
     pub max_pending: usize,
-    /// Most pending clients from one IP, whatever the port (default 8). A client id holds
-    /// at most one pending entry anyway: its newest address replaces an older one.
+    /// Most pending clients from one IP, whatever the port (default 8; loopback peers are
+    /// not capped). A client id holds at most one pending entry anyway: its newest address
+    /// replaces an older one.
     pub max_pending_per_ip: usize,
     /// Longest a client may stay pending, however long its token lives (default 10 s);
     /// re-sent requests do not extend it.
@@ -505,13 +506,15 @@ impl Server {
                     return Err(DropReason::PendingTableFull);
                 }
             }
+            // Loopback peers are local processes (bots, tests): told apart by port, as in
+            // the rate limiter.
             let ip = key.ip();
             let same_ip = self
                 .pending
                 .range(SocketAddr::new(ip, 0)..=SocketAddr::new(ip, u16::MAX))
                 .filter(|(k, _)| **k != key)
                 .count();
-            if same_ip >= self.config.max_pending_per_ip {
+            if !ip.is_loopback() && same_ip >= self.config.max_pending_per_ip {
                 return Err(DropReason::PendingPerIpFull);
             }
         }
