@@ -537,6 +537,7 @@ fn start_zone(
             timeout: Duration::from_millis(st.command_timeout_ms),
             world: config.is_world(),
             token_key: key.clone(),
+            run,
         },
         p.running.metrics.clone(),
     );

@@ -703,7 +703,8 @@ mod tests {
     /// The values of issue 23 that panicked or were accepted and then did harm.
     #[test]
     fn durations_and_counts_past_their_bounds_are_refused_naming_the_field() {
-        let cases: [(&str, fn(&mut Config)); 6] = [
+        type Case = (&'static str, fn(&mut Config));
+        let cases: [Case; 6] = [
             ("store.hot_ttl_s", |c| c.store.hot_ttl_s = u64::MAX),
             ("shutdown_deadline_s", |c| c.shutdown_deadline_s = u64::MAX),
             ("net.timeout_s", |c| c.net.timeout_s = 0),

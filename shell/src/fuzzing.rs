@@ -393,6 +393,24 @@ pub fn bus_decode(data: &[u8]) {
         let again = m.encode().expect("a decoded message encodes");
         assert_eq!(BusMessage::decode(&again).as_ref(), Ok(&m), "round trip");
     }
+    // The sealed envelope: any bytes open to a message or a typed error, and what a sealer
+    // of the same key writes opens to the same message.
+    {
+        use crate::world::seal::{BusKey, Opener, Sealer};
+        let key = BusKey::derive(&zone_core::netcode::Key::from_bytes([5; 32]));
+        let mut opener = Opener::new(key.clone());
+        let _ = opener.open(data);
+        if let Ok(m) = BusMessage::decode(data) {
+            let sealed = Sealer::new(key, m.from(), u64::MAX).seal(&m);
+            if let Ok(sealed) = sealed {
+                let opened = Opener::new(BusKey::derive(&zone_core::netcode::Key::from_bytes(
+                    [5; 32],
+                )))
+                .open(&sealed);
+                assert_eq!(opened.map(|(_, o)| o), Ok(m), "a sealed message opens");
+            }
+        }
+    }
     let Some(mut host) = bus_host() else {
         return;
     };

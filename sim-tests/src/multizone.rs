@@ -378,6 +378,7 @@ async fn zone_server(
                 timeout: Duration::from_millis(500),
                 world: true,
                 token_key: key(),
+                run,
             },
             metrics.clone(),
         );

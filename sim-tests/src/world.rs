@@ -390,6 +390,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
             timeout: Duration::from_millis(500),
             world: false,
             token_key: key(),
+            run,
         },
         metrics.clone(),
     );

@@ -13,7 +13,7 @@ use super::StoreEvent;
 use crate::metrics::{Metrics, Reason};
 use crate::persist::HotStore;
 use crate::persist::redis_keys;
-use crate::world::bus::BusMessage;
+use crate::world::seal::Opener;
 
 /// Queues one bus message for the publisher (counted and dropped when the queue is full:
 /// handoffs resend, ghosts repeat).
@@ -65,19 +65,21 @@ pub(super) async fn publisher(
 pub(super) async fn subscriber(
     hot: Arc<dyn HotStore>,
     zone: ZoneId,
+    opener: Opener,
     events: mpsc::Sender<StoreEvent>,
     metrics: Arc<Metrics>,
 ) {
     let loop_side = events.clone();
     tokio::select! {
         () = loop_side.closed() => {}
-        () = follow(hot, zone, events, metrics) => {}
+        () = follow(hot, zone, opener, events, metrics) => {}
     }
 }
 
 async fn follow(
     hot: Arc<dyn HotStore>,
     zone: ZoneId,
+    mut opener: Opener,
     events: mpsc::Sender<StoreEvent>,
     metrics: Arc<Metrics>,
 ) {
@@ -104,8 +106,8 @@ async fn follow(
         };
         loop {
             match rx.recv().await {
-                Ok(m) if m.channel == channel => match BusMessage::decode(&m.payload) {
-                    Ok(message) => {
+                Ok(m) if m.channel == channel => match opener.open(&m.payload) {
+                    Ok((_, message)) => {
                         if events.send(StoreEvent::Bus(message)).await.is_err() {
                             return; // the loop is gone
                         }

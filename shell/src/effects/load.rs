@@ -17,6 +17,7 @@ use crate::persist::redis_keys;
 use crate::persist::spool::Spool;
 use crate::persist::{Claim, StoreError, StoredPlayer};
 use crate::world::bus::BusMessage;
+use crate::world::seal::Sealer;
 
 /// Loads running at once at most.
 pub const LOADS_IN_FLIGHT: usize = 256;
@@ -96,6 +97,7 @@ pub async fn load_player(
     stores: &Stores,
     spool: &Spool,
     config: &LinkConfig,
+    sealer: &Sealer,
     request: LoadRequest,
     metrics: &Metrics,
 ) -> LoadOutcome {
@@ -151,7 +153,7 @@ pub async fn load_player(
                     player,
                     epoch: owner.epoch,
                 };
-                if let Ok(bytes) = evict.encode() {
+                if let Ok(bytes) = sealer.seal(&evict) {
                     let _ = stores
                         .hot
                         .publish(&redis_keys::zone_bus(old.zone), &bytes)
@@ -193,20 +195,22 @@ pub(super) async fn loader(
     stores: Stores,
     spool: Spool,
     config: LinkConfig,
+    sealer: Arc<Sealer>,
     rx: mpsc::Receiver<LoadRequest>,
     done: mpsc::Sender<StoreEvent>,
     metrics: Arc<Metrics>,
 ) {
     super::run_bounded(rx, LOADS_IN_FLIGHT, |request: LoadRequest| {
-        let (stores, spool, config, done, metrics) = (
+        let (stores, spool, config, sealer, done, metrics) = (
             stores.clone(),
             spool.clone(),
             config.clone(),
+            sealer.clone(),
             done.clone(),
             metrics.clone(),
         );
         async move {
-            let outcome = load_player(&stores, &spool, &config, request, &metrics).await;
+            let outcome = load_player(&stores, &spool, &config, &sealer, request, &metrics).await;
             debug!(player = request.player.0, ?outcome, "player load finished");
             let _ = done.send(StoreEvent::Loaded(request.player, outcome)).await;
         }

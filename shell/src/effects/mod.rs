@@ -31,6 +31,7 @@ use crate::metrics::{Metrics, Reason};
 use crate::persist::spool::{Spool, SpoolError};
 use crate::persist::{Claim, ColdStore, HotStore, Owner, Record, StoreError};
 use crate::world::bus::BusMessage;
+use crate::world::seal::{BusKey, Opener, Sealer};
 
 pub use claim::{ClaimPurpose, ClaimRequest};
 pub use hot::HotOp;
@@ -114,8 +115,12 @@ pub struct LinkConfig {
     pub timeout: Duration,
     /// Whether the zone is part of a world: subscribe to its bus.
     pub world: bool,
-    /// The netcode private key redirect tokens are signed with.
+    /// The netcode private key redirect tokens are signed with (and the bus key derived
+    /// from: [`crate::world::seal`]).
     pub token_key: Key,
+    /// This run of the zone (its start time, or any number larger than every earlier run's):
+    /// orders its bus messages after those of its earlier runs.
+    pub run: u64,
 }
 
 /// Finished work of the workers, for the loop to hand to the host.
@@ -159,6 +164,7 @@ pub struct EffectLink {
     fence: Option<watch::Receiver<u64>>,
     metrics: Arc<Metrics>,
     token_key: Key,
+    sealer: Arc<Sealer>,
     position_flush: Duration,
     next_refresh: Instant,
     /// The host's records polled so far (the host's numbering).
@@ -185,6 +191,8 @@ impl EffectLink {
         let (claim_tx, claim_rx) = mpsc::channel(BUS_QUEUE);
         let (publish_tx, publish_rx) = mpsc::channel(BUS_QUEUE);
         let (events_tx, events) = mpsc::channel(LOAD_QUEUE + BUS_QUEUE);
+        let bus_key = BusKey::derive(&config.token_key);
+        let sealer = Arc::new(Sealer::new(bus_key.clone(), config.zone, config.run));
         let mut workers = vec![
             tokio::spawn(hot::writer(
                 stores.hot.clone(),
@@ -197,6 +205,7 @@ impl EffectLink {
                 stores.clone(),
                 spool.clone(),
                 config.clone(),
+                sealer.clone(),
                 load_rx,
                 events_tx.clone(),
                 metrics.clone(),
@@ -217,6 +226,7 @@ impl EffectLink {
             workers.push(tokio::spawn(bus::subscriber(
                 stores.hot.clone(),
                 config.zone,
+                Opener::new(bus_key),
                 events_tx,
                 metrics.clone(),
             )));
@@ -231,6 +241,7 @@ impl EffectLink {
             fence: None,
             metrics,
             token_key: config.token_key.clone(),
+            sealer,
             position_flush: config.position_flush,
             next_refresh: Instant::now(),
             records: 0,
@@ -264,7 +275,7 @@ impl EffectLink {
             match effect {
                 Effect::Spool(record) => self.spool(&record),
                 Effect::Hot(op) => self.hot(op),
-                Effect::Publish { to, message } => match message.encode() {
+                Effect::Publish { to, message } => match self.sealer.seal(&message) {
                     Ok(bytes) => bus::publish(&self.publish_tx, &self.metrics, to, bytes),
                     Err(e) => {
                         error!(error = %e, to = to.0, "bus message not encodable; dropped");

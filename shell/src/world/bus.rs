@@ -156,6 +156,15 @@ pub enum BusError {
     /// A ghost batch over [`MAX_GHOSTS`], or a state with non-finite numbers.
     #[error("bus message is out of range: {0}")]
     OutOfRange(&'static str),
+    /// Not sealed with the world's bus key (forged or damaged): see [`super::seal`].
+    #[error("bus message is not sealed with the bus key")]
+    BadMac,
+    /// Sealed by one zone but speaking for another.
+    #[error("bus message speaks for a zone other than its sender")]
+    WrongSender,
+    /// Not newer than the last message taken from its sender (a replay or a repeat).
+    #[error("bus message is a replay")]
+    Replayed,
 }
 
 impl BusError {
@@ -168,6 +177,9 @@ impl BusError {
             BusError::OutOfRange(_) => "out_of_range",
             BusError::Version(_) => "version",
             BusError::Encode(_) => "encode",
+            BusError::BadMac => "bad_mac",
+            BusError::WrongSender => "wrong_sender",
+            BusError::Replayed => "replayed",
         }
     }
 }
@@ -212,6 +224,17 @@ impl BusMessage {
                 Err(BusError::OutOfRange("transferred state"))
             }
             _ => Ok(m),
+        }
+    }
+
+    /// The zone the message speaks for.
+    pub fn from(&self) -> ZoneId {
+        match self {
+            BusMessage::Transfer { from, .. }
+            | BusMessage::Ghosts { from, .. }
+            | BusMessage::Evict { from, .. } => *from,
+            // Answers come from the target of the handoff.
+            BusMessage::Accepted { to, .. } | BusMessage::Refused { to, .. } => *to,
         }
     }
 

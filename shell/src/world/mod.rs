@@ -27,6 +27,7 @@
 
 pub mod bus;
 pub mod ghosts;
+pub mod seal;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -168,7 +168,10 @@ fn interpolate(s: &str, vars: &BTreeMap<&str, &str>) -> String {
 
 /// A service's or container's environment, interpolated.
 fn compose_env(service: &Value) -> BTreeMap<String, String> {
-    let vars = BTreeMap::from([("ZONE_PRIVATE_KEY", TEST_KEY)]);
+    let vars = BTreeMap::from([
+        ("ZONE_PRIVATE_KEY", TEST_KEY),
+        ("REDIS_PASSWORD", "test-redis-password"),
+    ]);
     let mut env = BTreeMap::new();
     match &service["environment"] {
         Value::Mapping(m) => {
