@@ -128,6 +128,8 @@ pub enum HandoffEvent {
     Evicted,
     /// A neighbour refused a player from this zone.
     Refused(RefuseReason),
+    /// A bus message from a zone that is not a neighbour (or not in the world): dropped.
+    Stranger,
 }
 
 impl HandoffEvent {
@@ -142,6 +144,7 @@ impl HandoffEvent {
             HandoffEvent::GivenUp => "given_up",
             HandoffEvent::ArrivalExpired => "arrival_expired",
             HandoffEvent::Evicted => "evicted",
+            HandoffEvent::Stranger => "stranger",
             HandoffEvent::Refused(r) => match r {
                 RefuseReason::NotAccepting => "refused_not_accepting",
                 RefuseReason::Full => "refused_full",
@@ -414,6 +417,17 @@ impl Handoffs {
         if message.to() != self.me() {
             return;
         }
+        // Only neighbours hand over, answer and send ghosts; an eviction may come from any
+        // zone of the world (a login there). Anything else is a stranger's and is dropped.
+        let sender = message.from();
+        let known = match &message {
+            BusMessage::Evict { .. } => self.place.grid.contains_zone(sender),
+            _ => self.place.grid.neighbours(self.me()).contains(&sender),
+        };
+        if !known {
+            out.push(Action::Count(HandoffEvent::Stranger, None));
+            return;
+        }
         match message {
             BusMessage::Ghosts {
                 from,
@@ -492,7 +506,10 @@ impl Handoffs {
         let full = zone.player_count() as u32 >= rules.max_players;
         let s = offer.state;
         // What `Zone::join` would refuse is refused before anything is claimed or spooled.
+        // The epoch must fit a version's upper half (see `zone_core::Version`).
         let sane = s.health <= rules.player_max_health
+            && epoch <= u64::from(u32::MAX)
+            && s.epoch() <= epoch
             && s.x.is_finite()
             && s.y.is_finite()
             && s.facing.is_finite();

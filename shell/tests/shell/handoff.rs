@@ -271,3 +271,63 @@ fn a_login_elsewhere_evicts_an_older_copy_and_only_an_older_one() {
         "dropped unsaved: the new holder's writes rank above"
     );
 }
+
+/// Defence in depth behind the bus seal (issue 23): a zone takes handoffs, answers and ghosts
+/// only from its neighbours, and an epoch that cannot be a version's is refused.
+#[test]
+fn strangers_and_impossible_epochs_are_refused() {
+    use zone_shell::host::HandoffEvent;
+    let (host, _) = host();
+    let mut t = Probe {
+        host,
+        records: Vec::new(),
+        spooled: 0,
+    };
+    let now = Duration::ZERO;
+    let stranger = ZoneId(77);
+    let mut from_stranger = transfer(1, PlayerState::new_character(33.0, 5.0, 10));
+    if let BusMessage::Transfer { from, .. } = &mut from_stranger {
+        *from = stranger;
+    }
+    t.host.handle_bus(now, from_stranger);
+    t.host.handle_bus(
+        now,
+        BusMessage::Ghosts {
+            from: stranger,
+            to: ME,
+            tick: 1,
+            entities: Vec::new(),
+        },
+    );
+    t.host.handle_bus(
+        now,
+        BusMessage::Evict {
+            from: stranger,
+            to: ME,
+            player: PlayerId(1),
+            epoch: 9,
+        },
+    );
+    assert!(t.ops().is_empty(), "nothing claimed, answered or evicted");
+    assert_eq!(
+        t.host.stats().handoffs.get(&HandoffEvent::Stranger),
+        Some(&3)
+    );
+    let mut huge = transfer(2, PlayerState::new_character(33.0, 5.0, 10));
+    if let BusMessage::Transfer { epoch, .. } = &mut huge {
+        *epoch = 1 << 40;
+    }
+    t.host.handle_bus(now, huge);
+    let refused: Vec<_> = t
+        .ops()
+        .into_iter()
+        .filter_map(|op| match op {
+            Effect::Publish {
+                message: BusMessage::Refused { reason, .. },
+                ..
+            } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, [RefuseReason::BadState]);
+}
