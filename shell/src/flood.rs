@@ -9,6 +9,29 @@ use tokio::net::UdpSocket;
 use tokio::time::{Instant, MissedTickBehavior};
 use zone_core::rng::{self, Purpose};
 
+/// Writes the `n`-th junk datagram into `buf` (at least 1,500 bytes) and returns its length:
+/// short random bytes, a request-sized datagram, mid-sized and oversized ones; every third
+/// starts with a connection-request prefix (0), so the server parses it as one.
+pub fn junk(n: u64, buf: &mut [u8]) -> usize {
+    let mut d = rng::stream(0xF100D, n, 0, Purpose::Script);
+    let len = match n % 4 {
+        0 => 1 + d.below(40) as usize,
+        1 => 1_078,
+        2 => 200 + d.below(1_000) as usize,
+        _ => 1_500,
+    }
+    .min(buf.len());
+    for b in buf.iter_mut().take(len) {
+        *b = d.below(256) as u8;
+    }
+    if n.is_multiple_of(3)
+        && let Some(first) = buf.first_mut()
+    {
+        *first = 0;
+    }
+    len
+}
+
 /// Sends about `rate` datagrams per second to `target` for `seconds`; returns how many were sent.
 pub async fn flood(target: SocketAddr, rate: u32, seconds: u64) -> std::io::Result<u64> {
     let bind = if target.is_ipv4() {
@@ -27,19 +50,7 @@ pub async fn flood(target: SocketAddr, rate: u32, seconds: u64) -> std::io::Resu
     while Instant::now() < end {
         ticker.tick().await;
         for _ in 0..per_batch {
-            let mut d = rng::stream(0xF100D, sent, 0, Purpose::Script);
-            let len = match sent % 4 {
-                0 => 1 + d.below(40) as usize,
-                1 => 1_078,
-                2 => 200 + d.below(1_000) as usize,
-                _ => 1_500,
-            };
-            for b in buf.iter_mut().take(len) {
-                *b = d.below(256) as u8;
-            }
-            if sent.is_multiple_of(3) {
-                buf[0] = 0;
-            }
+            let len = junk(sent, &mut buf);
             if socket.send_to(&buf[..len], target).await.is_ok() {
                 sent += 1;
             }

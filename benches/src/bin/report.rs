@@ -233,6 +233,17 @@ fn main() -> anyhow::Result<()> {
         "-",
         None,
     );
+    let junk_ns = junk_figure()?;
+    r.row(
+        "netcode",
+        "junk datagrams (the flood tool's mix): CPU at 10k/s",
+        format!(
+            "{:.2} % core ({junk_ns:.0} ns each)",
+            junk_ns * 10_000.0 / 1e9 * 100.0
+        ),
+        "-",
+        None,
+    );
     let (ports_ns, ips_ns) = forged_request_figures()?;
     let at_10k = |ns: f64| ns * 10_000.0 / 1e9 * 100.0;
     r.row(
@@ -317,6 +328,32 @@ fn netcode_figures() -> (f64, usize) {
         n as f64 / started.elapsed().as_secs_f64(),
         size.saturating_sub(payload.len()),
     )
+}
+
+/// Nanoseconds a netcode server spends per junk datagram of `zone-server flood`'s mix, from
+/// one address.
+fn junk_figure() -> anyhow::Result<f64> {
+    use std::net::SocketAddr;
+    use zone_core::netcode::{Key, Server, ServerConfig};
+    let server_addr: SocketAddr = "10.0.0.1:40000".parse()?;
+    let config = ServerConfig::new(
+        0x5A4F_4E45,
+        Key::from_bytes([3; 32]),
+        1_024,
+        vec![server_addr],
+    );
+    let mut server = Server::new(config, Key::from_bytes([4; 32]))?;
+    let from: SocketAddr = "198.51.100.9:7777".parse()?;
+    let n = 200_000u64;
+    let mut buf = vec![0u8; 1_500];
+    let unix = zone_shell::tokens::unix_now();
+    let started = Instant::now();
+    for i in 0..n {
+        let len = zone_shell::flood::junk(i, &mut buf);
+        let now = Duration::from_micros(1_000_000 + i * 50);
+        let _ = server.process(now, unix, from, &mut buf[..len]);
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e9 / n as f64)
 }
 
 /// Nanoseconds a netcode server spends per forged connection request (a token sealed with a
