@@ -33,6 +33,7 @@ impl Source {
         }
         match ip {
             IpAddr::V4(v4) => Source::Ip(u128::from(u32::from(v4))),
+            // The /64 prefix, with the low bit set so it never equals an IPv4 key (< 2^32).
             IpAddr::V6(v6) => Source::Ip((u128::from(v6) >> 64) << 64 | 1),
         }
     }

@@ -52,6 +52,14 @@ pub struct ReplicationConfig {
     pub chat_refill_ticks: u32,
 }
 
+impl ReplicationConfig {
+    /// How many unacknowledged messages chat and the combat log may fill a client's reliable
+    /// queue with: all but the reserve kept for control messages.
+    pub fn bulk_limit(&self) -> usize {
+        self.reliable_queue.saturating_sub(self.reliable_reserved)
+    }
+}
+
 /// Chats taken from one client packet at most; the rest are dropped and counted.
 pub const MAX_CHATS_PER_PACKET: usize = 4;
 
@@ -369,6 +377,7 @@ impl Replicator {
             .rebuild(self.world.iter().map(|e| (e.id, e.position())));
 
         // Combat log: every hit involving a client's avatar.
+        let bulk = self.config.bulk_limit();
         for hit in &zone.last_output().combat_events {
             for p in [hit.attacker_player, hit.target_player]
                 .into_iter()
@@ -382,11 +391,7 @@ impl Replicator {
                         damage: hit.damage,
                         killed: hit.killed,
                     };
-                    let limit = self
-                        .config
-                        .reliable_queue
-                        .saturating_sub(self.config.reliable_reserved);
-                    if link.reliable_tx.send_within(m, limit).is_err() {
+                    if link.reliable_tx.send_within(m, bulk).is_err() {
                         self.metrics.reliable_dropped += 1;
                     }
                 }
@@ -488,10 +493,7 @@ impl Chat<'_> {
                     }
                 });
         }
-        let limit = r
-            .config
-            .reliable_queue
-            .saturating_sub(r.config.reliable_reserved);
+        let limit = r.config.bulk_limit();
         for p in r.listeners.iter() {
             let Some(link) = r.clients.get_mut(p) else {
                 continue;
