@@ -502,6 +502,11 @@ fn start_zone(
     let zone = p.zone.take().context("zone built once")?;
     let zone_tick_hz = zone.rules().tick_hz;
     let grid = config.grid()?;
+    let neighbours = if config.is_world() {
+        grid.neighbours(p.hosted.zone).to_vec()
+    } else {
+        Vec::new()
+    };
     let world = config.is_world().then(|| {
         let mut place = WorldPlace::new(grid, p.hosted.zone, p.running.public_address);
         place.ghost_margin = config.world.ghost_margin;
@@ -536,6 +541,7 @@ fn start_zone(
             position_flush: Duration::from_millis(st.position_flush_ms),
             timeout: Duration::from_millis(st.command_timeout_ms),
             world: config.is_world(),
+            neighbours,
             token_key: key.clone(),
             run,
         },

@@ -16,6 +16,7 @@ pub mod admin;
 pub mod app;
 pub mod bots;
 pub mod config;
+pub mod deadline;
 pub mod effects;
 pub mod flood;
 /// Fuzz targets and their seed corpus: not API (the `fuzzing` feature; `fuzz/` and the

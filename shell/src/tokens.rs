@@ -48,6 +48,16 @@ pub enum MintError {
     /// The request does not make a valid token (addresses, lifetime).
     #[error("minting token: {0}")]
     Token(#[source] TokenError),
+    /// A redirect named an address its zone did not publish (or none is known yet).
+    #[error("zone {zone} did not publish {named} (published: {published:?}); no token minted")]
+    Unpublished {
+        /// The zone the redirect is for.
+        zone: zone_core::ZoneId,
+        /// The address the redirect named.
+        named: SocketAddr,
+        /// What the zone published, if anything was seen.
+        published: Option<SocketAddr>,
+    },
 }
 
 /// The per-token secrets: both packet keys and the nonce of the private part. Fresh random

@@ -377,6 +377,7 @@ async fn zone_server(
                 position_flush: Duration::from_millis(500),
                 timeout: Duration::from_millis(500),
                 world: true,
+                neighbours: grid.neighbours(zone).to_vec(),
                 token_key: key(),
                 run,
             },

@@ -389,6 +389,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
             position_flush: Duration::from_millis(500),
             timeout: Duration::from_millis(500),
             world: false,
+            neighbours: Vec::new(),
             token_key: key(),
             run,
         },

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::deadline::SaturatingAfter;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -73,7 +75,7 @@ pub async fn claim_lease(
     local_fence: u64,
 ) -> Result<Lease, LeaseError> {
     let (hot, cold) = (&stores.hot, &stores.cold);
-    let until = Instant::now() + deadline;
+    let until = Instant::now().saturating_after(deadline);
     let mut floor = local_fence;
     let mut saw_holder = false;
     loop {

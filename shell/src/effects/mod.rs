@@ -9,6 +9,7 @@
 //! next refresh rewrites everything); so are bus messages (the bus tolerates loss). Records
 //! are never dropped silently: a record the spool refuses is counted by kind.
 
+pub mod addresses;
 pub mod bus;
 pub mod claim;
 pub mod hot;
@@ -22,6 +23,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+
+use crate::deadline::SaturatingAfter;
 use tracing::error;
 use zone_core::netcode::Key;
 use zone_core::{PlayerId, ZoneId};
@@ -30,6 +33,7 @@ use crate::host::ZoneHost;
 use crate::metrics::{Metrics, Reason};
 use crate::persist::spool::{Spool, SpoolError};
 use crate::persist::{Claim, ColdStore, HotStore, Owner, Record, StoreError};
+use crate::tokens::MintError;
 use crate::world::bus::BusMessage;
 use crate::world::seal::{BusKey, Opener, Sealer};
 
@@ -115,6 +119,9 @@ pub struct LinkConfig {
     pub timeout: Duration,
     /// Whether the zone is part of a world: subscribe to its bus.
     pub world: bool,
+    /// The zones this one hands players to: redirects go only to the addresses they
+    /// published ([`addresses`]).
+    pub neighbours: Vec<ZoneId>,
     /// The netcode private key redirect tokens are signed with (and the bus key derived
     /// from: [`crate::world::seal`]).
     pub token_key: Key,
@@ -165,6 +172,7 @@ pub struct EffectLink {
     metrics: Arc<Metrics>,
     token_key: Key,
     sealer: Arc<Sealer>,
+    addresses: addresses::AddressBook,
     position_flush: Duration,
     next_refresh: Instant,
     /// The host's records polled so far (the host's numbering).
@@ -175,6 +183,8 @@ pub struct EffectLink {
     settled: u64,
     /// The loop's workers (joined at shutdown by [`EffectLink::close`]).
     workers: Vec<tokio::task::JoinHandle<()>>,
+    /// The address book's refresher (aborted at shutdown).
+    refresher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl EffectLink {
@@ -222,6 +232,15 @@ impl EffectLink {
                 metrics.clone(),
             )),
         ];
+        let book = addresses::AddressBook::default();
+        let refresher = (!config.neighbours.is_empty()).then(|| {
+            tokio::spawn(addresses::refresher(
+                stores.hot.clone(),
+                config.neighbours.clone(),
+                config.timeout,
+                book.clone(),
+            ))
+        });
         if config.world {
             workers.push(tokio::spawn(bus::subscriber(
                 stores.hot.clone(),
@@ -242,12 +261,14 @@ impl EffectLink {
             metrics,
             token_key: config.token_key.clone(),
             sealer,
+            addresses: book,
             position_flush: config.position_flush,
             next_refresh: Instant::now(),
             records: 0,
             pending: VecDeque::new(),
             settled: 0,
             workers,
+            refresher,
         }
     }
 
@@ -297,7 +318,11 @@ impl EffectLink {
                     }
                 }
                 Effect::Redirect(request) => {
-                    let token = redirect::mint_for(&request, &self.token_key);
+                    let published = self.addresses.get(request.to);
+                    let token = redirect::mint_checked(&request, published, &self.token_key);
+                    if let Err(MintError::Unpublished { .. }) = &token {
+                        self.count_bus("unpublished_address");
+                    }
                     host.handle_redirect_token(request.player, token);
                 }
             }
@@ -394,12 +419,16 @@ impl EffectLink {
             publish_tx,
             events,
             workers,
+            refresher,
             ..
         } = self;
+        if let Some(r) = refresher {
+            r.abort();
+        }
         // Closing the queues ends the workers once they have drained them; closing the
         // events ends the subscriber.
         drop((hot_tx, load_tx, claim_tx, publish_tx, events));
-        let until = Instant::now() + deadline;
+        let until = Instant::now().saturating_after(deadline);
         let mut unfinished = 0;
         for mut worker in workers {
             if tokio::time::timeout_at(until, &mut worker).await.is_err() {

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio::time::Instant;
+
+use crate::deadline::SaturatingAfter;
 use zone_core::{PlayerId, PlayerState, ZoneId};
 
 use super::cold::StoreError;
@@ -89,9 +91,10 @@ impl HotStore for MemoryHotStore {
     }
 
     async fn put_session(&self, session: &Session, ttl: Duration) -> Result<(), StoreError> {
-        self.lock()?
-            .sessions
-            .insert(session.player, (session.clone(), Instant::now() + ttl));
+        self.lock()?.sessions.insert(
+            session.player,
+            (session.clone(), Instant::now().saturating_after(ttl)),
+        );
         Ok(())
     }
 
@@ -115,7 +118,7 @@ impl HotStore for MemoryHotStore {
         players.dedup();
         self.lock()?
             .presence
-            .insert(zone, (players, Instant::now() + ttl));
+            .insert(zone, (players, Instant::now().saturating_after(ttl)));
         Ok(())
     }
 
@@ -131,9 +134,10 @@ impl HotStore for MemoryHotStore {
         positions: &[Position],
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.lock()?
-            .positions
-            .insert(zone, (positions.to_vec(), Instant::now() + ttl));
+        self.lock()?.positions.insert(
+            zone,
+            (positions.to_vec(), Instant::now().saturating_after(ttl)),
+        );
         Ok(())
     }
 
@@ -152,7 +156,8 @@ impl HotStore for MemoryHotStore {
         let mut s = self.lock()?;
         let newer = live(s.states.get(&player)).is_none_or(|old| old.version <= state.version);
         if newer {
-            s.states.insert(player, (*state, Instant::now() + ttl));
+            s.states
+                .insert(player, (*state, Instant::now().saturating_after(ttl)));
         }
         Ok(())
     }
@@ -188,9 +193,12 @@ impl HotStore for MemoryHotStore {
     ) -> Result<bool, StoreError> {
         let mut s = self.lock()?;
         let now = Instant::now();
-        let entry = s.limits.entry(key.to_owned()).or_insert((0, now + window));
+        let entry = s
+            .limits
+            .entry(key.to_owned())
+            .or_insert((0, now.saturating_after(window)));
         if entry.1 <= now {
-            *entry = (0, now + window);
+            *entry = (0, now.saturating_after(window));
         }
         entry.0 = entry.0.saturating_add(1);
         Ok(entry.0 <= limit)
@@ -210,14 +218,15 @@ impl HotStore for MemoryHotStore {
     ) -> Result<Claim, StoreError> {
         let mut s = self.lock()?;
         let current = live(s.owners.get(&player)).copied();
-        if !claim_allowed(current, expect) {
+        if !claim_allowed(current, expect, zone) {
             return Ok(Claim::Lost(current));
         }
         let owner = Owner {
             zone,
             epoch: next_epoch(current, expect, floor),
         };
-        s.owners.insert(player, (owner, Instant::now() + ttl));
+        s.owners
+            .insert(player, (owner, Instant::now().saturating_after(ttl)));
         Ok(Claim::Won(owner))
     }
 
@@ -228,7 +237,7 @@ impl HotStore for MemoryHotStore {
         ttl: Duration,
     ) -> Result<Vec<(PlayerId, Owner)>, StoreError> {
         let mut s = self.lock()?;
-        let until = Instant::now() + ttl;
+        let until = Instant::now().saturating_after(ttl);
         let mut superseded = Vec::new();
         for &(player, epoch) in held {
             let current = live(s.owners.get(&player)).copied();
@@ -248,9 +257,10 @@ impl HotStore for MemoryHotStore {
         address: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.lock()?
-            .addresses
-            .insert(zone, (address.to_owned(), Instant::now() + ttl));
+        self.lock()?.addresses.insert(
+            zone,
+            (address.to_owned(), Instant::now().saturating_after(ttl)),
+        );
         Ok(())
     }
 
@@ -272,7 +282,8 @@ impl HotStore for MemoryHotStore {
         }
         s.fence = s.fence.max(after_fence) + 1;
         let fence = s.fence;
-        s.leases.insert(zone, (owner.to_owned(), fence, now + ttl));
+        s.leases
+            .insert(zone, (owner.to_owned(), fence, now.saturating_after(ttl)));
         Ok(Some(Lease {
             zone,
             owner: owner.to_owned(),
@@ -287,7 +298,7 @@ impl HotStore for MemoryHotStore {
             Some((owner, fence, exp))
                 if *owner == lease.owner && *fence == lease.fence && *exp > now =>
             {
-                *exp = now + ttl;
+                *exp = now.saturating_after(ttl);
                 Ok(true)
             }
             _ => Ok(false),

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::deadline::SaturatingAfter;
+
 use base64::Engine;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -341,7 +343,7 @@ impl Flusher {
     /// Sleeps `d`, but not past the shutdown drain deadline. False once that deadline passed:
     /// the caller gives up and leaves the records in the spool for the next start.
     async fn sleep(&mut self, d: Duration, stop: &CancellationToken) -> bool {
-        let until = Instant::now() + d;
+        let until = Instant::now().saturating_after(d);
         match self.deadline(stop) {
             None => {
                 // A stop request ends the wait early; the next round applies the deadline.

@@ -31,10 +31,15 @@ pub fn keep_decision(current: Option<Owner>, zone: ZoneId, epoch: u64) -> Option
     }
 }
 
-/// Whether a claim with `expect` may take a player whose record is `current`.
-pub fn claim_allowed(current: Option<Owner>, expect: Option<Owner>) -> bool {
+/// Whether `zone`'s claim with `expect` may take a player whose record is `current`. A
+/// conditional claim needs the record it is conditional on: a missing one (expired, wiped)
+/// matches only an expectation naming the claimer itself (taking back its own player), never
+/// a handoff from another zone, which waits until the sender's keep-alive has written the
+/// record again.
+pub fn claim_allowed(current: Option<Owner>, expect: Option<Owner>, zone: ZoneId) -> bool {
     match (current, expect) {
-        (_, None) | (None, Some(_)) => true,
+        (_, None) => true,
+        (None, Some(e)) => e.zone == zone,
         (Some(c), Some(e)) => c == e,
     }
 }
@@ -167,8 +172,8 @@ pub trait HotStore: Send + Sync + Debug {
     /// Who holds a player, if the ledger knows.
     async fn player_owner(&self, player: PlayerId) -> Result<Option<Owner>, StoreError>;
     /// Takes `player` for `zone`, atomically. With `expect` (a handoff or its recall) only if
-    /// the ledger still names that owner, a missing record counting as a match (a wiped store);
-    /// without (a join) always. The new epoch is one above the largest of the record's,
+    /// the ledger still names that owner (a missing record matches only an `expect` naming
+    /// `zone` itself: [`claim_allowed`]); without (a join) always. The new epoch is one above the largest of the record's,
     /// `expect`'s and `floor` (the epoch of the state being taken over), so epochs only grow.
     /// The record expires after `ttl` (each claim rewrites it; the holder keeps it alive with
     /// [`HotStore::keep_players`]).

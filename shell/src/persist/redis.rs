@@ -61,7 +61,8 @@ return 0
 
 /// Claims a player (the ownership ledger): KEYS[1] the owner record; ARGV zone, expected zone
 /// ('' for an unconditional claim), expected epoch, floor, ttl ms. A missing record matches
-/// any expectation. Returns {1, record} when won, {0, record or ''} when lost.
+/// only an expectation naming the claimer (`hot::claim_allowed`). Returns {1, record} when
+/// won, {0, record or ''} when lost.
 const CLAIM: &str = r"
 local cur = redis.call('GET', KEYS[1])
 local cz, ce = nil, 0
@@ -74,6 +75,9 @@ if cur then
 end
 if ARGV[2] ~= '' and cur and (cz ~= ARGV[2] or ce ~= tonumber(ARGV[3])) then
   return {0, cur}
+end
+if ARGV[2] ~= '' and (not cur) and ARGV[2] ~= ARGV[1] then
+  return {0, ''}
 end
 local e = math.max(ce, tonumber(ARGV[3]) or 0, tonumber(ARGV[4]) or 0) + 1
 local rec = ARGV[1] .. '|' .. string.format('%d', e)

@@ -43,6 +43,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::deadline::SaturatingAfter;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
@@ -738,7 +740,7 @@ impl Spool {
     pub fn close_within(&self, deadline: Duration) -> NotDurable {
         if let Ok(mut inner) = self.shared.inner.lock() {
             inner.closing = true;
-            inner.close_by = Some(Instant::now() + deadline);
+            inner.close_by = Some(Instant::now().saturating_after(deadline));
         }
         if self.shared.mode == WriterMode::Manual {
             self.commit_until(deadline);
@@ -768,7 +770,7 @@ impl Spool {
         };
         self.shared.wake.notify_all();
         let mut rx = self.durable();
-        let until = Instant::now() + deadline;
+        let until = Instant::now().saturating_after(deadline);
         while *rx.borrow_and_update() < target && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
             if self.writer.lock().map(|w| w.is_none()).unwrap_or(true) {
@@ -827,7 +829,7 @@ impl Spool {
 
     /// Writer-mode `Manual`: commits, retrying failed commits until `deadline` has passed.
     fn commit_until(&self, deadline: Duration) {
-        let until = Instant::now() + deadline;
+        let until = Instant::now().saturating_after(deadline);
         while !self.commit_now() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -257,11 +257,26 @@ async fn contract(hot: &dyn HotStore, tag: u32) {
         )
         .await
         .unwrap(),
+        Claim::Lost(None),
+        "a handoff claim needs the record it is conditional on (a forged transfer of a \
+         never-seen player takes nothing)"
+    );
+    assert_eq!(hot.player_owner(fresh).await.unwrap(), None);
+    assert_eq!(
+        hot.claim_player(
+            fresh,
+            ZoneId(3),
+            Some(expect),
+            10,
+            Duration::from_millis(80)
+        )
+        .await
+        .unwrap(),
         Claim::Won(Owner {
-            zone: ZoneId(4),
+            zone: ZoneId(3),
             epoch: 11
         }),
-        "a missing record (a wiped store) matches any expectation"
+        "a missing record (a wiped store) matches a recall: the claimer's own expectation"
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(

@@ -314,7 +314,7 @@ impl World {
         floor: u64,
     ) -> Claim {
         let current = self.ledger.get(&player).copied();
-        if !claim_allowed(current, expect) {
+        if !claim_allowed(current, expect, zone) {
             return Claim::Lost(current);
         }
         let owner = Owner {
