@@ -125,6 +125,8 @@ pub struct Running {
     /// Stops the demo bots; sent only after the loops have finished, so that bots are
     /// disconnected by the server's shutdown rather than leaving on their own.
     bots_stop: watch::Sender<bool>,
+    /// This server's identity, held (locked) while it runs.
+    _identity: Arc<crate::identity::Identity>,
 }
 
 impl Running {
@@ -302,8 +304,10 @@ pub async fn start_with(
         .with_context(|| format!("binding admin HTTP {}", config.admin.bind))?;
     let admin_addr = admin.local_addr()?;
     let run = unix_ms();
+    // Before the spool: a second process on this data_dir is refused here, by name.
+    let identity = Arc::new(crate::identity::Identity::open(&config.data_dir)?);
     let (spool, recovery, spool_stats) = open_spool(&config)?;
-    let (prepared, world_metrics) = prepare_zones(&config, &stores, &spool, run).await?;
+    let (prepared, world_metrics) = prepare_zones(&config, &stores, &spool, &identity, run).await?;
     let first = prepared
         .first()
         .map(|p| p.running.clone())
@@ -386,6 +390,7 @@ pub async fn start_with(
         task,
         bots,
         bots_stop,
+        _identity: identity,
     })
 }
 
@@ -423,6 +428,7 @@ async fn prepare_zones(
     config: &Config,
     stores: &Stores,
     spool: &Spool,
+    identity: &crate::identity::Identity,
     run: u64,
 ) -> anyhow::Result<(Vec<Prepared>, WorldMetrics)> {
     let hosted = config.hosted_zones()?;
@@ -454,16 +460,22 @@ async fn prepare_zones(
             world_metrics.add_zone(h.zone)
         };
         let server_name = format!("{public_address}/{run}");
+        // The lease names the server's lasting identity: a restarted server takes back its
+        // own lease at once instead of waiting for it to expire.
+        let owner = format!("{}@{public_address}", identity.id());
         let lease = claim_lease(
             stores,
             h.zone,
-            &server_name,
+            &owner,
             lease_ttl,
             lease_ttl * 2,
-            spool.max_fence(h.zone),
+            spool.max_fence(h.zone).max(identity.last_fence(h.zone)),
         )
         .await?;
-        info!(zone = %h.zone, fence = lease.fence, "zone lease claimed");
+        if let Err(e) = identity.remember_fence(h.zone, lease.fence) {
+            warn!(zone = %h.zone, error = %e, "could not remember the zone's fence in data_dir");
+        }
+        info!(zone = %h.zone, fence = lease.fence, %owner, "zone lease claimed");
         prepared.push(Prepared {
             hosted: *h,
             zone: Some(zone),

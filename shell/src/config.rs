@@ -153,7 +153,9 @@ pub struct StoreSection {
     pub position_flush_ms: u64,
     /// Sessions, presence and hot player state expire after this many seconds unless refreshed.
     pub hot_ttl_s: u64,
-    /// Zone lease lifetime, milliseconds (renewed at a third of it).
+    /// Zone lease lifetime, milliseconds (renewed every third of it, at most every 5 s). The hot-store
+    /// outage a zone plays through is 7/9 of it (70 s of the default 90 s); a standby takes
+    /// over a crashed holder's zone within about one lifetime (see `effects::lease`).
     pub lease_ttl_ms: u64,
 }
 
@@ -233,7 +235,7 @@ impl Default for StoreSection {
             flush_batch: 256,
             position_flush_ms: 1_000,
             hot_ttl_s: 600,
-            lease_ttl_ms: 6_000,
+            lease_ttl_ms: 90_000,
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod flood;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod host;
+pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod persist;

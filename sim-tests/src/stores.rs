@@ -20,8 +20,8 @@ use turmoil::net::{TcpListener, TcpStream};
 use zone_core::{CombatEvent, EventId, PlayerId, PlayerState, ZoneId};
 use zone_shell::persist::embedded_hot::MemoryHotStore;
 use zone_shell::persist::{
-    Claim, ColdStore, CombatRecord, HotStore, Lease, Message, Owner, Position, ProfileRecord,
-    Record, SaveRecord, Session, StoreError, StoredPlayer,
+    Claim, ColdStore, CombatRecord, HotStore, Lease, LeaseHolder, Message, Owner, Position,
+    ProfileRecord, Record, SaveRecord, Session, StoreError, StoredPlayer,
 };
 
 /// Port of both store hosts.
@@ -46,6 +46,7 @@ enum Req {
     RateLimit(String, u32, u64),
     Acquire(ZoneId, String, u64, u64),
     Renew(Lease, u64),
+    LeaseHolder(ZoneId),
     Release(Lease),
     PlayerOwner(PlayerId),
     ClaimPlayer(PlayerId, ZoneId, Option<Owner>, u64, u64),
@@ -70,6 +71,7 @@ enum Resp {
     State(Option<PlayerState>),
     Flag(bool),
     Lease(Option<Lease>),
+    Holder(Option<LeaseHolder>),
     Owner(Option<Owner>),
     Claim(Claim),
     Superseded(Vec<(PlayerId, Owner)>),
@@ -288,6 +290,7 @@ pub async fn redis_host_with(slot: Arc<Mutex<Option<Arc<MemoryHotStore>>>>) -> t
                     .await
                     .map(Resp::Lease)),
                 Req::Renew(l, ttl) => r(store.renew_lease(&l, ms(ttl)).await.map(Resp::Flag)),
+                Req::LeaseHolder(z) => r(store.lease_holder(z).await.map(Resp::Holder)),
                 Req::Release(l) => r(store.release_lease(&l).await.map(|()| Resp::Done)),
                 Req::PlayerOwner(p) => r(store.player_owner(p).await.map(Resp::Owner)),
                 Req::ClaimPlayer(p, zone, expect, floor, ttl) => r(store
@@ -629,6 +632,13 @@ impl HotStore for SimHot {
         .await?
         {
             Resp::Lease(l) => Ok(l),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    async fn lease_holder(&self, zone: ZoneId) -> Result<Option<LeaseHolder>, StoreError> {
+        match call("redis", Req::LeaseHolder(zone), self.timeout).await? {
+            Resp::Holder(h) => Ok(h),
             r => Err(unexpected(r)),
         }
     }

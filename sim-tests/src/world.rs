@@ -154,6 +154,9 @@ struct World {
     truth: Mutex<BTreeMap<(u64, u64), BTreeMap<zone_core::EntityId, NetEntity>>>,
     /// Current zone run.
     current_run: AtomicU64,
+    /// The last lease fence the zone server held (what `data_dir/leases` keeps for a server
+    /// restarted on the same volume: it knows it was the zone's last holder).
+    last_fence: AtomicU64,
     /// Bots that finished.
     bots_done: AtomicU64,
     /// Players in the zone after the latest tick.
@@ -264,9 +267,10 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         &format!("zone/{run}"),
         lease_ttl,
         Duration::from_secs(30),
-        0,
+        world.last_fence.load(Ordering::SeqCst),
     )
     .await?;
+    world.last_fence.store(lease.fence, Ordering::SeqCst);
     let stats = Arc::new(SpoolStats::default());
     let (spool, _recovery) = Spool::open_on(
         world.disk.clone(),

@@ -1,6 +1,20 @@
 //! The zone lease: claimed before a zone is simulated ([`claim_lease`]) and kept while it is
 //! ([`keep_lease`]), with a fencing token that grows with every holder and is registered in
 //! the cold store, which rejects saves under superseded fences.
+//!
+//! Safety (never two simulating holders): a holder counts its lease valid until `ttl` after
+//! it *sent* its last successful renewal, minus a sixth of `ttl`; the store expires the key
+//! `ttl` after it *received* that renewal, later still. So while the key lives out its time,
+//! nobody else can claim it, and when it expires the holder has stopped. A key that vanishes
+//! early (a Redis wipe, a failover to a replica without it) is the one case the store cannot
+//! cover: a claimer that saw another holder, or that the cold store's fence shows was not the
+//! zone's last holder, therefore holds the new lease for one whole lifetime, renewing it,
+//! before it simulates; a cut-off holder cannot renew past that and stops first.
+//!
+//! What it buys (defaults: `ttl` 90 s, renewals every 5 s): a zone plays through a hot-store
+//! outage of at least 70 s; a standby takes over a crashed holder within `ttl` (plus one
+//! lifetime when it was not the last holder); a server restarted on its own data_dir
+//! ([`crate::identity`]) takes its lease back at once, as the same owner.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,6 +102,10 @@ pub async fn claim_lease(
             Err(e) => return Err(LeaseError::Fence { zone, source: e }),
         };
         if let Some(known) = known {
+            // The cold store names a later holder than this server's own last one: someone
+            // else held the zone, and if its lease key is gone (a wipe, a failover) it may
+            // still be simulating, cut off. Wait it out like a holder seen in the key.
+            saw_holder |= known > local_fence;
             floor = floor.max(known);
             match hot.acquire_lease(zone, owner, ttl, floor).await {
                 Ok(Some(lease)) => {
@@ -155,7 +173,17 @@ async fn wait_out_previous(hot: &Arc<dyn HotStore>, lease: &Lease, ttl: Duration
     true
 }
 
-/// Renews `lease` every third of its lifetime (and republishes the zone's `address` with it).
+/// How often a held lease is renewed: every third of its lifetime, at most every
+/// [`MAX_RENEW_PERIOD`]. A hot-store outage is ridden out for `ttl - ttl/6` minus one period
+/// at worst: 70 s of the default 90 s lease.
+pub fn renew_period(ttl: Duration) -> Duration {
+    (ttl / 3).min(MAX_RENEW_PERIOD)
+}
+
+/// The longest wait between two renewals of a lease.
+pub const MAX_RENEW_PERIOD: Duration = Duration::from_secs(5);
+
+/// Renews `lease` every [`renew_period`] (and republishes the zone's `address` with it).
 /// The holder counts the lease valid only until `ttl` after it *sent* its last successful
 /// renewal, and gives it up a sixth of `ttl` before that: the store expires it later still,
 /// and nobody else can claim it before, so two holders never overlap. When it is lost (taken,
@@ -194,7 +222,7 @@ pub async fn keep_lease(
     loop {
         let deadline = valid_until - margin;
         tokio::select! {
-            _ = tokio::time::sleep(ttl / 3) => {}
+            _ = tokio::time::sleep(renew_period(ttl)) => {}
             _ = tokio::time::sleep_until(deadline) => {
                 give_up(&lease, "not renewed before expiry");
                 return;

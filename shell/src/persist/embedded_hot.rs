@@ -14,8 +14,8 @@ use zone_core::{PlayerId, PlayerState, ZoneId};
 
 use super::cold::StoreError;
 use super::hot::{
-    Claim, HotStore, Lease, Message, Owner, Position, Session, claim_allowed, keep_decision,
-    next_epoch,
+    Claim, HotStore, Lease, LeaseHolder, Message, Owner, Position, Session, claim_allowed,
+    keep_decision, next_epoch,
 };
 
 #[derive(Debug, Default)]
@@ -277,7 +277,10 @@ impl HotStore for MemoryHotStore {
     ) -> Result<Option<Lease>, StoreError> {
         let mut s = self.lock()?;
         let now = Instant::now();
-        if s.leases.get(&zone).is_some_and(|(_, _, exp)| *exp > now) {
+        if s.leases
+            .get(&zone)
+            .is_some_and(|(o, _, exp)| *exp > now && o != owner)
+        {
             return Ok(None);
         }
         s.fence = s.fence.max(after_fence) + 1;
@@ -289,6 +292,22 @@ impl HotStore for MemoryHotStore {
             owner: owner.to_owned(),
             fence,
         }))
+    }
+
+    async fn lease_holder(&self, zone: ZoneId) -> Result<Option<LeaseHolder>, StoreError> {
+        let s = self.lock()?;
+        let now = Instant::now();
+        Ok(s.leases
+            .get(&zone)
+            .filter(|(_, _, exp)| *exp > now)
+            .map(|(owner, fence, exp)| LeaseHolder {
+                lease: Lease {
+                    zone,
+                    owner: owner.clone(),
+                    fence: *fence,
+                },
+                remaining: *exp - now,
+            }))
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError> {

@@ -80,6 +80,15 @@ pub struct Lease {
     pub fence: u64,
 }
 
+/// A zone lease as others see it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct LeaseHolder {
+    /// The lease.
+    pub lease: Lease,
+    /// Until the store expires it, unless renewed.
+    pub remaining: Duration,
+}
+
 /// Who holds a player: the zone simulating them and the ownership epoch of that holding. The
 /// epoch grows with every change of hands (a join, a handoff, a recall), and every save the
 /// holder writes carries it (the upper half of [`PlayerState::version`]), so a former holder's
@@ -208,8 +217,10 @@ pub trait HotStore: Send + Sync + Debug {
     /// Where a zone's server listens, if published and not expired.
     async fn zone_address(&self, zone: ZoneId) -> Result<Option<String>, StoreError>;
 
-    /// Claims a zone for `owner` for `ttl`, if nobody holds it. The fencing token handed out
-    /// is greater than `after_fence` even if the store lost its counter (a Redis wipe).
+    /// Claims a zone for `owner` for `ttl`, if nobody else holds it (a lease naming `owner`
+    /// itself, say one a failover brought back with an older fence, is taken over). The
+    /// fencing token handed out is greater than `after_fence` even if the store lost its
+    /// counter (a Redis wipe).
     async fn acquire_lease(
         &self,
         zone: ZoneId,
@@ -217,6 +228,8 @@ pub trait HotStore: Send + Sync + Debug {
         ttl: Duration,
         after_fence: u64,
     ) -> Result<Option<Lease>, StoreError>;
+    /// Who holds `zone`'s lease and for how much longer, if anyone (what a standby watches).
+    async fn lease_holder(&self, zone: ZoneId) -> Result<Option<LeaseHolder>, StoreError>;
     /// Extends a held lease; `false` when it was lost (expired or taken).
     async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StoreError>;
     /// Gives a lease up, if still held.

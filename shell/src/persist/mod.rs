@@ -23,5 +23,5 @@ pub mod spool;
 pub mod spool_fs;
 
 pub use cold::{ColdStore, StoreError, StoredPlayer};
-pub use hot::{Claim, HotStore, Lease, Message, Owner, Position, Session};
+pub use hot::{Claim, HotStore, Lease, LeaseHolder, Message, Owner, Position, Session};
 pub use record::{CombatRecord, ProfileRecord, Record, RecordError, SaveRecord};

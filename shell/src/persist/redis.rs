@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, broadcast};
 use zone_core::{PlayerId, PlayerState, ZoneId};
 
 use super::cold::StoreError;
-use super::hot::{Claim, HotStore, Lease, Message, Owner, Position, Session};
+use super::hot::{Claim, HotStore, Lease, LeaseHolder, Message, Owner, Position, Session};
 use super::redis_keys as keys;
 
 /// Most Redis calls in flight at once.
@@ -45,18 +45,33 @@ return 0
 ";
 
 /// Claims a lease: raises the fence counter to at least ARGV[3] (a wiped Redis restarts
-/// counters at zero), takes the next token, sets the lease if free. KEYS[1] lease, KEYS[2]
-/// fence counter; ARGV owner, ttl ms, floor. Returns the token, or 0 when the lease is held.
+/// counters at zero), takes the next token, sets the lease if free or held by this very owner
+/// (a failover may bring back its own lease under an older token). KEYS[1] lease, KEYS[2]
+/// fence counter; ARGV owner, ttl ms, floor. Returns the token, or 0 when another holds it.
 const ACQUIRE: &str = r"
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-if cur < tonumber(ARGV[3]) then
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local holder = string.match(cur, '^(.*)|[^|]*$')
+  if holder ~= ARGV[1] then
+    return 0
+  end
+end
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+if n < tonumber(ARGV[3]) then
   redis.call('SET', KEYS[2], ARGV[3])
 end
 local f = redis.call('INCR', KEYS[2])
-if redis.call('SET', KEYS[1], ARGV[1] .. '|' .. f, 'NX', 'PX', ARGV[2]) then
-  return f
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. f, 'PX', ARGV[2])
+return f
+";
+
+/// Who holds a lease: KEYS[1] lease. Returns {} or {value, remaining ms}.
+const HOLDER: &str = r"
+local v = redis.call('GET', KEYS[1])
+if not v then
+  return {}
 end
-return 0
+return {v, redis.call('PTTL', KEYS[1])}
 ";
 
 /// Claims a player (the ownership ledger): KEYS[1] the owner record; ARGV zone, expected zone
@@ -636,6 +651,32 @@ impl HotStore for RedisHotStore {
             zone,
             owner: owner.to_owned(),
             fence: fence as u64,
+        }))
+    }
+
+    async fn lease_holder(&self, zone: ZoneId) -> Result<Option<LeaseHolder>, StoreError> {
+        let reply: Vec<Value> = self
+            .call(
+                self.client
+                    .eval(HOLDER, vec![keys::lease(zone)], Vec::<Value>::new()),
+            )
+            .await?;
+        let (Some(value), Some(remaining)) = (
+            reply.first().and_then(|v| v.as_string()),
+            reply.get(1).and_then(Value::as_i64),
+        ) else {
+            return Ok(None);
+        };
+        let bad = || StoreError::BadRow(format!("lease record {value:?}"));
+        let (owner, fence) = value.rsplit_once('|').ok_or_else(bad)?;
+        Ok(Some(LeaseHolder {
+            lease: Lease {
+                zone,
+                owner: owner.to_owned(),
+                fence: fence.parse().map_err(|_| bad())?,
+            },
+            // -1: no expiry (set by hand); count it as a full lease still running.
+            remaining: Duration::from_millis(u64::try_from(remaining).unwrap_or(u64::MAX)),
         }))
     }
 

@@ -378,7 +378,30 @@ async fn contract(hot: &dyn HotStore, tag: u32) {
         d.fence > c.fence + 100,
         "the floor is respected (counter lost in a wipe)"
     );
-    hot.release_lease(&d).await.unwrap();
+    // A standby sees who holds the lease and for how much longer.
+    let seen = hot.lease_holder(zone).await.unwrap().expect("held");
+    assert_eq!(seen.lease, d);
+    assert!(seen.remaining <= lease_ttl && seen.remaining > Duration::ZERO);
+    // The same owner takes its own lease back at once (a restart, or a failover that brought
+    // back an older token), under a larger fence; nobody else can.
+    let d2 = hot
+        .acquire_lease(zone, "d", lease_ttl, 0)
+        .await
+        .unwrap()
+        .expect("an owner takes its own lease over");
+    assert!(d2.fence > d.fence);
+    assert!(
+        !hot.renew_lease(&d, lease_ttl).await.unwrap(),
+        "the old token is superseded"
+    );
+    assert!(
+        hot.acquire_lease(zone, "e", lease_ttl, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    hot.release_lease(&d2).await.unwrap();
+    assert_eq!(hot.lease_holder(zone).await.unwrap(), None, "released");
 
     let channel = format!("zs:test:{tag}");
     let mut rx = hot.subscribe(&channel).await.unwrap();
@@ -581,6 +604,119 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Issue 18: a Redis outage longer than the old 6 s lease, the client timeout (10 s) and the
+/// hot store's command timeouts, under the default lease: the zone ticks through all of it,
+/// no bot is disconnected, and presence and positions are rebuilt when Redis comes back
+/// (wiped: it runs without persistence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
+    let _live = crate::support::live(module_path!());
+    let mut server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.net.bind = "127.0.0.1:0".parse().unwrap();
+    config.admin.bind = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = dir.path().to_path_buf();
+    config.zone.arena_size = 96;
+    config.zone.npcs = 100;
+    (config.world.columns, config.world.rows) = (1, 1);
+    config.store.redis_url = Some(server.url());
+    config.store.position_flush_ms = 200;
+    assert_eq!(config.store.lease_ttl_ms, 90_000, "the default lease");
+    let hot: Arc<dyn HotStore> = Arc::new(redis(&server).await);
+    let cold = Arc::new(SqliteStore::open(&dir.path().join("cold.sqlite")).unwrap());
+    let stores = Stores {
+        hot: hot.clone(),
+        cold: cold.clone(),
+    };
+    let running = start_with(config, None, stores).await.unwrap();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let bot_config = BotConfig {
+        server: running.udp_addr,
+        servers: Vec::new(),
+        roam: None,
+        stand: false,
+        protocol_id: running.protocol_id,
+        first_player: 700,
+        count: 6,
+        tick_hz: running.tick_hz,
+        duration: None,
+        seed: 5,
+    };
+    let key = running.private_key.clone();
+    let crowd = tokio::spawn(async move { run_crowd(bot_config, &key, stop).await });
+    let expected: Vec<PlayerId> = (700..706).map(PlayerId).collect();
+    let wait_presence = |what: &'static str| {
+        let hot = hot.clone();
+        let expected = expected.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                if hot.presence(ZoneId(1)).await.ok().as_ref() == Some(&expected)
+                    && hot.positions(ZoneId(1)).await.map(|p| p.len()).ok() == Some(6)
+                {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "presence not {what}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait_presence("written").await;
+
+    server.kill();
+    let ticks = || {
+        running
+            .status
+            .ticks
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let before = ticks();
+    let mut last = before;
+    for second in 0..25 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = ticks();
+        assert!(
+            now > last,
+            "no tick in second {second} of the outage ({last} -> {now})"
+        );
+        last = now;
+    }
+    println!("ticks during the 25 s outage: {}", last - before);
+    let text = running.metrics.encode();
+    assert!(
+        !text.contains("zone_leases_lost_total 1"),
+        "the lease outlived the outage"
+    );
+
+    server.restart();
+    wait_presence("rebuilt after Redis came back wiped").await;
+    // The keeper finds its lease gone at its next renewal (every 5 s) and claims it again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while hot.lease_holder(ZoneId(1)).await.ok().flatten().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease was not claimed again in the wiped Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let _ = stop_tx.send(true);
+    let report = crowd.await.unwrap().unwrap();
+    for b in &report.bots {
+        assert!(
+            b.connected && b.lost.is_none() && !b.server_closed,
+            "bot {} was disconnected by the outage: {b:?}",
+            b.player
+        );
+    }
+    running.shutdown();
+    running.finish().await.expect("no zone lost its lease");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
