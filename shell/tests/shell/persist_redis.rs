@@ -481,6 +481,29 @@ async fn calls_fail_fast_while_redis_is_down_and_work_again_after_restart() {
     hot.quit().await;
 }
 
+/// Waits up to `within` until zone 1's presence in `hot` is `expected` and it has a position
+/// for each of them.
+async fn wait_presence(
+    hot: Arc<dyn HotStore>,
+    expected: Vec<PlayerId>,
+    within: Duration,
+    what: &str,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if hot.presence(ZoneId(1)).await.ok().as_ref() == Some(&expected)
+            && hot.positions(ZoneId(1)).await.map(|p| p.len()).ok() == Some(expected.len())
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "presence not {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
     let _live = crate::support::live(module_path!());
@@ -527,23 +550,7 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
     assert!(String::from_utf8_lossy(&joined.payload).starts_with("join 50"));
     let expected: Vec<PlayerId> = (500..508).map(PlayerId).collect();
     let wait_presence = |what: &'static str| {
-        let hot = hot.clone();
-        let expected = expected.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            loop {
-                if hot.presence(ZoneId(1)).await.ok().as_ref() == Some(&expected)
-                    && hot.positions(ZoneId(1)).await.map(|p| p.len()).ok() == Some(8)
-                {
-                    return;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "presence not {what}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        wait_presence(hot.clone(), expected.clone(), Duration::from_secs(20), what)
     };
     wait_presence("written").await;
     let sessions = hot.session(PlayerId(500)).await.unwrap().unwrap();
@@ -649,23 +656,7 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
     let crowd = tokio::spawn(async move { run_crowd(bot_config, &key, stop).await });
     let expected: Vec<PlayerId> = (700..706).map(PlayerId).collect();
     let wait_presence = |what: &'static str| {
-        let hot = hot.clone();
-        let expected = expected.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            loop {
-                if hot.presence(ZoneId(1)).await.ok().as_ref() == Some(&expected)
-                    && hot.positions(ZoneId(1)).await.map(|p| p.len()).ok() == Some(6)
-                {
-                    return;
-                }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "presence not {what}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        wait_presence(hot.clone(), expected.clone(), Duration::from_secs(30), what)
     };
     wait_presence("written").await;
 
