@@ -1,5 +1,6 @@
-//! The admin HTTP endpoint: Prometheus `/metrics`, liveness `/healthz` (every zone's tick loop
-//! is advancing) and readiness `/readyz` (every zone accepting players).
+//! The admin HTTP endpoint: Prometheus `/metrics`, liveness `/healthz` (every zone this
+//! process holds is ticking; the body lists each zone, held or waiting for its lease) and
+//! readiness `/readyz` (every zone accepting players; the body says which is not).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +17,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use zone_core::ZoneId;
+
 use crate::metrics::MetricsText;
 use crate::server::Status;
 
@@ -24,12 +27,12 @@ type Seen = Vec<(u64, tokio::time::Instant)>;
 #[derive(Clone)]
 struct AdminState {
     metrics: Arc<dyn MetricsText>,
-    statuses: Arc<Vec<Arc<Status>>>,
+    statuses: Arc<Vec<(ZoneId, Arc<Status>)>>,
     last_seen: Arc<std::sync::Mutex<Seen>>,
 }
 
 /// The admin router over the metrics and the status of every zone the process serves.
-pub fn router(metrics: Arc<dyn MetricsText>, statuses: Vec<Arc<Status>>) -> Router {
+pub fn router(metrics: Arc<dyn MetricsText>, statuses: Vec<(ZoneId, Arc<Status>)>) -> Router {
     let now = tokio::time::Instant::now();
     let state = AdminState {
         metrics,
@@ -55,29 +58,53 @@ async fn metrics_text(
     )
 }
 
-async fn healthz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
-    // Healthy while every zone's tick counter moves (or its loop has not started yet).
+async fn healthz(State(s): State<AdminState>) -> (StatusCode, String) {
+    // Healthy while every held zone's tick counter moves (or its loop has not started yet).
+    // A zone waiting to claim its lease again is not simulated here, which is not a fault of
+    // this process: it is listed, not failed.
     let Ok(mut seen) = s.last_seen.lock() else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "poisoned\n");
+        return (StatusCode::INTERNAL_SERVER_ERROR, "poisoned\n".into());
     };
     let now = tokio::time::Instant::now();
-    for (status, seen) in s.statuses.iter().zip(seen.iter_mut()) {
+    let (mut code, mut body, mut lines) = (StatusCode::OK, "ok\n", String::new());
+    for ((zone, status), seen) in s.statuses.iter().zip(seen.iter_mut()) {
         let ticks = status.ticks.load(Ordering::Acquire);
         if ticks != seen.0 {
             *seen = (ticks, now);
         }
-        if ticks != 0 && now - seen.1 >= Duration::from_secs(5) {
-            return (StatusCode::SERVICE_UNAVAILABLE, "tick loop stalled\n");
-        }
+        let line = if !status.held.load(Ordering::Acquire) {
+            "not held (waiting to claim its lease)"
+        } else if ticks != 0 && now - seen.1 >= Duration::from_secs(5) {
+            (code, body) = (StatusCode::SERVICE_UNAVAILABLE, "tick loop stalled\n");
+            "held, tick loop stalled"
+        } else {
+            "held, ticking"
+        };
+        lines.push_str(&format!("zone {zone}: {line}\n"));
     }
-    (StatusCode::OK, "ok\n")
+    (code, format!("{body}{lines}"))
 }
 
-async fn readyz(State(s): State<AdminState>) -> (StatusCode, &'static str) {
-    if s.statuses.iter().all(|st| st.ready.load(Ordering::Acquire)) {
-        (StatusCode::OK, "ready\n")
+async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
+    let not_ready: Vec<String> = s
+        .statuses
+        .iter()
+        .filter(|(_, st)| !st.ready.load(Ordering::Acquire))
+        .map(|(zone, st)| {
+            if st.held.load(Ordering::Acquire) {
+                format!("zone {zone}: not ready for new players\n")
+            } else {
+                format!("zone {zone}: not held by this process\n")
+            }
+        })
+        .collect();
+    if not_ready.is_empty() {
+        (StatusCode::OK, "ready\n".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{}", not_ready.concat()),
+        )
     }
 }
 
@@ -94,7 +121,7 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<dyn MetricsText>,
-    statuses: Vec<Arc<Status>>,
+    statuses: Vec<(ZoneId, Arc<Status>)>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(metrics, statuses);

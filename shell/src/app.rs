@@ -6,10 +6,12 @@
 //!
 //! One process, one spool, one flusher; per zone, its own UDP socket, tick loop, persistence
 //! link (hot-store writer, loader, zone bus) and lease. A zone that loses its lease stops alone
-//! (its players saved and disconnected); the others go on.
+//! (its players saved and disconnected); the others go on, and the process claims the lost
+//! zone again once its lease is free, simulating it anew (`run_zone`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use tokio::sync::watch;
@@ -23,7 +25,7 @@ use std::time::Duration;
 
 use crate::bots::{BotConfig, CrowdReport, run_crowd};
 use crate::config::{Config, HostedZone};
-use crate::effects::lease::{claim_lease, keep_lease};
+use crate::effects::lease::{claim_lease, keep_lease, renew_period};
 use crate::effects::{EffectLink, LinkConfig, Stores};
 use crate::host::{HostConfig, ZoneHost};
 use crate::keys::{private_key, random_bytes};
@@ -62,12 +64,15 @@ pub struct ZoneFinished {
     pub summary: LoopSummary,
     /// The host, for inspection.
     pub host: ZoneHost,
-    /// Whether it stopped because its lease was lost.
+    /// Whether it ended without its lease: lost, and not claimed again before shutdown.
     pub lease_lost: bool,
+    /// How many times its lease was lost while the server ran (each time the zone stopped
+    /// and was simulated again once the lease was claimed back).
+    pub leases_lost: u64,
     /// Releases the lease (cancelled once the spool has drained what it could).
     lease_release: CancellationToken,
-    /// The lease keeper, joined once it released the lease.
-    lease_keeper: tokio::task::JoinHandle<()>,
+    /// The lease keeper, joined once it released the lease (none when the lease was lost).
+    lease_keeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How a server ended.
@@ -140,14 +145,18 @@ impl Running {
         self.shutdown.clone()
     }
 
-    /// Waits for the loops (and demo bots) to finish. An error if a zone lease was lost.
+    /// Waits for the loops (and demo bots) to finish. A zone whose lease was lost is not an
+    /// error: it stopped alone and was claimed again when free (or was still waiting).
     pub async fn finish(self) -> anyhow::Result<Finished> {
         let zones = self.task.await.context("zone loops")??;
-        let lost: Vec<ZoneId> = zones
-            .iter()
-            .filter(|z| z.lease_lost)
-            .map(|z| z.zone)
-            .collect();
+        for z in zones.iter().filter(|z| z.leases_lost > 0) {
+            warn!(
+                zone = %z.zone,
+                leases_lost = z.leases_lost,
+                held_at_end = !z.lease_lost,
+                "this zone's lease was lost while the server ran (another server simulated it meanwhile)"
+            );
+        }
         self.shutdown.cancel();
         let _ = self.bots_stop.send(true);
         let bots = match self.bots {
@@ -164,11 +173,6 @@ impl Running {
                 "{} server task(s) still running {:?} after the loops stopped",
                 self.tracker.len(),
                 self.deadline
-            );
-        }
-        if !lost.is_empty() {
-            anyhow::bail!(
-                "the lease of zone(s) {lost:?} was lost: stopped simulating them (players saved)"
             );
         }
         Ok(Finished { zones, bots })
@@ -279,6 +283,8 @@ struct Prepared {
     socket: tokio::net::UdpSocket,
     running: ZoneRunning,
     lease: crate::persist::Lease,
+    /// The lease owner: the server's lasting identity and the zone's public address.
+    owner: String,
     server_name: String,
 }
 
@@ -346,13 +352,25 @@ pub async fn start_with(
     let flusher_task = tracker.spawn(flusher.run(flusher_stop.clone(), drain));
 
     let shutdown = CancellationToken::new();
-    let statuses: Vec<Arc<Status>> = prepared.iter().map(|p| p.running.status.clone()).collect();
+    let statuses: Vec<(ZoneId, Arc<Status>)> = prepared
+        .iter()
+        .map(|p| (p.running.zone, p.running.status.clone()))
+        .collect();
     let zones: Vec<ZoneRunning> = prepared.iter().map(|p| p.running.clone()).collect();
     let mut tasks: Vec<ZoneTask> = Vec::with_capacity(prepared.len());
+    let config = Arc::new(config);
     for p in prepared {
-        tasks.push(start_zone(
-            &config, p, &key, run, max_ticks, &spool, &stores, &shutdown, &tracker,
-        )?);
+        let parts = ZoneParts {
+            config: config.clone(),
+            key: key.clone(),
+            run,
+            max_ticks,
+            spool: spool.clone(),
+            stores: stores.clone(),
+            identity: identity.clone(),
+            tracker: tracker.clone(),
+        };
+        tasks.push(start_zone(p, parts, &shutdown));
     }
     tracker.spawn(crate::admin::serve(
         admin,
@@ -488,31 +506,40 @@ async fn prepare_zones(
                 status: Arc::new(Status::default()),
             },
             lease,
+            owner,
             server_name,
         });
     }
     Ok((prepared, world_metrics))
 }
 
-/// Builds one zone's host and effect link and spawns its life (`run_zone`).
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the parts one zone is started from"
-)]
-fn start_zone(
-    config: &Config,
-    mut p: Prepared,
-    key: &Key,
+/// What every life of a zone is built from: the first one, and each after the zone's lease
+/// was lost and claimed again.
+struct ZoneParts {
+    config: Arc<Config>,
+    key: Key,
     run: u64,
     max_ticks: Option<u64>,
-    spool: &Spool,
-    stores: &Stores,
-    shutdown: &CancellationToken,
-    tracker: &TaskTracker,
-) -> anyhow::Result<ZoneTask> {
-    let st = &config.store;
-    let zone = p.zone.take().context("zone built once")?;
-    let zone_tick_hz = zone.rules().tick_hz;
+    spool: Spool,
+    stores: Stores,
+    identity: Arc<crate::identity::Identity>,
+    tracker: TaskTracker,
+}
+
+/// Spawns one zone's lives (`run_zone`).
+fn start_zone(p: Prepared, parts: ZoneParts, shutdown: &CancellationToken) -> ZoneTask {
+    let tracker = parts.tracker.clone();
+    tracker.spawn(run_zone(p, parts, shutdown.child_token()))
+}
+
+/// Builds the zone's host and effect link for one life under `fence`.
+fn build_life(
+    parts: &ZoneParts,
+    p: &Prepared,
+    zone: Zone,
+    fence: u64,
+) -> anyhow::Result<(ZoneHost, EffectLink)> {
+    let (config, st) = (&parts.config, &parts.config.store);
     let grid = config.grid()?;
     let neighbours = if config.is_world() {
         grid.neighbours(p.hosted.zone).to_vec()
@@ -532,20 +559,20 @@ fn start_zone(
         public_addresses: vec![p.running.public_address],
         max_clients: config.net.max_clients,
         max_packets_per_client_tick: config.net.max_packets_per_client_tick,
-        run,
-        fence: p.lease.fence,
+        run: parts.run,
+        fence,
         global_sequence_random: random_bytes()?,
         world,
     };
     let host = ZoneHost::new(
         zone,
         &host_config,
-        key.clone(),
+        parts.key.clone(),
         Key::from_bytes(random_bytes()?),
     )?;
     let link = EffectLink::start(
-        spool.clone(),
-        stores,
+        parts.spool.clone(),
+        &parts.stores,
         &LinkConfig {
             zone: p.hosted.zone,
             server: p.server_name.clone(),
@@ -554,26 +581,12 @@ fn start_zone(
             timeout: Duration::from_millis(st.command_timeout_ms),
             world: config.is_world(),
             neighbours,
-            token_key: key.clone(),
-            run,
+            token_key: parts.key.clone(),
+            run: parts.run,
         },
         p.running.metrics.clone(),
     );
-    let loop_config = LoopConfig {
-        tick_hz: zone_tick_hz,
-        max_catch_up: config.max_catch_up_ticks,
-        max_ticks,
-    };
-    Ok(tracker.spawn(run_zone(
-        p,
-        host,
-        link,
-        stores.clone(),
-        Duration::from_millis(st.lease_ttl_ms),
-        loop_config,
-        shutdown.child_token(),
-        tracker.clone(),
-    )))
+    Ok((host, link))
 }
 
 /// After every zone loop ended: makes the spool durable (a third of the deadline), lets the
@@ -614,7 +627,9 @@ async fn stop_persistence(
     let _ = flusher_task.await;
     for f in &mut finished {
         f.lease_release.cancel();
-        let _ = (&mut f.lease_keeper).await;
+        if let Some(keeper) = f.lease_keeper.as_mut() {
+            let _ = keeper.await;
+        }
     }
     let close_spool = spool.clone();
     let lost =
@@ -683,47 +698,133 @@ fn start_demo_bots(
     Ok((bots_stop, bots))
 }
 
-/// One zone's life: keep its lease, run its loop until shutdown or the lease is lost.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the steps of one zone's life, named"
-)]
+/// One zone's lives: simulate it while its lease is held; when the lease is lost (another
+/// server took it, or it could not be renewed in time) stop alone (players saved and
+/// disconnected), wait until the lease can be claimed again and simulate the zone anew. Ends
+/// on the server's shutdown (or `max_ticks`).
 async fn run_zone(
-    p: Prepared,
+    mut p: Prepared,
+    parts: ZoneParts,
+    stop: CancellationToken,
+) -> anyhow::Result<ZoneFinished> {
+    let zone = p.hosted.zone;
+    let ttl = Duration::from_millis(parts.config.store.lease_ttl_ms);
+    let mut lease = p.lease.clone();
+    let mut leases_lost = 0;
+    loop {
+        let built = match p.zone.take() {
+            Some(z) => z,
+            None => build_zone_of(&parts.config, &p.hosted)?,
+        };
+        let fence = lease.fence;
+        let (host, link) = build_life(&parts, &p, built, fence)?;
+        p.running.status.held.store(true, Ordering::Release);
+        p.running.metrics.lease_held.set(1);
+        let mut life = run_life(&p, &parts, host, link, lease, ttl, &stop).await;
+        p.running.status.held.store(false, Ordering::Release);
+        p.running.metrics.lease_held.set(0);
+        if !life.lease_lost || stop.is_cancelled() {
+            life.leases_lost = leases_lost + u64::from(life.lease_lost);
+            return Ok(life);
+        }
+        leases_lost += 1;
+        if let Some(keeper) = life.lease_keeper.take() {
+            let _ = keeper.await;
+        }
+        error!(
+            %zone,
+            fence,
+            "zone stopped: its lease was lost (players saved and disconnected); claiming it again when it is free"
+        );
+        match reclaim(&parts, &p, fence, ttl, &stop).await {
+            Some(again) => lease = again,
+            None => {
+                life.leases_lost = leases_lost;
+                return Ok(life);
+            }
+        }
+    }
+}
+
+/// Claims a lost lease again once it is free (or the server shuts down: `None`), above the
+/// fence it was lost under.
+async fn reclaim(
+    parts: &ZoneParts,
+    p: &Prepared,
+    lost_fence: u64,
+    ttl: Duration,
+    stop: &CancellationToken,
+) -> Option<crate::persist::Lease> {
+    let zone = p.hosted.zone;
+    loop {
+        let floor = lost_fence
+            .max(parts.spool.max_fence(zone))
+            .max(parts.identity.last_fence(zone));
+        let claimed = tokio::select! {
+            () = stop.cancelled() => return None,
+            c = claim_lease(&parts.stores, zone, &p.owner, ttl, ttl * 2, floor) => c,
+        };
+        match claimed {
+            Ok(lease) => {
+                if let Err(e) = parts.identity.remember_fence(zone, lease.fence) {
+                    warn!(%zone, error = %e, "could not remember the zone's fence in data_dir");
+                }
+                info!(%zone, fence = lease.fence, owner = %p.owner, "zone lease claimed again; simulating the zone");
+                return Some(lease);
+            }
+            Err(e) => {
+                info!(%zone, error = %e, "zone lease not claimable yet; trying again");
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep(renew_period(ttl)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One life of a zone: keep its lease, run its loop until shutdown or the lease is lost.
+async fn run_life(
+    p: &Prepared,
+    parts: &ZoneParts,
     mut host: ZoneHost,
     mut link: EffectLink,
-    stores: Stores,
-    lease_ttl: Duration,
-    loop_config: LoopConfig,
-    stop: CancellationToken,
-    tracker: TaskTracker,
-) -> anyhow::Result<ZoneFinished> {
+    lease: crate::persist::Lease,
+    ttl: Duration,
+    stop: &CancellationToken,
+) -> ZoneFinished {
     let zone = p.hosted.zone;
     let lease_lost = CancellationToken::new();
     let lease_release = CancellationToken::new();
-    let (fence_tx, fence_rx) = watch::channel(p.lease.fence);
+    let (fence_tx, fence_rx) = watch::channel(lease.fence);
     link.follow_fence(fence_rx);
-    let lease_keeper = tracker.spawn(keep_lease(
-        stores,
-        p.lease,
+    let lease_keeper = parts.tracker.spawn(keep_lease(
+        parts.stores.clone(),
+        lease,
         fence_tx,
-        lease_ttl,
+        ttl,
         Some(p.running.public_address.to_string()),
         p.running.metrics.clone(),
         lease_lost.clone(),
         lease_release.clone(),
     ));
-    // This zone stops on the server's shutdown or on losing its lease (a zone is never
+    // This life ends on the server's shutdown or on losing the lease (a zone is never
     // simulated by two servers).
+    let life = stop.child_token();
     {
-        let (stop, lost) = (stop.clone(), lease_lost.clone());
-        tracker.spawn(async move {
+        let (life, lost) = (life.clone(), lease_lost.clone());
+        parts.tracker.spawn(async move {
             tokio::select! {
-                () = stop.cancelled() => {}
-                () = lost.cancelled() => stop.cancel(),
+                () = life.cancelled() => {}
+                () = lost.cancelled() => life.cancel(),
             }
         });
     }
+    let loop_config = LoopConfig {
+        tick_hz: host.zone().rules().tick_hz,
+        max_catch_up: parts.config.max_catch_up_ticks,
+        max_ticks: parts.max_ticks,
+    };
     let summary = run_loop(
         &mut host,
         &p.socket,
@@ -731,10 +832,10 @@ async fn run_zone(
         loop_config,
         &p.running.metrics,
         &p.running.status,
-        stop.clone(),
+        life.clone(),
     )
     .await;
-    stop.cancel();
+    life.cancel();
     // The last hot-store writes and bus messages of the final pump, within a bounded wait.
     let unfinished = link.close(Duration::from_secs(2)).await;
     if unfinished > 0 {
@@ -743,19 +844,13 @@ async fn run_zone(
             unfinished, "zone workers did not finish their last work in time"
         );
     }
-    let lost = lease_lost.is_cancelled();
-    if lost {
-        error!(
-            %zone,
-            "zone stopped: its lease was lost (players saved and disconnected)"
-        );
-    }
-    Ok(ZoneFinished {
+    ZoneFinished {
         zone,
         summary,
         host,
-        lease_lost: lost,
+        lease_lost: lease_lost.is_cancelled(),
+        leases_lost: 0,
         lease_release,
-        lease_keeper,
-    })
+        lease_keeper: Some(lease_keeper),
+    }
 }

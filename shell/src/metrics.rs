@@ -102,6 +102,8 @@ pub struct Metrics {
     pub player_loads: Family<Reason, Counter>,
     /// Zone leases lost.
     pub leases_lost: Counter,
+    /// 1 while this process holds the zone's lease and simulates it, 0 while it waits for it.
+    pub lease_held: Gauge,
     /// Handoff events (started, accepted, taken, recalled, refused_*, border_closed, ...).
     pub handoffs: Family<Reason, Counter>,
     /// Seconds from a border crossing to the neighbour's acceptance.
@@ -164,6 +166,7 @@ impl Metrics {
             hot_errors: Family::default(),
             player_loads: Family::default(),
             leases_lost: Counter::default(),
+            lease_held: Gauge::default(),
             handoffs: Family::default(),
             handoff_seconds: Histogram::new(handoff_buckets),
             ghosts: Gauge::default(),
@@ -310,6 +313,12 @@ impl Metrics {
                 &self.player_loads,
             ),
             ("leases_lost", "Zone leases lost", Zone, &self.leases_lost),
+            (
+                "lease_held",
+                "1 while this process holds the zone's lease and simulates it",
+                Zone,
+                &self.lease_held,
+            ),
             (
                 "handoffs",
                 "Player handoff events between zones, by result",

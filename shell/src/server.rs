@@ -29,6 +29,9 @@ const MAX_DATAGRAMS_PER_WAKE: usize = 512;
 pub struct Status {
     /// Accepting players and ticking.
     pub ready: AtomicBool,
+    /// This process holds the zone's lease (it simulates the zone, or is about to). False
+    /// while it waits to claim the lease again after losing it.
+    pub held: AtomicBool,
     /// Ticks run so far.
     pub ticks: AtomicU64,
     /// Longest time between the starts of two consecutive ticks, microseconds (a stall shows
