@@ -736,7 +736,7 @@ async fn run_zone(
             fence,
             "zone stopped: its lease was lost (players saved and disconnected); claiming it again when it is free"
         );
-        match reclaim(&parts, &p, fence, ttl, &stop).await {
+        match reclaim(&parts, &p, leases_lost, fence, ttl, &stop).await {
             Some(again) => lease = again,
             None => {
                 life.leases_lost = leases_lost;
@@ -747,29 +747,33 @@ async fn run_zone(
 }
 
 /// Claims a lost lease again once it is free (or the server shuts down: `None`), above the
-/// fence it was lost under.
+/// fence it was lost under. The claim is made under a new owner name (`owner#N`, the N-th
+/// loss): a lease lost by its deadline is never taken back as "our own", so a standby that saw
+/// it run out ([`crate::effects::lease::STOPPED_BELOW`]) may rely on its holder having stopped.
 async fn reclaim(
     parts: &ZoneParts,
     p: &Prepared,
+    losses: u64,
     lost_fence: u64,
     ttl: Duration,
     stop: &CancellationToken,
 ) -> Option<crate::persist::Lease> {
     let zone = p.hosted.zone;
+    let owner = format!("{}#{losses}", p.owner);
     loop {
         let floor = lost_fence
             .max(parts.spool.max_fence(zone))
             .max(parts.identity.last_fence(zone));
         let claimed = tokio::select! {
             () = stop.cancelled() => return None,
-            c = claim_lease(&parts.stores, zone, &p.owner, ttl, ttl * 2, floor) => c,
+            c = claim_lease(&parts.stores, zone, &owner, ttl, ttl * 2, floor) => c,
         };
         match claimed {
             Ok(lease) => {
                 if let Err(e) = parts.identity.remember_fence(zone, lease.fence) {
                     warn!(%zone, error = %e, "could not remember the zone's fence in data_dir");
                 }
-                info!(%zone, fence = lease.fence, owner = %p.owner, "zone lease claimed again; simulating the zone");
+                info!(%zone, fence = lease.fence, %owner, "zone lease claimed again; simulating the zone");
                 return Some(lease);
             }
             Err(e) => {

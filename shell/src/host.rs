@@ -655,6 +655,7 @@ impl ZoneHost {
                         crossed: now,
                         last_sent: None,
                         recall_at: now + timeout,
+                        ledger_unreachable: false,
                         phase: Phase::Offered { recalling: false },
                     },
                 );

@@ -9,8 +9,16 @@ use zone_shell::persist::Record;
 use crate::stores::ColdData;
 
 /// A simulation of `duration` (plus a minute of slack), 1 ms ticks, messages taking 1 ms to
-/// `max_latency`, all randomness from `seed`.
+/// `max_latency`, all randomness from `seed`. `SIM_LOG=<filter>` (e.g. `SIM_LOG=info`) prints
+/// the servers' logs, stamped with simulated time, to replay a seed with them.
 pub fn simulation(seed: u64, duration: Duration, max_latency: Duration) -> turmoil::Sim<'static> {
+    if let Ok(filter) = std::env::var("SIM_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_timer(SimTime)
+            .with_test_writer()
+            .try_init();
+    }
     turmoil::Builder::new()
         .simulation_duration(duration + Duration::from_secs(60))
         .tick_duration(Duration::from_millis(1))
@@ -63,4 +71,14 @@ pub fn check_durable_combat(
         ));
     }
     combat
+}
+
+/// Log timestamps in simulated time.
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let t = turmoil::sim_elapsed().unwrap_or_default();
+        write!(w, "{:>9.3}s", t.as_secs_f64())
+    }
 }

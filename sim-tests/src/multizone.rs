@@ -50,7 +50,13 @@ const PROTOCOL: u64 = 0x5A4F_4E45_0000_0002;
 const TICK_HZ: u32 = 60;
 const ZONE_TILES: u32 = 48;
 const NPCS: u32 = 24;
-const LEASE_TTL: Duration = Duration::from_secs(2);
+/// The lease of the scenarios that take a lease away: short, so that they do it quickly.
+const SHORT_LEASE_TTL: Duration = Duration::from_secs(2);
+/// When the Redis outages of the outage scenarios start, and how long they last.
+const OUTAGE_FROM: Duration = Duration::from_secs(15);
+const OUTAGE_FOR: Duration = Duration::from_secs(60);
+/// Longest gap between two ticks that is not a stall (six ticks at 60 Hz).
+const MAX_TICK_GAP: Duration = Duration::from_millis(100);
 /// The ownership records' TTL in the hot store: the production default.
 const HOT_TTL: Duration = Duration::from_secs(600);
 /// Simulated seconds of the long hold: longer than every TTL in play.
@@ -73,6 +79,16 @@ pub enum WorldScenario {
     /// while a standby waits for zone 1: whoever holds zone 1 next holds a larger fence, and
     /// the two never simulate it at once.
     RedisWipe,
+    /// Redis is unreachable from every server for 60 s (its data kept), on the production
+    /// lease, with bots in combat and a standby waiting for zone 1: every zone goes on
+    /// ticking, no bot is disconnected, no lease is lost and the standby never takes over.
+    RedisOutage,
+    /// The same, with Redis crashed for 60 s and restarted empty: the holders re-claim their
+    /// leases in the grace period the standby gives them.
+    RedisOutageWiped,
+    /// Zone 1's lease key alone is lost (a failover to a replica that missed it) while a
+    /// standby waits: the holder claims it back in the grace period, the standby does not.
+    LeaseKeyLost,
     /// Twenty simulated minutes of players who stand where they spawned (fighting back), so
     /// the ownership TTL runs out for every one of them, then, at 11 minutes, a
     /// second login of every player at another zone (an old token, a confused login backend):
@@ -82,11 +98,14 @@ pub enum WorldScenario {
 
 impl WorldScenario {
     /// Every scenario.
-    pub const ALL: [WorldScenario; 5] = [
+    pub const ALL: [WorldScenario; 8] = [
         WorldScenario::Handoffs,
         WorldScenario::LeaseExpiry,
         WorldScenario::CrashDuringHandoff,
         WorldScenario::RedisWipe,
+        WorldScenario::RedisOutage,
+        WorldScenario::RedisOutageWiped,
+        WorldScenario::LeaseKeyLost,
         WorldScenario::LongHold,
     ];
 
@@ -97,6 +116,9 @@ impl WorldScenario {
             WorldScenario::LeaseExpiry => "world_lease_expiry",
             WorldScenario::CrashDuringHandoff => "world_crash_during_handoff",
             WorldScenario::RedisWipe => "world_redis_wipe",
+            WorldScenario::RedisOutage => "world_redis_outage",
+            WorldScenario::RedisOutageWiped => "world_redis_outage_wiped",
+            WorldScenario::LeaseKeyLost => "world_lease_key_lost",
             WorldScenario::LongHold => "world_long_hold",
         }
     }
@@ -105,8 +127,41 @@ impl WorldScenario {
     pub fn seconds(self, rc: &WorldRunConfig) -> u64 {
         match self {
             WorldScenario::LongHold => rc.seconds.max(LONG_HOLD_SECONDS),
+            s if s.outage() => rc.seconds.max((OUTAGE_FROM + OUTAGE_FOR).as_secs() + 15),
             _ => rc.seconds,
         }
+    }
+
+    /// Whether Redis goes away for [`OUTAGE_FOR`] (the production lease rides it out).
+    fn outage(self) -> bool {
+        matches!(
+            self,
+            WorldScenario::RedisOutage | WorldScenario::RedisOutageWiped
+        )
+    }
+
+    /// The zone lease: the production default where an outage must be ridden out, short
+    /// where a lease is taken away.
+    fn lease_ttl(self) -> Duration {
+        if self.outage() {
+            Duration::from_millis(zone_shell::config::Config::default().store.lease_ttl_ms)
+        } else {
+            SHORT_LEASE_TTL
+        }
+    }
+
+    /// Whether a standby server waits for zone 1.
+    fn standby(self) -> bool {
+        !matches!(
+            self,
+            WorldScenario::Handoffs | WorldScenario::CrashDuringHandoff | WorldScenario::LongHold
+        )
+    }
+
+    /// Whether zone 1's holder stays alive and connected throughout: the standby must never
+    /// take over, no lease may be lost.
+    fn holders_stay(self) -> bool {
+        self.outage() || self == WorldScenario::LeaseKeyLost
     }
 }
 
@@ -164,6 +219,10 @@ pub struct WorldOutcome {
     pub long_holds: usize,
     /// Second logins that connected (long hold).
     pub second_logins: usize,
+    /// Lease expiry: simulated time from the holder's last tick to the standby's first.
+    pub takeover: Option<Duration>,
+    /// Largest gap between two ticks of any server.
+    pub max_tick_gap: Duration,
 }
 
 /// Who holds which zone: one entry per server incarnation.
@@ -180,6 +239,11 @@ struct Tenure {
 struct Shared {
     broken_claims: bool,
     handoff_timeout: Duration,
+    lease_ttl: Duration,
+    /// Leases lost by any server incarnation.
+    leases_lost: AtomicU64,
+    /// When and how each bot connection ended: (player, simulated time, what the bot saw).
+    ends: Mutex<Vec<(u64, Duration, String)>>,
     disks: Mutex<BTreeMap<String, Arc<SimFs>>>,
     cold: Arc<Mutex<ColdData>>,
     redis: Arc<Mutex<Option<Arc<MemoryHotStore>>>>,
@@ -256,7 +320,7 @@ async fn zone_server(
             &stores,
             zone,
             &owner,
-            LEASE_TTL,
+            shared.lease_ttl,
             Duration::from_secs(3_600),
             0,
         )
@@ -347,7 +411,7 @@ async fn zone_server(
             stores.clone(),
             lease,
             fence_tx,
-            LEASE_TTL,
+            shared.lease_ttl,
             Some(public.to_string()),
             metrics.clone(),
             lost_tx,
@@ -394,6 +458,9 @@ async fn zone_server(
         )
         .await;
         shared.forget(&name);
+        shared
+            .leases_lost
+            .fetch_add(metrics.leases_lost.get(), Ordering::SeqCst);
         shared.max_gap_us.fetch_max(
             status.max_tick_gap_us.load(Ordering::Relaxed),
             Ordering::SeqCst,
@@ -487,6 +554,13 @@ async fn bot(
             n: AtomicU64::new(0),
         };
         let report = play_on(&socket, &config, player, token, &mut stop).await?;
+        if let Ok(mut e) = shared.ends.lock() {
+            let how = format!(
+                "connected {}, lost {:?}, server closed {}, zones {:?}, redirects {}",
+                report.connected, report.lost, report.server_closed, report.path, report.redirects
+            );
+            e.push((player, turmoil_elapsed(), how));
+        }
         if let Ok(mut r) = shared.reports.lock() {
             r.push(report);
         }
@@ -572,6 +646,7 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
     let shared = Arc::new(Shared {
         broken_claims: rc.broken_claims,
         handoff_timeout: rc.handoff_timeout,
+        lease_ttl: scenario.lease_ttl(),
         ..Shared::default()
     });
     let seconds = scenario.seconds(rc);
@@ -583,13 +658,11 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
     sim.host("redis", move || redis_host_with(slot.clone()));
     let mut servers: Vec<(String, ZoneId)> =
         (1..=4).map(|z| (format!("zs-{z}"), ZoneId(z))).collect();
-    if matches!(
-        scenario,
-        WorldScenario::LeaseExpiry | WorldScenario::RedisWipe
-    ) {
+    if scenario.standby() {
         servers.push(("zs-1b".to_owned(), ZoneId(1)));
     }
     let mut wiped = false;
+    let mut outage = false;
     for (name, zone) in &servers {
         let (shared, name2, zone) = (shared.clone(), name.clone(), *zone);
         sim.host(name.as_str(), move || {
@@ -628,6 +701,7 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
     let mut violations = Vec::new();
     let secs = Duration::from_secs;
     let mut partitioned = false;
+    let mut cut_off = String::new();
     let mut crashes: Vec<(Duration, String)> = Vec::new();
     let mut crashes_done = 0;
     let mut next_observation = Duration::ZERO;
@@ -646,12 +720,23 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
             }
             WorldScenario::LeaseExpiry => {
                 if !partitioned && now >= secs(15) && now < secs(30) {
-                    sim.partition("zs-1", "redis");
+                    // Whichever of the two servers won zone 1 at the start.
+                    cut_off = shared
+                        .held
+                        .lock()
+                        .ok()
+                        .and_then(|h| {
+                            h.iter()
+                                .find(|(_, (z, _))| *z == ZoneId(1))
+                                .map(|(s, _)| s.clone())
+                        })
+                        .unwrap_or_else(|| "zs-1".to_owned());
+                    sim.partition(cut_off.as_str(), "redis");
                     partitioned = true;
                     out.faults += 1;
                 }
                 if partitioned && now >= secs(30) {
-                    sim.repair("zs-1", "redis");
+                    sim.repair(cut_off.as_str(), "redis");
                     partitioned = false;
                 }
             }
@@ -686,6 +771,41 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
                         .count();
                 }
             }
+            WorldScenario::RedisOutage | WorldScenario::RedisOutageWiped => {
+                let wipe = scenario == WorldScenario::RedisOutageWiped;
+                if !outage && now >= OUTAGE_FROM && now < OUTAGE_FROM + OUTAGE_FOR {
+                    outage = true;
+                    out.faults += 1;
+                    if wipe {
+                        sim.crash("redis");
+                    } else {
+                        for (s, _) in &servers {
+                            sim.partition(s.as_str(), "redis");
+                        }
+                    }
+                }
+                if outage && now >= OUTAGE_FROM + OUTAGE_FOR {
+                    outage = false;
+                    if wipe {
+                        // A new, empty store (the slot follows it).
+                        sim.bounce("redis");
+                    } else {
+                        for (s, _) in &servers {
+                            sim.repair(s.as_str(), "redis");
+                        }
+                    }
+                }
+            }
+            WorldScenario::LeaseKeyLost => {
+                if !wiped
+                    && now >= OUTAGE_FROM
+                    && let Some(store) = shared.redis.lock().ok().and_then(|s| s.clone())
+                {
+                    store.forget_lease(ZoneId(1));
+                    wiped = true;
+                    out.faults += 1;
+                }
+            }
             WorldScenario::Handoffs => {}
         }
         if now >= next_observation {
@@ -710,7 +830,12 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
         }
     }
     if partitioned {
-        sim.repair("zs-1", "redis");
+        sim.repair(cut_off.as_str(), "redis");
+    }
+    if outage {
+        for (s, _) in &servers {
+            sim.repair(s.as_str(), "redis");
+        }
     }
     let settle_until = sim.elapsed() + secs(5);
     while violations.is_empty() && sim.elapsed() < settle_until {
@@ -749,17 +874,54 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
             violations.push("no second login connected: the long hold checked nothing".into());
         }
     }
+    let tenures: Vec<Tenure> = shared
+        .tenures
+        .lock()
+        .map(|t| t.values().cloned().collect())
+        .unwrap_or_default();
+    // Zone 1's holders in order: the first, and whoever took over from it.
+    let mut zone1: Vec<&Tenure> = tenures.iter().filter(|t| t.zone == ZoneId(1)).collect();
+    zone1.sort_by_key(|t| t.first);
+    let handovers: Vec<(&Tenure, &Tenure)> = zone1
+        .windows(2)
+        .filter(|w| w[0].server != w[1].server && w[1].first < secs(seconds))
+        .map(|w| (w[0], w[1]))
+        .collect();
     if scenario == WorldScenario::LeaseExpiry {
-        let taken_over = shared
-            .tenures
-            .lock()
-            .map(|t| {
-                t.values()
-                    .any(|t| t.zone == ZoneId(1) && t.server == "zs-1b")
-            })
-            .unwrap_or(false);
-        if !taken_over {
-            violations.push("the standby never took zone 1 over: the lease did not expire".into());
+        match handovers.first() {
+            None => violations
+                .push("the standby never took zone 1 over: the lease did not expire".into()),
+            Some((from, to)) => out.takeover = Some(to.first.saturating_sub(from.last)),
+        }
+    }
+    out.max_tick_gap = Duration::from_micros(shared.max_gap_us.load(Ordering::SeqCst));
+    if scenario.holders_stay() {
+        for (from, to) in &handovers {
+            violations.push(format!(
+                "{} took zone 1 over from {} at {:?} although its holder was alive",
+                to.server, from.server, to.first
+            ));
+        }
+        let lost = shared.leases_lost.load(Ordering::SeqCst);
+        if lost > 0 {
+            violations.push(format!("{lost} zone lease(s) lost"));
+        }
+        // Until the orderly stop at the end of play.
+        let until = (OUTAGE_FROM + OUTAGE_FOR + Duration::from_secs(5)).min(secs(seconds));
+        let ends = shared.ends.lock().map(|e| e.clone()).unwrap_or_default();
+        for (player, at, how) in ends
+            .iter()
+            .filter(|(_, at, _)| *at >= OUTAGE_FROM && *at < until)
+        {
+            violations.push(format!(
+                "bot {player} disconnected at {at:?}, during the fault ({OUTAGE_FROM:?} to {until:?}): {how}"
+            ));
+        }
+        if out.max_tick_gap > MAX_TICK_GAP {
+            violations.push(format!(
+                "a tick stall: {:?} between two ticks (at most {MAX_TICK_GAP:?})",
+                out.max_tick_gap
+            ));
         }
     }
     out.violations = violations;

@@ -30,7 +30,7 @@ use zone_shell::tokens::{TokenRequest, mint};
 
 use crate::disk::SimFs;
 use crate::harness::{check_durable_combat, simulation, step};
-use crate::stores::{ColdData, SimCold, SimHot, redis_host, scylla_host};
+use crate::stores::{ColdData, SimCold, SimHot, redis_host_with, scylla_host};
 
 const ZONE: ZoneId = ZoneId(1);
 const PORT: u16 = 40_000;
@@ -56,11 +56,19 @@ pub enum Scenario {
     DiskFaults,
     /// All of the above.
     Everything,
+    /// Redis unreachable from the zone for 60 s, its data kept: the zone ticks through it on
+    /// the production lease; no bot is disconnected, the lease is not lost.
+    RedisOutage,
+    /// The same with Redis crashed for 60 s and restarted empty.
+    RedisOutageWiped,
+    /// The zone's lease key alone is lost (a failover to a replica that missed it): the
+    /// holder claims it back, nobody is disconnected.
+    LeaseKeyLost,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Steady,
         Scenario::ScyllaPartition,
         Scenario::ScyllaCrash,
@@ -69,6 +77,9 @@ impl Scenario {
         Scenario::ZoneCrash,
         Scenario::DiskFaults,
         Scenario::Everything,
+        Scenario::RedisOutage,
+        Scenario::RedisOutageWiped,
+        Scenario::LeaseKeyLost,
     ];
 
     /// The name used by `SIM_SCENARIO` and the test names.
@@ -82,11 +93,39 @@ impl Scenario {
             Scenario::ZoneCrash => "zone_crash",
             Scenario::DiskFaults => "disk_faults",
             Scenario::Everything => "everything",
+            Scenario::RedisOutage => "redis_outage",
+            Scenario::RedisOutageWiped => "redis_outage_wiped",
+            Scenario::LeaseKeyLost => "lease_key_lost",
         }
     }
 
+    /// Whether this scenario's faults are part of `self` (`Everything` has the first seven).
     fn has(self, other: Scenario) -> bool {
-        self == other || self == Scenario::Everything
+        self == other || (self == Scenario::Everything && !other.hot_store_fault())
+    }
+
+    /// The scenarios that take the hot store (or its lease key) away under a live zone: no
+    /// client may be disconnected by them (and, as everywhere, no tick stall, no lease lost).
+    fn hot_store_fault(self) -> bool {
+        matches!(
+            self,
+            Scenario::RedisOutage | Scenario::RedisOutageWiped | Scenario::LeaseKeyLost
+        )
+    }
+}
+
+/// When the hot-store faults start, and how long an outage lasts.
+const OUTAGE_FROM: Duration = Duration::from_secs(15);
+const OUTAGE_FOR: Duration = Duration::from_secs(60);
+
+impl Scenario {
+    /// Simulated seconds of play: an outage scenario outlasts its outage.
+    fn seconds(self, rc: &RunConfig) -> u64 {
+        if self.hot_store_fault() {
+            rc.seconds.max((OUTAGE_FROM + OUTAGE_FOR).as_secs() + 15)
+        } else {
+            rc.seconds
+        }
     }
 }
 
@@ -169,6 +208,12 @@ struct World {
     lost_at_close: AtomicU64,
     /// Bots' last views of themselves: (player, run at the time, tick, state).
     views: Mutex<Vec<(u64, u64, u64, NetEntity)>>,
+    /// Zone leases lost (the lease keeper gave one up).
+    leases_lost: AtomicU64,
+    /// When and how each bot connection ended: (player, simulated time, what the bot saw).
+    ends: Mutex<Vec<(u64, Duration, String)>>,
+    /// The simulated Redis's current store (to lose a key from it).
+    redis: Arc<Mutex<Option<Arc<zone_shell::persist::embedded_hot::MemoryHotStore>>>>,
 }
 
 /// A turmoil UDP socket behind the shell's socket seam.
@@ -260,11 +305,13 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
             lose_writes: world.lose_writes,
         }),
     };
-    let lease_ttl = Duration::from_secs(2);
+    // The production lease, under the server's lasting identity (a restarted server is the
+    // same owner, as `data_dir/server-id` makes it).
+    let lease_ttl = Duration::from_millis(zone_shell::config::Config::default().store.lease_ttl_ms);
     let lease = claim_lease(
         &stores,
         ZONE,
-        &format!("zone/{run}"),
+        "zone",
         lease_ttl,
         Duration::from_secs(30),
         world.last_fence.load(Ordering::SeqCst),
@@ -343,7 +390,8 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
     let flusher_task = tokio::spawn(flusher.run(flusher_stop, Duration::from_secs(20)));
     let shutdown = CancellationToken::new();
     let shutdown_tx = shutdown.clone();
-    let lost_tx = CancellationToken::new();
+    let lost = CancellationToken::new();
+    let lost_tx = lost.clone();
     let lease_stop_tx = CancellationToken::new();
     let lease_stop = lease_stop_tx.clone();
     let (fence_tx, fence_rx) = watch::channel(lease.fence);
@@ -417,11 +465,14 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
     spool.sync();
     flusher_stop_tx.cancel();
     let _ = flusher_task.await;
+    if lost.is_cancelled() {
+        world.leases_lost.fetch_add(1, Ordering::SeqCst);
+    }
     lease_stop_tx.cancel();
-    let lost = spool.close();
+    let lost_records = spool.close();
     world
         .lost_at_close
-        .fetch_add(lost.records, Ordering::SeqCst);
+        .fetch_add(lost_records.records, Ordering::SeqCst);
     world
         .final_hash
         .store(host.zone().state_hash(), Ordering::SeqCst);
@@ -475,6 +526,13 @@ async fn bot(world: Arc<World>, player: u64, seed: u64, dup: bool) -> turmoil::R
         };
         let run_before = world.current_run.load(Ordering::SeqCst);
         let report = play_on(&socket, &config, player, token, &mut stop).await?;
+        if let Ok(mut e) = world.ends.lock() {
+            let how = format!(
+                "connected {}, lost {:?}, server closed {}",
+                report.connected, report.lost, report.server_closed
+            );
+            e.push((player, turmoil::sim_elapsed().unwrap_or_default(), how));
+        }
         if let Some((tick, me)) = report.last_self
             && world.current_run.load(Ordering::SeqCst) == run_before
             && let Ok(mut v) = world.views.lock()
@@ -493,11 +551,13 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
         lose_writes: rc.lose_writes,
         ..World::default()
     });
-    let total = Duration::from_secs(rc.seconds + 40);
+    let seconds = scenario.seconds(rc);
+    let total = Duration::from_secs(seconds + 40);
     let mut sim = simulation(seed, total, Duration::from_millis(5));
     let cold = world.cold.clone();
     sim.host("scylla", move || scylla_host(cold.clone()));
-    sim.host("redis", redis_host);
+    let slot = world.redis.clone();
+    sim.host("redis", move || redis_host_with(slot.clone()));
     {
         let world = world.clone();
         sim.host("zone", move || zone_server(world.clone(), seed));
@@ -542,11 +602,23 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
         timeline.push((12, "fill disk"));
         timeline.push((30, "free disk"));
     }
+    let (from, to) = (OUTAGE_FROM.as_secs(), (OUTAGE_FROM + OUTAGE_FOR).as_secs());
+    if scenario == Scenario::RedisOutage {
+        timeline.push((from, "partition redis"));
+        timeline.push((to, "repair redis"));
+    }
+    if scenario == Scenario::RedisOutageWiped {
+        timeline.push((from, "crash redis"));
+        timeline.push((to, "restart redis"));
+    }
+    if scenario == Scenario::LeaseKeyLost {
+        timeline.push((from, "lose the lease key"));
+    }
     timeline.sort();
     let mut next = 0;
     let mut violations = Vec::new();
     let mut durable_at_crash: Vec<u8> = Vec::new();
-    while sim.elapsed() < Duration::from_secs(rc.seconds) {
+    while sim.elapsed() < Duration::from_secs(seconds) {
         while let Some((at, what)) = timeline.get(next).copied() {
             if sim.elapsed() < Duration::from_secs(at) {
                 break;
@@ -555,6 +627,13 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
             out.faults += 1;
             match what {
                 "partition scylla" => sim.partition("zone", "scylla"),
+                "partition redis" => sim.partition("zone", "redis"),
+                "repair redis" => sim.repair("zone", "redis"),
+                "lose the lease key" => {
+                    if let Some(store) = world.redis.lock().ok().and_then(|s| s.clone()) {
+                        store.forget_lease(ZONE);
+                    }
+                }
                 "repair scylla" => sim.repair("zone", "scylla"),
                 "crash scylla" => sim.crash("scylla"),
                 "restart scylla" => sim.bounce("scylla"),
@@ -578,6 +657,7 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
         sim.set_link_fail_rate("zone", name.as_str(), 0.0);
     }
     sim.repair("zone", "scylla");
+    sim.repair("zone", "redis");
     let settle_until = sim.elapsed() + Duration::from_secs(5);
     while violations.is_empty() && sim.elapsed() < settle_until {
         step(&mut sim, &mut violations);
@@ -641,6 +721,24 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
         violations.push(format!(
             "{lost} accepted records were not durable at shutdown"
         ));
+    }
+    // The production lease outlives every fault here: losing it would stop the only zone.
+    let leases_lost = world.leases_lost.load(Ordering::SeqCst);
+    if leases_lost > 0 {
+        violations.push(format!("the zone lease was lost {leases_lost} time(s)"));
+    }
+    if scenario.hot_store_fault() {
+        let until =
+            (OUTAGE_FROM + OUTAGE_FOR + Duration::from_secs(5)).min(Duration::from_secs(seconds));
+        let ends = world.ends.lock().map(|e| e.clone()).unwrap_or_default();
+        for (player, at, how) in ends
+            .iter()
+            .filter(|(_, at, _)| *at >= OUTAGE_FROM && *at < until)
+        {
+            violations.push(format!(
+                "bot {player} disconnected at {at:?}, during the fault ({OUTAGE_FROM:?} to {until:?}): {how}"
+            ));
+        }
     }
     if scenario.has(Scenario::DiskFaults) {
         if world.disk.failed_writes() == 0 {

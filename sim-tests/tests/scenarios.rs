@@ -72,6 +72,21 @@ fn lossy_clients() {
 }
 
 #[test]
+fn redis_outage() {
+    scenario(Scenario::RedisOutage);
+}
+
+#[test]
+fn redis_outage_wiped() {
+    scenario(Scenario::RedisOutageWiped);
+}
+
+#[test]
+fn lease_key_lost() {
+    scenario(Scenario::LeaseKeyLost);
+}
+
+#[test]
 fn zone_crash() {
     scenario(Scenario::ZoneCrash);
 }

@@ -38,6 +38,8 @@ fn scenario_over(s: WorldScenario, seeds: Vec<u64>, rc: WorldRunConfig) {
         total.simulated_s += out.simulated_s;
         total.long_holds += out.long_holds;
         total.second_logins += out.second_logins;
+        total.takeover = total.takeover.max(out.takeover);
+        total.max_tick_gap = total.max_tick_gap.max(out.max_tick_gap);
     }
     total.handoff_ticks.sort_unstable();
     let q = |f: f64| {
@@ -48,7 +50,7 @@ fn scenario_over(s: WorldScenario, seeds: Vec<u64>, rc: WorldRunConfig) {
     };
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "SIM {:<27} seeds {:>3}  handoffs {:>5}  latency p50/p99 {:>3}/{:>3} ticks  observations {:>6}  holdings {:>8}  saves {:>6}  events {:>6}  tenures {:>3}  faults {:>4}  long holds {:>2}  second logins {:>2}  violations 0  {:.0} simulated s in {:.1} s",
+        "SIM {:<27} seeds {:>3}  handoffs {:>5}  latency p50/p99 {:>3}/{:>3} ticks  observations {:>6}  holdings {:>8}  saves {:>6}  events {:>6}  tenures {:>3}  faults {:>4}  long holds {:>2}  second logins {:>2}  max tick gap {:>3} ms  take-over {}  violations 0  {:.0} simulated s in {:.1} s",
         s.name(),
         seeds.len(),
         total.handoffs,
@@ -62,6 +64,10 @@ fn scenario_over(s: WorldScenario, seeds: Vec<u64>, rc: WorldRunConfig) {
         total.faults,
         total.long_holds,
         total.second_logins,
+        total.max_tick_gap.as_millis(),
+        total
+            .takeover
+            .map_or("-".to_owned(), |t| format!("{:.2} s", t.as_secs_f64())),
         total.simulated_s,
         wall
     );
@@ -75,6 +81,21 @@ fn world_handoffs() {
 #[test]
 fn world_lease_expiry() {
     scenario(WorldScenario::LeaseExpiry);
+}
+
+#[test]
+fn world_redis_outage() {
+    scenario(WorldScenario::RedisOutage);
+}
+
+#[test]
+fn world_redis_outage_wiped() {
+    scenario(WorldScenario::RedisOutageWiped);
+}
+
+#[test]
+fn world_lease_key_lost() {
+    scenario(WorldScenario::LeaseKeyLost);
 }
 
 #[test]

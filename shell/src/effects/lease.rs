@@ -2,19 +2,31 @@
 //! ([`keep_lease`]), with a fencing token that grows with every holder and is registered in
 //! the cold store, which rejects saves under superseded fences.
 //!
-//! Safety (never two simulating holders): a holder counts its lease valid until `ttl` after
-//! it *sent* its last successful renewal, minus a sixth of `ttl`; the store expires the key
-//! `ttl` after it *received* that renewal, later still. So while the key lives out its time,
-//! nobody else can claim it, and when it expires the holder has stopped. A key that vanishes
-//! early (a Redis wipe, a failover to a replica without it) is the one case the store cannot
-//! cover: a claimer that saw another holder, or that the cold store's fence shows was not the
-//! zone's last holder, therefore holds the new lease for one whole lifetime, renewing it,
-//! before it simulates; a cut-off holder cannot renew past that and stops first.
+//! Safety (never two simulating holders):
+//! - A holder counts its lease valid until `ttl` after it *sent* its last successful renewal,
+//!   minus a sixth of `ttl`; the store expires the key `ttl` after it *received* that renewal,
+//!   later still. So while the key lives out its time nobody else can claim it, and when it
+//!   expires the holder has stopped (the lease ends by the holder's own local deadline).
+//! - A claimer watching the key that sees less than `ttl / 12` left knows the holder is past
+//!   its deadline and can no longer renew ([`STOPPED_BELOW`]): it takes the zone as soon as the
+//!   key is gone. A holder that stops gracefully *releases* its lease: the key stays, without
+//!   an owner, for the rest of its lifetime, and a claimer takes it at once. A process whose lease was lost claims it again only under a new owner name,
+//!   so a stopped lease is never revived as "its own".
+//! - A key that vanishes early (a Redis wipe, a failover to a replica without it) is the case
+//!   the store cannot cover. As NFSv4 and Chubby do after a restart, the previous holder gets
+//!   a grace period (two renewals) to claim it back first: its keeper finds its key gone at
+//!   its next renewal and re-claims it with a larger fence. A claimer that gets it anyway, or
+//!   that the cold store's fence shows was not the zone's last holder without having seen that
+//!   holder stop, holds the new lease for one whole lifetime, renewing it, before it
+//!   simulates; a cut-off holder cannot renew past that and stops first.
+//! - A server restarted on its own data_dir ([`crate::identity`]) is the same owner and takes
+//!   its lease back at once (its old process is gone: the data_dir lock says so).
 //!
 //! What it buys (defaults: `ttl` 90 s, renewals every 5 s): a zone plays through a hot-store
-//! outage of at least 70 s; a standby takes over a crashed holder within `ttl` (plus one
-//! lifetime when it was not the last holder); a server restarted on its own data_dir
-//! ([`crate::identity`]) takes its lease back at once, as the same owner.
+//! outage of at least 70 s (`ttl - ttl/6 - 5 s`). A standby that watched the holder's key
+//! takes over a crashed or cut-off holder when its key expires, within `ttl` (90 s) of the
+//! last renewal; a standby started after that, or after a wipe, waits one more lifetime
+//! (180 s in all). Lowering `ttl` shortens take-over and the outage ridden out alike.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,10 +88,17 @@ pub enum LeaseError {
 /// Claims the zone's lease, retrying until `deadline` (a previous owner's lease may still be
 /// running out after a crash). The fence floor is durable: the largest of the cold store's
 /// registered fence and `local_fence` (the spool's), so fences grow across a hot-store wipe.
-/// When another holder was seen during the claim and the hot store is shared, the claimer
-/// waits one lease lifetime (renewing) before simulating: a holder cut off by a wipe notices
-/// at its next renewal and stops first. Then the fence is registered in the cold store, which
-/// from then on rejects saves of the zone under older fences.
+///
+/// When the hot store is shared and the zone may have had another holder (one was seen in the
+/// key, or the cold store's fence is newer than `local_fence`), the claimer must be sure that
+/// holder has stopped before it simulates. It watches the key ([`Watch`]): a holder seen with
+/// less than [`STOPPED_BELOW`] of its lifetime left has passed its own deadline, so the claimer
+/// takes the zone as soon as the key is gone. Otherwise (the key vanished early: a wipe, a
+/// failover) the previous holder gets a grace period of two renewals to claim it back first,
+/// and a claimer that still gets it holds it one whole lifetime, renewing, before it
+/// simulates: a holder cut off by the wipe notices at its next renewal and stops first. Then
+/// the fence is registered in the cold store, which from then on rejects saves of the zone
+/// under older fences.
 pub async fn claim_lease(
     stores: &Stores,
     zone: ZoneId,
@@ -89,9 +108,11 @@ pub async fn claim_lease(
     local_fence: u64,
 ) -> Result<Lease, LeaseError> {
     let (hot, cold) = (&stores.hot, &stores.cold);
+    let shared = hot.name() != "embedded";
     let until = Instant::now().saturating_after(deadline);
     let mut floor = local_fence;
     let mut saw_holder = false;
+    let mut watch = Watch::default();
     loop {
         let known = match cold.zone_fence(zone).await {
             Ok(f) => Some(f),
@@ -101,62 +122,164 @@ pub async fn claim_lease(
             }
             Err(e) => return Err(LeaseError::Fence { zone, source: e }),
         };
+        let mut pause = ttl / 4;
         if let Some(known) = known {
             // The cold store names a later holder than this server's own last one: someone
             // else held the zone, and if its lease key is gone (a wipe, a failover) it may
             // still be simulating, cut off. Wait it out like a holder seen in the key.
             saw_holder |= known > local_fence;
             floor = floor.max(known);
-            match hot.acquire_lease(zone, owner, ttl, floor).await {
-                Ok(Some(lease)) => {
-                    if saw_holder
-                        && hot.name() != "embedded"
-                        && !wait_out_previous(hot, &lease, ttl).await
-                    {
-                        saw_holder = true;
-                        continue;
-                    }
-                    match cold
-                        .register_fence(zone, lease.fence, crate::tokens::unix_ms())
-                        .await
-                    {
-                        Ok(max) if max <= lease.fence => return Ok(lease),
-                        Ok(max) => {
-                            warn!(
-                                %zone,
-                                fence = lease.fence,
-                                registered = max,
-                                "a larger fence is registered for the zone; claiming again above it"
-                            );
-                            floor = max;
-                            let _ = hot.release_lease(&lease).await;
-                        }
-                        Err(e) => {
-                            warn!(%zone, error = %e, "cannot register the zone's fence in the cold store; retrying");
-                            let _ = hot.release_lease(&lease).await;
-                        }
-                    }
-                }
-                Ok(None) if Instant::now() < until => {
+            let look = if shared {
+                watch.look(hot, zone, owner, ttl).await
+            } else {
+                Look::Free
+            };
+            match look {
+                Look::Held(wait) => {
                     saw_holder = true;
+                    pause = wait;
                     info!(%zone, key = %redis_keys::lease(zone), "zone lease held by another server; waiting for it to expire");
                 }
-                Err(e) if Instant::now() < until => {
-                    warn!(%zone, error = %e, "cannot reach the hot store to claim the zone lease; retrying");
+                Look::Grace(wait) => {
+                    pause = wait;
+                    info!(%zone, "zone lease vanished before its holder's time ran out (wiped?): giving the previous holder its grace period to claim it back");
                 }
-                Ok(None) => {
-                    return Err(LeaseError::Held {
-                        zone,
-                        key: redis_keys::lease(zone),
-                    });
-                }
-                Err(e) => return Err(LeaseError::Claim { zone, source: e }),
+                Look::Free => match hot.acquire_lease(zone, owner, ttl, floor).await {
+                    Ok(Some(lease)) => {
+                        let stopped = watch.stopped.is_some_and(|f| f >= known);
+                        if saw_holder
+                            && shared
+                            && !stopped
+                            && !wait_out_previous(hot, &lease, ttl).await
+                        {
+                            saw_holder = true;
+                        } else {
+                            match cold
+                                .register_fence(zone, lease.fence, crate::tokens::unix_ms())
+                                .await
+                            {
+                                Ok(max) if max <= lease.fence => return Ok(lease),
+                                Ok(max) => {
+                                    warn!(
+                                        %zone,
+                                        fence = lease.fence,
+                                        registered = max,
+                                        "a larger fence is registered for the zone; claiming again above it"
+                                    );
+                                    floor = max;
+                                    let _ = hot.release_lease(&lease).await;
+                                }
+                                Err(e) => {
+                                    warn!(%zone, error = %e, "cannot register the zone's fence in the cold store; retrying");
+                                    let _ = hot.release_lease(&lease).await;
+                                }
+                            }
+                        }
+                    }
+                    Ok(None) if Instant::now() < until => {
+                        saw_holder = true;
+                        info!(%zone, key = %redis_keys::lease(zone), "zone lease held by another server; waiting for it to expire");
+                    }
+                    Err(e) if Instant::now() < until => {
+                        warn!(%zone, error = %e, "cannot reach the hot store to claim the zone lease; retrying");
+                    }
+                    Ok(None) => {
+                        return Err(LeaseError::Held {
+                            zone,
+                            key: redis_keys::lease(zone),
+                        });
+                    }
+                    Err(e) => return Err(LeaseError::Claim { zone, source: e }),
+                },
             }
         }
-        if Instant::now() >= until {
-            return Err(LeaseError::Timeout { zone, deadline });
+        let now = Instant::now();
+        if now >= until {
+            return Err(match watch.held {
+                Some(_) => LeaseError::Held {
+                    zone,
+                    key: redis_keys::lease(zone),
+                },
+                None => LeaseError::Timeout { zone, deadline },
+            });
         }
-        tokio::time::sleep(ttl / 4).await;
+        tokio::time::sleep(pause.min(until - now)).await;
+    }
+}
+
+/// A holder seen with less than this share of its lifetime left (`ttl / 12`) has passed its
+/// own deadline (a sixth of `ttl` before the store's expiry), with room for latency and clock
+/// drift: it has stopped simulating and can no longer renew.
+pub const STOPPED_BELOW: u32 = 12;
+
+/// What a claimer has seen of the zone's other holder in the hot store.
+#[derive(Debug, Default)]
+struct Watch {
+    /// The last holder seen (not this owner): its fence and when its key expires unless
+    /// renewed, by this claimer's clock (counted from before the question was sent).
+    held: Option<(u64, Instant)>,
+    /// The fence of a holder seen with less than `ttl / STOPPED_BELOW` left: stopped.
+    stopped: Option<u64>,
+    /// When the key was first seen gone before the last holder's time ran out.
+    vanished_at: Option<Instant>,
+}
+
+/// What to do after a look at the lease key.
+#[derive(Debug)]
+enum Look {
+    /// Another owner holds it: look again after this long.
+    Held(Duration),
+    /// The key vanished before its holder's time ran out: the previous holder may claim it
+    /// back first; look again after this long.
+    Grace(Duration),
+    /// Nobody else holds it (or the store cannot say: the claim will tell).
+    Free,
+}
+
+impl Watch {
+    async fn look(
+        &mut self,
+        hot: &Arc<dyn HotStore>,
+        zone: ZoneId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Look {
+        let asked = Instant::now();
+        match hot.lease_holder(zone).await {
+            Ok(Some(h)) if h.released => {
+                // Given up by a holder that has stopped: free to take, nothing to wait out.
+                self.stopped = Some(h.lease.fence);
+                self.held = Some((h.lease.fence, asked.saturating_after(h.remaining)));
+                self.vanished_at = None;
+                Look::Free
+            }
+            Ok(Some(h)) if h.lease.owner != owner => {
+                let expires = asked.saturating_after(h.remaining);
+                if h.remaining < ttl / STOPPED_BELOW {
+                    self.stopped = Some(h.lease.fence);
+                } else if self.stopped != Some(h.lease.fence) {
+                    self.stopped = None;
+                }
+                self.held = Some((h.lease.fence, expires));
+                self.vanished_at = None;
+                // Look again when it should have expired, and in time to see it stop.
+                let soon = h.remaining.saturating_sub(ttl / STOPPED_BELOW) + ttl / 100;
+                Look::Held(soon.min(h.remaining + ttl / 100).min(ttl / 4))
+            }
+            Ok(None) => match self.held {
+                Some((fence, expires)) if asked < expires && self.stopped != Some(fence) => {
+                    let since = *self.vanished_at.get_or_insert(asked);
+                    let grace_ends = since.saturating_after(renew_period(ttl) * 2);
+                    if asked < grace_ends {
+                        Look::Grace((grace_ends - asked).min(renew_period(ttl) / 2))
+                    } else {
+                        Look::Free
+                    }
+                }
+                _ => Look::Free,
+            },
+            Ok(Some(_)) | Err(_) => Look::Free,
+        }
     }
 }
 

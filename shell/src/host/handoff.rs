@@ -30,7 +30,9 @@ const HANDOFF_DEPTH: f32 = 1.0;
 /// How long an accepted handoff is remembered, to answer a re-sent transfer again.
 const ACCEPTED_MEMORY: Duration = Duration::from_secs(30);
 /// Unanswered transfers are given up after this many handoff timeouts (the client is let go
-/// and finds its zone through the ledger on reconnecting).
+/// and finds its zone through the ledger on reconnecting), unless the ledger itself cannot be
+/// reached: then the recall is retried until it answers (a hot-store outage pauses the
+/// handoff; letting the client go would only send it to a login that cannot route it).
 const GIVE_UP_TIMEOUTS: u32 = 4;
 
 /// What the host must do for the handoffs.
@@ -329,7 +331,9 @@ impl Handoffs {
         for (player, o) in presences.outgoing() {
             match &mut o.phase {
                 Phase::Offered { recalling } => {
-                    if now.saturating_sub(o.crossed) >= place.handoff_timeout * GIVE_UP_TIMEOUTS {
+                    if now.saturating_sub(o.crossed) >= place.handoff_timeout * GIVE_UP_TIMEOUTS
+                        && !o.ledger_unreachable
+                    {
                         warn!(
                             player = player.0,
                             "handoff unresolved; letting the client go (it finds its zone on reconnecting)"
@@ -640,6 +644,7 @@ impl Handoffs {
                 if o.handoff != handoff {
                     return;
                 }
+                o.ledger_unreachable = result.is_err();
                 match result {
                     Ok(Claim::Won(owner)) => {
                         self.stats.recalled += 1;

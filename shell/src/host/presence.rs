@@ -92,6 +92,9 @@ pub struct Outgoing {
     pub last_sent: Option<Duration>,
     /// When to claim the player back if nobody answered.
     pub recall_at: Duration,
+    /// The last recall claim could not reach the ledger (a hot-store outage): the handoff is
+    /// not given up while nobody can say who holds the player; the client waits, connected.
+    pub ledger_unreachable: bool,
     /// Where the handoff stands.
     pub phase: Phase,
 }
@@ -551,6 +554,7 @@ mod tests {
             crossed: Duration::ZERO,
             last_sent: None,
             recall_at: Duration::from_secs(1),
+            ledger_unreachable: false,
             phase: Phase::Offered { recalling: false },
         }
     }

@@ -71,6 +71,14 @@ impl MemoryHotStore {
         }
     }
 
+    /// Forgets one zone's lease key, as a failover to a replica that missed the latest lease
+    /// write does (simulations lose the key under a running holder).
+    pub fn forget_lease(&self, zone: ZoneId) {
+        if let Ok(mut s) = self.state.lock() {
+            s.leases.remove(&zone);
+        }
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
         self.state
             .lock()
@@ -279,7 +287,7 @@ impl HotStore for MemoryHotStore {
         let now = Instant::now();
         if s.leases
             .get(&zone)
-            .is_some_and(|(o, _, exp)| *exp > now && o != owner)
+            .is_some_and(|(o, _, exp)| *exp > now && o != owner && !o.is_empty())
         {
             return Ok(None);
         }
@@ -301,6 +309,7 @@ impl HotStore for MemoryHotStore {
             .get(&zone)
             .filter(|(_, _, exp)| *exp > now)
             .map(|(owner, fence, exp)| LeaseHolder {
+                released: owner.is_empty(),
                 lease: Lease {
                     zone,
                     owner: owner.clone(),
@@ -329,8 +338,10 @@ impl HotStore for MemoryHotStore {
         if s.leases
             .get(&lease.zone)
             .is_some_and(|(o, f, _)| *o == lease.owner && *f == lease.fence)
+            && let Some(held) = s.leases.get_mut(&lease.zone)
         {
-            s.leases.remove(&lease.zone);
+            // Released: no owner, the fence and the rest of the lifetime kept.
+            held.0.clear();
         }
         Ok(())
     }

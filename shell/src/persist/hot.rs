@@ -87,6 +87,10 @@ pub struct LeaseHolder {
     pub lease: Lease,
     /// Until the store expires it, unless renewed.
     pub remaining: Duration,
+    /// Given up by its holder, which has stopped simulating the zone: anyone may claim it at
+    /// once. A released lease keeps its key (without an owner) for the rest of its lifetime,
+    /// so that a watcher tells a graceful release from a key lost to a wipe or a failover.
+    pub released: bool,
 }
 
 /// Who holds a player: the zone simulating them and the ownership epoch of that holding. The

@@ -45,14 +45,14 @@ return 0
 ";
 
 /// Claims a lease: raises the fence counter to at least ARGV[3] (a wiped Redis restarts
-/// counters at zero), takes the next token, sets the lease if free or held by this very owner
-/// (a failover may bring back its own lease under an older token). KEYS[1] lease, KEYS[2]
+/// counters at zero), takes the next token, sets the lease if free, released (no owner) or
+/// held by this very owner (a failover may bring back its own lease under an older token). KEYS[1] lease, KEYS[2]
 /// fence counter; ARGV owner, ttl ms, floor. Returns the token, or 0 when another holds it.
 const ACQUIRE: &str = r"
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local holder = string.match(cur, '^(.*)|[^|]*$')
-  if holder ~= ARGV[1] then
+  if holder ~= ARGV[1] and holder ~= '' then
     return 0
   end
 end
@@ -143,10 +143,18 @@ fn parse_owner(record: &str) -> Result<Option<Owner>, StoreError> {
     }))
 }
 
-/// Deletes a lease if still held by this owner and token.
+/// Releases a lease if still held by this owner and token: the key keeps its fence and the
+/// rest of its lifetime without an owner (see `LeaseHolder::released`). KEYS[1] lease; ARGV
+/// value, released value.
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  local left = redis.call('PTTL', KEYS[1])
+  if left > 0 then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', left)
+  else
+    redis.call('DEL', KEYS[1])
+  end
+  return 1
 end
 return 0
 ";
@@ -670,6 +678,7 @@ impl HotStore for RedisHotStore {
         let bad = || StoreError::BadRow(format!("lease record {value:?}"));
         let (owner, fence) = value.rsplit_once('|').ok_or_else(bad)?;
         Ok(Some(LeaseHolder {
+            released: owner.is_empty(),
             lease: Lease {
                 zone,
                 owner: owner.to_owned(),
@@ -694,10 +703,11 @@ impl HotStore for RedisHotStore {
 
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
         let value = format!("{}|{}", lease.owner, lease.fence);
+        let released = format!("|{}", lease.fence);
         self.call(self.client.eval::<i64, _, _, _>(
             RELEASE,
             vec![keys::lease(lease.zone)],
-            vec![value],
+            vec![value, released],
         ))
         .await
         .map(|_| ())

@@ -175,7 +175,11 @@ async fn a_zone_whose_lease_was_taken_stops_alone_and_is_claimed_again_when_free
         .await
         .unwrap()
         .expect("held again");
-    assert_eq!(again.lease.owner, mine.lease.owner, "by this server");
+    assert_eq!(
+        again.lease.owner,
+        format!("{}#1", mine.lease.owner),
+        "by this server, under a name of its second life"
+    );
     assert!(again.lease.fence > thief.fence, "under a newer fence");
     let ticks = one.status.ticks.load(Ordering::Acquire);
     wait_for("zone 1 ticks again", Duration::from_secs(5), || {

@@ -381,6 +381,7 @@ async fn contract(hot: &dyn HotStore, tag: u32) {
     // A standby sees who holds the lease and for how much longer.
     let seen = hot.lease_holder(zone).await.unwrap().expect("held");
     assert_eq!(seen.lease, d);
+    assert!(!seen.released);
     assert!(seen.remaining <= lease_ttl && seen.remaining > Duration::ZERO);
     // The same owner takes its own lease back at once (a restart, or a failover that brought
     // back an older token), under a larger fence; nobody else can.
@@ -401,7 +402,22 @@ async fn contract(hot: &dyn HotStore, tag: u32) {
             .is_none()
     );
     hot.release_lease(&d2).await.unwrap();
-    assert_eq!(hot.lease_holder(zone).await.unwrap(), None, "released");
+    // Released: a watcher sees it given up (not lost), and anyone may claim it at once.
+    let seen = hot
+        .lease_holder(zone)
+        .await
+        .unwrap()
+        .expect("kept, released");
+    assert!(seen.released && seen.lease.owner.is_empty(), "{seen:?}");
+    assert_eq!(seen.lease.fence, d2.fence);
+    let e = hot
+        .acquire_lease(zone, "e", lease_ttl, 0)
+        .await
+        .unwrap()
+        .expect("a released lease is free");
+    assert!(e.fence > d2.fence);
+    assert!(!hot.lease_holder(zone).await.unwrap().unwrap().released);
+    hot.release_lease(&e).await.unwrap();
 
     let channel = format!("zs:test:{tag}");
     let mut rx = hot.subscribe(&channel).await.unwrap();
