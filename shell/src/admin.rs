@@ -91,11 +91,16 @@ async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
         .iter()
         .filter(|(_, st)| !st.ready.load(Ordering::Acquire))
         .map(|(zone, st)| {
-            if st.held.load(Ordering::Acquire) {
-                format!("zone {zone}: not ready for new players\n")
+            let why = if !st.held.load(Ordering::Acquire) {
+                "not held by this process"
+            } else if st.hot_store_down.load(Ordering::Acquire) {
+                "not ready for new players (hot store unreachable: logins that need the ownership ledger are refused; the zone plays on)"
+            } else if st.ticks.load(Ordering::Acquire) == 0 {
+                "starting"
             } else {
-                format!("zone {zone}: not held by this process\n")
-            }
+                "not ready for new players (the spool's disk is full or refuses writes)"
+            };
+            format!("zone {zone}: {why}\n")
         })
         .collect();
     if not_ready.is_empty() {

@@ -392,7 +392,7 @@ impl ZoneHost {
                 )
             }
             LoadOutcome::Failed(why) => {
-                bump(&mut self.stats.loads, JoinSource::Failed);
+                bump(&mut self.stats.loads, JoinSource::Refused(why.refused()));
                 warn!(player = player.0, %why, "player state could not be loaded; disconnecting");
                 let _ = self.net.disconnect(client);
                 self.drain_net_events();

@@ -104,6 +104,9 @@ pub struct Metrics {
     pub leases_lost: Counter,
     /// 1 while this process holds the zone's lease and simulates it, 0 while it waits for it.
     pub lease_held: Gauge,
+    /// 1 while the zone's hot-store writes succeed, 0 from the first failure to the next
+    /// success (a Redis outage: logins that need the ledger are refused meanwhile).
+    pub hot_store_up: Gauge,
     /// Handoff events (started, accepted, taken, recalled, refused_*, border_closed, ...).
     pub handoffs: Family<Reason, Counter>,
     /// Seconds from a border crossing to the neighbour's acceptance.
@@ -167,6 +170,7 @@ impl Metrics {
             player_loads: Family::default(),
             leases_lost: Counter::default(),
             lease_held: Gauge::default(),
+            hot_store_up: Gauge::default(),
             handoffs: Family::default(),
             handoff_seconds: Histogram::new(handoff_buckets),
             ghosts: Gauge::default(),
@@ -318,6 +322,12 @@ impl Metrics {
                 "1 while this process holds the zone's lease and simulates it",
                 Zone,
                 &self.lease_held,
+            ),
+            (
+                "hot_store_up",
+                "1 while the zone's hot-store writes succeed (0: logins needing the ledger are refused)",
+                Zone,
+                &self.hot_store_up,
             ),
             (
                 "handoffs",

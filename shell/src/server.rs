@@ -32,6 +32,8 @@ pub struct Status {
     /// This process holds the zone's lease (it simulates the zone, or is about to). False
     /// while it waits to claim the lease again after losing it.
     pub held: AtomicBool,
+    /// The zone's hot-store writes fail (a Redis outage): not ready for new players.
+    pub hot_store_down: AtomicBool,
     /// Ticks run so far.
     pub ticks: AtomicU64,
     /// Longest time between the starts of two consecutive ticks, microseconds (a stall shows
@@ -162,9 +164,14 @@ pub async fn run_loop<S: DatagramSocket>(
                 }
                 status.ticks.store(summary.ticks, Ordering::Release);
                 persist.pump(host);
-                // Not ready while the spool's disk budget is full or its disk refuses writes:
-                // route new players elsewhere.
-                status.ready.store(persist.spool_ready(), Ordering::Release);
+                // Not ready while the spool's disk budget is full or its disk refuses writes,
+                // or the hot store (the ledger logins need) is down: route new players
+                // elsewhere. The zone plays on either way.
+                let hot_up = persist.hot_store_up();
+                status.hot_store_down.store(!hot_up, Ordering::Release);
+                status
+                    .ready
+                    .store(persist.spool_ready() && hot_up, Ordering::Release);
                 flush(host, socket, metrics).await;
                 if config.max_ticks.is_some_and(|m| summary.ticks >= m) {
                     break;

@@ -119,6 +119,7 @@ pub(super) async fn writer(
                 ("refresh", r)
             }
         };
+        metrics.hot_store_up.set(i64::from(result.is_ok()));
         match result {
             Ok(()) => {
                 if failing {

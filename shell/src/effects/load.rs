@@ -45,6 +45,17 @@ pub enum LoadFailure {
 }
 
 impl LoadFailure {
+    /// The `zone_player_loads_total` reason of this refusal: `refused_<name>` (a hot-store
+    /// outage shows as `refused_stores` and `refused_ledger`).
+    pub fn refused(&self) -> &'static str {
+        match self {
+            LoadFailure::RateLimited => "refused_rate_limited",
+            LoadFailure::QueueFull => "refused_queue_full",
+            LoadFailure::Stores(_) => "refused_stores",
+            LoadFailure::Ledger => "refused_ledger",
+        }
+    }
+
     /// Short stable name (logs, metrics).
     pub fn name(&self) -> &'static str {
         match self {

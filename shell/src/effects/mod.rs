@@ -196,6 +196,8 @@ impl EffectLink {
         config: &LinkConfig,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // Up until a write says otherwise (the lease was just claimed from the same store).
+        metrics.hot_store_up.set(1);
         let (hot_tx, hot_rx) = mpsc::channel(HOT_QUEUE);
         let (load_tx, load_rx) = mpsc::channel(LOAD_QUEUE);
         let (claim_tx, claim_rx) = mpsc::channel(BUS_QUEUE);
@@ -406,6 +408,12 @@ impl EffectLink {
     /// takes writes (else the server reports not ready).
     pub fn spool_ready(&self) -> bool {
         !self.spool.is_full() && self.spool.is_writable()
+    }
+
+    /// Whether the zone's hot-store writes succeed (else logins that need the ownership
+    /// ledger are refused: the zone is not ready for new players, though it plays on).
+    pub fn hot_store_up(&self) -> bool {
+        self.metrics.hot_store_up.get() == 1
     }
 
     /// Stops taking work and waits, until `deadline`, for the workers to finish what they

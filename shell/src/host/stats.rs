@@ -43,8 +43,9 @@ pub enum JoinSource {
     Stored(LoadSource),
     /// No copy anywhere: a new character.
     New,
-    /// The load failed; the client was disconnected.
-    Failed,
+    /// The load was refused (a store or the ledger could not answer, rate limit, queue
+    /// full: [`crate::effects::load::LoadFailure::refused`]); the client was disconnected.
+    Refused(&'static str),
 }
 
 impl Label for JoinSource {
@@ -52,7 +53,7 @@ impl Label for JoinSource {
         match self {
             JoinSource::Stored(source) => source.name(),
             JoinSource::New => "new",
-            JoinSource::Failed => "failed",
+            JoinSource::Refused(why) => why,
         }
     }
 }

@@ -668,6 +668,7 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
         duration: None,
         seed: 5,
     };
+    let bot_config_outage = bot_config.clone();
     let key = running.private_key.clone();
     let crowd = tokio::spawn(async move { run_crowd(bot_config, &key, stop).await });
     let expected: Vec<PlayerId> = (700..706).map(PlayerId).collect();
@@ -685,6 +686,11 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
     };
     let before = ticks();
     let mut last = before;
+    let admin = running.admin_addr.port();
+    let probe = |path: &'static str| {
+        tokio::task::spawn_blocking(move || crate::support::http_get(admin, path).unwrap())
+    };
+    let mut newcomer = None;
     for second in 0..25 {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = ticks();
@@ -693,8 +699,37 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
             "no tick in second {second} of the outage ({last} -> {now})"
         );
         last = now;
+        if second == 8 {
+            // Alive, not ready for new players, and saying why.
+            let (code, body) = probe("/healthz").await.unwrap();
+            assert_eq!(code, 200, "{body}");
+            let (code, body) = probe("/readyz").await.unwrap();
+            assert_eq!(code, 503, "{body}");
+            assert!(body.contains("hot store unreachable"), "{body}");
+            // A new player logs in meanwhile: refused (the ledger cannot confirm the claim).
+            let login = BotConfig {
+                first_player: 900,
+                count: 1,
+                duration: Some(Duration::from_secs(4)),
+                ..bot_config_outage.clone()
+            };
+            let key = running.private_key.clone();
+            let (_tx, rx) = tokio::sync::watch::channel(false);
+            newcomer = Some(tokio::spawn(async move {
+                let _keep = _tx;
+                run_crowd(login, &key, rx).await
+            }));
+        }
     }
     println!("ticks during the 25 s outage: {}", last - before);
+    let _ = newcomer.expect("a login was tried").await.unwrap();
+    let text = running.metrics.encode();
+    let refused = crate::support::metric(&text, "zone_player_loads_total", &["refused_"]);
+    assert!(
+        refused >= 1.0,
+        "the refused login is counted by reason: {text}"
+    );
+    assert_eq!(crate::support::metric(&text, "zone_hot_store_up", &[]), 0.0);
     let text = running.metrics.encode();
     assert!(
         !text.contains("zone_leases_lost_total 1"),
@@ -710,6 +745,16 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
             tokio::time::Instant::now() < deadline,
             "the lease was not claimed again in the wiped Redis"
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Ready for new players again once hot-store writes succeed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = probe("/readyz").await.unwrap();
+        if code == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {body}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
