@@ -370,7 +370,7 @@ pub async fn start_with(
             identity: identity.clone(),
             tracker: tracker.clone(),
         };
-        tasks.push(start_zone(p, parts, &shutdown));
+        tasks.push(start_zone(p, parts, &shutdown)?);
     }
     tracker.spawn(crate::admin::serve(
         admin,
@@ -526,10 +526,17 @@ struct ZoneParts {
     tracker: TaskTracker,
 }
 
-/// Spawns one zone's lives (`run_zone`).
-fn start_zone(p: Prepared, parts: ZoneParts, shutdown: &CancellationToken) -> ZoneTask {
+/// Builds the zone's first life (so that it ticks as soon as its task runs) and spawns its
+/// lives (`run_zone`).
+fn start_zone(
+    mut p: Prepared,
+    parts: ZoneParts,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<ZoneTask> {
+    let zone = p.zone.take().context("zone built once")?;
+    let first = build_life(&parts, &p, zone, p.lease.fence)?;
     let tracker = parts.tracker.clone();
-    tracker.spawn(run_zone(p, parts, shutdown.child_token()))
+    Ok(tracker.spawn(run_zone(p, parts, first, shutdown.child_token())))
 }
 
 /// Builds the zone's host and effect link for one life under `fence`.
@@ -703,21 +710,22 @@ fn start_demo_bots(
 /// disconnected), wait until the lease can be claimed again and simulate the zone anew. Ends
 /// on the server's shutdown (or `max_ticks`).
 async fn run_zone(
-    mut p: Prepared,
+    p: Prepared,
     parts: ZoneParts,
+    first: (ZoneHost, EffectLink),
     stop: CancellationToken,
 ) -> anyhow::Result<ZoneFinished> {
     let zone = p.hosted.zone;
     let ttl = Duration::from_millis(parts.config.store.lease_ttl_ms);
     let mut lease = p.lease.clone();
     let mut leases_lost = 0;
+    let mut first = Some(first);
     loop {
-        let built = match p.zone.take() {
-            Some(z) => z,
-            None => build_zone_of(&parts.config, &p.hosted)?,
-        };
         let fence = lease.fence;
-        let (host, link) = build_life(&parts, &p, built, fence)?;
+        let (host, link) = match first.take() {
+            Some(life) => life,
+            None => build_life(&parts, &p, build_zone_of(&parts.config, &p.hosted)?, fence)?,
+        };
         p.running.status.held.store(true, Ordering::Release);
         p.running.metrics.lease_held.set(1);
         let mut life = run_life(&p, &parts, host, link, lease, ttl, &stop).await;

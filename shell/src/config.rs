@@ -533,16 +533,31 @@ impl Config {
             ));
         }
         let st = &self.store;
-        if let Some(url) = &st.redis_url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
-        {
-            return Err(invalid(
-                "store.redis_url",
-                format!(
-                    "must start with redis:// or rediss://, got {:?}",
-                    redact_url(url)
-                ),
-            ));
+        if let Some(url) = &st.redis_url {
+            let scheme_ok = [
+                "redis://",
+                "rediss://",
+                "redis-sentinel://",
+                "rediss-sentinel://",
+            ]
+            .iter()
+            .any(|s| url.starts_with(s));
+            if !scheme_ok {
+                return Err(invalid(
+                    "store.redis_url",
+                    format!(
+                        "must start with redis://, rediss:// or (behind Sentinel) redis-sentinel://, got {:?}",
+                        redact_url(url)
+                    ),
+                ));
+            }
+            // The client's own parser: a sentinel URL needs ?sentinelServiceName=NAME.
+            if let Err(e) = fred::types::config::Config::from_url(url) {
+                return Err(invalid(
+                    "store.redis_url",
+                    format!("{:?} is not a valid Redis URL: {e}", redact_url(url)),
+                ));
+            }
         }
         if let Some(uri) = &st.scylla_uri
             && uri.split(',').any(|h| h.trim().is_empty())
@@ -721,6 +736,40 @@ mod tests {
                 Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn redis_urls_plain_tls_and_behind_sentinel() {
+        let with = |url: &str| {
+            let mut c = Config::default();
+            c.store.redis_url = Some(url.to_owned());
+            c.validate()
+        };
+        for ok in [
+            "redis://127.0.0.1:6379/0",
+            "rediss://user:pw@cache.internal:6380",
+            "redis-sentinel://10.0.0.1:26379/0?sentinelServiceName=zs&node=10.0.0.2:26379",
+        ] {
+            with(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "127.0.0.1:6379",
+            "http://127.0.0.1:6379",
+            "redis-sentinel://10.0.0.1:26379/0",
+            // More sentinels are `&node=host:port`, not a comma list.
+            "redis-sentinel://10.0.0.1:26379,10.0.0.2:26379/0?sentinelServiceName=zs",
+        ] {
+            assert!(
+                matches!(
+                    with(bad),
+                    Err(ConfigError::Invalid {
+                        field: "store.redis_url",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
         }
     }
 

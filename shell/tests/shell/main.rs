@@ -16,5 +16,6 @@ mod persist_redis;
 mod persist_spool;
 mod sans_io_world;
 mod scylla_proxy;
+mod sentinel;
 mod serve;
 mod world;

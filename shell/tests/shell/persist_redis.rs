@@ -22,14 +22,36 @@ use zone_shell::persist::redis::RedisHotStore;
 use zone_shell::persist::{Claim, ColdStore, HotStore, Owner, Position, Session};
 
 /// A redis-server of the test's own.
-struct RedisServer {
+/// A `redis-server` (or sentinel) process of a test's own, on a free loopback port.
+pub(crate) struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Extra command-line arguments (a server) or configuration lines (a sentinel).
+    extra: Vec<String>,
+    sentinel: bool,
 }
 
 impl RedisServer {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
+        Self::spawn(Vec::new(), false)
+    }
+
+    /// A server with extra arguments (e.g. `--replicaof 127.0.0.1 PORT`).
+    pub(crate) fn start_with(args: Vec<String>) -> Self {
+        Self::spawn(args, false)
+    }
+
+    /// A sentinel (`redis-server sentinel.conf --sentinel`) with these configuration lines.
+    pub(crate) fn sentinel(lines: Vec<String>) -> Self {
+        Self::spawn(lines, true)
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn spawn(extra: Vec<String>, sentinel: bool) -> Self {
         // A port that was free a moment ago can be taken before redis-server binds it (other
         // tests open listeners too): try a few.
         for _ in 0..5 {
@@ -42,6 +64,8 @@ impl RedisServer {
                 port,
                 dir: tempfile::tempdir().unwrap(),
                 child: None,
+                extra: extra.clone(),
+                sentinel,
             };
             if s.try_start() {
                 return s;
@@ -66,11 +90,27 @@ impl RedisServer {
     /// Starts redis-server and waits until it answers PING; `false` if it exited (port taken).
     fn try_start(&mut self) -> bool {
         use std::io::{Read, Write};
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
+        let mut command = Command::new("redis-server");
+        if self.sentinel {
+            // The sentinel rewrites its configuration file: a fresh one each start.
+            let conf = self.dir.path().join("sentinel.conf");
+            let text = format!(
+                "port {}\nbind 127.0.0.1\ndir {}\n{}\n",
+                self.port,
+                self.dir.path().display(),
+                self.extra.join("\n")
+            );
+            std::fs::write(&conf, text).unwrap();
+            command.arg(&conf).arg("--sentinel");
+        } else {
+            command
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(self.dir.path())
+                .args(&self.extra);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -103,7 +143,7 @@ impl RedisServer {
         false
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -499,7 +539,7 @@ async fn calls_fail_fast_while_redis_is_down_and_work_again_after_restart() {
 
 /// Waits up to `within` until zone 1's presence in `hot` is `expected` and it has a position
 /// for each of them.
-async fn wait_presence(
+pub(crate) async fn wait_presence(
     hot: Arc<dyn HotStore>,
     expected: Vec<PlayerId>,
     within: Duration,
