@@ -55,6 +55,14 @@ const SHORT_LEASE_TTL: Duration = Duration::from_secs(2);
 /// When the Redis outages of the outage scenarios start, and how long they last.
 const OUTAGE_FROM: Duration = Duration::from_secs(15);
 const OUTAGE_FOR: Duration = Duration::from_secs(60);
+/// When the lease expiry scenario cuts zone 1's holder off from Redis.
+const CUT_FROM: Duration = Duration::from_secs(15);
+
+/// How long the holder stays cut off: past its lease, so that the standby takes over.
+fn cut_for(ttl: Duration) -> Duration {
+    Duration::from_secs(15).max(ttl + ttl / 4)
+}
+
 /// Longest gap between two ticks that is not a stall (six ticks at 60 Hz).
 const MAX_TICK_GAP: Duration = Duration::from_millis(100);
 /// The ownership records' TTL in the hot store: the production default.
@@ -125,7 +133,9 @@ impl WorldScenario {
 
     /// Simulated seconds of play: the run's own, or the long hold's twenty minutes.
     pub fn seconds(self, rc: &WorldRunConfig) -> u64 {
+        let ttl = rc.lease_ttl.unwrap_or(self.lease_ttl());
         match self {
+            WorldScenario::LeaseExpiry => rc.seconds.max((CUT_FROM + cut_for(ttl)).as_secs() + 15),
             WorldScenario::LongHold => rc.seconds.max(LONG_HOLD_SECONDS),
             s if s.outage() => rc.seconds.max((OUTAGE_FROM + OUTAGE_FOR).as_secs() + 15),
             _ => rc.seconds,
@@ -178,6 +188,9 @@ pub struct WorldRunConfig {
     /// A planted bug: the ledger's conditional claims become unconditional (see
     /// `SimHot::broken_claims`). The invariants must catch it.
     pub broken_claims: bool,
+    /// The zone lease, instead of the scenario's (lease expiry on the production lease
+    /// measures the take-over users would see).
+    pub lease_ttl: Option<Duration>,
 }
 
 impl Default for WorldRunConfig {
@@ -187,6 +200,7 @@ impl Default for WorldRunConfig {
             seconds: 45,
             handoff_timeout: Duration::from_millis(1_500),
             broken_claims: false,
+            lease_ttl: None,
         }
     }
 }
@@ -646,7 +660,7 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
     let shared = Arc::new(Shared {
         broken_claims: rc.broken_claims,
         handoff_timeout: rc.handoff_timeout,
-        lease_ttl: scenario.lease_ttl(),
+        lease_ttl: rc.lease_ttl.unwrap_or(scenario.lease_ttl()),
         ..Shared::default()
     });
     let seconds = scenario.seconds(rc);
@@ -719,7 +733,8 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
                 }
             }
             WorldScenario::LeaseExpiry => {
-                if !partitioned && now >= secs(15) && now < secs(30) {
+                let cut_until = CUT_FROM + cut_for(shared.lease_ttl);
+                if !partitioned && now >= CUT_FROM && now < cut_until {
                     // Whichever of the two servers won zone 1 at the start.
                     cut_off = shared
                         .held
@@ -735,7 +750,7 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
                     partitioned = true;
                     out.faults += 1;
                 }
-                if partitioned && now >= secs(30) {
+                if partitioned && now >= cut_until {
                     sim.repair(cut_off.as_str(), "redis");
                     partitioned = false;
                 }

@@ -2,7 +2,7 @@
 //! to replay one). Each prints its handoff latency (ticks from the border crossing to the
 //! first snapshot of the new zone, client side) beside what was checked.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sim_tests::multizone::{WorldOutcome, WorldRunConfig, WorldScenario, replay_command, run};
 use sim_tests::world::seeds;
@@ -96,6 +96,20 @@ fn world_redis_outage_wiped() {
 #[test]
 fn world_lease_key_lost() {
     scenario(WorldScenario::LeaseKeyLost);
+}
+
+/// The same on the production lease (90 s): the holder, cut off from Redis, plays on until
+/// its own deadline (75 s after its last renewal), then the standby takes over as its key
+/// expires. The SIM line's take-over is the gap players of zone 1 see.
+#[test]
+fn world_lease_expiry_on_the_production_lease() {
+    let rc = WorldRunConfig {
+        lease_ttl: Some(Duration::from_millis(
+            zone_shell::config::Config::default().store.lease_ttl_ms,
+        )),
+        ..WorldRunConfig::default()
+    };
+    scenario_over(WorldScenario::LeaseExpiry, seeds(CI_SEEDS), rc);
 }
 
 #[test]
