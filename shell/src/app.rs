@@ -810,6 +810,23 @@ async fn run_life(
     let lease_release = CancellationToken::new();
     let (fence_tx, fence_rx) = watch::channel(lease.fence);
     link.follow_fence(fence_rx);
+    {
+        // A lease re-claimed by the keeper (after a wipe) is remembered in data_dir too, so a
+        // restart knows it was the zone's last holder.
+        let (mut fences, identity) = (fence_tx.subscribe(), parts.identity.clone());
+        parts.tracker.spawn(async move {
+            while fences.changed().await.is_ok() {
+                let fence = *fences.borrow_and_update();
+                let identity = identity.clone();
+                // A durable write (fsync): off the tick loop's threads.
+                let written =
+                    tokio::task::spawn_blocking(move || identity.remember_fence(zone, fence)).await;
+                if let Ok(Err(e)) = written {
+                    warn!(%zone, error = %e, "could not remember the zone's fence in data_dir");
+                }
+            }
+        });
+    }
     let lease_keeper = parts.tracker.spawn(keep_lease(
         parts.stores.clone(),
         lease,

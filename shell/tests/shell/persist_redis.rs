@@ -143,6 +143,24 @@ impl RedisServer {
         false
     }
 
+    /// `SHUTDOWN NOSAVE`, as an operator stops a Redis (without persistence it comes back
+    /// empty); waits for the process to exit.
+    fn shutdown_nosave(&mut self) {
+        use std::io::Write;
+        if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = conn.write_all(b"SHUTDOWN NOSAVE\r\n");
+        }
+        if let Some(mut c) = self.child.take() {
+            for _ in 0..100 {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            panic!("redis-server did not shut down on SHUTDOWN NOSAVE");
+        }
+    }
+
     pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -669,10 +687,11 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
     }
 }
 
-/// Issue 18: a Redis outage longer than the old 6 s lease, the client timeout (10 s) and the
-/// hot store's command timeouts, under the default lease: the zone ticks through all of it,
-/// no bot is disconnected, and presence and positions are rebuilt when Redis comes back
-/// (wiped: it runs without persistence).
+/// Issue 18: a Redis outage (`SHUTDOWN NOSAVE`, 25 s) longer than the old 6 s lease, the
+/// client timeout (10 s) and the hot store's command timeouts, under the default lease: the
+/// zone ticks through all of it, no bot is disconnected, a new login is refused and counted,
+/// `/readyz` says why while `/healthz` stays OK, and presence, positions, sessions, ledger
+/// records and the zone address are rebuilt when Redis comes back (wiped: no persistence).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
     let _live = crate::support::live(module_path!());
@@ -717,7 +736,7 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
     };
     wait_presence("written").await;
 
-    server.kill();
+    server.shutdown_nosave();
     let ticks = || {
         running
             .status
@@ -778,6 +797,30 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
 
     server.restart();
     wait_presence("rebuilt after Redis came back wiped").await;
+    // The players' ownership records, sessions and the zone's address come back too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut owned = 0;
+        for p in &expected {
+            if let Ok(Some(o)) = hot.player_owner(*p).await
+                && o.zone == ZoneId(1)
+                && let Ok(Some(s)) = hot.session(*p).await
+                && s.zone == ZoneId(1)
+            {
+                owned += 1;
+            }
+        }
+        let address = hot.zone_address(ZoneId(1)).await.ok().flatten();
+        if owned == expected.len() && address.is_some() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ledger records ({owned} of {}) and zone address ({address:?}) not rebuilt",
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The keeper finds its lease gone at its next renewal (every 5 s) and claims it again.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while hot.lease_holder(ZoneId(1)).await.ok().flatten().is_none() {
@@ -786,6 +829,27 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
             "the lease was not claimed again in the wiped Redis"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The re-claimed fence is remembered in data_dir (a restart knows it was the last holder).
+    let fence = hot
+        .lease_holder(ZoneId(1))
+        .await
+        .unwrap()
+        .unwrap()
+        .lease
+        .fence;
+    let remembered = dir.path().join("leases").join("zone-1");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&remembered)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        != Some(fence)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fence {fence} not remembered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Ready for new players again once hot-store writes succeed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
