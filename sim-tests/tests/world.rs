@@ -11,10 +11,11 @@ use sim_tests::world::seeds;
 const CI_SEEDS: u64 = 2;
 
 fn scenario(s: WorldScenario) {
-    scenario_over(s, seeds(CI_SEEDS), WorldRunConfig::default());
+    scenario_over(s.name(), s, seeds(CI_SEEDS), WorldRunConfig::default());
 }
 
-fn scenario_over(s: WorldScenario, seeds: Vec<u64>, rc: WorldRunConfig) {
+/// Runs `s` over `seeds`; `test` is the name of the test (printed, and in the replay command).
+fn scenario_over(test: &str, s: WorldScenario, seeds: Vec<u64>, rc: WorldRunConfig) {
     let started = Instant::now();
     let mut total = WorldOutcome::default();
     for &seed in &seeds {
@@ -22,10 +23,10 @@ fn scenario_over(s: WorldScenario, seeds: Vec<u64>, rc: WorldRunConfig) {
         assert!(
             out.violations.is_empty(),
             "scenario {} seed {seed}: {} violations:\n  {}\nreplay: {}",
-            s.name(),
+            test,
             out.violations.len(),
             out.violations.join("\n  "),
-            replay_command(s, seed)
+            replay_command(test, seed)
         );
         total.handoffs += out.handoffs;
         total.handoff_ticks.extend(out.handoff_ticks);
@@ -50,8 +51,8 @@ fn scenario_over(s: WorldScenario, seeds: Vec<u64>, rc: WorldRunConfig) {
     };
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "SIM {:<27} seeds {:>3}  handoffs {:>5}  latency p50/p99 {:>3}/{:>3} ticks  observations {:>6}  holdings {:>8}  saves {:>6}  events {:>6}  tenures {:>3}  faults {:>4}  long holds {:>2}  second logins {:>2}  max tick gap {:>3} ms  take-over {}  violations 0  {:.0} simulated s in {:.1} s",
-        s.name(),
+        "SIM {:<42} seeds {:>3}  handoffs {:>5}  latency p50/p99 {:>3}/{:>3} ticks  observations {:>6}  holdings {:>8}  saves {:>6}  events {:>6}  tenures {:>3}  faults {:>4}  long holds {:>2}  second logins {:>2}  max tick gap {:>3} ms  take-over {}  violations 0  {:.0} simulated s in {:.1} s",
+        test,
         seeds.len(),
         total.handoffs,
         q(0.5),
@@ -109,7 +110,44 @@ fn world_lease_expiry_on_the_production_lease() {
         )),
         ..WorldRunConfig::default()
     };
-    scenario_over(WorldScenario::LeaseExpiry, seeds(CI_SEEDS), rc);
+    scenario_over(
+        "world_lease_expiry_on_the_production_lease",
+        WorldScenario::LeaseExpiry,
+        seeds(CI_SEEDS),
+        rc,
+    );
+}
+
+/// The hot-store scenarios on a single zone (1x1) with its standby waiting.
+fn single_zone(s: WorldScenario) {
+    let rc = WorldRunConfig {
+        grid: (1, 1),
+        ..WorldRunConfig::default()
+    };
+    let test = s.name().replacen("world_", "single_zone_", 1);
+    scenario_over(&test, s, seeds(CI_SEEDS), rc);
+}
+
+/// The holder alone is cut off from Redis while a standby waits: the standby takes over,
+/// never while the holder still simulates (on the short lease, as above).
+#[test]
+fn single_zone_lease_expiry() {
+    single_zone(WorldScenario::LeaseExpiry);
+}
+
+#[test]
+fn single_zone_redis_outage() {
+    single_zone(WorldScenario::RedisOutage);
+}
+
+#[test]
+fn single_zone_redis_outage_wiped() {
+    single_zone(WorldScenario::RedisOutageWiped);
+}
+
+#[test]
+fn single_zone_lease_key_lost() {
+    single_zone(WorldScenario::LeaseKeyLost);
 }
 
 #[test]
@@ -125,7 +163,12 @@ fn world_long_hold() {
         bots: 6,
         ..WorldRunConfig::default()
     };
-    scenario_over(WorldScenario::LongHold, seeds(1), rc);
+    scenario_over(
+        WorldScenario::LongHold.name(),
+        WorldScenario::LongHold,
+        seeds(1),
+        rc,
+    );
 }
 
 #[test]
@@ -148,7 +191,7 @@ fn handoffs_racing_their_recalls_keep_one_owner_and_a_broken_ledger_is_caught() 
         out.violations.is_empty(),
         "racing recalls: {:?}\nreplay: {}",
         out.violations,
-        replay_command(WorldScenario::Handoffs, seed)
+        replay_command(WorldScenario::Handoffs.name(), seed)
     );
     // The same races with claims that ignore their expectation (a planted bug) must be seen.
     let broken = WorldRunConfig {
