@@ -50,10 +50,7 @@ impl ColdStore for WritesFail {
 }
 
 fn world_2x1(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.net.bind = "127.0.0.1:0".parse().unwrap();
-    c.admin.bind = "127.0.0.1:0".parse().unwrap();
-    c.data_dir = dir.to_path_buf();
+    let mut c = crate::support::loopback_config(dir);
     (c.world.columns, c.world.rows) = (2, 1);
     c.zone.arena_size = 32;
     c.zone.npcs = 30;

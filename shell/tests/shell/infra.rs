@@ -1134,10 +1134,7 @@ async fn dashboard_queries_only_metrics_a_real_server_exports() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.net.bind = "127.0.0.1:0".parse().unwrap();
-    config.admin.bind = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = dir.path().to_path_buf();
+    let mut config = crate::support::loopback_config(dir.path());
     config.zone.arena_size = 64;
     config.zone.npcs = 50;
     let running = zone_shell::app::start(config, Some(600)).await.unwrap();

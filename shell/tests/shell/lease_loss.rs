@@ -14,32 +14,18 @@ use zone_shell::effects::Stores;
 use zone_shell::persist::embedded_cold::SqliteStore;
 use zone_shell::persist::embedded_hot::MemoryHotStore;
 
-use crate::support::{http_get, metric};
+use crate::support::{http_get, loopback_config, metric, wait_until as wait_for};
 
 const TTL: Duration = Duration::from_millis(1_500);
 
 fn two_zones(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.net.bind = "127.0.0.1:0".parse().unwrap();
-    c.admin.bind = "127.0.0.1:0".parse().unwrap();
-    c.data_dir = dir.to_path_buf();
+    let mut c = loopback_config(dir);
     (c.world.columns, c.world.rows) = (2, 1);
     c.zone.arena_size = 32;
     c.zone.npcs = 10;
     c.shutdown_deadline_s = 2;
     c.store.lease_ttl_ms = TTL.as_millis() as u64;
     c
-}
-
-async fn wait_for(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let until = tokio::time::Instant::now() + within;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "{what} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,6 @@ use std::time::Duration;
 use zone_core::{PlayerId, PlayerState, Version, ZoneId};
 use zone_shell::app::start_with;
 use zone_shell::bots::{BotConfig, run_crowd};
-use zone_shell::config::Config;
 use zone_shell::effects::Stores;
 use zone_shell::persist::embedded_cold::SqliteStore;
 use zone_shell::persist::embedded_hot::MemoryHotStore;
@@ -583,10 +582,7 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
     let _live = crate::support::live(module_path!());
     let mut server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.net.bind = "127.0.0.1:0".parse().unwrap();
-    config.admin.bind = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = dir.path().to_path_buf();
+    let mut config = crate::support::loopback_config(dir.path());
     config.zone.arena_size = 96;
     config.zone.npcs = 200;
     (config.world.columns, config.world.rows) = (1, 1);
@@ -697,10 +693,7 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
     let _live = crate::support::live(module_path!());
     let mut server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.net.bind = "127.0.0.1:0".parse().unwrap();
-    config.admin.bind = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = dir.path().to_path_buf();
+    let mut config = crate::support::loopback_config(dir.path());
     config.zone.arena_size = 96;
     config.zone.npcs = 100;
     (config.world.columns, config.world.rows) = (1, 1);
@@ -885,10 +878,7 @@ async fn a_world_split_over_two_servers_sharing_redis_hands_players_from_one_to_
     let mut running = Vec::new();
     // Server A simulates the top row of a 2x2 world, server B the bottom row.
     for (dir, zones) in dirs.iter().zip([vec![1, 2], vec![3, 4]]) {
-        let mut config = Config::default();
-        config.net.bind = "127.0.0.1:0".parse().unwrap();
-        config.admin.bind = "127.0.0.1:0".parse().unwrap();
-        config.data_dir = dir.path().to_path_buf();
+        let mut config = crate::support::loopback_config(dir.path());
         config.zone.arena_size = 48;
         config.zone.npcs = 30;
         config.world.zones = zones;

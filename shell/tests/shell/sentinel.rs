@@ -11,11 +11,11 @@ use std::time::Duration;
 use zone_core::{PlayerId, ZoneId};
 use zone_shell::app::start;
 use zone_shell::bots::{BotConfig, run_crowd};
-use zone_shell::config::Config;
 use zone_shell::persist::HotStore;
 use zone_shell::persist::redis::RedisHotStore;
 
 use crate::persist_redis::{RedisServer, wait_presence};
+use crate::support::{loopback_config, wait_until as until};
 
 /// The sentinel's name for the primary it watches.
 const SERVICE: &str = "zs";
@@ -38,17 +38,6 @@ fn ask(port: u16, command: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + within;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_failover_under_play_keeps_the_zone_ticking_and_its_lease() {
     let _live = crate::support::live(module_path!());
@@ -68,10 +57,7 @@ async fn a_sentinel_failover_under_play_keeps_the_zone_ticking_and_its_lease() {
         sentinel.port()
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.net.bind = "127.0.0.1:0".parse().unwrap();
-    config.admin.bind = "127.0.0.1:0".parse().unwrap();
-    config.data_dir = dir.path().to_path_buf();
+    let mut config = loopback_config(dir.path());
     config.zone.arena_size = 96;
     config.zone.npcs = 100;
     (config.world.columns, config.world.rows) = (1, 1);

@@ -17,10 +17,7 @@ use zone_shell::tokens::{TokenRequest, mint, unix_now};
 use crate::support::metric;
 
 fn test_config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.net.bind = "127.0.0.1:0".parse().unwrap();
-    c.admin.bind = "127.0.0.1:0".parse().unwrap();
-    c.data_dir = dir.to_path_buf();
+    let mut c = crate::support::loopback_config(dir);
     c.zone.arena_size = 96;
     c.zone.npcs = 300;
     (c.world.columns, c.world.rows) = (1, 1);

@@ -1,5 +1,6 @@
-//! What the shell's tests share: free ports, plain HTTP gets of the admin endpoints, metric
-//! sums from a scrape, the spool's records on disk, and [`live`], which keeps tests that run
+//! What the shell's tests share: a loopback server configuration, free ports, polling until a
+//! condition holds, plain HTTP gets of the admin endpoints, metric sums from a scrape, the
+//! spool's records on disk, and [`live`], which keeps tests that run
 //! live servers from different files apart (they each ran in a binary of their own before
 //! the tests became one binary, and some of their deadlines assume that).
 
@@ -9,8 +10,31 @@ use std::path::Path;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use zone_shell::config::Config;
 use zone_shell::persist::Record;
 use zone_shell::persist::spool::{frame_version, scan};
+
+/// A whole server's configuration for a test: UDP and admin on free loopback ports, its
+/// data_dir in `dir`, defaults otherwise.
+pub fn loopback_config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.net.bind = "127.0.0.1:0".parse().unwrap();
+    c.admin.bind = "127.0.0.1:0".parse().unwrap();
+    c.data_dir = dir.to_path_buf();
+    c
+}
+
+/// Polls `check` every 50 ms until it holds; fails the test, naming `what`, after `within`.
+pub async fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// A TCP port free on 127.0.0.1 a moment ago.
 pub fn free_port() -> u16 {

@@ -12,10 +12,7 @@ use zone_shell::config::Config;
 use crate::support::metric;
 
 fn world_config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.net.bind = "127.0.0.1:0".parse().unwrap();
-    c.admin.bind = "127.0.0.1:0".parse().unwrap();
-    c.data_dir = dir.to_path_buf();
+    let mut c = crate::support::loopback_config(dir);
     (c.world.columns, c.world.rows) = (2, 2);
     c.zone.arena_size = 48;
     c.zone.npcs = 40;
