@@ -82,3 +82,21 @@ impl tracing_subscriber::fmt::time::FormatTime for SimTime {
         write!(w, "{:>9.3}s", t.as_secs_f64())
     }
 }
+
+/// When and how a bot's connection ended: (player, simulated time, what the bot saw).
+pub type ConnectionEnd = (u64, Duration, String);
+
+/// The hot-store fault scenarios' invariant: no bot connection ended while the fault lasted
+/// (from `from` to `until`, the orderly stop at the end of play excluded).
+pub fn no_disconnects_during(
+    ends: &[ConnectionEnd],
+    from: Duration,
+    until: Duration,
+    violations: &mut Vec<String>,
+) {
+    for (player, at, how) in ends.iter().filter(|(_, at, _)| *at >= from && *at < until) {
+        violations.push(format!(
+            "bot {player} disconnected at {at:?}, during the fault ({from:?} to {until:?}): {how}"
+        ));
+    }
+}

@@ -41,7 +41,9 @@ use zone_shell::tokens::{TokenRequest, mint};
 use zone_shell::world::WorldPlace;
 
 use crate::disk::SimFs;
-use crate::harness::{check_durable_combat, simulation, step};
+use crate::harness::{
+    ConnectionEnd, check_durable_combat, no_disconnects_during, simulation, step,
+};
 use crate::stores::{ColdData, SimCold, SimHot, redis_host_with, scylla_host};
 use crate::world::{DupUdp, SimUdp, key, records_in, seeded8};
 
@@ -261,8 +263,8 @@ struct Shared {
     lease_ttl: Duration,
     /// Leases lost by any server incarnation.
     leases_lost: AtomicU64,
-    /// When and how each bot connection ended: (player, simulated time, what the bot saw).
-    ends: Mutex<Vec<(u64, Duration, String)>>,
+    /// When and how each bot connection ended.
+    ends: Mutex<Vec<ConnectionEnd>>,
     disks: Mutex<BTreeMap<String, Arc<SimFs>>>,
     cold: Arc<Mutex<ColdData>>,
     redis: Arc<Mutex<Option<Arc<MemoryHotStore>>>>,
@@ -935,14 +937,7 @@ pub fn run(scenario: WorldScenario, seed: u64, rc: &WorldRunConfig) -> WorldOutc
         // Until the orderly stop at the end of play.
         let until = (OUTAGE_FROM + OUTAGE_FOR + Duration::from_secs(5)).min(secs(seconds));
         let ends = shared.ends.lock().map(|e| e.clone()).unwrap_or_default();
-        for (player, at, how) in ends
-            .iter()
-            .filter(|(_, at, _)| *at >= OUTAGE_FROM && *at < until)
-        {
-            violations.push(format!(
-                "bot {player} disconnected at {at:?}, during the fault ({OUTAGE_FROM:?} to {until:?}): {how}"
-            ));
-        }
+        no_disconnects_during(&ends, OUTAGE_FROM, until, &mut violations);
         if out.max_tick_gap > MAX_TICK_GAP {
             violations.push(format!(
                 "a tick stall: {:?} between two ticks (at most {MAX_TICK_GAP:?})",

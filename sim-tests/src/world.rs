@@ -29,7 +29,9 @@ use zone_shell::socket::DatagramSocket;
 use zone_shell::tokens::{TokenRequest, mint};
 
 use crate::disk::SimFs;
-use crate::harness::{check_durable_combat, simulation, step};
+use crate::harness::{
+    ConnectionEnd, check_durable_combat, no_disconnects_during, simulation, step,
+};
 use crate::stores::{ColdData, SimCold, SimHot, redis_host_with, scylla_host};
 
 const ZONE: ZoneId = ZoneId(1);
@@ -210,8 +212,8 @@ struct World {
     views: Mutex<Vec<(u64, u64, u64, NetEntity)>>,
     /// Zone leases lost (the lease keeper gave one up).
     leases_lost: AtomicU64,
-    /// When and how each bot connection ended: (player, simulated time, what the bot saw).
-    ends: Mutex<Vec<(u64, Duration, String)>>,
+    /// When and how each bot connection ended.
+    ends: Mutex<Vec<ConnectionEnd>>,
     /// The simulated Redis's current store (to lose a key from it).
     redis: Arc<Mutex<Option<Arc<zone_shell::persist::embedded_hot::MemoryHotStore>>>>,
 }
@@ -731,14 +733,7 @@ pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
         let until =
             (OUTAGE_FROM + OUTAGE_FOR + Duration::from_secs(5)).min(Duration::from_secs(seconds));
         let ends = world.ends.lock().map(|e| e.clone()).unwrap_or_default();
-        for (player, at, how) in ends
-            .iter()
-            .filter(|(_, at, _)| *at >= OUTAGE_FROM && *at < until)
-        {
-            violations.push(format!(
-                "bot {player} disconnected at {at:?}, during the fault ({OUTAGE_FROM:?} to {until:?}): {how}"
-            ));
-        }
+        no_disconnects_during(&ends, OUTAGE_FROM, until, &mut violations);
     }
     if scenario.has(Scenario::DiskFaults) {
         if world.disk.failed_writes() == 0 {
