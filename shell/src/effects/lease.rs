@@ -41,7 +41,7 @@ use tracing::{error, info, warn};
 use super::Stores;
 use crate::metrics::Metrics;
 use crate::persist::redis_keys;
-use crate::persist::{HotStore, Lease, StoreError};
+use crate::persist::{HotStore, Lease, LeaseHolder, StoreError};
 use zone_core::ZoneId;
 
 /// Why a zone lease could not be claimed.
@@ -237,6 +237,7 @@ enum Look {
 }
 
 impl Watch {
+    /// Asks the store who holds the lease and takes in the answer ([`Watch::see`]).
     async fn look(
         &mut self,
         hot: &Arc<dyn HotStore>,
@@ -246,14 +247,28 @@ impl Watch {
     ) -> Look {
         let asked = Instant::now();
         match hot.lease_holder(zone).await {
-            Ok(Some(h)) if h.released => {
+            Ok(seen) => self.see(asked, seen, owner, ttl),
+            Err(_) => Look::Free,
+        }
+    }
+
+    /// Takes in what the store said at `asked` (sans-IO: the rules of the watch).
+    fn see(
+        &mut self,
+        asked: Instant,
+        seen: Option<LeaseHolder>,
+        owner: &str,
+        ttl: Duration,
+    ) -> Look {
+        match seen {
+            Some(h) if h.released => {
                 // Given up by a holder that has stopped: free to take, nothing to wait out.
                 self.stopped = Some(h.lease.fence);
                 self.held = Some((h.lease.fence, asked.saturating_after(h.remaining)));
                 self.vanished_at = None;
                 Look::Free
             }
-            Ok(Some(h)) if h.lease.owner != owner => {
+            Some(h) if h.lease.owner != owner => {
                 let expires = asked.saturating_after(h.remaining);
                 if h.remaining < ttl / STOPPED_BELOW {
                     self.stopped = Some(h.lease.fence);
@@ -266,7 +281,7 @@ impl Watch {
                 let soon = h.remaining.saturating_sub(ttl / STOPPED_BELOW) + ttl / 100;
                 Look::Held(soon.min(h.remaining + ttl / 100).min(ttl / 4))
             }
-            Ok(None) => match self.held {
+            None => match self.held {
                 Some((fence, expires)) if asked < expires && self.stopped != Some(fence) => {
                     let since = *self.vanished_at.get_or_insert(asked);
                     let grace_ends = since.saturating_after(renew_period(ttl) * 2);
@@ -278,7 +293,8 @@ impl Watch {
                 }
                 _ => Look::Free,
             },
-            Ok(Some(_)) | Err(_) => Look::Free,
+            // Our own: the claim takes it over.
+            Some(_) => Look::Free,
         }
     }
 }
@@ -413,5 +429,94 @@ pub async fn keep_lease(
                 warn!(zone = %lease.zone, error = %e, "zone lease renewal failed; retrying");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(90);
+
+    fn held(owner: &str, fence: u64, remaining: Duration) -> Option<LeaseHolder> {
+        Some(LeaseHolder {
+            lease: Lease {
+                zone: ZoneId(1),
+                owner: owner.into(),
+                fence,
+            },
+            remaining,
+            released: owner.is_empty(),
+        })
+    }
+
+    #[test]
+    fn a_holder_seen_past_its_deadline_is_taken_over_without_waiting_out() {
+        let (mut w, t0) = (Watch::default(), Instant::now());
+        let s = Duration::from_secs;
+        assert!(matches!(
+            w.see(t0, held("a", 7, s(80)), "b", TTL),
+            Look::Held(_)
+        ));
+        assert_eq!(w.stopped, None, "a live holder");
+        // 5 s left: below ttl/12 (7.5 s), past the holder's own deadline (ttl/6 before).
+        assert!(matches!(
+            w.see(t0 + s(75), held("a", 7, s(5)), "b", TTL),
+            Look::Held(_)
+        ));
+        assert_eq!(w.stopped, Some(7));
+        // Gone (expired, or wiped: the holder has stopped either way): take it now.
+        assert!(matches!(w.see(t0 + s(76), None, "b", TTL), Look::Free));
+        assert_eq!(w.stopped, Some(7));
+    }
+
+    #[test]
+    fn a_key_lost_early_gives_its_holder_a_grace_period_first() {
+        let (mut w, t0) = (Watch::default(), Instant::now());
+        let s = Duration::from_secs;
+        assert!(matches!(
+            w.see(t0, held("a", 7, s(88)), "b", TTL),
+            Look::Held(_)
+        ));
+        // Wiped with 88 s still to run: the holder may be alive and claims it back first.
+        assert!(matches!(w.see(t0 + s(1), None, "b", TTL), Look::Grace(_)));
+        assert!(matches!(w.see(t0 + s(6), None, "b", TTL), Look::Grace(_)));
+        // It did: a new fence, live. Lost again later: a new grace period from then.
+        assert!(matches!(
+            w.see(t0 + s(7), held("a", 9, s(90)), "b", TTL),
+            Look::Held(_)
+        ));
+        assert!(matches!(w.see(t0 + s(20), None, "b", TTL), Look::Grace(_)));
+        // Nobody claimed it within two renewals (10 s): free, but not seen stopped, so the
+        // claim still waits one lifetime out.
+        assert!(matches!(w.see(t0 + s(31), None, "b", TTL), Look::Free));
+        assert_eq!(w.stopped, None);
+    }
+
+    #[test]
+    fn a_released_lease_is_free_at_once_and_our_own_is_ours() {
+        let (mut w, t0) = (Watch::default(), Instant::now());
+        assert!(matches!(w.see(t0, held("", 7, TTL), "b", TTL), Look::Free));
+        assert_eq!(w.stopped, Some(7), "released: its holder has stopped");
+        let mut w = Watch::default();
+        assert!(matches!(w.see(t0, held("b", 7, TTL), "b", TTL), Look::Free));
+        // A holder seen renewed after it was seen stopped keeps its fence stopped (a late
+        // renewal reaching the store after the holder gave up); a new fence is live again.
+        let s = Duration::from_secs;
+        let mut w = Watch::default();
+        let _ = w.see(t0, held("a", 7, s(3)), "b", TTL);
+        let _ = w.see(t0 + s(1), held("a", 7, s(90)), "b", TTL);
+        assert_eq!(w.stopped, Some(7));
+        let _ = w.see(t0 + s(2), held("a", 8, s(90)), "b", TTL);
+        assert_eq!(w.stopped, None);
+    }
+
+    #[test]
+    fn renewals_come_every_third_of_the_lease_at_most_every_five_seconds() {
+        assert_eq!(
+            renew_period(Duration::from_secs(90)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(renew_period(Duration::from_secs(6)), Duration::from_secs(2));
     }
 }
