@@ -494,6 +494,7 @@ async fn prepare_zones(
             warn!(zone = %h.zone, error = %e, "could not remember the zone's fence in data_dir");
         }
         info!(zone = %h.zone, fence = lease.fence, %owner, "zone lease claimed");
+        metrics.lease_held.set(1);
         prepared.push(Prepared {
             hosted: *h,
             zone: Some(zone),
@@ -503,7 +504,10 @@ async fn prepare_zones(
                 udp_addr,
                 public_address,
                 metrics,
-                status: Arc::new(Status::default()),
+                status: Arc::new(Status {
+                    held: true.into(),
+                    ..Status::default()
+                }),
             },
             lease,
             owner,
