@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use crate::deadline::SaturatingAfter;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Stores;
 use crate::metrics::Metrics;
@@ -113,6 +113,7 @@ pub async fn claim_lease(
     let mut floor = local_fence;
     let mut saw_holder = false;
     let mut watch = Watch::default();
+    let mut announced = None;
     loop {
         let known = match cold.zone_fence(zone).await {
             Ok(f) => Some(f),
@@ -138,7 +139,14 @@ pub async fn claim_lease(
                 Look::Held(wait) => {
                     saw_holder = true;
                     pause = wait;
-                    info!(%zone, key = %redis_keys::lease(zone), "zone lease held by another server; waiting for it to expire");
+                    // Once per holder (a watch looks up to a few times a second near expiry).
+                    let fence = watch.held.map(|(f, _)| f);
+                    if announced != fence {
+                        announced = fence;
+                        info!(%zone, key = %redis_keys::lease(zone), fence, "zone lease held by another server; waiting for it to expire");
+                    } else {
+                        debug!(%zone, fence, "zone lease still held by another server");
+                    }
                 }
                 Look::Grace(wait) => {
                     pause = wait;
