@@ -857,13 +857,7 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
 
     let _ = stop_tx.send(true);
     let report = crowd.await.unwrap().unwrap();
-    for b in &report.bots {
-        assert!(
-            b.connected && b.lost.is_none() && !b.server_closed,
-            "bot {} was disconnected by the outage: {b:?}",
-            b.player
-        );
-    }
+    crate::support::assert_no_bot_disconnected(&report, "the outage");
     running.shutdown();
     running.finish().await.expect("no zone lost its lease");
 }

@@ -162,13 +162,7 @@ async fn a_sentinel_failover_under_play_keeps_the_zone_ticking_and_its_lease() {
 
     let _ = stop_tx.send(true);
     let report = crowd.await.unwrap().unwrap();
-    for b in &report.bots {
-        assert!(
-            b.connected && b.lost.is_none() && !b.server_closed,
-            "bot {} was disconnected by the failover: {b:?}",
-            b.player
-        );
-    }
+    crate::support::assert_no_bot_disconnected(&report, "the failover");
     running.shutdown();
     running.finish().await.expect("a clean stop");
 }

@@ -24,6 +24,18 @@ pub fn loopback_config(dir: &Path) -> Config {
     c
 }
 
+/// Fails the test if any bot of `report` lost its connection (or was never connected), naming
+/// `what` (the fault that must not have disconnected it).
+pub fn assert_no_bot_disconnected(report: &zone_shell::bots::CrowdReport, what: &str) {
+    for b in &report.bots {
+        assert!(
+            b.connected && b.lost.is_none() && !b.server_closed,
+            "bot {} was disconnected by {what}: {b:?}",
+            b.player
+        );
+    }
+}
+
 /// Polls `check` every 50 ms until it holds; fails the test, naming `what`, after `within`.
 pub async fn wait_until(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + within;
