@@ -83,6 +83,11 @@ impl tracing_subscriber::fmt::time::FormatTime for SimTime {
     }
 }
 
+/// When the hot-store faults of both simulations start (simulated time).
+pub const OUTAGE_FROM: Duration = Duration::from_secs(15);
+/// How long their Redis outages last: longer than every timeout but the 90 s lease.
+pub const OUTAGE_FOR: Duration = Duration::from_secs(60);
+
 /// When and how a bot's connection ended: (player, simulated time, what the bot saw).
 pub type ConnectionEnd = (u64, Duration, String);
 

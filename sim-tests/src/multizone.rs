@@ -42,7 +42,8 @@ use zone_shell::world::WorldPlace;
 
 use crate::disk::SimFs;
 use crate::harness::{
-    ConnectionEnd, check_durable_combat, no_disconnects_during, simulation, step,
+    ConnectionEnd, OUTAGE_FOR, OUTAGE_FROM, check_durable_combat, no_disconnects_during,
+    simulation, step,
 };
 use crate::stores::{ColdData, SimCold, SimHot, redis_host_with, scylla_host};
 use crate::world::{DupUdp, SimUdp, key, records_in, seeded8};
@@ -54,9 +55,6 @@ const ZONE_TILES: u32 = 48;
 const NPCS: u32 = 24;
 /// The lease of the scenarios that take a lease away: short, so that they do it quickly.
 const SHORT_LEASE_TTL: Duration = Duration::from_secs(2);
-/// When the Redis outages of the outage scenarios start, and how long they last.
-const OUTAGE_FROM: Duration = Duration::from_secs(15);
-const OUTAGE_FOR: Duration = Duration::from_secs(60);
 /// When the lease expiry scenario cuts zone 1's holder off from Redis.
 const CUT_FROM: Duration = Duration::from_secs(15);
 

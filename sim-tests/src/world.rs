@@ -30,7 +30,8 @@ use zone_shell::tokens::{TokenRequest, mint};
 
 use crate::disk::SimFs;
 use crate::harness::{
-    ConnectionEnd, check_durable_combat, no_disconnects_during, simulation, step,
+    ConnectionEnd, OUTAGE_FOR, OUTAGE_FROM, check_durable_combat, no_disconnects_during,
+    simulation, step,
 };
 use crate::stores::{ColdData, SimCold, SimHot, redis_host_with, scylla_host};
 
@@ -115,10 +116,6 @@ impl Scenario {
         )
     }
 }
-
-/// When the hot-store faults start, and how long an outage lasts.
-const OUTAGE_FROM: Duration = Duration::from_secs(15);
-const OUTAGE_FOR: Duration = Duration::from_secs(60);
 
 impl Scenario {
     /// Simulated seconds of play: an outage scenario outlasts its outage.
