@@ -12,6 +12,8 @@ use zone_core::replication::{ReplicationConfig, Replicator};
 use zone_core::scenario::Script;
 use zone_core::{EntityKind, Zone, ZoneConfig, ZoneId};
 
+pub mod host_rig;
+
 /// Arena side length that keeps entity density constant across scenarios (~24 tiles each).
 pub fn arena_side(entities: u32) -> u32 {
     ((entities as f32 * 24.0).sqrt() as u32).max(128)
@@ -32,8 +34,9 @@ pub fn busy_zone(players: u32, npcs: u32, warm: u32) -> (Zone, Script) {
     scenario_zone(Scenario::Combat, players, npcs, warm)
 }
 
-/// A zone of the given scenario, warmed up for `warm` ticks.
-pub fn scenario_zone(kind: Scenario, players: u32, npcs: u32, warm: u32) -> (Zone, Script) {
+/// The zone configuration of a scenario: an arena sized for `players + npcs` at constant
+/// density, with `npcs` NPCs.
+pub fn scenario_config(kind: Scenario, players: u32, npcs: u32) -> ZoneConfig {
     let side = arena_side(players + npcs);
     let mut config = ZoneConfig::arena(ZoneId(1), side, side, npcs);
     if kind == Scenario::Standard {
@@ -41,6 +44,12 @@ pub fn scenario_zone(kind: Scenario, players: u32, npcs: u32, warm: u32) -> (Zon
         config.rules.npc.idle_min_ticks = 900;
         config.rules.npc.idle_max_ticks = 3_600;
     }
+    config
+}
+
+/// A zone of the given scenario, warmed up for `warm` ticks.
+pub fn scenario_zone(kind: Scenario, players: u32, npcs: u32, warm: u32) -> (Zone, Script) {
+    let config = scenario_config(kind, players, npcs);
     let mut zone = Zone::new(config, 42).expect("valid config");
     let mut script = Script::new(7, 1, players);
     script.join_all(&mut zone);

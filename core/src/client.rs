@@ -53,6 +53,7 @@ pub struct ClientSession {
     decoded: ServerPacket,
     scratch: Vec<NetEntity>,
     stale_snapshots: u64,
+    unwelcomed_snapshots: u64,
     packets_written: u64,
     redirect: RedirectAssembler,
     redirects_refused: u64,
@@ -77,6 +78,7 @@ impl ClientSession {
             decoded: ServerPacket::default(),
             scratch: Vec::new(),
             stale_snapshots: 0,
+            unwelcomed_snapshots: 0,
             packets_written: 0,
             redirect: RedirectAssembler::default(),
             redirects_refused: 0,
@@ -118,9 +120,25 @@ impl ClientSession {
         self.stale_snapshots
     }
 
-    /// What the client sees: the entity list of the newest snapshot, sorted by id.
+    /// Snapshots that arrived before the welcome (ignored: positions need the tick rate).
+    pub fn unwelcomed_snapshots(&self) -> u64 {
+        self.unwelcomed_snapshots
+    }
+
+    /// What the client sees: the entity list of the newest snapshot, sorted by id. Each is a
+    /// track: [`ClientSession::position`] gives where it is at the newest tick.
     pub fn entities(&self) -> &[NetEntity] {
         self.held(self.newest).map_or(&[], |v| v.as_slice())
+    }
+
+    /// Where `e` is at the newest snapshot's tick (1/64 units).
+    pub fn position(&self, e: &NetEntity) -> (i32, i32) {
+        e.at(self.newest, u32::from(self.tick_hz))
+    }
+
+    /// Where `e` is at the newest snapshot's tick, in world units.
+    pub fn position_vec(&self, e: &NetEntity) -> crate::Vec2 {
+        e.position_at(self.newest, u32::from(self.tick_hz))
     }
 
     /// One entity of the current view.
@@ -231,6 +249,13 @@ impl ClientSession {
             self.stale_snapshots += 1;
             return Ok(());
         }
+        if self.tick_hz == 0 {
+            // Tracks need the tick rate the welcome brings; the server sends full snapshots
+            // until one is acknowledged.
+            self.unwelcomed_snapshots += 1;
+            return Ok(());
+        }
+        let hz = u32::from(self.tick_hz);
         let base: &[NetEntity] = if p.baseline == 0 {
             &[]
         } else {
@@ -254,7 +279,7 @@ impl ClientSession {
             match p.updates.get(ui) {
                 Some(u) if u.index == i => {
                     ui += 1;
-                    out.push(u.apply(b).ok_or(ApplyError::Overflow)?);
+                    out.push(u.apply(b, p.tick, hz).ok_or(ApplyError::Overflow)?);
                 }
                 _ => out.push(*b),
             }

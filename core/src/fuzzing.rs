@@ -227,9 +227,10 @@ pub fn client_session(data: &[u8]) {
     );
 }
 
-fn net_entity(b: &mut Bytes<'_>, id: u32) -> NetEntity {
-    NetEntity {
+fn net_entity(b: &mut Bytes<'_>, id: u32, tick: u64) -> NetEntity {
+    let mut e = NetEntity {
         id: EntityId(id),
+        anchor: tick.saturating_sub(u64::from(b.u16())),
         kind: if b.u8().is_multiple_of(2) {
             NetKind::Npc
         } else {
@@ -243,7 +244,11 @@ fn net_entity(b: &mut Bytes<'_>, id: u32) -> NetEntity {
         health: b.u16(),
         max_health: b.u16(),
         alive: b.u8().is_multiple_of(2),
+    };
+    if !e.moving() {
+        e.anchor = 0;
     }
+    e
 }
 
 /// Structured packets built from the bytes: encode -> decode is the identity.
@@ -274,7 +279,13 @@ pub fn protocol_roundtrip(data: &[u8]) {
         let mask = b.u8() % 15 + 1;
         let u = EntityUpdate {
             index,
-            pos: (mask & 1 != 0).then(|| (b.u32() as i32, b.u32() as i32)),
+            track: (mask & 1 != 0).then(|| {
+                (
+                    (b.u8() % 2 == 0).then(|| u64::from(b.u16()).min(tick)),
+                    b.u32() as i32,
+                    b.u32() as i32,
+                )
+            }),
             vel: (mask & 2 != 0).then(|| (i32::from(b.u16() as i16), i32::from(b.u16() as i16))),
             facing: (mask & 4 != 0).then(|| b.u8()),
             status: (mask & 8 != 0).then(|| (b.u16(), b.u16(), b.u8() % 2 == 0)),
@@ -288,7 +299,7 @@ pub fn protocol_roundtrip(data: &[u8]) {
         if id >= u32::MAX - 1 {
             break;
         }
-        p.spawns.push(net_entity(&mut b, id));
+        p.spawns.push(net_entity(&mut b, id, tick));
         id += 1;
     }
     let mut buf = Vec::new();
@@ -362,7 +373,7 @@ pub fn replication_loss(data: &[u8]) {
                         if let Some(sent) = rep.sent_view(players[i], t) {
                             assert_eq!(
                                 clients[i].entities(),
-                                sent,
+                                sent.as_slice(),
                                 "client view equals the server's record"
                             );
                         }

@@ -141,6 +141,38 @@ impl SpatialGrid {
         examined
     }
 
+    /// Calls `f` with runs of entities that cover every entity within `radius` of `center`:
+    /// each row of cells the disc touches, cut to the disc's width in that row. Runs may hold
+    /// entities a little outside the disc (callers check the distance); nothing within is
+    /// missed. The cheapest way to visit a disc: no callback per entity.
+    pub fn for_each_run_near(
+        &self,
+        center: Vec2,
+        radius: f32,
+        mut f: impl FnMut(&[(EntityId, Vec2)]),
+    ) {
+        if !center.is_finite() || !radius.is_finite() || radius < 0.0 {
+            return;
+        }
+        let (_, y0) = self.cell_coords(center - Vec2::splat(radius));
+        let (_, y1) = self.cell_coords(center + Vec2::splat(radius));
+        let r2 = radius * radius;
+        for cy in y0..=y1 {
+            let band_low = self.origin.y + cy as f32 * self.cell;
+            let nearest_y = center.y.clamp(band_low, band_low + self.cell);
+            let dy = nearest_y - center.y;
+            let half = (r2 - dy * dy).max(0.0).sqrt();
+            let (x0, _) = self.cell_coords(Vec2::new(center.x - half, center.y));
+            let (x1, _) = self.cell_coords(Vec2::new(center.x + half, center.y));
+            let row = cy * self.cols;
+            let (a, b) = (
+                self.starts[(row + x0) as usize],
+                self.starts[(row + x1 + 1) as usize],
+            );
+            f(&self.items[a as usize..b as usize]);
+        }
+    }
+
     /// The nearest entity within `radius` (ties broken by the smaller id), and the work counter.
     pub fn nearest_within(&self, center: Vec2, radius: f32) -> (Option<(EntityId, Vec2)>, u32) {
         let mut best: Option<(f32, EntityId, Vec2)> = None;
@@ -216,6 +248,38 @@ mod tests {
                 "cells are used, not one edge cell"
             );
         }
+    }
+
+    #[test]
+    fn runs_near_a_disc_cover_it() {
+        let origin = Vec2::new(-20.0, 40.0);
+        let mut grid = SpatialGrid::covering(origin, Vec2::new(80.0, 80.0), 16.0);
+        let mut d = crate::rng::stream(3, 0, 0, crate::rng::Purpose::Script);
+        let items: Vec<_> = (0..800)
+            .map(|i| {
+                let p = origin + Vec2::new(d.range(-6.0, 86.0), d.range(-6.0, 86.0));
+                (EntityId(i), p)
+            })
+            .collect();
+        grid.rebuild(items.iter().copied());
+        let mut saved = 0;
+        for _ in 0..200 {
+            let c = origin + Vec2::new(d.range(-4.0, 84.0), d.range(-4.0, 84.0));
+            let r = d.range(0.0, 40.0);
+            let (mut got, mut seen) = (Vec::new(), 0);
+            grid.for_each_run_near(c, r, |run| {
+                seen += run.len();
+                got.extend(
+                    run.iter()
+                        .filter(|(_, p)| p.distance_squared(c) <= r * r)
+                        .map(|(id, _)| *id),
+                );
+            });
+            got.sort();
+            assert_eq!(got, brute(&items, c, r));
+            saved += grid.for_each_within(c, r, |_, _| {}) as usize - seen;
+        }
+        assert!(saved > 0, "rows cut to the disc visit fewer entities");
     }
 
     #[test]

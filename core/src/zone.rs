@@ -81,7 +81,24 @@ pub struct EntityView {
 pub struct Zone {
     world: World,
     schedule: Schedule,
+    /// Reads an entity's replicated state in one lookup ([`Zone::entities`] runs every tick);
+    /// its archetype cache is refreshed after everything that spawns.
+    views: QueryState<ViewData>,
+    /// Every entity in id order (the registry's map, flattened for the per-tick walk);
+    /// rebuilt after every join and leave.
+    order: Vec<(EntityId, Entity)>,
 }
+
+/// The components an [`EntityView`] is read from.
+type ViewData = (
+    &'static Health,
+    Option<&'static Player>,
+    &'static Position,
+    &'static Velocity,
+    &'static Facing,
+    &'static Life,
+    &'static Combatant,
+);
 
 impl std::fmt::Debug for Zone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,10 +182,14 @@ impl Zone {
         world.insert_resource(registry);
         world.insert_resource(RulesRes(rules));
         world.insert_resource(MapRes(map));
+        let views = world.query::<ViewData>();
         let mut zone = Self {
             world,
             schedule: systems::schedule(),
+            views,
+            order: Vec::new(),
         };
+        zone.reindex();
         zone.reserve_for_population();
         Ok(zone)
     }
@@ -279,9 +300,11 @@ impl Zone {
                 },
             ))
             .id();
+        self.views.update_archetypes(&self.world);
         let mut registry = self.world.resource_mut::<Registry>();
         registry.entities.insert(id, entity);
         registry.players.insert(player, id);
+        self.reindex();
         self.reserve_for_population();
         Ok(id)
     }
@@ -349,10 +372,18 @@ impl Zone {
             let id = registry.players.remove(&player)?;
             registry.entities.remove(&id)?
         };
+        self.reindex();
         let mut state = self.player_state_of(entity)?;
         state.version = state.version.next();
         self.world.despawn(entity);
         Some(state)
+    }
+
+    fn reindex(&mut self) {
+        let registry = self.world.resource::<Registry>();
+        self.order.clear();
+        self.order
+            .extend(registry.entities.iter().map(|(id, e)| (*id, *e)));
     }
 
     /// The current state of a player in the zone (version as last saved).
@@ -408,14 +439,29 @@ impl Zone {
 
     /// Every entity's replicated state, in id order.
     pub fn entities(&self) -> impl Iterator<Item = EntityView> + '_ {
-        self.world
-            .resource::<Registry>()
-            .entities
-            .iter()
-            .filter_map(|(id, e)| self.view(*id, *e))
+        self.order.iter().filter_map(|(id, e)| self.view(*id, *e))
     }
 
     fn view(&self, id: EntityId, entity: Entity) -> Option<EntityView> {
+        if let Ok((health, player, position, velocity, facing, life, combatant)) =
+            self.views.get_manual(&self.world, entity)
+        {
+            return Some(EntityView {
+                id,
+                kind: match player {
+                    Some(p) => EntityKind::Player(p.id),
+                    None => EntityKind::Npc,
+                },
+                position: position.0,
+                velocity: velocity.0,
+                facing: facing.0,
+                health: health.current,
+                max_health: health.max,
+                alive: life.is_alive(),
+                last_hit_by: combatant.last_hit_by,
+            });
+        }
+        // An archetype the cache has not seen yet: the slow way.
         let e = self.world.get_entity(entity).ok()?;
         let health = e.get::<Health>()?;
         Some(EntityView {
@@ -501,6 +547,7 @@ impl Zone {
             out.metrics.inputs_rejected = counters.rejected;
         }
         self.schedule.run(&mut self.world);
+        self.views.update_archetypes(&self.world);
         self.world.resource::<TickOutput>()
     }
 

@@ -7,7 +7,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use zone_core::client::ClientSession;
 use zone_core::protocol::{
-    ClientMessage, ClientPacket, EntityUpdate, MAX_PACKET, NetEntity, NetKind, ServerMessage,
+    ClientMessage, ClientPacket, EntityUpdate, MAX_PACKET, NetEntity, NetKind, PROTOCOL_VERSION, ServerMessage,
     ServerPacket, WireInput,
 };
 use zone_core::{AbilityId, EntityId, PlayerId, ZoneId};
@@ -63,8 +63,9 @@ fn client_packet() -> impl Strategy<Value = ClientPacket> {
         )
 }
 
-fn net_entity(id: u32) -> impl Strategy<Value = NetEntity> {
+fn net_entity(id: u32, tick: u64) -> impl Strategy<Value = NetEntity> {
     (
+        0..=tick.min(100_000),
         any::<bool>(),
         any::<i32>(),
         any::<i32>(),
@@ -76,8 +77,10 @@ fn net_entity(id: u32) -> impl Strategy<Value = NetEntity> {
         any::<bool>(),
     )
         .prop_map(
-            move |(player, x, y, vx, vy, facing, health, max_health, alive)| NetEntity {
+            move |(age, player, x, y, vx, vy, facing, health, max_health, alive)| NetEntity {
                 id: EntityId(id),
+                // A standing entity's anchor is 0: its one form on the wire.
+                anchor: if vx != 0 || vy != 0 { tick - age } else { 0 },
                 kind: if player {
                     NetKind::Player
                 } else {
@@ -95,16 +98,20 @@ fn net_entity(id: u32) -> impl Strategy<Value = NetEntity> {
         )
 }
 
-fn update(index: u32) -> impl Strategy<Value = EntityUpdate> {
+fn update(index: u32, tick: u64) -> impl Strategy<Value = EntityUpdate> {
     (
-        proptest::option::of((any::<i32>(), any::<i32>())),
+        proptest::option::of((
+            proptest::option::of(0..=tick.min(1_000_000)),
+            any::<i32>(),
+            any::<i32>(),
+        )),
         proptest::option::of((-70_000i32..70_000, -70_000i32..70_000)),
         proptest::option::of(any::<u8>()),
         proptest::option::of((any::<u16>(), any::<u16>(), any::<bool>())),
     )
-        .prop_map(move |(pos, vel, facing, status)| EntityUpdate {
+        .prop_map(move |(track, vel, facing, status)| EntityUpdate {
             index,
-            pos,
+            track,
             vel,
             facing,
             status,
@@ -183,8 +190,8 @@ fn server_packet() -> impl Strategy<Value = ServerPacket> {
     )
         .prop_flat_map(
             |(tick, rack, pong, first, reliable, removed, upd_idx, spawn_ids, has_base)| {
-                let updates: Vec<_> = upd_idx.iter().map(|&i| update(i)).collect();
-                let spawns: Vec<_> = spawn_ids.iter().map(|&id| net_entity(id)).collect();
+                let updates: Vec<_> = upd_idx.iter().map(|&i| update(i, tick)).collect();
+                let spawns: Vec<_> = spawn_ids.iter().map(|&id| net_entity(id, tick)).collect();
                 let baseline = if has_base { tick / 2 } else { 0 };
                 (
                     Just((tick, baseline, rack, pong, first, reliable, removed)),
@@ -229,19 +236,23 @@ proptest! {
 
     #[test]
     fn update_sizes_are_exact(p in server_packet()) {
-        // The size the replicator budgets with equals what the encoder writes.
+        // The sizes the encoder reports add up to what it writes: the updates section is its
+        // count and the records.
+        let mut with = Vec::new();
+        p.encode(&mut with);
+        let without = ServerPacket { updates: Vec::new(), ..p.clone() };
+        let mut without_buf = Vec::new();
+        without.encode(&mut without_buf);
+        let mut sum = 0;
         let mut prev = None;
         for u in &p.updates {
-            let mut one = ServerPacket { tick: 1, updates: vec![EntityUpdate { index: u.index - prev.map_or(0, |x: u32| x + 1), ..*u }], ..ServerPacket::default() };
-            let mut empty_buf = Vec::new();
-            one.updates.clear();
-            one.encode(&mut empty_buf);
-            let mut with_buf = Vec::new();
-            one.updates.push(EntityUpdate { index: u.index - prev.map_or(0, |x: u32| x + 1), ..*u });
-            one.encode(&mut with_buf);
-            prop_assert_eq!(with_buf.len() - empty_buf.len(), u.encoded_len(prev));
+            sum += u.encoded_len(prev);
             prev = Some(u.index);
         }
+        if !p.updates.is_empty() {
+            sum += zone_core::protocol::wire::varint_len(p.updates.len() as u64);
+        }
+        prop_assert_eq!(with.len() - without_buf.len(), sum);
     }
 
     #[test]
@@ -277,9 +288,34 @@ fn decoders_refuse_with_typed_reasons() {
         Err(DecodeError::BadVersion { got: 9 })
     );
     assert!(matches!(
-        ClientPacket::decode(&[1, 7]),
+        ClientPacket::decode(&[PROTOCOL_VERSION, 7]),
         Err(DecodeError::BadTag { .. })
     ));
+    // Server packets: unknown section flags, an empty section, a baseline not before the tick,
+    // an anchor before tick 0.
+    let header = |tick: u8, age: u8, sections: u8| vec![PROTOCOL_VERSION, 1, tick, age, 0, sections];
+    assert_eq!(ServerPacket::decode(&header(5, 0, 0)).map(|p| p.tick), Ok(5));
+    assert!(matches!(
+        ServerPacket::decode(&header(5, 0, 32)),
+        Err(DecodeError::BadTag { what: "packet sections", got: 32 })
+    ));
+    let mut empty = header(5, 0, 4);
+    empty.push(0);
+    assert_eq!(
+        ServerPacket::decode(&empty),
+        Err(DecodeError::OutOfRange("empty section"))
+    );
+    assert_eq!(
+        ServerPacket::decode(&header(5, 5, 0)),
+        Err(DecodeError::OutOfRange("baseline tick"))
+    );
+    // One moving spawn of id 3 whose anchor age (6) is past the packet's tick (5).
+    let mut early = header(5, 0, 16);
+    early.extend_from_slice(&[1, 3, 4 | 1, 6, 0, 0, 2, 0, 0, 10, 10]);
+    assert_eq!(
+        ServerPacket::decode(&early),
+        Err(DecodeError::OutOfRange("anchor tick"))
+    );
     assert_eq!(
         ClientPacket::decode(&vec![1u8; MAX_PACKET + 1]),
         Err(DecodeError::TooLarge)

@@ -100,7 +100,7 @@ impl Harness {
             .map(|(c, _, _)| (c.player(), self.rep.visible(c.player()).unwrap().to_vec()))
             .collect();
         self.history
-            .insert(now, (self.rep.world().to_vec(), visible));
+            .insert(now, (self.rep.world().copied().collect(), visible));
         while self.history.len() > 80 {
             self.history.pop_first();
         }
@@ -156,7 +156,7 @@ impl Harness {
             assert_same_view(
                 client.player(),
                 client.entities(),
-                self.rep.sent_view(client.player(), t).unwrap(),
+                &self.rep.sent_view(client.player(), t).unwrap(),
             );
         }
     }

@@ -8,7 +8,7 @@ mod testkit;
 
 use testkit::LossyLink;
 use zone_core::client::{ClientEvent, ClientSession};
-use zone_core::protocol::{NetEntity, NetKind, quantize_pos, redirect_messages};
+use zone_core::protocol::{EntitySample, NetEntity, NetKind, quantize_pos, redirect_messages};
 use zone_core::replication::{GHOST_ID_BASE, ReplicationConfig, Replicator};
 use zone_core::world::{WorldGrid, ghost_id};
 use zone_core::{EntityKind, PlayerId, PlayerInput, Vec2, Zone, ZoneId};
@@ -143,8 +143,8 @@ fn npcs_never_leave_their_zone_even_chasing_a_player_over_the_border() {
     );
 }
 
-fn ghost(slot: u8, id: u32, x: f32, y: f32) -> NetEntity {
-    NetEntity {
+fn ghost(slot: u8, id: u32, x: f32, y: f32) -> EntitySample {
+    EntitySample {
         id: ghost_id(slot, zone_core::EntityId(id)),
         kind: NetKind::Npc,
         x: quantize_pos(x),

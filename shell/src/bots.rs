@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use zone_core::client::{ClientEvent as GameEvent, ClientSession};
 use zone_core::netcode::{Client, ClientEvent, ClientState, Key};
-use zone_core::protocol::{POS_SCALE, ServerMessage};
+use zone_core::protocol::ServerMessage;
 use zone_core::rng::{self, Purpose};
 use zone_core::world::WorldGrid;
 use zone_core::{AbilityId, AbilityUse, PlayerId, PlayerInput, Vec2, ZoneId};
@@ -350,7 +350,7 @@ pub async fn play_on<S: DatagramSocket>(
             {
                 report.path.push(z);
             }
-            let at = Vec2::new(me.x as f32, me.y as f32) / POS_SCALE;
+            let at = session.position_vec(&me);
             if redirected {
                 redirected = false;
                 if let Some(t) = crossed_at.take() {
@@ -375,7 +375,7 @@ pub async fn play_on<S: DatagramSocket>(
         if client.state() == ClientState::Connected {
             n += 1;
             let mut d = rng::stream(config.seed, player, n, Purpose::Script);
-            let at = me.map(|m| Vec2::new(m.x as f32, m.y as f32) / POS_SCALE);
+            let at = me.map(|m| session.position_vec(&m));
             match (&config.roam, at) {
                 (Some(world), Some(at)) => {
                     dir = roam.direction(world, at, config.seed, player, n);
@@ -402,13 +402,14 @@ pub async fn play_on<S: DatagramSocket>(
             if let Some(me) = me {
                 // Fight back at whoever is close, now and then.
                 if d.below(20) == 0 {
+                    let (mx, my) = session.position(&me);
                     let near = session
                         .entities()
                         .iter()
                         .filter(|e| e.id != me.id && e.alive)
                         .min_by_key(|e| {
-                            let dx = i64::from(e.x - me.x);
-                            let dy = i64::from(e.y - me.y);
+                            let (x, y) = session.position(e);
+                            let (dx, dy) = (i64::from(x - mx), i64::from(y - my));
                             dx * dx + dy * dy
                         });
                     if let Some(t) = near {

@@ -538,7 +538,7 @@ fn bus_samples() -> Vec<crate::world::bus::BusMessage> {
             tick: 40,
             entities: (0..5)
                 .map(|i| GhostEntity {
-                    entity: zone_core::protocol::NetEntity {
+                    entity: zone_core::protocol::EntitySample {
                         id: EntityId(i),
                         kind: if i == 2 {
                             zone_core::protocol::NetKind::Player

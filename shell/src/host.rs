@@ -22,6 +22,7 @@
 //! every input in debug builds).
 
 mod handoff;
+pub mod lanes;
 pub mod presence;
 mod stats;
 
@@ -30,12 +31,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
-use zone_core::netcode::{self, DisconnectReason, DropCounters, Key, ServerEvent, Transmit};
+use zone_core::netcode::{
+    self, DisconnectReason, DropCounters, Key, PayloadTicket, ServerEvent, Transmit,
+};
 use zone_core::protocol::redirect_messages;
 use zone_core::replication::{PacketError, ReplicationConfig, ReplicationMetrics, Replicator};
 use zone_core::{InputError, PlayerId, PlayerState, Vec2, Zone, ZoneId};
 
 use handoff::{Action, Handoffs};
+use lanes::{Lane, Parallel, Sequential};
 pub use handoff::{HandoffEvent, HandoffStats};
 use presence::{Connect, Gone, InvariantError, Outgoing, Phase, Presence, Presences};
 use stats::bump;
@@ -122,10 +126,17 @@ pub struct ZoneHost {
     /// How long accepted handoffs waited, until the loop takes them.
     handoff_waits: Vec<Duration>,
     observer: Option<ObserverSlot>,
+    /// Runs the lanes of the packet phase (one after the other unless given threads).
+    parallel: std::sync::Arc<dyn Parallel>,
+    lanes: Vec<Lane>,
+    /// Each client's reserved packet sequence for this tick, in replicator order.
+    tickets: Vec<Option<PayloadTicket>>,
+    /// Lanes whose datagrams the loop has taken since the last tick.
+    batches_taken: usize,
 }
 
 /// Called with the host after every tick, once this tick's handoffs have taken their players
-/// out (tests and simulations record the server's truth).
+/// out and the clients' packets are built (tests and simulations record the server's truth).
 pub type TickObserver = Box<dyn FnMut(&ZoneHost) + Send>;
 
 struct ObserverSlot(TickObserver);
@@ -186,6 +197,10 @@ impl ZoneHost {
             stats: HostStats::default(),
             handoff_waits: Vec::new(),
             observer: None,
+            parallel: std::sync::Arc::new(Sequential),
+            lanes: vec![Lane::default()],
+            tickets: Vec::new(),
+            batches_taken: 1,
         })
     }
 
@@ -197,6 +212,12 @@ impl ZoneHost {
     /// The zone.
     pub fn zone(&self) -> &Zone {
         &self.zone
+    }
+
+    /// The record clients were sent of entity `id` at the last tick (its track, facing and
+    /// health): what a client's view equals.
+    pub fn replicated(&self, id: zone_core::EntityId) -> Option<&zone_core::protocol::NetEntity> {
+        self.rep.record(id)
     }
 
     /// Where each player is.
@@ -262,9 +283,40 @@ impl ZoneHost {
         self.effects.pop_front()
     }
 
-    /// Next datagram to send.
+    /// Next datagram to send: handshakes, keep-alives, disconnects (drain before
+    /// [`ZoneHost::poll_batches`]).
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
         self.net.poll_transmit()
+    }
+
+    /// The snapshot datagrams the last tick sealed, one batch per lane, each batch handed out
+    /// once (empty until the next tick).
+    pub fn poll_batches(&mut self) -> &[Lane] {
+        let from = self.batches_taken.min(self.lanes.len());
+        self.batches_taken = self.lanes.len();
+        &self.lanes[from..]
+    }
+
+    /// Every datagram waiting to be sent, in order: the queue ([`ZoneHost::poll_transmit`]),
+    /// then the sealed batches ([`ZoneHost::poll_batches`]). For callers that send
+    /// synchronously (tests, simulations, benchmarks).
+    pub fn drain_datagrams(&mut self, mut send: impl FnMut(Transmit<'_>)) {
+        while let Some(t) = self.net.poll_transmit() {
+            send(t);
+        }
+        for lane in self.poll_batches() {
+            lane.datagrams().iter().for_each(&mut send);
+        }
+    }
+
+    /// Runs the packet phase of every tick on `parallel`: one lane per job it runs at once
+    /// (at most [`lanes::MAX_LANES`]). The bytes are the same whatever the width.
+    pub fn set_parallel(&mut self, parallel: std::sync::Arc<dyn Parallel>) {
+        let width = parallel.width().clamp(1, lanes::MAX_LANES);
+        self.lanes.resize_with(width, Lane::default);
+        self.lanes.truncate(width);
+        self.batches_taken = self.lanes.len();
+        self.parallel = parallel;
     }
 
     /// Takes one datagram. `now` is monotonic time since the host's epoch; `unix_time` the
@@ -586,32 +638,55 @@ impl ZoneHost {
             w.tick(now, &self.zone, &mut self.presences, &mut self.actions);
         }
         self.apply_actions();
-        if let Some(ObserverSlot(mut observe)) = self.observer.take() {
-            observe(self);
-            self.observer = Some(ObserverSlot(observe));
-        }
         match self.world.as_mut() {
             Some(w) => {
                 let zone = &self.zone;
                 let ghosts = w.ghosts_for_replication(now, |p| zone.player_entity(p).is_some());
                 self.stats.ghosts = ghosts.len() as u64;
-                self.rep.update_with_ghosts(zone, ghosts);
+                self.rep.prepare(zone, ghosts);
             }
-            None => self.rep.update(&self.zone),
+            None => self.rep.prepare(&self.zone, &[]),
         }
-        for (player, payload) in self.rep.packets() {
-            let Some(client) = self.presences.client_of(player) else {
-                continue;
-            };
-            if let Err(e) = self.net.send_payload(client, payload) {
-                debug!(player = player.0, error = %e, "payload not queued");
-                bump(&mut self.stats.dropped, HostDrop::SendQueue);
-            }
+        self.reserve_tickets();
+        let unsealed = lanes::build_and_seal(
+            &mut self.rep,
+            &self.tickets,
+            &mut self.lanes,
+            &*self.parallel,
+        );
+        self.batches_taken = 0;
+        if unsealed > 0 {
+            *self.stats.dropped.entry(HostDrop::SendQueue).or_default() += unsealed;
+        }
+        if let Some(ObserverSlot(mut observe)) = self.observer.take() {
+            observe(self);
+            self.observer = Some(ObserverSlot(observe));
         }
         self.net.update(now);
         self.drain_net_events();
         self.packets_this_tick.iter_mut().for_each(|c| *c = 0);
         self.debug_check();
+    }
+
+    /// Reserves a packet sequence for each client due a snapshot this tick (its keep-alive
+    /// first if it is not confirmed yet), in replicator order.
+    fn reserve_tickets(&mut self) {
+        self.tickets.clear();
+        let (frame, links) = self.rep.split();
+        for link in links.iter() {
+            let client = frame
+                .is_due(link)
+                .then(|| self.presences.client_of(link.player()))
+                .flatten();
+            let ticket = client.and_then(|c| match self.net.reserve_payload(c) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    debug!(player = link.player().0, error = %e, "payload not reserved");
+                    None
+                }
+            });
+            self.tickets.push(ticket);
+        }
     }
 
     fn apply_actions(&mut self) {

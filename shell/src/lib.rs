@@ -9,6 +9,7 @@
 //! presence + handoffs as one sans-IO state machine), [`effects`] (what the host asks of the
 //! world, and the async workers that do it), [`server`] (the tick loop), [`persist`] (store
 //! ports and adapters, records, the spool, the flusher), [`socket`] (the socket seam),
+//! [`pool`] (a zone tick's packet-lane threads),
 //! [`admin`] (HTTP), [`metrics`], [`keys`] and [`tokens`] (secrets and connect tokens),
 //! [`bots`], [`world`] (zones of a world: the bus, ghosts).
 
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod persist;
+pub mod pool;
 pub mod process_stats;
 pub mod server;
 pub mod socket;

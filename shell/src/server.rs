@@ -243,15 +243,11 @@ fn handle(
 async fn flush<S: DatagramSocket>(host: &mut ZoneHost, socket: &S, metrics: &Metrics) {
     let (mut packets, mut bytes) = (0u64, 0u64);
     while let Some(t) = host.poll_transmit() {
-        match socket.send_to(t.payload, t.destination).await {
-            Ok(n) => {
-                packets += 1;
-                bytes += n as u64;
-            }
-            Err(e) => {
-                metrics.drop_reason("send_error");
-                tracing::debug!(error = %e, to = %t.destination, "send_to failed");
-            }
+        send_one(socket, t, metrics, &mut packets, &mut bytes).await;
+    }
+    for lane in host.poll_batches() {
+        for t in lane.datagrams().iter() {
+            send_one(socket, t, metrics, &mut packets, &mut bytes).await;
         }
     }
     metrics
@@ -262,6 +258,25 @@ async fn flush<S: DatagramSocket>(host: &mut ZoneHost, socket: &S, metrics: &Met
         .bytes
         .get_or_create(&Direction { direction: "out" })
         .inc_by(bytes);
+}
+
+async fn send_one<S: DatagramSocket>(
+    socket: &S,
+    t: zone_core::netcode::Transmit<'_>,
+    metrics: &Metrics,
+    packets: &mut u64,
+    bytes: &mut u64,
+) {
+    match socket.send_to(t.payload, t.destination).await {
+        Ok(n) => {
+            *packets += 1;
+            *bytes += n as u64;
+        }
+        Err(e) => {
+            metrics.drop_reason("send_error");
+            tracing::debug!(error = %e, to = %t.destination, "send_to failed");
+        }
+    }
 }
 
 /// Shares status with the admin endpoint.

@@ -354,7 +354,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
             let players: BTreeMap<_, _> = zone
                 .entities()
                 .filter(|v| matches!(v.kind, zone_core::EntityKind::Player(_)))
-                .map(|v| (v.id, NetEntity::from_view(&v)))
+                .filter_map(|v| host.replicated(v.id).map(|r| (v.id, *r)))
                 .collect();
             if let Ok(mut now) = world.players_now.lock() {
                 *now = zone

@@ -1,15 +1,17 @@
 //! Keys, nonces, associated data and the AEAD calls of netcode 1.02.
 //!
-//! Owns the only calls into RustCrypto's `chacha20poly1305`: ChaCha20-Poly1305 (IETF, 12-byte
-//! nonce) for packets and challenge tokens, XChaCha20-Poly1305 (24-byte nonce) for the private
-//! connect token. It must never implement a cryptographic primitive itself, never print or log
-//! key bytes (the [`Key`] `Debug` impl is redacted), and never modify a buffer whose
-//! authentication fails.
+//! Owns the only calls into the AEAD libraries: `ring`'s ChaCha20-Poly1305 (IETF, 12-byte
+//! nonce; BoringSSL's assembly) for packets and challenge tokens, the hot path, and
+//! RustCrypto's XChaCha20-Poly1305 (24-byte nonce; ring has none) for the private connect
+//! token. The report measures both libraries (and aws-lc-rs) side by side. It must never
+//! implement a cryptographic primitive itself, never print or log key bytes (the [`Key`]
+//! `Debug` impl is redacted), and never modify a buffer whose authentication fails.
 
 use std::fmt;
 
 use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit, Nonce, Tag, XChaCha20Poly1305, XNonce};
+use chacha20poly1305::{KeyInit, Tag, XChaCha20Poly1305, XNonce};
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 
 use super::{KEY_BYTES, MAC_BYTES, VERSION_INFO};
 
@@ -79,6 +81,12 @@ pub fn token_associated_data(protocol_id: u64, expire_timestamp: u64) -> [u8; 29
     ad
 }
 
+fn packet_key(key: &Key) -> Result<LessSafeKey, AeadFailure> {
+    UnboundKey::new(&CHACHA20_POLY1305, key.as_bytes())
+        .map(LessSafeKey::new)
+        .map_err(|_| AeadFailure)
+}
+
 /// Encrypts `plaintext` in place with ChaCha20-Poly1305 IETF under the nonce of `sequence`
 /// and returns the 16-byte tag.
 pub fn seal(
@@ -87,12 +95,13 @@ pub fn seal(
     associated_data: &[u8],
     plaintext: &mut [u8],
 ) -> Result<[u8; MAC_BYTES], AeadFailure> {
-    let cipher = ChaCha20Poly1305::new(key.as_bytes().into());
-    let nonce = Nonce::from(packet_nonce(sequence));
-    cipher
-        .encrypt_in_place_detached(&nonce, associated_data, plaintext)
-        .map(|tag| tag.into())
-        .map_err(|_| AeadFailure)
+    let nonce = Nonce::assume_unique_for_key(packet_nonce(sequence));
+    let tag = packet_key(key)?
+        .seal_in_place_separate_tag(nonce, Aad::from(associated_data), plaintext)
+        .map_err(|_| AeadFailure)?;
+    let mut out = [0u8; MAC_BYTES];
+    out.copy_from_slice(tag.as_ref());
+    Ok(out)
 }
 
 /// Authenticates and decrypts `ciphertext` in place with ChaCha20-Poly1305 IETF. On failure
@@ -104,11 +113,26 @@ pub fn open(
     ciphertext: &mut [u8],
     tag: &[u8; MAC_BYTES],
 ) -> Result<(), AeadFailure> {
-    let cipher = ChaCha20Poly1305::new(key.as_bytes().into());
-    let nonce = Nonce::from(packet_nonce(sequence));
-    cipher
-        .decrypt_in_place_detached(&nonce, associated_data, ciphertext, &Tag::from(*tag))
-        .map_err(|_| AeadFailure)
+    let key = packet_key(key)?;
+    // ring decrypts before it verifies (and then wipes): keep the ciphertext to restore.
+    let mut kept = [0u8; super::MAX_PACKET_BYTES];
+    let kept = kept.get_mut(..ciphertext.len()).ok_or(AeadFailure)?;
+    kept.copy_from_slice(ciphertext);
+    let nonce = Nonce::assume_unique_for_key(packet_nonce(sequence));
+    let tag = ring::aead::Tag::from(*tag);
+    #[allow(deprecated)] // renamed open_within_separate_tag after 0.17; same call
+    let opened = key.open_in_place_separate_tag(
+        nonce,
+        Aad::from(associated_data),
+        tag,
+        ciphertext,
+        0..,
+    );
+    if opened.is_err() {
+        ciphertext.copy_from_slice(kept);
+        return Err(AeadFailure);
+    }
+    Ok(())
 }
 
 /// Encrypts `plaintext` in place with XChaCha20-Poly1305 (24-byte nonce) and returns the tag.

@@ -70,7 +70,7 @@ pub use error::{
 pub use packet::{ConnectionRequest, Packet, PacketType};
 pub use replay::ReplayWindow;
 pub use server::{
-    DisconnectReason, RateLimitConfig, Server, ServerConfig, ServerEvent,
+    DisconnectReason, PayloadTicket, RateLimitConfig, Server, ServerConfig, ServerEvent,
     random_global_sequence_start,
 };
 pub use token::{ChallengeToken, ConnectToken, ConnectTokenParams, PrivateConnectToken};

@@ -260,6 +260,42 @@ fn queue(
     }
 }
 
+/// A reserved packet sequence of one client ([`Server::reserve_payload`]): everything needed to
+/// seal one payload packet for it, anywhere. Its `Debug` output never shows the key.
+#[derive(Clone)]
+pub struct PayloadTicket {
+    /// Where the datagram goes.
+    pub destination: SocketAddr,
+    sequence: u64,
+    protocol_id: u64,
+    key: Key,
+}
+
+impl fmt::Debug for PayloadTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PayloadTicket")
+            .field("destination", &self.destination)
+            .field("sequence", &self.sequence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PayloadTicket {
+    /// Writes the encrypted payload packet (1..=1200 payload bytes) into `out`, which must
+    /// hold [`super::MAX_PACKET_BYTES`]; returns its length. Byte for byte what
+    /// [`Server::send_payload`] would have queued with the same sequence.
+    pub fn seal(&self, payload: &[u8], out: &mut [u8]) -> Result<usize, SendError> {
+        write_packet(
+            out,
+            &Packet::Payload(payload),
+            self.sequence,
+            self.protocol_id,
+            &self.key,
+        )
+        .map_err(SendError::Packet)
+    }
+}
+
 /// Packet types the server reads from addresses with an encryption mapping.
 const SERVER_ACCEPTS: [PacketType; 4] = [
     PacketType::ConnectionResponse,
@@ -817,6 +853,52 @@ impl Server {
             self.send_on_connection(client_index, &keep_alive)?;
         }
         self.send_on_connection(client_index, &Packet::Payload(payload))
+    }
+
+    /// Reserves the next packet sequence of the client in slot `client_index` for a payload
+    /// the caller seals itself ([`PayloadTicket::seal`]), on any thread, after this returns:
+    /// the way to encrypt many clients' payloads in parallel. An unconfirmed client gets its
+    /// keep-alive queued first, as with [`Server::send_payload`]; send the queued datagrams
+    /// before the sealed payloads.
+    pub fn reserve_payload(&mut self, client_index: usize) -> Result<PayloadTicket, SendError> {
+        let max_clients = self.slots.len();
+        let conn = self
+            .slots
+            .get(client_index)
+            .ok_or(SendError::InvalidClientIndex {
+                got: client_index,
+                max_clients,
+            })?
+            .as_ref()
+            .ok_or(SendError::NotConnected)?;
+        if !conn.confirmed {
+            if self.transmit.len() >= self.transmit.capacity() {
+                return Err(SendError::TransmitQueueFull {
+                    capacity: self.transmit.capacity(),
+                });
+            }
+            let keep_alive = Packet::KeepAlive {
+                client_index: u32::try_from(client_index).unwrap_or(u32::MAX),
+                max_clients: u32::try_from(max_clients).unwrap_or(u32::MAX),
+            };
+            self.send_on_connection(client_index, &keep_alive)?;
+        }
+        let now = self.now;
+        let protocol_id = self.config.protocol_id;
+        let conn = self
+            .slots
+            .get_mut(client_index)
+            .and_then(Option::as_mut)
+            .ok_or(SendError::NotConnected)?;
+        let sequence = conn.next_sequence.ok_or(SendError::SequenceExhausted)?;
+        conn.next_sequence = sequence.checked_add(1);
+        conn.last_send = now;
+        Ok(PayloadTicket {
+            destination: conn.address,
+            sequence,
+            protocol_id,
+            key: conn.send_key.clone(),
+        })
     }
 
     /// Disconnects the client in slot `client_index`: queues the redundant disconnect packets,

@@ -7,7 +7,9 @@
 use bincode::{Decode, Encode};
 use smallvec::SmallVec;
 
-use super::wire::{WireReader, WireWriter};
+use super::wire::{
+    ByteSink, SmallBytes, WireReader, WireWriter, put_pair, put_varint, put_zigzag, varint_len,
+};
 use super::{
     DecodeError, MAX_CHAT, MAX_INPUTS, MAX_PACKET, MAX_RELIABLE_PER_PACKET, NetEntity, NetKind,
     PROTOCOL_VERSION,
@@ -259,8 +261,10 @@ impl ClientPacket {
     }
 }
 
-/// Update-mask bit: position changed (delta from baseline follows).
-pub const UPDATE_POS: u8 = 1;
+/// Update-mask bit: the track changed: the new anchor (0 when the entity stands still, else 1 +
+/// its age in ticks before the packet's tick) and the anchor position relative to the old
+/// track's position at the new anchor tick follow.
+pub const UPDATE_TRACK: u8 = 1;
 /// Update-mask bit: velocity changed (delta from baseline follows).
 pub const UPDATE_VEL: u8 = 2;
 /// Update-mask bit: facing changed (absolute value follows).
@@ -268,14 +272,24 @@ pub const UPDATE_FACING: u8 = 4;
 /// Update-mask bit: health, maximum health or life changed (absolute values follow).
 pub const UPDATE_STATUS: u8 = 8;
 
+/// Section flags of a server packet: which optional sections follow the header.
+const SECTION_PONG: u8 = 1;
+const SECTION_RELIABLE: u8 = 2;
+const SECTION_REMOVALS: u8 = 4;
+const SECTION_UPDATES: u8 = 8;
+const SECTION_SPAWNS: u8 = 16;
+const SECTIONS_ALL: u8 = 31;
+
 /// A change to one entity of the baseline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EntityUpdate {
     /// Index of the entity in the baseline's id-sorted list.
     pub index: u32,
-    /// Position delta from the baseline, 1/64 units.
-    pub pos: Option<(i32, i32)>,
-    /// Velocity delta from the baseline, 1/64 units per second.
+    /// New track: its anchor (`None`: standing still, anchor 0; `Some(age)`: `age` ticks
+    /// before the packet's tick), and the anchor position minus the old track's position at
+    /// the new anchor tick (1/64 units).
+    pub track: Option<(Option<u64>, i32, i32)>,
+    /// Velocity delta from the baseline, 1/16 units per second.
     pub vel: Option<(i32, i32)>,
     /// New facing.
     pub facing: Option<u8>,
@@ -283,11 +297,92 @@ pub struct EntityUpdate {
     pub status: Option<(u16, u16, bool)>,
 }
 
+/// Writes the body of the update turning `base` into `now` (every field but the header and
+/// the track's age, which depend on the packet) and returns its mask (0: nothing changed).
+/// The server prepares these bytes once per change and copies them into every packet.
+pub fn write_update_body(
+    base: &NetEntity,
+    now: &NetEntity,
+    tick_hz: u32,
+    out: &mut impl ByteSink,
+) -> u8 {
+    let mut mask = 0;
+    if base.anchor != now.anchor || base.x != now.x || base.y != now.y {
+        mask |= UPDATE_TRACK;
+        let (px, py) = base.at(now.anchor, tick_hz);
+        put_pair(out, now.x.wrapping_sub(px), now.y.wrapping_sub(py));
+    }
+    if base.vx != now.vx || base.vy != now.vy {
+        mask |= UPDATE_VEL;
+        put_zigzag(out, i64::from(now.vx) - i64::from(base.vx));
+        put_zigzag(out, i64::from(now.vy) - i64::from(base.vy));
+    }
+    if base.facing != now.facing {
+        mask |= UPDATE_FACING;
+        out.put_bytes(&[now.facing]);
+    }
+    if base.health != now.health || base.max_health != now.max_health || base.alive != now.alive
+    {
+        mask |= UPDATE_STATUS;
+        put_varint(out, now.health.into());
+        put_varint(out, now.max_health.into());
+        out.put_bytes(&[u8::from(now.alive)]);
+    }
+    mask
+}
+
+/// Spawn flag: player avatar (else NPC).
+const SPAWN_PLAYER: u8 = 1;
+/// Spawn flag: alive.
+const SPAWN_ALIVE: u8 = 2;
+/// Spawn flag: moving (anchor age and velocity follow).
+const SPAWN_MOVING: u8 = 4;
+
+/// Writes a spawned entity's body: everything but its id delta and, for a moving entity, the
+/// anchor age that goes right after the first byte (the flags).
+pub fn write_spawn_body(e: &NetEntity, out: &mut impl ByteSink) {
+    let moving = e.moving();
+    out.put_bytes(&[(e.kind as u8)
+        | (u8::from(e.alive) << 1)
+        | if moving { SPAWN_MOVING } else { 0 }]);
+    put_zigzag(out, e.x.into());
+    put_zigzag(out, e.y.into());
+    if moving {
+        put_zigzag(out, e.vx.into());
+        put_zigzag(out, e.vy.into());
+    }
+    out.put_bytes(&[e.facing]);
+    put_varint(out, e.health.into());
+    put_varint(out, e.max_health.into());
+}
+
+/// The update header: the index delta and the mask in one varint.
+pub fn update_header(index_delta: u32, mask: u8) -> u64 {
+    (u64::from(index_delta) << 4) | u64::from(mask)
+}
+
+/// The anchor field of a track change or a spawn of `e` in a packet of `tick`: 0 for a
+/// standing record, else 1 + the anchor's age.
+pub fn anchor_field(e: &NetEntity, tick: u64) -> u64 {
+    if e.moving() {
+        1 + tick.saturating_sub(e.anchor)
+    } else {
+        0
+    }
+}
+
 impl EntityUpdate {
-    /// The update that turns `base` into `now` (all fields `None` if equal).
-    pub fn between(index: u32, base: &NetEntity, now: &NetEntity) -> Self {
-        let pos = (base.x != now.x || base.y != now.y)
-            .then(|| (now.x.wrapping_sub(base.x), now.y.wrapping_sub(base.y)));
+    /// The update that turns `base` into `now` in a packet of `tick` (all fields `None` if
+    /// equal). `now.anchor` must not be after `tick`.
+    pub fn between(index: u32, base: &NetEntity, now: &NetEntity, tick: u64, tick_hz: u32) -> Self {
+        let track = (base.anchor != now.anchor || base.x != now.x || base.y != now.y).then(|| {
+            let (px, py) = base.at(now.anchor, tick_hz);
+            (
+                now.moving().then(|| tick.saturating_sub(now.anchor)),
+                now.x.wrapping_sub(px),
+                now.y.wrapping_sub(py),
+            )
+        });
         let vel = (base.vx != now.vx || base.vy != now.vy).then(|| {
             (
                 i32::from(now.vx) - i32::from(base.vx),
@@ -301,7 +396,7 @@ impl EntityUpdate {
             .then_some((now.health, now.max_health, now.alive));
         Self {
             index,
-            pos,
+            track,
             vel,
             facing,
             status,
@@ -310,11 +405,12 @@ impl EntityUpdate {
 
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.pos.is_none() && self.vel.is_none() && self.facing.is_none() && self.status.is_none()
+        self.mask() == 0
     }
 
-    fn mask(&self) -> u8 {
-        (if self.pos.is_some() { UPDATE_POS } else { 0 })
+    /// The mask bits of the fields present.
+    pub fn mask(&self) -> u8 {
+        (if self.track.is_some() { UPDATE_TRACK } else { 0 })
             | (if self.vel.is_some() { UPDATE_VEL } else { 0 })
             | (if self.facing.is_some() {
                 UPDATE_FACING
@@ -330,32 +426,46 @@ impl EntityUpdate {
 
     /// Encoded size when the previous update's index is `prev` (exact).
     pub fn encoded_len(&self, prev_index: Option<u32>) -> usize {
-        use super::wire::{varint_len, zigzag_len};
+        let mut buf = Vec::with_capacity(32);
+        self.write(prev_index, &mut buf);
+        buf.len()
+    }
+
+    fn write(&self, prev_index: Option<u32>, out: &mut Vec<u8>) {
         let delta = self
             .index
             .wrapping_sub(prev_index.map_or(0, |p| p.wrapping_add(1)));
-        let mut n = varint_len((u64::from(delta) << 4) | u64::from(self.mask()));
-        if let Some((dx, dy)) = self.pos {
-            n += zigzag_len(dx.into()) + zigzag_len(dy.into());
+        put_varint(out, update_header(delta, self.mask()));
+        if let Some((age, dx, dy)) = self.track {
+            put_varint(out, age.map_or(0, |a| a + 1));
+            put_pair(out, dx, dy);
         }
         if let Some((dx, dy)) = self.vel {
-            n += zigzag_len(dx.into()) + zigzag_len(dy.into());
+            put_zigzag(out, dx.into());
+            put_zigzag(out, dy.into());
         }
-        if self.facing.is_some() {
-            n += 1;
+        if let Some(f) = self.facing {
+            out.push(f);
         }
-        if let Some((h, m, _)) = self.status {
-            n += varint_len(h.into()) + varint_len(m.into()) + 1;
+        if let Some((h, m, alive)) = self.status {
+            put_varint(out, h.into());
+            put_varint(out, m.into());
+            out.push(u8::from(alive));
         }
-        n
     }
 
-    /// Applies the update to a baseline entity.
-    pub fn apply(&self, base: &NetEntity) -> Option<NetEntity> {
+    /// Applies the update to a baseline entity, in a packet of `tick`.
+    pub fn apply(&self, base: &NetEntity, tick: u64, tick_hz: u32) -> Option<NetEntity> {
         let mut e = *base;
-        if let Some((dx, dy)) = self.pos {
-            e.x = base.x.checked_add(dx)?;
-            e.y = base.y.checked_add(dy)?;
+        if let Some((age, dx, dy)) = self.track {
+            let anchor = match age {
+                None => 0,
+                Some(age) => tick.checked_sub(age)?,
+            };
+            let (px, py) = base.at(anchor, tick_hz);
+            e.anchor = anchor;
+            e.x = px.checked_add(dx)?;
+            e.y = py.checked_add(dy)?;
         }
         if let Some((dx, dy)) = self.vel {
             e.vx = i16::try_from(i32::from(base.vx).checked_add(dx)?).ok()?;
@@ -371,19 +481,18 @@ impl EntityUpdate {
     }
 }
 
-/// Encoded size of a spawned entity when the previous spawn's id is `prev` (exact).
-pub(crate) fn spawn_len(e: &NetEntity, prev: Option<EntityId>) -> usize {
-    use super::wire::{varint_len, zigzag_len};
+/// Encoded size of a spawned entity in a packet of `tick` when the previous spawn's id is
+/// `prev` (exact).
+pub fn spawn_len(e: &NetEntity, tick: u64, prev: Option<EntityId>) -> usize {
     let delta = e.id.0.wrapping_sub(prev.map_or(0, |p| p.0.wrapping_add(1)));
-    varint_len(delta.into())
-        + 1
-        + zigzag_len(e.x.into())
-        + zigzag_len(e.y.into())
-        + zigzag_len(e.vx.into())
-        + zigzag_len(e.vy.into())
-        + 1
-        + varint_len(e.health.into())
-        + varint_len(e.max_health.into())
+    let mut body = SmallBytes::default();
+    write_spawn_body(e, &mut body);
+    let age = if e.moving() {
+        varint_len(tick.saturating_sub(e.anchor))
+    } else {
+        0
+    };
+    varint_len(delta.into()) + age + body.len()
 }
 
 /// Server -> client: one snapshot as a delta against a baseline the client acknowledged.
@@ -408,12 +517,54 @@ pub struct ServerPacket {
     pub removed: Vec<u32>,
     /// Changes to baseline entities, by increasing index.
     pub updates: Vec<EntityUpdate>,
-    /// Entities new to the client's view, by increasing id.
+    /// Entities new to the client's view, by increasing id (anchors at or before `tick`).
     pub spawns: Vec<NetEntity>,
+}
+
+/// Writes a prepared spawn body with the anchor age of a moving entity after its flags.
+pub fn write_spawn(out: &mut Vec<u8>, body: &SmallBytes, age: Option<u64>) {
+    let bytes = body.as_slice();
+    let (flags, rest) = bytes.split_at(1.min(bytes.len()));
+    out.extend_from_slice(flags);
+    if let Some(age) = age {
+        put_varint(out, age);
+    }
+    out.extend_from_slice(rest);
 }
 
 /// Caps on the sections of a server packet (each item costs at least one byte).
 const MAX_ITEMS: usize = MAX_PACKET;
+
+/// Writes a server packet's header: version, kind, tick, baseline age, reliable ack and the
+/// section flags, then the pong if present. The server's fast path and
+/// [`ServerPacket::encode`] share it.
+pub fn write_server_header(
+    out: &mut Vec<u8>,
+    tick: u64,
+    baseline: u64,
+    reliable_ack: u16,
+    pong: Option<u64>,
+    sections: u8,
+) {
+    out.push(PROTOCOL_VERSION);
+    out.push(SERVER_SNAPSHOT_PACKET);
+    put_varint(out, tick);
+    put_varint(out, if baseline == 0 { 0 } else { tick - baseline });
+    put_varint(out, reliable_ack.into());
+    let pong_flag = if pong.is_some() { SECTION_PONG } else { 0 };
+    out.push((sections & !SECTION_PONG) | pong_flag);
+    if let Some(p) = pong {
+        put_varint(out, p);
+    }
+}
+
+/// Section flags for the non-empty sections (the pong flag is set by the header writer).
+pub fn server_sections(reliable: usize, removals: usize, updates: usize, spawns: usize) -> u8 {
+    (if reliable > 0 { SECTION_RELIABLE } else { 0 })
+        | (if removals > 0 { SECTION_REMOVALS } else { 0 })
+        | (if updates > 0 { SECTION_UPDATES } else { 0 })
+        | (if spawns > 0 { SECTION_SPAWNS } else { 0 })
+}
 
 impl ServerPacket {
     /// Clears every section, keeping the buffers.
@@ -428,61 +579,55 @@ impl ServerPacket {
 
     /// Appends the encoded packet to `buf`.
     pub fn encode(&self, buf: &mut Vec<u8>) {
-        let mut w = WireWriter::new(buf);
-        w.put(PROTOCOL_VERSION);
-        w.put(SERVER_SNAPSHOT_PACKET);
-        w.put(self.tick);
-        w.put(self.baseline);
-        w.put(self.reliable_ack);
-        w.put(self.pong);
-        w.put(self.reliable.len() as u32);
+        let sections = server_sections(
+            self.reliable.len(),
+            self.removed.len(),
+            self.updates.len(),
+            self.spawns.len(),
+        );
+        write_server_header(
+            buf,
+            self.tick,
+            self.baseline,
+            self.reliable_ack,
+            self.pong,
+            sections,
+        );
         if !self.reliable.is_empty() {
-            w.put(self.reliable_first);
+            put_varint(buf, self.reliable.len() as u64);
+            put_varint(buf, self.reliable_first.into());
+            let mut w = WireWriter::new(buf);
             for m in &self.reliable {
                 w.put(m);
             }
         }
-        w.put(self.removed.len() as u32);
-        let mut next = 0u32;
-        for &i in &self.removed {
-            w.put(i.wrapping_sub(next));
-            next = i.wrapping_add(1);
-        }
-        w.put(self.updates.len() as u32);
-        let mut next = 0u32;
-        for u in &self.updates {
-            w.put((u64::from(u.index.wrapping_sub(next)) << 4) | u64::from(u.mask()));
-            next = u.index.wrapping_add(1);
-            if let Some((dx, dy)) = u.pos {
-                w.put(dx);
-                w.put(dy);
-            }
-            if let Some((dx, dy)) = u.vel {
-                w.put(dx);
-                w.put(dy);
-            }
-            if let Some(f) = u.facing {
-                w.put(f);
-            }
-            if let Some((h, m, alive)) = u.status {
-                w.put(h);
-                w.put(m);
-                w.put(alive);
+        if !self.removed.is_empty() {
+            put_varint(buf, self.removed.len() as u64);
+            let mut next = 0u32;
+            for &i in &self.removed {
+                put_varint(buf, i.wrapping_sub(next).into());
+                next = i.wrapping_add(1);
             }
         }
-        w.put(self.spawns.len() as u32);
-        let mut next = 0u32;
-        for e in &self.spawns {
-            w.put(e.id.0.wrapping_sub(next));
-            next = e.id.0.wrapping_add(1);
-            w.put((e.kind as u8) | (u8::from(e.alive) << 1));
-            w.put(e.x);
-            w.put(e.y);
-            w.put(e.vx);
-            w.put(e.vy);
-            w.put(e.facing);
-            w.put(e.health);
-            w.put(e.max_health);
+        if !self.updates.is_empty() {
+            put_varint(buf, self.updates.len() as u64);
+            let mut prev = None;
+            for u in &self.updates {
+                u.write(prev, buf);
+                prev = Some(u.index);
+            }
+        }
+        if !self.spawns.is_empty() {
+            put_varint(buf, self.spawns.len() as u64);
+            let mut next = 0u32;
+            let mut body = SmallBytes::default();
+            for e in &self.spawns {
+                put_varint(buf, e.id.0.wrapping_sub(next).into());
+                next = e.id.0.wrapping_add(1);
+                body.clear();
+                write_spawn_body(e, &mut body);
+                write_spawn(buf, &body, e.moving().then(|| self.tick.saturating_sub(e.anchor)));
+            }
         }
     }
 
@@ -501,112 +646,173 @@ impl ServerPacket {
         self.clear();
         let mut r = WireReader::new(bytes);
         read_header(&mut r, SERVER_SNAPSHOT_PACKET)?;
-        self.tick = r.get()?;
-        self.baseline = r.get()?;
-        if self.baseline >= self.tick && self.baseline != 0 {
-            return Err(DecodeError::OutOfRange("baseline tick"));
+        self.tick = r.u64v()?;
+        let age = r.u64v()?;
+        self.baseline = match age {
+            0 => 0,
+            a if a >= self.tick => return Err(DecodeError::OutOfRange("baseline tick")),
+            a => self.tick - a,
+        };
+        self.reliable_ack = r.u16v()?;
+        let sections = r.u8()?;
+        if sections & !SECTIONS_ALL != 0 {
+            return Err(DecodeError::BadTag {
+                what: "packet sections",
+                got: sections.into(),
+            });
         }
-        self.reliable_ack = r.get()?;
-        self.pong = r.get()?;
-        let n = r.count("reliable messages", MAX_RELIABLE_PER_PACKET)?;
-        if n > 0 {
-            self.reliable_first = r.get()?;
+        if sections & SECTION_PONG != 0 {
+            self.pong = Some(r.u64v()?);
+        }
+        if sections & SECTION_RELIABLE != 0 {
+            let n = section_count(&mut r, "reliable messages", MAX_RELIABLE_PER_PACKET)?;
+            self.reliable_first = r.u16v()?;
             for _ in 0..n {
                 let m: ServerMessage = r.get()?;
                 check_server_message(&m)?;
                 self.reliable.push(m);
             }
         }
-        let n = r.count("removals", MAX_ITEMS)?;
-        let mut next = 0u32;
-        for _ in 0..n {
-            let delta: u32 = r.get()?;
-            let i = next
-                .checked_add(delta)
-                .ok_or(DecodeError::OutOfRange("removal index"))?;
-            self.removed.push(i);
-            next = i
-                .checked_add(1)
-                .ok_or(DecodeError::OutOfRange("removal index"))?;
+        if sections & SECTION_REMOVALS != 0 {
+            let n = section_count(&mut r, "removals", MAX_ITEMS)?;
+            let mut next = 0u32;
+            for _ in 0..n {
+                let i = next
+                    .checked_add(r.u32v()?)
+                    .ok_or(DecodeError::OutOfRange("removal index"))?;
+                self.removed.push(i);
+                next = i
+                    .checked_add(1)
+                    .ok_or(DecodeError::OutOfRange("removal index"))?;
+            }
         }
-        let n = r.count("updates", MAX_ITEMS)?;
-        let mut next = 0u32;
-        for _ in 0..n {
-            let head: u64 = r.get()?;
-            let mask = (head & 0xF) as u8;
-            let delta =
-                u32::try_from(head >> 4).map_err(|_| DecodeError::OutOfRange("update index"))?;
-            let index = next
-                .checked_add(delta)
-                .ok_or(DecodeError::OutOfRange("update index"))?;
-            next = index
-                .checked_add(1)
-                .ok_or(DecodeError::OutOfRange("update index"))?;
-            let mut u = EntityUpdate {
-                index,
-                ..EntityUpdate::default()
-            };
-            if mask & UPDATE_POS != 0 {
-                u.pos = Some((r.get()?, r.get()?));
+        if sections & SECTION_UPDATES != 0 {
+            let n = section_count(&mut r, "updates", MAX_ITEMS)?;
+            let mut next = 0u32;
+            for _ in 0..n {
+                let u = self.read_update(&mut r, &mut next)?;
+                self.updates.push(u);
             }
-            if mask & UPDATE_VEL != 0 {
-                u.vel = Some((r.get()?, r.get()?));
-            }
-            if mask & UPDATE_FACING != 0 {
-                u.facing = Some(r.get()?);
-            }
-            if mask & UPDATE_STATUS != 0 {
-                u.status = Some((r.get()?, r.get()?, r.get()?));
-            }
-            if u.is_empty() {
-                return Err(DecodeError::OutOfRange("empty update mask"));
-            }
-            self.updates.push(u);
         }
-        let n = r.count("spawns", MAX_ITEMS)?;
-        let mut next = 0u32;
-        for _ in 0..n {
-            let delta: u32 = r.get()?;
-            let id = next
-                .checked_add(delta)
-                .ok_or(DecodeError::OutOfRange("entity id"))?;
-            next = id
-                .checked_add(1)
-                .ok_or(DecodeError::OutOfRange("entity id"))?;
-            let flags: u8 = r.get()?;
-            if flags > 3 {
-                return Err(DecodeError::BadTag {
-                    what: "entity flags",
-                    got: flags.into(),
+        if sections & SECTION_SPAWNS != 0 {
+            let n = section_count(&mut r, "spawns", MAX_ITEMS)?;
+            let mut next = 0u32;
+            for _ in 0..n {
+                let id = next
+                    .checked_add(r.u32v()?)
+                    .ok_or(DecodeError::OutOfRange("entity id"))?;
+                next = id
+                    .checked_add(1)
+                    .ok_or(DecodeError::OutOfRange("entity id"))?;
+                let flags = r.u8()?;
+                if flags > SPAWN_PLAYER | SPAWN_ALIVE | SPAWN_MOVING {
+                    return Err(DecodeError::BadTag {
+                        what: "entity flags",
+                        got: flags.into(),
+                    });
+                }
+                let moving = flags & SPAWN_MOVING != 0;
+                let anchor = if moving {
+                    self.tick
+                        .checked_sub(r.u64v()?)
+                        .ok_or(DecodeError::OutOfRange("anchor tick"))?
+                } else {
+                    0
+                };
+                let (x, y) = (r.i32z()?, r.i32z()?);
+                let (vx, vy) = if moving {
+                    (r.i16z()?, r.i16z()?)
+                } else {
+                    (0, 0)
+                };
+                if moving && vx == 0 && vy == 0 {
+                    return Err(DecodeError::OutOfRange("moving spawn without velocity"));
+                }
+                self.spawns.push(NetEntity {
+                    id: EntityId(id),
+                    kind: if flags & SPAWN_PLAYER != 0 {
+                        NetKind::Player
+                    } else {
+                        NetKind::Npc
+                    },
+                    alive: flags & SPAWN_ALIVE != 0,
+                    anchor,
+                    x,
+                    y,
+                    vx,
+                    vy,
+                    facing: r.u8()?,
+                    health: r.u16v()?,
+                    max_health: r.u16v()?,
                 });
             }
-            self.spawns.push(NetEntity {
-                id: EntityId(id),
-                kind: if flags & 1 == 1 {
-                    NetKind::Player
-                } else {
-                    NetKind::Npc
-                },
-                alive: flags & 2 == 2,
-                x: r.get()?,
-                y: r.get()?,
-                vx: r.get()?,
-                vy: r.get()?,
-                facing: r.get()?,
-                health: r.get()?,
-                max_health: r.get()?,
-            });
         }
         r.finish()
     }
+
+    fn read_update(
+        &self,
+        r: &mut WireReader<'_>,
+        next: &mut u32,
+    ) -> Result<EntityUpdate, DecodeError> {
+        let head = r.u64v()?;
+        let mask = (head & 0xF) as u8;
+        let delta =
+            u32::try_from(head >> 4).map_err(|_| DecodeError::OutOfRange("update index"))?;
+        let index = next
+            .checked_add(delta)
+            .ok_or(DecodeError::OutOfRange("update index"))?;
+        *next = index
+            .checked_add(1)
+            .ok_or(DecodeError::OutOfRange("update index"))?;
+        if mask == 0 {
+            return Err(DecodeError::OutOfRange("empty update mask"));
+        }
+        let mut u = EntityUpdate {
+            index,
+            ..EntityUpdate::default()
+        };
+        if mask & UPDATE_TRACK != 0 {
+            let age = match r.u64v()? {
+                0 => None,
+                a if a - 1 > self.tick => return Err(DecodeError::OutOfRange("anchor tick")),
+                a => Some(a - 1),
+            };
+            let (dx, dy) = r.pair()?;
+            u.track = Some((age, dx, dy));
+        }
+        if mask & UPDATE_VEL != 0 {
+            u.vel = Some((r.i32z()?, r.i32z()?));
+        }
+        if mask & UPDATE_FACING != 0 {
+            u.facing = Some(r.u8()?);
+        }
+        if mask & UPDATE_STATUS != 0 {
+            u.status = Some((r.u16v()?, r.u16v()?, r.bool()?));
+        }
+        Ok(u)
+    }
+}
+
+/// A present section's item count: at least one, at most `max`.
+fn section_count(
+    r: &mut WireReader<'_>,
+    what: &'static str,
+    max: usize,
+) -> Result<usize, DecodeError> {
+    let n = r.count(what, max)?;
+    if n == 0 {
+        return Err(DecodeError::OutOfRange("empty section"));
+    }
+    Ok(n)
 }
 
 fn read_header(r: &mut WireReader<'_>, kind: u8) -> Result<(), DecodeError> {
-    let version: u8 = r.get()?;
+    let version = r.u8()?;
     if version != PROTOCOL_VERSION {
         return Err(DecodeError::BadVersion { got: version });
     }
-    let got: u8 = r.get()?;
+    let got = r.u8()?;
     if got != kind {
         return Err(DecodeError::BadTag {
             what: "packet kind",

@@ -13,10 +13,12 @@ pub mod wire;
 
 pub use messages::{
     ClientMessage, ClientPacket, EntityUpdate, ServerMessage, ServerPacket, UPDATE_FACING,
-    UPDATE_POS, UPDATE_STATUS, UPDATE_VEL, WireInput,
+    UPDATE_STATUS, UPDATE_TRACK, UPDATE_VEL, WireInput, anchor_field, server_sections, spawn_len,
+    update_header, write_server_header, write_spawn, write_spawn_body, write_update_body,
 };
 pub use quantize::{
-    NetEntity, NetKind, POS_SCALE, dequantize_angle, quantize_angle, quantize_pos, quantize_vel,
+    EntitySample, NetEntity, NetKind, POS_PER_VEL, POS_SCALE, TRACK_TOLERANCE, VEL_SCALE,
+    dequantize_angle, quantize_angle, quantize_pos, quantize_vel, travel,
 };
 pub use redirect::{
     CONNECT_TOKEN_BYTES, MAX_REDIRECT_PARTS, REDIRECT_PART_BYTES, Redirect, RedirectAssembler,
@@ -24,10 +26,9 @@ pub use redirect::{
 };
 pub use reliable::{ReliableReceiver, ReliableSender};
 
-pub(crate) use messages::spawn_len as messages_spawn_len;
 
-/// Version byte that opens every packet.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Version byte that opens every packet (2: tracked entities, section flags, baseline age).
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest payload in either direction (one netcode.io packet).
 pub const MAX_PACKET: usize = 1200;
 /// Most inputs one client packet carries (the newest ones, for redundancy against loss).

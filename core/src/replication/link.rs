@@ -1,43 +1,81 @@
 //! Per-client replication state: snapshot ring, acks, visible set, priorities, reliable channel.
 
-use crate::protocol::{NetEntity, ReliableReceiver, ReliableSender, ServerMessage};
+use crate::protocol::{ReliableReceiver, ReliableSender, ServerMessage};
 use crate::{EntityId, PlayerId};
 
 use super::{ReplicationConfig, SNAPSHOT_RING};
 
-/// One remembered snapshot: the entity list the client holds after applying it.
+/// One entity as a client holds it after a snapshot: which version of its record (the tick
+/// it last changed, in 48 bits: 12 bytes an entry, read and written for every client every
+/// tick).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Held {
+    pub id: EntityId,
+    version_low: u32,
+    version_high: u16,
+}
+
+impl Held {
+    pub fn new(id: EntityId, version: u64) -> Self {
+        Self {
+            id,
+            version_low: version as u32,
+            version_high: (version >> 32) as u16,
+        }
+    }
+
+    /// The record's version (ticks past 2^48, 148,000 years at 60 Hz, wrap).
+    pub fn version(&self) -> u64 {
+        u64::from(self.version_low) | (u64::from(self.version_high) << 32)
+    }
+
+    /// Whether this holds `version` (compared in the 48 bits kept).
+    pub fn holds(&self, version: u64) -> bool {
+        self.version_low == version as u32 && self.version_high == (version >> 32) as u16
+    }
+}
+
+/// One remembered snapshot: the entities the client holds after applying it.
 #[derive(Debug, Default)]
 pub(super) struct Snapshot {
     pub tick: u64,
-    pub entities: Vec<NetEntity>,
-    /// For each entity, the tick its value was current (server-side only, not sent).
-    pub captured: Vec<u64>,
+    pub entities: Vec<Held>,
 }
 
-/// Everything the server keeps for one client.
+/// Everything the server keeps for one client. Opaque: the caller only moves links between
+/// threads ([`super::Replicator::build`]).
 #[derive(Debug)]
-pub(super) struct ClientLink {
-    pub player: PlayerId,
-    pub entity: EntityId,
-    pub ring: Vec<Snapshot>,
+pub struct ClientLink {
+    pub(super) player: PlayerId,
+    pub(super) entity: EntityId,
+    pub(super) ring: Vec<Snapshot>,
     /// Newest snapshot tick the client acknowledged (0 = none).
-    pub acked: u64,
+    pub(super) acked: u64,
     /// Entities in view at the last update, sorted.
-    pub visible: Vec<EntityId>,
+    pub(super) visible: Vec<EntityId>,
     /// Spawns and removals not yet in an acknowledged snapshot: since when, sorted by id.
-    pub pending: Vec<(EntityId, u64)>,
-    pub reliable_tx: ReliableSender<ServerMessage>,
-    pub reliable_rx: ReliableReceiver,
-    pub last_input_seq: Option<u32>,
-    pub pong: Option<u64>,
+    pub(super) pending: Vec<(EntityId, u64)>,
+    pub(super) reliable_tx: ReliableSender<ServerMessage>,
+    pub(super) reliable_rx: ReliableReceiver,
+    pub(super) last_input_seq: Option<u32>,
+    pub(super) pong: Option<u64>,
     /// Chats this client may still send now (a token bucket of `chat_burst`).
-    pub chat_tokens: u32,
+    pub(super) chat_tokens: u32,
     /// The tick up to which `chat_tokens` has been refilled.
-    pub chat_refilled: u64,
+    pub(super) chat_refilled: u64,
+    /// Which ticks this client gets a snapshot on (with a snapshot rate below the tick rate):
+    /// those where `(tick + phase) % divisor == 0`.
+    pub(super) phase: u32,
 }
 
 impl ClientLink {
-    pub fn new(player: PlayerId, entity: EntityId, config: &ReplicationConfig, tick: u64) -> Self {
+    pub(super) fn new(
+        player: PlayerId,
+        entity: EntityId,
+        config: &ReplicationConfig,
+        tick: u64,
+        phase: u32,
+    ) -> Self {
         Self {
             player,
             entity,
@@ -51,12 +89,23 @@ impl ClientLink {
             pong: None,
             chat_tokens: config.chat_burst,
             chat_refilled: tick,
+            phase,
         }
+    }
+
+    /// The player this link replicates to.
+    pub fn player(&self) -> PlayerId {
+        self.player
+    }
+
+    /// Whether this client gets a snapshot at `tick`, with a snapshot every `divisor` ticks.
+    pub fn due(&self, tick: u64, divisor: u32) -> bool {
+        divisor <= 1 || (tick + u64::from(self.phase)) % u64::from(divisor) == 0
     }
 
     /// Takes one chat token at `tick` if there is one, after refilling one per
     /// `chat_refill_ticks` since the last refill (up to `chat_burst`).
-    pub fn take_chat_token(&mut self, tick: u64, config: &ReplicationConfig) -> bool {
+    pub(super) fn take_chat_token(&mut self, tick: u64, config: &ReplicationConfig) -> bool {
         let every = u64::from(config.chat_refill_ticks.max(1));
         let earned = tick.saturating_sub(self.chat_refilled) / every;
         if earned > 0 {
@@ -72,12 +121,7 @@ impl ClientLink {
     }
 
     /// The remembered snapshot of `tick`, if still in the ring.
-    pub fn snapshot(&self, tick: u64) -> Option<&Vec<NetEntity>> {
-        self.slot(tick).map(|s| &s.entities)
-    }
-
-    /// The remembered snapshot of `tick` with its capture ticks.
-    pub fn slot(&self, tick: u64) -> Option<&Snapshot> {
+    pub(super) fn slot(&self, tick: u64) -> Option<&Snapshot> {
         let slot = self.ring.get((tick % SNAPSHOT_RING as u64) as usize)?;
         (tick != 0 && slot.tick == tick).then_some(slot)
     }

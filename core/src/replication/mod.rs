@@ -1,25 +1,36 @@
 //! Server-side replication: which entities each client sees (AOI with hysteresis), and one
-//! packet per client per tick that carries a delta snapshot against the newest snapshot that
+//! packet per client per snapshot that carries a delta against the newest snapshot that
 //! client acknowledged, fitted to the packet budget by a priority accumulator, plus the
 //! reliable channel.
 //!
 //! Sans-IO like the zone: [`Replicator::handle_packet`] takes a client's decrypted bytes,
 //! [`Replicator::update`] runs after [`crate::Zone::tick`] and fills one buffer with every
 //! client's payload, read back with [`Replicator::packets`]. Nothing allocates per tick once warm.
+//!
+//! The work of a tick comes in two parts. [`Replicator::prepare`] does what every client
+//! shares, once: every entity's record and its version ([`track`]), the spatial grid, the
+//! bytes packets copy. Then [`Replicator::build`] makes the packets of any set of clients
+//! from the shared [`Frame`] into a [`Worker`]; the core runs it on one thread
+//! ([`Replicator::update`]), a caller with threads may run it for disjoint sets of clients
+//! ([`Replicator::split`]) on as many, and gets the same bytes.
 
+mod frame;
 mod link;
 mod select;
+mod track;
 
 use std::collections::BTreeMap;
 
 use glam::Vec2;
 
 use crate::protocol::{
-    ClientMessage, ClientPacket, DecodeError, MAX_CHAT, MAX_PACKET, NetEntity, ServerMessage,
-    ServerPacket,
+    ClientMessage, ClientPacket, DecodeError, EntitySample, MAX_CHAT, MAX_PACKET, NetEntity,
+    ServerMessage,
 };
 use crate::{EntityId, PlayerId, SpatialGrid, Zone};
-use link::ClientLink;
+pub use frame::{Frame, Worker};
+pub use link::ClientLink;
+use track::Tracker;
 
 /// Snapshots remembered per client for use as delta baselines (ticks).
 pub const SNAPSHOT_RING: usize = 32;
@@ -50,6 +61,12 @@ pub struct ReplicationConfig {
     pub chat_burst: u32,
     /// A client earns one chat back every this many ticks.
     pub chat_refill_ticks: u32,
+    /// Ticks between two snapshots of one client (1: every tick). Clients are spread evenly
+    /// over the ticks, so each tick builds about `1 / snapshot_interval` of the packets.
+    pub snapshot_interval: u32,
+    /// Ticks between two searches of a client's surroundings for entities entering its view
+    /// (staggered over the clients); exits are checked at every snapshot.
+    pub aoi_refresh_ticks: u32,
 }
 
 impl ReplicationConfig {
@@ -74,6 +91,8 @@ impl Default for ReplicationConfig {
             reliable_reserved: 32,
             chat_burst: 5,
             chat_refill_ticks: 30,
+            snapshot_interval: 1,
+            aoi_refresh_ticks: 4,
         }
     }
 }
@@ -124,6 +143,14 @@ pub struct ReplicationMetrics {
     pub chats_limited: u64,
     /// Chats delivered into listeners' queues.
     pub chats_relayed: u64,
+    /// Records that changed (summed over ticks): what the shared work encodes.
+    pub records_changed: u64,
+    /// Updates whose bytes were copied from the tick's shared encoding.
+    pub shared_updates: u64,
+    /// Updates encoded for one client (its baseline held an older version).
+    pub encoded_updates: u64,
+    /// Entities replaced (removed and spawned again): the client's version was forgotten.
+    pub replaced: u64,
 }
 
 /// Replication state of every connected client.
@@ -131,21 +158,27 @@ pub struct ReplicationMetrics {
 pub struct Replicator {
     config: ReplicationConfig,
     tick: u64,
-    world: Vec<NetEntity>,
-    /// `world` index of each entity id (`u32::MAX` when absent).
+    tick_hz: u32,
+    samples: Vec<EntitySample>,
+    tracker: Tracker,
+    /// Tracker slot of each of the zone's own entity ids (`u32::MAX` when absent).
     index: Vec<u32>,
     grid: SpatialGrid,
-    clients: BTreeMap<PlayerId, ClientLink>,
+    /// Sorted by player.
+    clients: Vec<ClientLink>,
     /// The client of each connected avatar.
     by_entity: BTreeMap<EntityId, PlayerId>,
     /// Listeners of one chat (reused).
     listeners: Vec<PlayerId>,
-    scratch: select::Scratch,
-    packet: ServerPacket,
     decoded: ClientPacket,
-    out: Vec<u8>,
-    spans: Vec<(PlayerId, u32, u32)>,
+    /// The single-threaded build's worker ([`Replicator::update`]).
+    worker: Worker,
+    connects: u32,
     metrics: ReplicationMetrics,
+}
+
+fn find(clients: &[ClientLink], player: PlayerId) -> Option<usize> {
+    clients.binary_search_by_key(&player, |l| l.player).ok()
 }
 
 impl Replicator {
@@ -165,21 +198,23 @@ impl Replicator {
         config.aoi_exit_radius = config.aoi_exit_radius.max(config.aoi_radius);
         // Reliable traffic never takes more than half a packet: snapshots always progress.
         config.reliable_budget = config.reliable_budget.min(config.packet_budget / 2);
+        config.snapshot_interval = config.snapshot_interval.max(1);
+        config.aoi_refresh_ticks = config.aoi_refresh_ticks.max(1);
         let cell = (config.aoi_radius / 2.0).clamp(4.0, 32.0);
         Self {
             grid: SpatialGrid::covering(origin, map_size, cell),
             config,
             tick: 0,
-            world: Vec::new(),
+            tick_hz: 60,
+            samples: Vec::new(),
+            tracker: Tracker::new(60),
             index: Vec::new(),
-            clients: BTreeMap::new(),
+            clients: Vec::new(),
             by_entity: BTreeMap::new(),
             listeners: Vec::new(),
-            scratch: select::Scratch::default(),
-            packet: ServerPacket::default(),
             decoded: ClientPacket::default(),
-            out: Vec::new(),
-            spans: Vec::new(),
+            worker: Worker::new(),
+            connects: 0,
             metrics: ReplicationMetrics::default(),
         }
     }
@@ -195,7 +230,9 @@ impl Replicator {
         let Some(entity) = zone.player_entity(player) else {
             return false;
         };
-        let mut link = ClientLink::new(player, entity, &self.config, zone.current_tick());
+        let phase = self.connects % self.config.snapshot_interval;
+        self.connects = self.connects.wrapping_add(1);
+        let mut link = ClientLink::new(player, entity, &self.config, zone.current_tick(), phase);
         let welcome = ServerMessage::Welcome {
             zone: zone.zone_id(),
             player,
@@ -203,30 +240,33 @@ impl Replicator {
             tick_hz: zone.rules().tick_hz.min(u32::from(u16::MAX)) as u16,
         };
         let _ = link.reliable_tx.send(welcome);
-        if let Some(old) = self.clients.insert(player, link) {
-            self.by_entity.remove(&old.entity);
+        match self.clients.binary_search_by_key(&player, |l| l.player) {
+            Ok(i) => {
+                let old = std::mem::replace(&mut self.clients[i], link);
+                self.by_entity.remove(&old.entity);
+            }
+            Err(i) => self.clients.insert(i, link),
         }
         self.by_entity.insert(entity, player);
         let (entities, clients) = (zone.entity_count(), self.clients.len());
-        self.world
-            .reserve(entities.saturating_sub(self.world.len()));
+        self.samples
+            .reserve(entities.saturating_sub(self.samples.len()));
         self.grid.reserve(entities);
-        self.spans.reserve(clients.saturating_sub(self.spans.len()));
-        self.out
-            .reserve((clients * MAX_PACKET).saturating_sub(self.out.len()));
+        self.worker.reserve(clients, clients * MAX_PACKET);
         true
     }
 
     /// Stops replicating to `player`.
     pub fn disconnect(&mut self, player: PlayerId) {
-        if let Some(link) = self.clients.remove(&player) {
+        if let Some(i) = find(&self.clients, player) {
+            let link = self.clients.remove(i);
             self.by_entity.remove(&link.entity);
         }
     }
 
     /// Whether `player` is connected.
     pub fn is_connected(&self, player: PlayerId) -> bool {
-        self.clients.contains_key(&player)
+        find(&self.clients, player).is_some()
     }
 
     /// Number of connected clients.
@@ -243,10 +283,10 @@ impl Replicator {
     /// chat and the combat log cannot. `false` (and counted) if the client is unknown or even
     /// the reserve is full.
     pub fn send_reliable(&mut self, player: PlayerId, message: ServerMessage) -> bool {
-        let Some(link) = self.clients.get_mut(&player) else {
+        let Some(i) = find(&self.clients, player) else {
             return false;
         };
-        let sent = link.reliable_tx.send(message).is_ok();
+        let sent = self.clients[i].reliable_tx.send(message).is_ok();
         if !sent {
             self.metrics.control_dropped += 1;
         }
@@ -265,10 +305,11 @@ impl Replicator {
             self.metrics.decode_errors[e.index()] += 1;
             return Err(e.into());
         }
-        let Some(link) = self.clients.get_mut(&player) else {
+        let Some(ci) = find(&self.clients, player) else {
             self.metrics.unknown_client += 1;
             return Err(PacketError::UnknownClient);
         };
+        let link = &mut self.clients[ci];
         let p = &self.decoded;
         if p.ack_tick > self.tick {
             self.metrics.bogus_acks += 1;
@@ -295,7 +336,8 @@ impl Replicator {
         let Self {
             config,
             tick,
-            world,
+            tick_hz,
+            tracker,
             index,
             grid,
             clients,
@@ -312,7 +354,7 @@ impl Replicator {
             if text.len() > MAX_CHAT {
                 continue;
             }
-            let Some(link) = clients.get_mut(&player) else {
+            let Some(link) = clients.get_mut(ci) else {
                 break;
             };
             if allowed >= MAX_CHATS_PER_PACKET || !link.take_chat_token(*tick, config) {
@@ -325,11 +367,16 @@ impl Replicator {
                 entity: from_entity,
                 text,
             };
-            chat.relay(Relay {
+            let frame = Frame {
+                tick: *tick,
+                tick_hz: *tick_hz,
                 config,
-                world,
+                tracker,
                 index,
                 grid,
+            };
+            chat.relay(Relay {
+                frame: &frame,
                 clients,
                 by_entity,
                 listeners,
@@ -339,7 +386,7 @@ impl Replicator {
         Ok(())
     }
 
-    /// Builds every client's packet for the tick `zone` just simulated.
+    /// Builds every due client's packet for the tick `zone` just simulated.
     pub fn update(&mut self, zone: &Zone) {
         self.update_with_ghosts(zone, &[]);
     }
@@ -350,31 +397,56 @@ impl Replicator {
     ///
     /// A client whose avatar has left the zone (a handoff in progress) keeps its view as it
     /// was: its packets carry only reliable messages (the redirect) until it goes.
-    pub fn update_with_ghosts(&mut self, zone: &Zone, ghosts: &[NetEntity]) {
+    pub fn update_with_ghosts(&mut self, zone: &Zone, ghosts: &[EntitySample]) {
+        self.prepare(zone, ghosts);
+        let mut worker = std::mem::take(&mut self.worker);
+        {
+            let (frame, clients) = self.split();
+            Self::build(&frame, clients, &mut worker);
+        }
+        self.absorb(&worker);
+        self.worker = worker;
+    }
+
+    /// The shared work of a tick, once for all clients: every entity's record (zone entities
+    /// and `ghosts`, as in [`Replicator::update_with_ghosts`]), the spatial grid, the combat
+    /// log into the reliable queues. Then build the packets with [`Replicator::split`] and
+    /// [`Replicator::build`] (or all at once with [`Replicator::update_with_ghosts`]).
+    pub fn prepare(&mut self, zone: &Zone, ghosts: &[EntitySample]) {
         self.tick = zone.current_tick();
-        self.world.clear();
-        self.world.extend(
+        self.tick_hz = zone.rules().tick_hz.max(1);
+        self.samples.clear();
+        self.samples.extend(
             zone.entities()
-                .map(|v| NetEntity::from_view(&v))
+                .map(|v| EntitySample::from_view(&v))
                 .filter(|e| e.id.0 < GHOST_ID_BASE),
         );
-        let top = self.world.last().map_or(0, |e| e.id.0 as usize + 1);
+        let top = self.samples.last().map_or(0, |e| e.id.0 as usize + 1);
         let mut last = None;
         for g in ghosts {
             if g.id.0 >= GHOST_ID_BASE && last.is_none_or(|l| g.id > l) {
-                self.world.push(*g);
+                self.samples.push(*g);
                 last = Some(g.id);
             }
         }
+        self.tracker.set_tick_hz(self.tick_hz);
+        self.tracker.update(self.tick, &self.samples);
+        self.metrics.records_changed += self.tracker.changed() as u64;
         self.index.clear();
         self.index.resize(top, u32::MAX);
-        for (i, e) in self.world.iter().enumerate() {
-            if let Some(slot) = self.index.get_mut(e.id.0 as usize) {
+        for (i, t) in self.tracker.entities().iter().enumerate() {
+            if let Some(slot) = self.index.get_mut(t.record.id.0 as usize) {
                 *slot = i as u32;
             }
         }
-        self.grid
-            .rebuild(self.world.iter().map(|e| (e.id, e.position())));
+        // The grid holds frame slots (in id order), not ids: views come out sorted.
+        self.grid.rebuild(
+            self.tracker
+                .positions()
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (EntityId(i as u32), *p)),
+        );
 
         // Combat log: every hit involving a client's avatar.
         let bulk = self.config.bulk_limit();
@@ -383,7 +455,7 @@ impl Replicator {
                 .into_iter()
                 .flatten()
             {
-                if let Some(link) = self.clients.get_mut(&p) {
+                if let Some(i) = find(&self.clients, p) {
                     let m = ServerMessage::Hit {
                         attacker: hit.attacker,
                         target: hit.target,
@@ -391,63 +463,109 @@ impl Replicator {
                         damage: hit.damage,
                         killed: hit.killed,
                     };
-                    if link.reliable_tx.send_within(m, bulk).is_err() {
+                    if self.clients[i].reliable_tx.send_within(m, bulk).is_err() {
                         self.metrics.reliable_dropped += 1;
                     }
                 }
             }
         }
+    }
 
-        self.out.clear();
-        self.spans.clear();
-        for link in self.clients.values_mut() {
-            let start = self.out.len();
-            let stats = select::build_packet(
-                link,
-                self.tick,
-                &self.config,
-                select::World {
-                    entities: &self.world,
-                    index: &self.index,
-                },
-                &self.grid,
-                &mut self.scratch,
-                &mut self.packet,
-                &mut self.out,
-            );
-            let end = self.out.len();
-            self.spans.push((link.player, start as u32, end as u32));
-            self.metrics.packets += 1;
-            self.metrics.bytes += (end - start) as u64;
-            self.metrics.visible += stats.visible as u64;
-            self.metrics.entity_records += stats.records as u64;
-            self.metrics.deferred += stats.deferred as u64;
-            self.metrics.full_snapshots += u64::from(stats.full);
+    /// The shared frame of the last [`Replicator::prepare`] and every client, to build
+    /// packets for disjoint chunks of the clients on as many threads
+    /// ([`Replicator::build`]); then hand each worker to [`Replicator::absorb`].
+    pub fn split(&mut self) -> (Frame<'_>, &mut [ClientLink]) {
+        (
+            Frame {
+                tick: self.tick,
+                tick_hz: self.tick_hz,
+                config: &self.config,
+                tracker: &self.tracker,
+                index: &self.index,
+                grid: &self.grid,
+            },
+            &mut self.clients,
+        )
+    }
+
+    /// Builds the packets of the clients in `links` that are due this tick into `worker`
+    /// (its previous packets are dropped). Safe to run for disjoint chunks of the clients on
+    /// different threads over the same frame: each packet depends only on the frame and its
+    /// client.
+    pub fn build(frame: &Frame<'_>, links: &mut [ClientLink], worker: &mut Worker) {
+        worker.clear();
+        let interval = frame.config.snapshot_interval;
+        for link in links.iter_mut() {
+            if !link.due(frame.tick, interval) {
+                continue;
+            }
+            let start = worker.out_len();
+            let mut scratch = std::mem::take(&mut worker.scratch);
+            let stats = select::build_packet(link, frame, &mut scratch, worker.begin());
+            worker.scratch = scratch;
+            worker.finish(link.player, start, &stats);
         }
     }
 
-    /// The packets built by the last [`Replicator::update`], one per client.
+    /// Counts what `worker` built into the metrics.
+    pub fn absorb(&mut self, worker: &Worker) {
+        let t = &worker.totals;
+        let m = &mut self.metrics;
+        m.packets += t.packets;
+        m.bytes += t.bytes;
+        m.visible += t.visible;
+        m.entity_records += t.records;
+        m.deferred += t.deferred;
+        m.full_snapshots += t.full;
+        m.shared_updates += t.shared;
+        m.encoded_updates += t.encoded;
+        m.replaced += t.replaced;
+    }
+
+    /// The packets built by the last [`Replicator::update`], one per due client.
     pub fn packets(&self) -> impl Iterator<Item = (PlayerId, &[u8])> {
-        self.spans
-            .iter()
-            .map(|&(p, a, b)| (p, self.out.get(a as usize..b as usize).unwrap_or(&[])))
+        self.worker.packets()
     }
 
     /// What `player` holds after applying the packet of `tick` (its view then), sorted by id,
-    /// while that snapshot is still remembered.
-    pub fn sent_view(&self, player: PlayerId, tick: u64) -> Option<&[NetEntity]> {
-        let link = self.clients.get(&player)?;
-        link.snapshot(tick).map(|s| s.as_slice())
+    /// while that snapshot is still remembered and its records are known.
+    pub fn sent_view(&self, player: PlayerId, tick: u64) -> Option<Vec<NetEntity>> {
+        let link = self.clients.get(find(&self.clients, player)?)?;
+        let snap = link.slot(tick)?;
+        let entities = self.tracker.entities();
+        snap.entities
+            .iter()
+            .map(|h| {
+                let t = entities
+                    .binary_search_by_key(&h.id, |t| t.record.id)
+                    .ok()
+                    .and_then(|i| entities.get(i));
+                self.tracker.record(t, h.id, h.version())
+            })
+            .collect()
     }
 
-    /// The quantized state of every entity at the last update, sorted by id.
-    pub fn world(&self) -> &[NetEntity] {
-        &self.world
+    /// The replicated record of every entity at the last update, sorted by id.
+    pub fn world(&self) -> impl ExactSizeIterator<Item = &NetEntity> {
+        self.tracker.entities().iter().map(|t| &t.record)
+    }
+
+    /// The replicated record of one entity at the last update.
+    pub fn record(&self, id: EntityId) -> Option<&NetEntity> {
+        let entities = self.tracker.entities();
+        let i = entities.binary_search_by_key(&id, |t| t.record.id).ok()?;
+        entities.get(i).map(|t| &t.record)
     }
 
     /// Entities `player` currently sees (its AOI), sorted by id.
     pub fn visible(&self, player: PlayerId) -> Option<&[EntityId]> {
-        self.clients.get(&player).map(|l| l.visible.as_slice())
+        let link = self.clients.get(find(&self.clients, player)?)?;
+        Some(link.visible.as_slice())
+    }
+
+    /// Ticks per second of the zone replicated (positions on tracks depend on it).
+    pub fn tick_hz(&self) -> u32 {
+        self.tick_hz
     }
 }
 
@@ -460,11 +578,8 @@ struct Chat<'a> {
 
 /// What relaying a chat reads and writes of the replicator.
 struct Relay<'a> {
-    config: &'a ReplicationConfig,
-    world: &'a [NetEntity],
-    index: &'a [u32],
-    grid: &'a SpatialGrid,
-    clients: &'a mut BTreeMap<PlayerId, ClientLink>,
+    frame: &'a Frame<'a>,
+    clients: &'a mut [ClientLink],
     by_entity: &'a BTreeMap<EntityId, PlayerId>,
     listeners: &'a mut Vec<PlayerId>,
     metrics: &'a mut ReplicationMetrics,
@@ -478,24 +593,27 @@ impl Chat<'_> {
         r.listeners.clear();
         r.listeners.push(self.speaker);
         let at = r
-            .index
-            .get(self.entity.0 as usize)
-            .and_then(|&i| r.world.get(i as usize))
-            .map(NetEntity::position);
+            .frame
+            .slot_of(self.entity)
+            .map(|i| r.frame.position(r.frame.entity(i)));
         if let Some(at) = at {
             // A client sees what lies within its exit radius; the margin covers rounding.
-            r.grid
-                .for_each_within(at, r.config.aoi_exit_radius + 1.0, |id, _| {
+            r.frame.grid.for_each_within(
+                at,
+                r.frame.config.aoi_exit_radius + 1.0,
+                |slot, _| {
+                    let id = r.frame.entity(slot.0 as usize).record.id;
                     if let Some(&p) = r.by_entity.get(&id)
                         && p != self.speaker
                     {
                         r.listeners.push(p);
                     }
-                });
+                },
+            );
         }
-        let limit = r.config.bulk_limit();
+        let limit = r.frame.config.bulk_limit();
         for p in r.listeners.iter() {
-            let Some(link) = r.clients.get_mut(p) else {
+            let Some(link) = find(r.clients, *p).and_then(|i| r.clients.get_mut(i)) else {
                 continue;
             };
             if link.entity != self.entity && link.visible.binary_search(&self.entity).is_err() {

@@ -235,7 +235,7 @@ impl Handoffs {
         &mut self,
         now: Duration,
         here: impl Fn(PlayerId) -> bool,
-    ) -> &[zone_core::protocol::NetEntity] {
+    ) -> &[zone_core::protocol::EntitySample] {
         let (grid, zone, timeout) = (
             self.place.grid,
             self.place.zone,

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 
 use bincode::{Decode, Encode};
-use zone_core::protocol::NetEntity;
+use zone_core::protocol::EntitySample;
 use zone_core::{PlayerId, PlayerState, ZoneId};
 
 /// Most ghosts in one batch (a zone's border band rarely holds more; the rest wait).
@@ -57,7 +57,7 @@ impl RefuseReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct GhostEntity {
     /// The entity as the neighbour replicates it.
-    pub entity: NetEntity,
+    pub entity: EntitySample,
     /// The player whose avatar it is (`None` for an NPC).
     pub player: Option<PlayerId>,
 }
@@ -291,7 +291,7 @@ mod tests {
                 to: ZoneId(1),
                 tick: 99,
                 entities: vec![GhostEntity {
-                    entity: NetEntity {
+                    entity: EntitySample {
                         id: zone_core::EntityId(5),
                         kind: zone_core::protocol::NetKind::Player,
                         x: 1,

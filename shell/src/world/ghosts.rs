@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use zone_core::protocol::NetEntity;
+use zone_core::protocol::EntitySample;
 use zone_core::world::{WorldGrid, ghost_id};
 use zone_core::{EntityKind, PlayerId, Zone, ZoneId};
 
@@ -42,7 +42,7 @@ pub fn collect(
             EntityKind::Npc => None,
         };
         let ghost = GhostEntity {
-            entity: NetEntity::from_view(&view),
+            entity: EntitySample::from_view(&view),
             player,
         };
         for n in grid.ghost_zones_of(me, view.position, margin) {
@@ -66,7 +66,7 @@ struct Batch {
 #[derive(Debug, Default)]
 pub struct GhostTable {
     batches: BTreeMap<ZoneId, Batch>,
-    merged: Vec<NetEntity>,
+    merged: Vec<EntitySample>,
 }
 
 impl GhostTable {
@@ -115,7 +115,7 @@ impl GhostTable {
         now: Duration,
         timeout: Duration,
         here: impl Fn(PlayerId) -> bool,
-    ) -> &[NetEntity] {
+    ) -> &[EntitySample] {
         self.batches
             .retain(|_, b| now.saturating_sub(b.received) <= timeout);
         self.merged.clear();
@@ -127,7 +127,7 @@ impl GhostTable {
                 if g.player.is_some_and(&here) {
                     continue;
                 }
-                self.merged.push(NetEntity {
+                self.merged.push(EntitySample {
                     id: ghost_id(slot, g.entity.id),
                     ..g.entity
                 });
@@ -214,7 +214,7 @@ mod tests {
         let grid = WorldGrid::of_tiles(2, 1, 64, 1).unwrap();
         let mut table = GhostTable::default();
         let g = |id, player| GhostEntity {
-            entity: NetEntity {
+            entity: EntitySample {
                 id: EntityId(id),
                 kind: zone_core::protocol::NetKind::Npc,
                 x: 63 * 64,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use zone_core::client::{ClientEvent as GameEvent, ClientSession};
 use zone_core::netcode::{Client, ClientEvent, ClientState, Key};
-use zone_core::protocol::{ClientMessage, ClientPacket, POS_SCALE};
+use zone_core::protocol::{ClientMessage, ClientPacket};
 use zone_core::world::WorldGrid;
 use zone_core::{PlayerId, PlayerInput, PlayerState, Vec2, Zone, ZoneId};
 use zone_shell::effects::redirect::RedirectToken;
@@ -437,11 +437,12 @@ impl World {
                 }
             }
             let from = self.nodes[i].address;
-            while let Some(t) = self.nodes[i].host.poll_transmit() {
+            let (rng, wire) = (&mut self.rng, &mut self.wire);
+            self.nodes[i].host.drain_datagrams(|t| {
                 let (to, bytes) = (t.destination, t.payload.to_vec());
-                let at = step + 1 + self.rng.below(2);
-                self.wire.push_back((at, from, to, bytes));
-            }
+                let at = step + 1 + rng.below(2);
+                wire.push_back((at, from, to, bytes));
+            });
         }
     }
 
@@ -481,7 +482,7 @@ impl World {
                 s.entity().and_then(|id| s.entity_state(id)).copied()
             };
             if let Some(me) = me {
-                let at = Vec2::new(me.x as f32, me.y as f32) / POS_SCALE;
+                let at = self.bots[b].session.position_vec(&me);
                 if at.distance(self.bots[b].waypoint) < 2.0 || self.rng.below(900) == 0 {
                     self.bots[b].waypoint = self.waypoint();
                 }
