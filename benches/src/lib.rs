@@ -12,7 +12,7 @@ use zone_core::replication::{ReplicationConfig, Replicator};
 use zone_core::scenario::Script;
 use zone_core::{EntityKind, Zone, ZoneConfig, ZoneId};
 
-pub mod host_rig;
+pub use zone_shell::rig as host_rig;
 
 /// Arena side length that keeps entity density constant across scenarios (~24 tiles each).
 pub fn arena_side(entities: u32) -> u32 {

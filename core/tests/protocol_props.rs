@@ -7,8 +7,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use zone_core::client::ClientSession;
 use zone_core::protocol::{
-    ClientMessage, ClientPacket, EntityUpdate, MAX_PACKET, NetEntity, NetKind, PROTOCOL_VERSION, ServerMessage,
-    ServerPacket, WireInput,
+    ClientMessage, ClientPacket, EntityUpdate, MAX_PACKET, NetEntity, NetKind, PROTOCOL_VERSION,
+    ServerMessage, ServerPacket, WireInput,
 };
 use zone_core::{AbilityId, EntityId, PlayerId, ZoneId};
 
@@ -293,11 +293,18 @@ fn decoders_refuse_with_typed_reasons() {
     ));
     // Server packets: unknown section flags, an empty section, a baseline not before the tick,
     // an anchor before tick 0.
-    let header = |tick: u8, age: u8, sections: u8| vec![PROTOCOL_VERSION, 1, tick, age, 0, sections];
-    assert_eq!(ServerPacket::decode(&header(5, 0, 0)).map(|p| p.tick), Ok(5));
+    let header =
+        |tick: u8, age: u8, sections: u8| vec![PROTOCOL_VERSION, 1, tick, age, 0, sections];
+    assert_eq!(
+        ServerPacket::decode(&header(5, 0, 0)).map(|p| p.tick),
+        Ok(5)
+    );
     assert!(matches!(
         ServerPacket::decode(&header(5, 0, 32)),
-        Err(DecodeError::BadTag { what: "packet sections", got: 32 })
+        Err(DecodeError::BadTag {
+            what: "packet sections",
+            got: 32
+        })
     ));
     let mut empty = header(5, 0, 4);
     empty.push(0);

@@ -27,6 +27,7 @@ use crate::bots::{BotConfig, CrowdReport, run_crowd};
 use crate::config::{Config, HostedZone};
 use crate::effects::lease::{claim_lease, keep_lease, renew_period};
 use crate::effects::{EffectLink, LinkConfig, Stores};
+use crate::host::lanes::{Parallel, Sequential};
 use crate::host::{HostConfig, ZoneHost};
 use crate::keys::{private_key, random_bytes};
 use crate::metrics::{Metrics, MetricsText, WorldMetrics};
@@ -36,6 +37,7 @@ use crate::persist::flusher::{Flusher, FlusherConfig};
 use crate::persist::redis::RedisHotStore;
 use crate::persist::spool::{Spool, SpoolConfig, SpoolStats};
 use crate::persist::{ColdStore, HotStore};
+use crate::pool::LanePool;
 use crate::server::{LoopConfig, LoopSummary, Status, run_loop};
 use crate::tokens::unix_ms;
 use crate::world::WorldPlace;
@@ -280,7 +282,7 @@ pub async fn start(config: Config, max_ticks: Option<u64>) -> anyhow::Result<Run
 struct Prepared {
     hosted: HostedZone,
     zone: Option<Zone>,
-    socket: tokio::net::UdpSocket,
+    socket: crate::socket::batched::BatchedUdp,
     running: ZoneRunning,
     lease: crate::persist::Lease,
     /// The lease owner: the server's lasting identity and the zone's public address.
@@ -359,8 +361,10 @@ pub async fn start_with(
     let zones: Vec<ZoneRunning> = prepared.iter().map(|p| p.running.clone()).collect();
     let mut tasks: Vec<ZoneTask> = Vec::with_capacity(prepared.len());
     let config = Arc::new(config);
+    let lane_threads = config.net.threads_per_zone(prepared.len());
     for p in prepared {
         let parts = ZoneParts {
+            lane_threads,
             config: config.clone(),
             key: key.clone(),
             run,
@@ -467,7 +471,7 @@ async fn prepare_zones(
                 "the kernel granted a smaller UDP receive buffer than net.recv_buffer_bytes; raise net.core.rmem_max (sysctl) or datagrams are lost under load"
             );
         }
-        let udp_addr = socket.local_addr()?;
+        let udp_addr = crate::socket::DatagramSocket::local_addr(&socket)?;
         let public_address = match config.net.public_address {
             Some(p) if p.port() != 0 => h.public_address,
             _ => udp_addr,
@@ -520,6 +524,8 @@ async fn prepare_zones(
 /// What every life of a zone is built from: the first one, and each after the zone's lease
 /// was lost and claimed again.
 struct ZoneParts {
+    /// Threads the zone's packet lanes run on, its tick thread included.
+    lane_threads: usize,
     config: Arc<Config>,
     key: Key,
     run: u64,
@@ -530,8 +536,9 @@ struct ZoneParts {
     tracker: TaskTracker,
 }
 
-/// Builds the zone's first life (so that it ticks as soon as its task runs) and spawns its
-/// lives (`run_zone`).
+/// Builds the zone's first life (so that it ticks as soon as its thread runs) and runs its
+/// lives (`run_zone`) on a thread of its own: the tick thread, one of the threads of the
+/// zone's packet lanes ([`LanePool`]), driving its loop on the runtime's I/O and timers.
 fn start_zone(
     mut p: Prepared,
     parts: ZoneParts,
@@ -540,7 +547,33 @@ fn start_zone(
     let zone = p.zone.take().context("zone built once")?;
     let first = build_life(&parts, &p, zone, p.lease.fence)?;
     let tracker = parts.tracker.clone();
-    Ok(tracker.spawn(run_zone(p, parts, first, shutdown.child_token())))
+    let stop = shutdown.child_token();
+    let runtime = tokio::runtime::Handle::current();
+    let name = format!("zone-{}", p.hosted.zone.0);
+    let (threads, id) = (parts.lane_threads, p.hosted.zone);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    // Ready as soon as start returns: the host is built and its socket bound; the loop starts
+    // on the thread below at once.
+    p.running.status.ready.store(true, Ordering::Release);
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let lanes: Arc<dyn Parallel> = match LanePool::on_this_thread(threads, &name) {
+                Ok(pool) => Arc::new(pool),
+                Err(e) => {
+                    warn!(zone = %id, error = %e, "packet lanes run on the tick thread alone");
+                    Arc::new(Sequential)
+                }
+            };
+            info!(zone = %id, threads = lanes.width(), "zone tick thread started");
+            let _ = done_tx.send(runtime.block_on(run_zone(p, parts, first, stop, lanes)));
+        })
+        .with_context(|| format!("starting the tick thread of zone {id}"))?;
+    Ok(tracker.spawn(async move {
+        done_rx
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("zone {id}'s tick thread ended abruptly")))
+    }))
 }
 
 /// Builds the zone's host and effect link for one life under `fence`.
@@ -574,6 +607,7 @@ fn build_life(
         fence,
         global_sequence_random: random_bytes()?,
         world,
+        snapshot_interval: config.net.snapshot_interval(zone.rules().tick_hz)?,
     };
     let host = ZoneHost::new(
         zone,
@@ -718,6 +752,7 @@ async fn run_zone(
     parts: ZoneParts,
     first: (ZoneHost, EffectLink),
     stop: CancellationToken,
+    lanes: Arc<dyn Parallel>,
 ) -> anyhow::Result<ZoneFinished> {
     let zone = p.hosted.zone;
     let ttl = Duration::from_millis(parts.config.store.lease_ttl_ms);
@@ -726,10 +761,11 @@ async fn run_zone(
     let mut first = Some(first);
     loop {
         let fence = lease.fence;
-        let (host, link) = match first.take() {
+        let (mut host, link) = match first.take() {
             Some(life) => life,
             None => build_life(&parts, &p, build_zone_of(&parts.config, &p.hosted)?, fence)?,
         };
+        host.set_parallel(lanes.clone());
         p.running.status.held.store(true, Ordering::Release);
         p.running.metrics.lease_held.set(1);
         let mut life = run_life(&p, &parts, host, link, lease, ttl, &stop).await;

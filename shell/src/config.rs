@@ -100,7 +100,7 @@ pub struct HostedZone {
     pub public_address: SocketAddr,
 }
 
-/// UDP transport and netcode.io.
+/// UDP transport, netcode.io and the packet phase of a tick.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetSection {
@@ -125,6 +125,13 @@ pub struct NetSection {
     /// `net.core.rmem_max`; a warning says so). 0 keeps the OS default (about 208 KiB on
     /// Linux, which a loaded server overflows).
     pub recv_buffer_bytes: usize,
+    /// Snapshots per second each client gets: a divisor of the tick rate (the rules'
+    /// `tick_hz`, 60 by default). Absent: one every tick. Clients are spread evenly over the
+    /// ticks, so each tick builds `snapshot_hz / tick_hz` of the packets.
+    pub snapshot_hz: Option<u32>,
+    /// Threads each zone builds and seals its packets on, its tick thread included
+    /// (0: the available cores divided among the zones this process hosts).
+    pub replication_threads: usize,
 }
 
 /// Persistence. Without `redis_url` the hot store lives in the process; without `scylla_uri`
@@ -218,6 +225,8 @@ impl Default for NetSection {
             timeout_s: 10,
             max_packets_per_client_tick: 8,
             recv_buffer_bytes: 4 << 20,
+            snapshot_hz: None,
+            replication_threads: 0,
         }
     }
 }
@@ -285,6 +294,32 @@ impl Default for LogSection {
     }
 }
 
+impl NetSection {
+    /// Ticks between two snapshots of a client at `tick_hz`, from `snapshot_hz`; an error
+    /// naming the field when it does not divide the tick rate.
+    pub fn snapshot_interval(&self, tick_hz: u32) -> Result<u32, ConfigError> {
+        let Some(hz) = self.snapshot_hz else {
+            return Ok(1);
+        };
+        if hz == 0 || hz > tick_hz || tick_hz % hz != 0 {
+            return Err(invalid(
+                "net.snapshot_hz",
+                format!("must divide the tick rate ({tick_hz} Hz), got {hz}"),
+            ));
+        }
+        Ok(tick_hz / hz)
+    }
+
+    /// Lane threads per zone when `zones` zones share this process.
+    pub fn threads_per_zone(&self, zones: usize) -> usize {
+        if self.replication_threads > 0 {
+            return self.replication_threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        (cores / zones.max(1)).clamp(1, crate::host::lanes::MAX_LANES)
+    }
+}
+
 impl std::fmt::Debug for NetSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NetSection")
@@ -303,6 +338,8 @@ impl std::fmt::Debug for NetSection {
                 &self.max_packets_per_client_tick,
             )
             .field("recv_buffer_bytes", &self.recv_buffer_bytes)
+            .field("snapshot_hz", &self.snapshot_hz)
+            .field("replication_threads", &self.replication_threads)
             .finish()
     }
 }
@@ -525,6 +562,19 @@ impl Config {
         }
         if self.net.max_packets_per_client_tick == 0 {
             return Err(invalid("net.max_packets_per_client_tick", "must be > 0"));
+        }
+        if self.net.snapshot_hz == Some(0) {
+            return Err(invalid("net.snapshot_hz", "must be > 0"));
+        }
+        if self.net.replication_threads > crate::host::lanes::MAX_LANES {
+            return Err(invalid(
+                "net.replication_threads",
+                format!(
+                    "must be at most {}, got {}",
+                    crate::host::lanes::MAX_LANES,
+                    self.net.replication_threads
+                ),
+            ));
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return Err(invalid(

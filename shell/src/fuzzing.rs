@@ -489,6 +489,7 @@ fn bus_host() -> Option<crate::host::ZoneHost> {
             zone_core::ZoneId(1),
             public,
         )),
+        snapshot_interval: 1,
     };
     crate::host::ZoneHost::new(
         zone,

@@ -39,8 +39,8 @@ use zone_core::replication::{PacketError, ReplicationConfig, ReplicationMetrics,
 use zone_core::{InputError, PlayerId, PlayerState, Vec2, Zone, ZoneId};
 
 use handoff::{Action, Handoffs};
-use lanes::{Lane, Parallel, Sequential};
 pub use handoff::{HandoffEvent, HandoffStats};
+use lanes::{Lane, Parallel, Sequential};
 use presence::{Connect, Gone, InvariantError, Outgoing, Phase, Presence, Presences};
 use stats::bump;
 pub use stats::{HostDrop, HostStats, JoinSource, Label};
@@ -94,6 +94,8 @@ pub struct HostConfig {
     /// The zone's place in a world of zones (borders, neighbours, handoffs); `None` for a
     /// zone that is a world of its own.
     pub world: Option<WorldPlace>,
+    /// Ticks between two snapshots of a client (1: every tick).
+    pub snapshot_interval: u32,
 }
 
 /// A zone, its replication, its netcode server and where its players are.
@@ -165,7 +167,13 @@ impl ZoneHost {
         net_config.global_sequence_start =
             netcode::random_global_sequence_start(config.global_sequence_random);
         let net = netcode::Server::new(net_config, challenge_key).map_err(HostError::Netcode)?;
-        let rep = Replicator::for_zone(ReplicationConfig::default(), &zone);
+        let rep = Replicator::for_zone(
+            ReplicationConfig {
+                snapshot_interval: config.snapshot_interval,
+                ..ReplicationConfig::default()
+            },
+            &zone,
+        );
         let zone_id = zone.zone_id();
         if let Some(place) = &config.world
             && place.zone != zone_id
@@ -307,6 +315,11 @@ impl ZoneHost {
         for lane in self.poll_batches() {
             lane.datagrams().iter().for_each(&mut send);
         }
+    }
+
+    /// What the packet phase runs on (the loop sends the batches on it too).
+    pub fn parallel(&self) -> std::sync::Arc<dyn Parallel> {
+        self.parallel.clone()
     }
 
     /// Runs the packet phase of every tick on `parallel`: one lane per job it runs at once

@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod persist;
 pub mod pool;
 pub mod process_stats;
+pub mod rig;
 pub mod server;
 pub mod socket;
 pub mod tokens;

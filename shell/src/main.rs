@@ -131,6 +131,12 @@ struct RunArgs {
     /// Stop after this many ticks (0 or absent: run until a signal).
     #[arg(long, env = "ZONE_TICKS")]
     ticks: Option<u64>,
+    /// Snapshots per second per client, a divisor of the tick rate (default: every tick).
+    #[arg(long, env = "ZONE_SNAPSHOT_HZ")]
+    snapshot_hz: Option<u32>,
+    /// Threads each zone builds and seals its packets on (0: the cores shared out).
+    #[arg(long, env = "ZONE_REPLICATION_THREADS")]
+    replication_threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -295,6 +301,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.rules {
         config.zone.rules_file = Some(v);
+    }
+    if let Some(v) = args.snapshot_hz {
+        config.net.snapshot_hz = Some(v);
+    }
+    if let Some(v) = args.replication_threads {
+        config.net.replication_threads = v;
     }
     if let Some(v) = args.max_clients {
         config.net.max_clients = v;

@@ -4,8 +4,10 @@
 //! Overruns: when a tick ends past the next deadline, the missed ticks run back to back (up to
 //! `max_catch_up` of them); if the loop is still behind after that, the remaining ticks are
 //! skipped and counted, and the schedule restarts from now. The tick deadline always wins over
-//! datagrams (`biased` select), and at most `MAX_DATAGRAMS_PER_WAKE` datagrams are read per
-//! wake-up, so a flood of junk cannot starve the ticks.
+//! datagrams (`biased` select), and at most `MAX_BATCHES_PER_WAKE` receive batches are read
+//! per wake-up, so a flood of junk cannot starve the ticks. Receives and the tick's snapshot
+//! sends go through the socket's batch calls (recvmmsg, sendmmsg: [`crate::socket`]); the
+//! sealed batches of the lanes are handed to the kernel from the lanes' threads at once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,12 +19,16 @@ use tracing::{info, warn};
 
 use crate::effects::EffectLink;
 use crate::host::ZoneHost;
+use crate::host::lanes::{Datagrams, Lane, MAX_LANES};
 use crate::metrics::{Direction, HostExport, Metrics};
-use crate::socket::DatagramSocket;
+use crate::socket::{BatchSent, DatagramSocket, DatagramSource, RecvBatch};
 use crate::tokens::{unix_ms, unix_now};
+use smallvec::SmallVec;
+use zone_core::netcode::Transmit;
 
-/// Datagrams read per wake-up before the loop looks at the clock again.
-const MAX_DATAGRAMS_PER_WAKE: usize = 512;
+/// Receive batches read per wake-up before the loop looks at the clock again (each up to the
+/// socket's batch, 32 datagrams for the production socket).
+const MAX_BATCHES_PER_WAKE: usize = 16;
 
 /// Liveness and readiness, shared with the admin endpoint.
 #[derive(Debug, Default)]
@@ -124,7 +130,7 @@ pub async fn run_loop<S: DatagramSocket>(
     let period = Duration::from_secs_f64(1.0 / f64::from(config.tick_hz.max(1)));
     let mut next = epoch + period;
     let mut summary = LoopSummary::default();
-    let mut buf = vec![0u8; 2048];
+    let mut rx = socket.recv_batch_buffers();
     let mut last_tick: Option<Instant> = None;
     let mut export = HostExport::default();
     status.ready.store(true, Ordering::Release);
@@ -177,15 +183,15 @@ pub async fn run_loop<S: DatagramSocket>(
                     break;
                 }
             }
-            received = socket.recv_from(&mut buf) => {
+            received = socket.recv_batch(&mut rx) => {
                 let started = Instant::now();
-                handle(host, &mut buf, received, epoch, metrics);
-                for _ in 0..MAX_DATAGRAMS_PER_WAKE {
-                    let more = socket.try_recv_from(&mut buf);
-                    if matches!(&more, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+                handle(host, &mut rx, received, epoch, metrics);
+                for _ in 0..MAX_BATCHES_PER_WAKE {
+                    let more = socket.try_recv_batch(&mut rx);
+                    if matches!(&more, Ok(()) if rx.is_empty()) {
                         break;
                     }
-                    handle(host, &mut buf, more, epoch, metrics);
+                    handle(host, &mut rx, more, epoch, metrics);
                 }
                 metrics.receive_seconds.inc_by(started.elapsed().as_secs_f64());
                 persist.pump(host);
@@ -213,41 +219,71 @@ pub async fn run_loop<S: DatagramSocket>(
 
 fn handle(
     host: &mut ZoneHost,
-    buf: &mut [u8],
-    received: std::io::Result<(usize, std::net::SocketAddr)>,
+    rx: &mut RecvBatch,
+    received: std::io::Result<()>,
     epoch: Instant,
     metrics: &Metrics,
 ) {
     match received {
-        Ok((n, from)) => {
+        Ok(()) => {
+            let (mut packets, mut bytes) = (0u64, 0u64);
+            for i in 0..rx.len() {
+                if let Some((from, datagram)) = rx.get_mut(i) {
+                    packets += 1;
+                    bytes += datagram.len() as u64;
+                    host.handle_datagram(Instant::now() - epoch, unix_now(), from, datagram);
+                }
+            }
             metrics
                 .packets
                 .get_or_create(&Direction { direction: "in" })
-                .inc();
+                .inc_by(packets);
             metrics
                 .bytes
                 .get_or_create(&Direction { direction: "in" })
-                .inc_by(n as u64);
-            if let Some(datagram) = buf.get_mut(..n) {
-                host.handle_datagram(Instant::now() - epoch, unix_now(), from, datagram);
-            }
+                .inc_by(bytes);
         }
         Err(e) => {
             // ICMP port-unreachable and friends surface here on some platforms: count, go on.
             metrics.drop_reason("socket_error");
-            tracing::debug!(error = %e, "recv_from failed");
+            tracing::debug!(error = %e, "receive failed");
         }
     }
 }
 
+impl DatagramSource for Datagrams {
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    fn get(&self, i: usize) -> Option<Transmit<'_>> {
+        Datagrams::get(self, i)
+    }
+}
+
+/// Sends what the host queued, then the tick's sealed batches: each lane's batch handed to
+/// the kernel in batches from the lanes' threads at once (`try_send_batch`), what the kernel
+/// did not take at once sent here, one by one, awaiting the socket.
 async fn flush<S: DatagramSocket>(host: &mut ZoneHost, socket: &S, metrics: &Metrics) {
     let (mut packets, mut bytes) = (0u64, 0u64);
     while let Some(t) = host.poll_transmit() {
         send_one(socket, t, metrics, &mut packets, &mut bytes).await;
     }
-    for lane in host.poll_batches() {
-        for t in lane.datagrams().iter() {
-            send_one(socket, t, metrics, &mut packets, &mut bytes).await;
+    let mut sent: SmallVec<[BatchSent; MAX_LANES]> = SmallVec::new();
+    let lanes = hand_batches_to_kernel(host, socket, &mut sent);
+    if !lanes.is_empty() {
+        for (lane, out) in lanes.iter().zip(&sent) {
+            packets += (out.done - out.refused) as u64;
+            bytes += out.bytes as u64;
+            for _ in 0..out.refused {
+                metrics.drop_reason("send_error");
+            }
+            let datagrams = lane.datagrams();
+            for i in out.done..datagrams.len() {
+                if let Some(t) = datagrams.get(i) {
+                    send_one(socket, t, metrics, &mut packets, &mut bytes).await;
+                }
+            }
         }
     }
     metrics
@@ -260,9 +296,37 @@ async fn flush<S: DatagramSocket>(host: &mut ZoneHost, socket: &S, metrics: &Met
         .inc_by(bytes);
 }
 
+/// Hands the tick's sealed batches to the kernel without waiting, each lane's from the lanes'
+/// threads at once ([`DatagramSocket::try_send_batch`]); `sent` gets what each did. Returns
+/// the lanes, whose datagrams past `sent[i].done` are still to send. Allocates nothing.
+pub fn hand_batches_to_kernel<'h, S: DatagramSocket>(
+    host: &'h mut ZoneHost,
+    socket: &S,
+    sent: &mut SmallVec<[BatchSent; MAX_LANES]>,
+) -> &'h [Lane] {
+    let parallel = host.parallel();
+    let lanes = host.poll_batches();
+    sent.clear();
+    sent.extend(lanes.iter().map(|_| BatchSent::default()));
+    if lanes.is_empty() {
+        return lanes;
+    }
+    let mut jobs: SmallVec<[_; MAX_LANES]> = lanes
+        .iter()
+        .zip(sent.iter_mut())
+        .map(|(lane, out)| move || *out = socket.try_send_batch(lane.datagrams(), 0))
+        .collect();
+    let mut refs: SmallVec<[&mut (dyn FnMut() + Send); MAX_LANES]> = jobs
+        .iter_mut()
+        .map(|j| j as &mut (dyn FnMut() + Send))
+        .collect();
+    parallel.run(&mut refs);
+    lanes
+}
+
 async fn send_one<S: DatagramSocket>(
     socket: &S,
-    t: zone_core::netcode::Transmit<'_>,
+    t: Transmit<'_>,
     metrics: &Metrics,
     packets: &mut u64,
     bytes: &mut u64,

@@ -382,6 +382,7 @@ async fn zone_server(
                 fence: lease.fence,
                 global_sequence_random: seeded8(seed, run),
                 world: Some(place),
+                snapshot_interval: 1,
             },
             key(),
             Key::from_bytes([run as u8; 32]),

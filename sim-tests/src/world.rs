@@ -342,6 +342,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
             fence: lease.fence,
             global_sequence_random: seeded8(seed, run),
             world: None,
+            snapshot_interval: 1,
         },
         key(),
         Key::from_bytes([run as u8; 32]),

@@ -6,17 +6,21 @@
 use benches::host_rig::{HostRig, RigConfig};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let clients = args.first().copied().unwrap_or(1_000) as u32;
     let ticks = args.get(1).copied().unwrap_or(600);
     let warm = args.get(2).copied().unwrap_or(120);
     let threads = args.get(3).copied().unwrap_or(2) as usize;
     let mut rig = HostRig::new(RigConfig {
+        zone: benches::scenario_config(benches::Scenario::Standard, clients, 5_000),
         clients,
-        npcs: 5_000,
         rtt_ticks: 6,
         sockets: true,
         threads,
+        snapshot_interval: 1,
     })?;
     for _ in 0..warm {
         rig.step();
@@ -25,14 +29,15 @@ fn main() -> anyhow::Result<()> {
     times.sort_unstable_by(f64::total_cmp);
     let q = |f: f64| times[((times.len() - 1) as f64 * f).round() as usize];
     println!(
-        "host tick, {clients} clients, {threads} threads: p50 {:.2} ms, p99 {:.2} ms; {} connected, {:.1} visible/client, {} datagrams sent ({} B), {} send errors",
+        "host tick, {clients} clients, {threads} threads: p50 {:.2} ms, p99 {:.2} ms; {} connected, {:.1} visible/client, {} datagrams sent ({} B), {} send errors, {} awaited",
         q(0.5),
         q(0.99),
         rig.connected(),
         rig.visible_per_client(),
         rig.sent.0,
         rig.sent.1,
-        rig.send_errors
+        rig.send_errors,
+        rig.waited
     );
     let m = rig.host.replication_metrics();
     println!(

@@ -121,13 +121,8 @@ pub fn open(
     let nonce = Nonce::assume_unique_for_key(packet_nonce(sequence));
     let tag = ring::aead::Tag::from(*tag);
     #[allow(deprecated)] // renamed open_within_separate_tag after 0.17; same call
-    let opened = key.open_in_place_separate_tag(
-        nonce,
-        Aad::from(associated_data),
-        tag,
-        ciphertext,
-        0..,
-    );
+    let opened =
+        key.open_in_place_separate_tag(nonce, Aad::from(associated_data), tag, ciphertext, 0..);
     if opened.is_err() {
         ciphertext.copy_from_slice(kept);
         return Err(AeadFailure);

@@ -321,8 +321,7 @@ pub fn write_update_body(
         mask |= UPDATE_FACING;
         out.put_bytes(&[now.facing]);
     }
-    if base.health != now.health || base.max_health != now.max_health || base.alive != now.alive
-    {
+    if base.health != now.health || base.max_health != now.max_health || base.alive != now.alive {
         mask |= UPDATE_STATUS;
         put_varint(out, now.health.into());
         put_varint(out, now.max_health.into());
@@ -410,8 +409,11 @@ impl EntityUpdate {
 
     /// The mask bits of the fields present.
     pub fn mask(&self) -> u8 {
-        (if self.track.is_some() { UPDATE_TRACK } else { 0 })
-            | (if self.vel.is_some() { UPDATE_VEL } else { 0 })
+        (if self.track.is_some() {
+            UPDATE_TRACK
+        } else {
+            0
+        }) | (if self.vel.is_some() { UPDATE_VEL } else { 0 })
             | (if self.facing.is_some() {
                 UPDATE_FACING
             } else {
@@ -626,7 +628,11 @@ impl ServerPacket {
                 next = e.id.0.wrapping_add(1);
                 body.clear();
                 write_spawn_body(e, &mut body);
-                write_spawn(buf, &body, e.moving().then(|| self.tick.saturating_sub(e.anchor)));
+                write_spawn(
+                    buf,
+                    &body,
+                    e.moving().then(|| self.tick.saturating_sub(e.anchor)),
+                );
             }
         }
     }

@@ -26,7 +26,6 @@ pub use redirect::{
 };
 pub use reliable::{ReliableReceiver, ReliableSender};
 
-
 /// Version byte that opens every packet (2: tracked entities, section flags, baseline age).
 pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest payload in either direction (one netcode.io packet).

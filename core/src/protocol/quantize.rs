@@ -189,9 +189,10 @@ impl NetEntity {
 
     /// Position at `tick` (1/64 units): the anchor position plus [`travel`] since the anchor.
     pub fn at(&self, tick: u64, tick_hz: u32) -> (i32, i32) {
-        let ticks = (tick as i128 - self.anchor as i128)
-            .clamp(-(MAX_EXTRAPOLATION_TICKS as i128), MAX_EXTRAPOLATION_TICKS as i128)
-            as i64;
+        let ticks = (tick as i128 - self.anchor as i128).clamp(
+            -(MAX_EXTRAPOLATION_TICKS as i128),
+            MAX_EXTRAPOLATION_TICKS as i128,
+        ) as i64;
         (
             offset(self.x, self.vx, ticks, tick_hz),
             offset(self.y, self.vy, ticks, tick_hz),

@@ -361,8 +361,25 @@ mod tests {
     fn hand_written_codecs_match_bincode() {
         let values: Vec<i64> = (-70_000..70_000)
             .step_by(97)
-            .chain([0, 1, -1, 125, -126, 250, 251, 32_767, -32_768, i64::from(i32::MAX)])
-            .chain([i64::from(i32::MIN), u32::MAX.into(), 5_000_000_000, i64::MAX, i64::MIN])
+            .chain([
+                0,
+                1,
+                -1,
+                125,
+                -126,
+                250,
+                251,
+                32_767,
+                -32_768,
+                i64::from(i32::MAX),
+            ])
+            .chain([
+                i64::from(i32::MIN),
+                u32::MAX.into(),
+                5_000_000_000,
+                i64::MAX,
+                i64::MIN,
+            ])
             .collect();
         for &v in &values {
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
@@ -396,13 +413,18 @@ mod tests {
         }
         for bytes in &all {
             let kind = |r: Result<u64, DecodeError>| r.map_err(|e| e.index());
-            let bin = |r: Result<(u64, usize), DecodeError>| r.map(|(v, _)| v).map_err(|e| e.index());
+            let bin =
+                |r: Result<(u64, usize), DecodeError>| r.map(|(v, _)| v).map_err(|e| e.index());
             let mut r = WireReader::new(bytes);
             let got16 = kind(r.u16v().map(u64::from));
-            let want16 = bin(WireReader::new(bytes).get::<u16>().map(|v| (u64::from(v), 0)));
+            let want16 = bin(WireReader::new(bytes)
+                .get::<u16>()
+                .map(|v| (u64::from(v), 0)));
             assert_eq!(got16, want16, "u16 {bytes:?}");
             let got32 = kind(WireReader::new(bytes).u32v().map(u64::from));
-            let want32 = bin(WireReader::new(bytes).get::<u32>().map(|v| (u64::from(v), 0)));
+            let want32 = bin(WireReader::new(bytes)
+                .get::<u32>()
+                .map(|v| (u64::from(v), 0)));
             assert_eq!(got32, want32, "u32 {bytes:?}");
             let got64 = kind(WireReader::new(bytes).u64v());
             let want64 = bin(WireReader::new(bytes).get::<u64>().map(|v| (v, 0)));

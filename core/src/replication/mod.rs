@@ -598,18 +598,16 @@ impl Chat<'_> {
             .map(|i| r.frame.position(r.frame.entity(i)));
         if let Some(at) = at {
             // A client sees what lies within its exit radius; the margin covers rounding.
-            r.frame.grid.for_each_within(
-                at,
-                r.frame.config.aoi_exit_radius + 1.0,
-                |slot, _| {
+            r.frame
+                .grid
+                .for_each_within(at, r.frame.config.aoi_exit_radius + 1.0, |slot, _| {
                     let id = r.frame.entity(slot.0 as usize).record.id;
                     if let Some(&p) = r.by_entity.get(&id)
                         && p != self.speaker
                     {
                         r.listeners.push(p);
                     }
-                },
-            );
+                });
         }
         let limit = r.frame.config.bulk_limit();
         for p in r.listeners.iter() {

@@ -20,10 +20,10 @@ use crate::protocol::{
     write_server_header, write_spawn, write_update_body,
 };
 
+use super::SNAPSHOT_RING;
 use super::frame::Frame;
 use super::link::{ClientLink, Held};
 use super::track::Tracked;
-use super::SNAPSHOT_RING;
 
 /// Ticks before an unacknowledged reliable message is sent again (about two round trips).
 const RELIABLE_RESEND_TICKS: u64 = 12;
@@ -227,7 +227,8 @@ pub(super) fn build_packet(
         // Some changes wait: the client holds the baseline's versions of those.
         snapshot(frame, base, s);
     }
-    link.reliable_tx.mark_sent(reliable_first, reliable_count, tick);
+    link.reliable_tx
+        .mark_sent(reliable_first, reliable_count, tick);
     // Swap buffers rather than copy: capacities circulate between clients, so once the
     // largest views have been seen, building a packet allocates nothing.
     let slot = &mut link.ring[(tick % SNAPSHOT_RING as u64) as usize];
@@ -333,7 +334,15 @@ fn candidates(
                     continue;
                 }
                 s.snapshot.push(Held::new(id, version));
-                change(frame, frame.entity(slot), b, (bi - 1) as u32, slot, &mut s.bodies, stats)
+                change(
+                    frame,
+                    frame.entity(slot),
+                    b,
+                    (bi - 1) as u32,
+                    slot,
+                    &mut s.bodies,
+                    stats,
+                )
             }
             (Some(b), Some(slot), Some(id)) if b.id > id => {
                 vi += 1;

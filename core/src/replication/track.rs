@@ -90,8 +90,7 @@ impl Tracked {
         let (ex, ey) = old.at(tick, tick_hz);
         // Only the position decides: a velocity that drifts a little keeps its track until
         // the position strays past the tolerance (then the new track takes today's velocity).
-        let on_track =
-            (ex - s.x).abs() <= TRACK_TOLERANCE && (ey - s.y).abs() <= TRACK_TOLERANCE;
+        let on_track = (ex - s.x).abs() <= TRACK_TOLERANCE && (ey - s.y).abs() <= TRACK_TOLERANCE;
         let mut now = if on_track { old } else { s.anchored(tick) };
         (now.facing, now.health, now.max_health, now.alive) =
             (s.facing, s.health, s.max_health, s.alive);
@@ -127,7 +126,6 @@ impl Tracked {
         let i = self.from.iter().position(|&f| f == version)?;
         self.older.get(i)
     }
-
 }
 
 /// The records that changed at one tick, sorted by id.
@@ -222,7 +220,12 @@ impl Tracker {
                 .all(|(t, s)| t.record.id == s.id);
         if same_ids {
             // The common case: nobody came or went; follow everyone in place.
-            for ((t, s), v) in self.entities.iter_mut().zip(samples).zip(&mut self.versions) {
+            for ((t, s), v) in self
+                .entities
+                .iter_mut()
+                .zip(samples)
+                .zip(&mut self.versions)
+            {
                 if t.follow(s, tick, self.tick_hz) {
                     slot.records.push(t.record);
                     self.changed += 1;
@@ -253,14 +256,20 @@ impl Tracker {
         }
         std::mem::swap(&mut self.entities, &mut self.next);
         self.versions.clear();
-        self.versions.extend(self.entities.iter().map(|t| t.version));
+        self.versions
+            .extend(self.entities.iter().map(|t| t.version));
         self.ids.clear();
         self.ids.extend(self.entities.iter().map(|t| t.record.id));
         self.refresh_positions();
     }
 
     /// The record `id` had at `version`, if it is still known.
-    pub fn record(&self, tracked: Option<&Tracked>, id: EntityId, version: u64) -> Option<NetEntity> {
+    pub fn record(
+        &self,
+        tracked: Option<&Tracked>,
+        id: EntityId,
+        version: u64,
+    ) -> Option<NetEntity> {
         if let Some(r) = tracked.and_then(|t| t.version(version)) {
             return Some(*r);
         }
@@ -301,7 +310,10 @@ mod tests {
         for tick in 1..=40 {
             t.update(tick, &[sample(1, at(tick), 48)]);
             let e = &t.entities()[0];
-            assert_eq!(e.version, 1, "tick {tick}: a steady walk needs no new record");
+            assert_eq!(
+                e.version, 1,
+                "tick {tick}: a steady walk needs no new record"
+            );
             assert!((e.x - at(tick)).abs() <= TRACK_TOLERANCE);
         }
         // It stops at 128: its track goes on, 131 at tick 41 (within 3), 134 at 42 (off it):
@@ -313,11 +325,17 @@ mod tests {
         assert_eq!(e.version, 42);
         assert_eq!((e.record.x, e.record.anchor, e.record.vx), (at(40), 0, 0));
         assert_eq!(e.from[0], 1, "the previous version");
-        assert_eq!(e.from[HISTORY], 1, "kept as stable: the walk lasted 41 ticks");
+        assert_eq!(
+            e.from[HISTORY], 1,
+            "kept as stable: the walk lasted 41 ticks"
+        );
         assert_ne!(e.deltas[0].mask, 0);
         // The old record is still found, by version.
         assert_eq!(t.record(Some(e), EntityId(1), 1).map(|r| r.anchor), Some(1));
-        assert_eq!(t.record(Some(e), EntityId(1), 42).map(|r| r.anchor), Some(0));
+        assert_eq!(
+            t.record(Some(e), EntityId(1), 42).map(|r| r.anchor),
+            Some(0)
+        );
     }
 
     #[test]
@@ -355,7 +373,10 @@ mod tests {
             t.update(tick, &[sample(2, 0, 0), sample(3, 50 * tick as i32, 0)]);
         }
         let e3 = t.entities().iter().find(|e| e.record.id.0 == 3);
-        assert!(e3.is_some_and(|e| e.version(2).is_none()), "out of the history");
+        assert!(
+            e3.is_some_and(|e| e.version(2).is_none()),
+            "out of the history"
+        );
         assert_eq!(t.record(e3, EntityId(3), 2).map(|r| r.x), Some(50));
     }
 }

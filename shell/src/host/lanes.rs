@@ -56,6 +56,15 @@ impl Datagrams {
         })
     }
 
+    /// The `i`-th datagram.
+    pub fn get(&self, i: usize) -> Option<Transmit<'_>> {
+        let &(destination, a, b) = self.entries.get(i)?;
+        Some(Transmit {
+            destination,
+            payload: self.bytes.get(a as usize..b as usize)?,
+        })
+    }
+
     /// Number of datagrams.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -107,7 +116,12 @@ impl Lane {
 
     /// Builds the packets of the due clients of `links` and seals each with its ticket
     /// (`tickets` is aligned with `links`).
-    fn run(&mut self, frame: &Frame<'_>, links: &mut [ClientLink], tickets: &[Option<PayloadTicket>]) {
+    fn run(
+        &mut self,
+        frame: &Frame<'_>,
+        links: &mut [ClientLink],
+        tickets: &[Option<PayloadTicket>],
+    ) {
         Replicator::build(frame, links, &mut self.worker);
         self.datagrams.clear();
         self.unsealed = 0;

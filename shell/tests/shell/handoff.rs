@@ -67,6 +67,7 @@ fn host() -> (ZoneHost, SocketAddr) {
         fence: 3,
         global_sequence_random: [1; 8],
         world: Some(WorldPlace::new(grid, ME, public)),
+        snapshot_interval: 1,
     };
     let host = ZoneHost::new(
         zone,

@@ -154,6 +154,7 @@ impl World {
                     fence: 1,
                     global_sequence_random: [zone.0 as u8; 8],
                     world: Some(place(grid, zone, address, seed)),
+                    snapshot_interval: 1,
                 };
                 let host = ZoneHost::new(
                     Zone::new(grid.zone_config(zone, 6).unwrap(), seed ^ u64::from(zone.0))

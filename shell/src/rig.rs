@@ -1,47 +1,59 @@
-//! The host-tick rig: one real [`ZoneHost`] (simulation, replication, netcode) serving
-//! `clients` in-process game clients (the core's netcode client and game session) that play
-//! the standard scenario over a simulated round trip, while every datagram the host sends is
-//! handed to the kernel through a real UDP socket, to a real socket per client.
+//! The host-tick rig: one real [`ZoneHost`] (simulation, replication, netcode, its packet
+//! lanes) serving `clients` in-process game clients (the core's netcode client and game
+//! session) that play like the scripted players of the benchmarks over a simulated round trip,
+//! while every datagram the host sends is handed to the kernel through the server's own send
+//! path ([`crate::server::hand_batches_to_kernel`] on a [`BatchedUdp`]) to a real socket per
+//! client.
 //!
-//! What is timed is what one host tick costs the server: [`ZoneHost::tick`] (simulation,
-//! replication, encryption) plus handing its datagrams to the kernel. The clients' work, the
-//! round-trip delay and the receive path are outside the timed part.
+//! What [`HostRig::step`] times is what one host tick costs the server: [`ZoneHost::tick`]
+//! (simulation, replication, encryption) plus handing its datagrams to the kernel. The
+//! clients' work, the round-trip delay and the receive path are outside it. Benchmarks and the
+//! zero-allocation test use it; a game team can load-test its own rules with it.
+//!
+//! With `threads > 1` the rig's thread joins a [`LanePool`]: a thread joins one pool for its
+//! life, so run each such rig on a fresh thread.
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
 use zone_core::client::ClientSession;
-use zone_core::protocol::ServerMessage;
 use zone_core::netcode::{Client, ClientEvent, ClientState, Key};
+use zone_core::protocol::ServerMessage;
 use zone_core::rng::{self, Purpose};
 use zone_core::scenario::Script;
-use zone_core::{AbilityId, AbilityUse, PlayerId, PlayerInput, Vec2, Zone};
-use zone_shell::effects::{Effect, LoadOutcome};
-use zone_shell::host::{HostConfig, ZoneHost};
-use zone_shell::persist::StoredPlayer;
-use zone_shell::persist::load_policy::LoadSource;
-use zone_shell::tokens::{TokenRequest, TokenSecrets, mint_with};
+use zone_core::{AbilityId, AbilityUse, PlayerId, PlayerInput, Vec2, Zone, ZoneConfig};
 
-use crate::{Scenario, scenario_config};
+use crate::effects::{Effect, LoadOutcome};
+use crate::host::lanes::MAX_LANES;
+use crate::host::{HostConfig, ZoneHost};
+use crate::persist::StoredPlayer;
+use crate::persist::load_policy::LoadSource;
+use crate::pool::LanePool;
+use crate::socket::batched::BatchedUdp;
+use crate::socket::{BatchSent, DatagramSocket};
+use crate::tokens::{TokenRequest, TokenSecrets, mint_with};
 
 const PROTOCOL: u64 = 0x5A4F_4E45;
 const UNIX: u64 = 1_800_000_000;
 const FIRST_PLAYER: u64 = 1;
 
 /// How to build the rig.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct RigConfig {
+    /// The zone (its NPCs, map and rules).
+    pub zone: ZoneConfig,
     /// Connected clients (players).
     pub clients: u32,
-    /// NPCs.
-    pub npcs: u32,
     /// Round trip, in ticks (half each way).
     pub rtt_ticks: usize,
     /// Hand datagrams to the kernel (false: drop them after the host produced them).
     pub sockets: bool,
     /// Threads of the packet lanes (1: the tick's own thread only).
     pub threads: usize,
+    /// Ticks between two snapshots of a client.
+    pub snapshot_interval: u32,
 }
 
 struct RigClient {
@@ -64,7 +76,10 @@ type Wire = VecDeque<(u64, usize, Vec<u8>)>;
 pub struct HostRig {
     /// The host under test.
     pub host: ZoneHost,
-    socket: Option<UdpSocket>,
+    socket: Option<BatchedUdp>,
+    /// Drives the socket's readiness (a worker thread) and the rare awaited send.
+    runtime: tokio::runtime::Runtime,
+    sent_now: SmallVec<[BatchSent; MAX_LANES]>,
     clients: Vec<RigClient>,
     script: Script,
     up: Wire,
@@ -77,6 +92,8 @@ pub struct HostRig {
     pub sent: (u64, u64),
     /// Sends the kernel refused.
     pub send_errors: u64,
+    /// Datagrams the kernel did not take at once (sent awaiting the socket).
+    pub waited: u64,
 }
 
 impl std::fmt::Debug for HostRig {
@@ -95,11 +112,14 @@ fn step() -> Duration {
 impl HostRig {
     /// Builds the zone and the host, and connects every client (untimed).
     pub fn new(config: RigConfig) -> anyhow::Result<Self> {
-        let zone_config = scenario_config(Scenario::Standard, config.clients, config.npcs);
-        let zone = Zone::new(zone_config, 42)?;
+        let zone = Zone::new(config.zone.clone(), 42)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
         let socket = if config.sockets {
-            let s = UdpSocket::bind("127.0.0.1:0")?;
-            s.set_nonblocking(true)?;
+            let _inside = runtime.enter();
+            let (s, _) = crate::socket::bind_udp("127.0.0.1:0".parse()?, 4 << 20)?;
             Some(s)
         } else {
             None
@@ -108,7 +128,7 @@ impl HostRig {
             Some(s) => s.local_addr()?,
             None => "127.0.0.1:40000".parse()?,
         };
-        let host = ZoneHost::new(
+        let mut host = ZoneHost::new(
             zone,
             &HostConfig {
                 protocol_id: PROTOCOL,
@@ -119,10 +139,15 @@ impl HostRig {
                 fence: 1,
                 global_sequence_random: [9; 8],
                 world: None,
+                snapshot_interval: config.snapshot_interval,
             },
             Key::from_bytes([7; 32]),
             Key::from_bytes([8; 32]),
         )?;
+        if config.threads > 1 {
+            let pool = LanePool::on_this_thread(config.threads, "rig")?;
+            host.set_parallel(std::sync::Arc::new(pool));
+        }
         let mut clients = Vec::with_capacity(config.clients as usize);
         for i in 0..u64::from(config.clients) {
             let player = PlayerId(FIRST_PLAYER + i);
@@ -132,7 +157,10 @@ impl HostRig {
                 let a = s.local_addr()?;
                 (Some(s), a)
             } else {
-                (None, SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 5_000)))
+                (
+                    None,
+                    SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 5_000)),
+                )
             };
             let token = mint_with(
                 &TokenRequest {
@@ -162,14 +190,11 @@ impl HostRig {
                 last_hit_by: None,
             });
         }
-        let mut host = host;
-        if config.threads > 1 {
-            let pool = zone_shell::pool::LanePool::on_this_thread(config.threads, "rig")?;
-            host.set_parallel(std::sync::Arc::new(pool));
-        }
         let mut rig = Self {
             host,
             socket,
+            runtime,
+            sent_now: SmallVec::new(),
             clients,
             script: Script::new(7, FIRST_PLAYER, config.clients),
             up: VecDeque::new(),
@@ -180,6 +205,7 @@ impl HostRig {
             buf: vec![0; 2048],
             sent: (0, 0),
             send_errors: 0,
+            waited: 0,
         };
         rig.connect_all()?;
         Ok(rig)
@@ -278,6 +304,12 @@ impl HostRig {
     /// One tick: deliver what arrived, then the timed part (host tick + handing every datagram
     /// to the kernel), then the clients read and answer. Returns the timed part's duration.
     pub fn step(&mut self) -> Duration {
+        self.step_marked(&mut |_| {})
+    }
+
+    /// [`HostRig::step`], calling `mark(true)` right before the timed part and `mark(false)`
+    /// right after (a test counts allocations in between).
+    pub fn step_marked(&mut self, mark: &mut dyn FnMut(bool)) -> Duration {
         let now = self.now();
         while self.up.front().is_some_and(|(due, _, _)| *due <= self.tick) {
             if let Some((_, i, mut bytes)) = self.up.pop_front() {
@@ -286,32 +318,61 @@ impl HostRig {
             }
         }
         self.effects();
+        mark(true);
         let started = Instant::now();
         self.host.tick(now, UNIX * 1_000 + self.tick * 16);
         self.send_all();
         let took = started.elapsed();
+        mark(false);
         self.effects();
         self.receive(now);
         self.tick += 1;
         took
     }
 
-    /// Hands every queued datagram to the kernel (or, without sockets, straight to the
-    /// clients' delay line).
+    /// Hands every datagram to the kernel the way the server does (the queue, then the sealed
+    /// batches from the lanes' threads; what the kernel did not take at once, awaited), or,
+    /// without sockets, straight to the clients' delay line.
     fn send_all(&mut self) {
         let Some(socket) = &self.socket else {
             self.route_to_clients(self.now(), true);
             return;
         };
-        let (sent, errors) = (&mut self.sent, &mut self.send_errors);
-        self.host
-            .drain_datagrams(|t| match socket.send_to(t.payload, t.destination) {
+        while let Some(t) = self.host.poll_transmit() {
+            match self
+                .runtime
+                .block_on(socket.send_to(t.payload, t.destination))
+            {
                 Ok(n) => {
-                    sent.0 += 1;
-                    sent.1 += n as u64;
+                    self.sent.0 += 1;
+                    self.sent.1 += n as u64;
                 }
-                Err(_) => *errors += 1,
-            });
+                Err(_) => self.send_errors += 1,
+            }
+        }
+        let lanes =
+            crate::server::hand_batches_to_kernel(&mut self.host, socket, &mut self.sent_now);
+        for (lane, out) in lanes.iter().zip(&self.sent_now) {
+            self.sent.0 += (out.done - out.refused) as u64;
+            self.sent.1 += out.bytes as u64;
+            self.send_errors += out.refused as u64;
+            let datagrams = lane.datagrams();
+            for i in out.done..datagrams.len() {
+                if let Some(t) = datagrams.get(i) {
+                    self.waited += 1;
+                    match self
+                        .runtime
+                        .block_on(socket.send_to(t.payload, t.destination))
+                    {
+                        Ok(n) => {
+                            self.sent.0 += 1;
+                            self.sent.1 += n as u64;
+                        }
+                        Err(_) => self.send_errors += 1,
+                    }
+                }
+            }
+        }
     }
 
     /// The clients read their sockets (into the delay line), take what is due, and send their
@@ -326,7 +387,11 @@ impl HostRig {
                     .push_back((self.tick + self.half, i, self.buf[..n].to_vec()));
             }
         }
-        while self.down.front().is_some_and(|(due, _, _)| *due <= self.tick) {
+        while self
+            .down
+            .front()
+            .is_some_and(|(due, _, _)| *due <= self.tick)
+        {
             if let Some((_, i, mut bytes)) = self.down.pop_front() {
                 deliver(&mut self.clients[i], now, &mut bytes);
             }
@@ -349,7 +414,11 @@ impl HostRig {
 
     /// Mean entities in the clients' views.
     pub fn visible_per_client(&self) -> f64 {
-        let n: usize = self.clients.iter().map(|c| c.session.entities().len()).sum();
+        let n: usize = self
+            .clients
+            .iter()
+            .map(|c| c.session.entities().len())
+            .sum();
         n as f64 / self.clients.len().max(1) as f64
     }
 
@@ -363,8 +432,7 @@ impl HostRig {
 }
 
 fn deliver(c: &mut RigClient, now: Duration, bytes: &mut [u8]) {
-    if let Some(ClientEvent::Payload(data)) = c.client.process(now, c.address_of_server(), bytes)
-    {
+    if let Some(ClientEvent::Payload(data)) = c.client.process(now, c.address_of_server(), bytes) {
         let _ = c.session.handle_packet(data);
     }
 }
