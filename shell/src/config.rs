@@ -301,7 +301,7 @@ impl NetSection {
         let Some(hz) = self.snapshot_hz else {
             return Ok(1);
         };
-        if hz == 0 || hz > tick_hz || tick_hz % hz != 0 {
+        if hz == 0 || hz > tick_hz || !tick_hz.is_multiple_of(hz) {
             return Err(invalid(
                 "net.snapshot_hz",
                 format!("must divide the tick rate ({tick_hz} Hz), got {hz}"),

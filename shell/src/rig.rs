@@ -94,6 +94,8 @@ pub struct HostRig {
     pub send_errors: u64,
     /// Datagrams the kernel did not take at once (sent awaiting the socket).
     pub waited: u64,
+    /// Every datagram the host sent, when recording (without sockets).
+    log: Option<Vec<(SocketAddr, Vec<u8>)>>,
 }
 
 impl std::fmt::Debug for HostRig {
@@ -206,6 +208,7 @@ impl HostRig {
             sent: (0, 0),
             send_errors: 0,
             waited: 0,
+            log: None,
         };
         rig.connect_all()?;
         Ok(rig)
@@ -277,7 +280,11 @@ impl HostRig {
     /// Hands the host's datagrams to the clients directly (the handshake, and untimed runs).
     fn route_to_clients(&mut self, now: Duration, delay: bool) {
         let (clients, down, due) = (&mut self.clients, &mut self.down, self.tick + self.half);
+        let log = &mut self.log;
         self.host.drain_datagrams(|t| {
+            if let Some(log) = log.as_mut() {
+                log.push((t.destination, t.payload.to_vec()));
+            }
             let Some(i) = Self::client_at(clients, t.destination) else {
                 return;
             };
@@ -410,6 +417,17 @@ impl HostRig {
                     .push_back((self.tick + self.half.max(1), i, t.payload.to_vec()));
             }
         }
+    }
+
+    /// Keeps every datagram the host sends from now on (a rig without sockets only), for
+    /// [`HostRig::take_datagrams`].
+    pub fn record_datagrams(&mut self) {
+        self.log = Some(Vec::new());
+    }
+
+    /// The datagrams recorded since the last call, in the order sent.
+    pub fn take_datagrams(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        self.log.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Mean entities in the clients' views.

@@ -92,7 +92,7 @@ impl Totals {
 #[derive(Debug, Default)]
 pub struct Worker {
     pub(super) scratch: Scratch,
-    out: Vec<u8>,
+    pub(super) out: Vec<u8>,
     spans: Vec<(PlayerId, u32, u32)>,
     pub(super) totals: Totals,
 }
@@ -114,18 +114,10 @@ impl Worker {
         self.out.reserve(bytes.saturating_sub(self.out.len()));
     }
 
-    pub(super) fn begin(&mut self) -> &mut Vec<u8> {
-        &mut self.out
-    }
-
     pub(super) fn finish(&mut self, player: PlayerId, start: usize, stats: &BuildStats) {
         let end = self.out.len();
         self.spans.push((player, start as u32, end as u32));
         self.totals.add(stats, end - start);
-    }
-
-    pub(super) fn out_len(&self) -> usize {
-        self.out.len()
     }
 
     /// The packets of the last build, one per client that was due, in client order.

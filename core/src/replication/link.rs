@@ -82,7 +82,7 @@ impl ClientLink {
             ring: (0..SNAPSHOT_RING).map(|_| Snapshot::default()).collect(),
             acked: 0,
             visible: Vec::new(),
-            pending: Vec::new(),
+            pending: Vec::with_capacity(super::select::PENDING_CAP),
             reliable_tx: ReliableSender::new(config.reliable_queue),
             reliable_rx: ReliableReceiver::default(),
             last_input_seq: None,
@@ -100,7 +100,7 @@ impl ClientLink {
 
     /// Whether this client gets a snapshot at `tick`, with a snapshot every `divisor` ticks.
     pub fn due(&self, tick: u64, divisor: u32) -> bool {
-        divisor <= 1 || (tick + u64::from(self.phase)) % u64::from(divisor) == 0
+        divisor <= 1 || (tick + u64::from(self.phase)).is_multiple_of(u64::from(divisor))
     }
 
     /// Takes one chat token at `tick` if there is one, after refilling one per

@@ -499,10 +499,8 @@ impl Replicator {
             if !link.due(frame.tick, interval) {
                 continue;
             }
-            let start = worker.out_len();
-            let mut scratch = std::mem::take(&mut worker.scratch);
-            let stats = select::build_packet(link, frame, &mut scratch, worker.begin());
-            worker.scratch = scratch;
+            let start = worker.out.len();
+            let stats = select::build_packet(link, frame, &mut worker.scratch, &mut worker.out);
             worker.finish(link.player, start, &stats);
         }
     }

@@ -46,6 +46,11 @@ enum Kind {
     Refresh,
 }
 
+/// Spawns and removals whose waiting time a client's link remembers, at most (the lowest ids
+/// of a larger burst; the rest count their wait from now until there is room). Bounds the
+/// link's list, which never grows.
+pub(super) const PENDING_CAP: usize = 256;
+
 /// Where an update's body is: the tick's shared bytes, or this client's scratch.
 const SHARED: u32 = u32::MAX;
 
@@ -70,7 +75,7 @@ struct Candidate {
 }
 
 /// Reused buffers of one worker's packet builds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Scratch {
     candidates: Vec<Candidate>,
     order: Vec<u32>,
@@ -84,6 +89,25 @@ pub(super) struct Scratch {
     bodies: Vec<u8>,
     reliable: Vec<u8>,
     message: Vec<u8>,
+}
+
+impl Default for Scratch {
+    /// Sized for large views and full packets at once: a worker's own buffers never grow in
+    /// a warm server.
+    fn default() -> Self {
+        Self {
+            candidates: Vec::with_capacity(1_024),
+            order: Vec::with_capacity(1_024),
+            visible: Vec::with_capacity(1_024),
+            slots: Vec::with_capacity(1_024),
+            bits: Vec::with_capacity(1_024),
+            pending: Vec::with_capacity(1_024),
+            snapshot: Vec::with_capacity(1_024),
+            bodies: Vec::with_capacity(16_384),
+            reliable: Vec::with_capacity(crate::protocol::MAX_PACKET),
+            message: Vec::with_capacity(crate::protocol::MAX_PACKET),
+        }
+    }
 }
 
 /// What one packet build did.
@@ -229,13 +253,16 @@ pub(super) fn build_packet(
     }
     link.reliable_tx
         .mark_sent(reliable_first, reliable_count, tick);
-    // Swap buffers rather than copy: capacities circulate between clients, so once the
-    // largest views have been seen, building a packet allocates nothing.
+    // Swap buffers rather than copy: capacities circulate between clients, and one that must
+    // grow grows with room to spare, so once the largest views have been seen, building a
+    // packet allocates nothing.
     let slot = &mut link.ring[(tick % SNAPSHOT_RING as u64) as usize];
     slot.tick = tick;
     std::mem::swap(&mut slot.entities, &mut s.snapshot);
     std::mem::swap(&mut link.visible, &mut s.visible);
-    std::mem::swap(&mut link.pending, &mut s.pending);
+    // Spawns and removals waiting (at most PENDING_CAP): copied into the client's own list.
+    link.pending.clear();
+    link.pending.extend_from_slice(&s.pending);
     stats
 }
 
@@ -253,7 +280,7 @@ fn aoi(link: &ClientLink, frame: &Frame<'_>, center: Option<glam::Vec2>, s: &mut
     };
     let config = frame.config;
     let refresh = u64::from(config.aoi_refresh_ticks.max(1));
-    let search = link.visible.is_empty() || (frame.tick + link.player.0) % refresh == 0;
+    let search = link.visible.is_empty() || (frame.tick + link.player.0).is_multiple_of(refresh);
     let positions = frame.tracker.positions();
     if !search {
         let exit2 = config.aoi_exit_radius * config.aoi_exit_radius;
@@ -315,6 +342,10 @@ fn candidates(
     s.bodies.clear();
     s.visible.clear();
     s.snapshot.clear();
+    // Buffers circulate between clients (the snapshot, the view): one that must grow grows
+    // with room to spare at once, so a warm server soon stops allocating.
+    reserve_with_room(&mut s.snapshot, base.len() + s.slots.len());
+    reserve_with_room(&mut s.visible, s.slots.len());
     let tick = frame.tick;
     let (versions, ids) = (frame.tracker.versions(), frame.tracker.ids());
     let (mut bi, mut vi, mut pi) = (0usize, 0usize, 0usize);
@@ -385,10 +416,20 @@ fn candidates(
                 .get(pi)
                 .filter(|(pid, _)| *pid == c.id)
                 .map_or(tick, |(_, t)| *t);
-            s.pending.push((c.id, since));
+            if s.pending.len() < PENDING_CAP {
+                s.pending.push((c.id, since));
+            }
         }
         c.chosen = false;
         s.candidates.push(c);
+    }
+}
+
+/// Makes room for `n` items in an empty `v`: when it must grow, to the power of two past half
+/// again `n`, at least 256.
+fn reserve_with_room<T>(v: &mut Vec<T>, n: usize) {
+    if v.capacity() < n {
+        v.reserve((n + n / 2).next_power_of_two().max(256));
     }
 }
 

@@ -11,6 +11,7 @@ mod data_safety;
 mod fuzz_corpus;
 mod handoff;
 mod infra;
+mod lanes;
 mod lease_loss;
 mod persist_redis;
 mod persist_spool;
