@@ -8,13 +8,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
-
 use crate::socket::DatagramSocket;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use zone_core::client::{ClientEvent as GameEvent, ClientSession};
 use zone_core::netcode::{Client, ClientEvent, ClientState, Key};
+use zone_core::protocol::NetEntity;
 use zone_core::protocol::ServerMessage;
 use zone_core::rng::{self, Purpose};
 use zone_core::world::WorldGrid;
@@ -156,14 +155,21 @@ pub enum BotError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Runs a crowd of bots until `duration` elapses or `stop` turns true.
+/// Bots one shard task plays, at most: each shard wakes once per tick for all of its bots.
+const BOTS_PER_SHARD: usize = 128;
+
+/// Runs a crowd of bots until `duration` elapses or `stop` turns true. The bots are played
+/// in shards of up to 128: one task and one timer per shard, a plain non-blocking socket per
+/// bot (its own address, as a game client has), so a thousand bots cost a few wake-ups per
+/// tick rather than a thousand.
 pub async fn run_crowd(
     config: BotConfig,
     private_key: &Key,
     stop: watch::Receiver<bool>,
 ) -> Result<CrowdReport, BotError> {
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(config.count as usize);
+    raise_open_file_limit(u64::from(config.count) + 64);
+    let mut members = Vec::with_capacity(config.count as usize);
     for i in 0..u64::from(config.count) {
         let player = config.first_player + i;
         let server = config
@@ -181,15 +187,20 @@ pub async fn run_crowd(
             },
             private_key,
         )?;
-        let (mut cfg, stop) = (config.clone(), stop.clone());
-        cfg.server = server;
-        tasks.push(tokio::spawn(
-            async move { play(cfg, player, token, stop).await },
-        ));
+        members.push((player, token, server));
     }
-    let mut bots = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        bots.push(t.await??);
+    let mut shards = Vec::new();
+    while !members.is_empty() {
+        let rest = members.split_off(members.len().min(BOTS_PER_SHARD));
+        let shard = std::mem::replace(&mut members, rest);
+        let (config, stop) = (config.clone(), stop.clone());
+        shards.push(tokio::spawn(async move {
+            play_shard(config, shard, stop).await
+        }));
+    }
+    let mut bots = Vec::with_capacity(config.count as usize);
+    for shard in shards {
+        bots.extend(shard.await??);
     }
     Ok(CrowdReport {
         bots,
@@ -197,19 +208,86 @@ pub async fn run_crowd(
     })
 }
 
-async fn play(
+/// Raises the soft limit of open files towards `wanted` (a socket per bot), within the hard
+/// limit; a failure only means fewer bots can bind.
+fn raise_open_file_limit(wanted: u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|c| c < wanted) {
+        let mut raised = limit;
+        raised.current = Some(limit.maximum.map_or(wanted, |m| m.min(wanted)));
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, wanted, "could not raise the open-file limit for the bots");
+        }
+    }
+}
+
+/// One shard of bots: one timer for all, each bot with its own non-blocking socket.
+async fn play_shard(
     config: BotConfig,
-    player: u64,
-    token: [u8; 2048],
+    members: Vec<(u64, [u8; 2048], SocketAddr)>,
     mut stop: watch::Receiver<bool>,
-) -> Result<BotReport, BotError> {
-    let bind = if config.server.is_ipv4() {
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    } else {
-        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
-    };
-    let socket = UdpSocket::bind(bind).await?;
-    play_on(&socket, &config, player, token, &mut stop).await
+) -> Result<Vec<BotReport>, BotError> {
+    let epoch = Instant::now();
+    let mut bots = Vec::with_capacity(members.len());
+    for (player, token, server) in members {
+        let bind = if server.is_ipv4() {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
+        };
+        let socket = std::net::UdpSocket::bind(bind)?;
+        socket.set_nonblocking(true)?;
+        bots.push((Bot::new(player, &token, epoch), socket, false));
+    }
+    let period = Duration::from_secs_f64(1.0 / f64::from(config.tick_hz.max(1)));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let deadline = config.duration.map(|d| epoch + d);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = ticker.tick() => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let mut playing = 0;
+        for (bot, socket, done) in bots.iter_mut().filter(|(_, _, done)| !*done) {
+            while let Ok((len, from)) = socket.recv_from(&mut buf) {
+                if let Some(datagram) = buf.get_mut(..len) {
+                    bot.receive(from, datagram);
+                }
+            }
+            *done = bot.step(&config) == Next::Done;
+            send_outbox_now(socket, bot);
+            playing += usize::from(!*done);
+        }
+        if playing == 0 {
+            break;
+        }
+    }
+    Ok(bots
+        .into_iter()
+        .map(|(mut bot, socket, _)| {
+            bot.leave();
+            send_outbox_now(&socket, &mut bot);
+            bot.report
+        })
+        .collect())
+}
+
+/// Sends a bot's outbox on its non-blocking socket (what the kernel refuses at once is lost,
+/// as on a congested link).
+fn send_outbox_now(socket: &std::net::UdpSocket, bot: &mut Bot) {
+    let mut bytes = 0;
+    for (to, payload) in bot.outbox() {
+        if let Ok(n) = socket.send_to(payload, to) {
+            bytes += n as u64;
+        }
+    }
+    bot.sent(bytes);
 }
 
 /// Where a roaming bot is going and how it is doing.
@@ -246,6 +324,268 @@ impl Roam {
     }
 }
 
+/// One bot's state between ticks: its netcode client and game session, its choices, what it
+/// saw. Sans-IO: datagrams in ([`Bot::receive`]), one input step per tick ([`Bot::step`]),
+/// datagrams out through [`Bot::poll_transmit`]. [`play_on`] and the crowd's shards drive it.
+struct Bot {
+    player: u64,
+    client: Client,
+    session: ClientSession,
+    report: BotReport,
+    epoch: Instant,
+    dir: Vec2,
+    run: bool,
+    n: u64,
+    roam: Roam,
+    /// When the avatar was first seen over its zone's border (for the handoff latency), and
+    /// whether a redirect is being followed (the next snapshot closes the measurement).
+    crossed_at: Option<Instant>,
+    redirected: bool,
+    out: Vec<u8>,
+    /// Datagrams to send, back to back, and where each goes.
+    outbox: Vec<u8>,
+    outbox_list: Vec<(SocketAddr, usize, usize)>,
+}
+
+/// What a bot wants after a step.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Play on.
+    Play,
+    /// The connection ended (a fault, or the server closed it): the bot is done.
+    Done,
+}
+
+impl Bot {
+    fn new(player: u64, token: &[u8; 2048], epoch: Instant) -> Self {
+        Self {
+            player,
+            client: Client::new(epoch.elapsed(), token),
+            session: ClientSession::new(PlayerId(player)),
+            report: BotReport {
+                player,
+                ..BotReport::default()
+            },
+            epoch,
+            dir: Vec2::ZERO,
+            run: false,
+            n: 0,
+            roam: Roam::default(),
+            crossed_at: None,
+            redirected: false,
+            out: Vec::with_capacity(1_200),
+            outbox: Vec::with_capacity(4 * 1_300),
+            outbox_list: Vec::with_capacity(4),
+        }
+    }
+
+    /// The datagrams this step queued, to send now (then [`Bot::sent`]).
+    fn outbox(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        self.outbox_list
+            .iter()
+            .map(|&(to, a, b)| (to, self.outbox.get(a..b).unwrap_or(&[])))
+    }
+
+    /// Empties the outbox, counting what went out.
+    fn sent(&mut self, bytes: u64) {
+        self.report.wire_bytes_out += bytes;
+        self.outbox.clear();
+        self.outbox_list.clear();
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Takes one datagram from the server.
+    fn receive(&mut self, from: SocketAddr, datagram: &mut [u8]) {
+        self.report.wire_bytes_in += datagram.len() as u64;
+        let now = self.now();
+        match self.client.process(now, from, datagram) {
+            Some(ClientEvent::Payload(data)) => {
+                self.report.payload_bytes_in += data.len() as u64;
+                let before = self.session.newest_tick();
+                if self.session.handle_packet(data).is_err() {
+                    self.report.refused += 1;
+                } else if self.session.newest_tick() > before {
+                    self.report.snapshots += 1;
+                }
+            }
+            Some(ClientEvent::Connected { .. }) => connected(&mut self.report, self.epoch),
+            Some(ClientEvent::Disconnected { state }) => {
+                self.report.lost = Some(format!("{state:?}"))
+            }
+            None => {}
+        }
+    }
+
+    /// One tick: take the events, follow a redirect (the old zone's goodbye datagrams are
+    /// queued before the new client's), choose and send the next input.
+    fn step(&mut self, config: &BotConfig) -> Next {
+        while let Some(ev) = self.client.poll_event() {
+            match ev {
+                ClientEvent::Connected { .. } => connected(&mut self.report, self.epoch),
+                ClientEvent::Disconnected { state } => {
+                    self.report.lost = Some(format!("{state:?}"))
+                }
+                ClientEvent::Payload(_) => {}
+            }
+        }
+        let mut redirect = None;
+        while let Some(ev) = self.session.poll_event() {
+            match ev {
+                GameEvent::Message(ServerMessage::Welcome { .. }) => self.report.welcomed = true,
+                GameEvent::Message(ServerMessage::Hit { .. }) => self.report.hits += 1,
+                GameEvent::Message(ServerMessage::Goodbye { .. }) => {
+                    self.report.server_closed = true
+                }
+                GameEvent::Redirect(r) => redirect = Some(r),
+                _ => {}
+            }
+        }
+        if let Some(r) = redirect {
+            // Leave the old zone properly, then connect to the new one with its token.
+            let _ = self.client.disconnect();
+            while let Some(t) = self.client.poll_transmit() {
+                let (to, a) = (t.destination, self.outbox.len());
+                self.outbox.extend_from_slice(t.payload);
+                self.outbox_list.push((to, a, self.outbox.len()));
+            }
+            self.client = Client::new(self.now(), &r.token[..]);
+            self.session = ClientSession::new(PlayerId(self.player));
+            self.report.redirects += 1;
+            self.report.lost = None;
+            self.redirected = true;
+            tracing::debug!(player = self.player, zone = r.zone.0, address = %r.address, "bot follows a redirect");
+        }
+        self.report.max_visible = self.report.max_visible.max(self.session.entities().len());
+        let me = self
+            .session
+            .entity()
+            .and_then(|id| self.session.entity_state(id))
+            .copied();
+        if let Some(me) = me {
+            self.observe(config, &me);
+        }
+        if self.report.lost.is_some() {
+            if self.client.state() == ClientState::Disconnected {
+                // A server-side disconnect (shutdown) is an orderly close, not a fault.
+                self.report.server_closed = true;
+            }
+            return Next::Done;
+        }
+        if self.client.state() == ClientState::Connected {
+            self.play(config, me);
+        }
+        let now = self.now();
+        self.client.update(now);
+        while let Some(t) = self.client.poll_transmit() {
+            let (to, a) = (t.destination, self.outbox.len());
+            self.outbox.extend_from_slice(t.payload);
+            self.outbox_list.push((to, a, self.outbox.len()));
+        }
+        Next::Play
+    }
+
+    /// Leaves properly if still connected (the disconnect datagrams go to the outbox) and
+    /// hands back what the bot saw.
+    fn leave(&mut self) {
+        if self.client.state() == ClientState::Connected {
+            let _ = self.client.disconnect();
+            while let Some(t) = self.client.poll_transmit() {
+                let (to, a) = (t.destination, self.outbox.len());
+                self.outbox.extend_from_slice(t.payload);
+                self.outbox_list.push((to, a, self.outbox.len()));
+            }
+        }
+    }
+
+    /// Records where the avatar is (its zone, its path, the handoff latency).
+    fn observe(&mut self, config: &BotConfig, me: &NetEntity) {
+        self.report.last_self = Some((self.session.newest_tick(), *me));
+        self.report.zone = self.session.zone();
+        if let Some(z) = self.report.zone
+            && self.report.path.last() != Some(&z)
+            && self.report.path.len() < 64
+        {
+            self.report.path.push(z);
+        }
+        let at = self.session.position_vec(me);
+        if self.redirected {
+            self.redirected = false;
+            if let Some(t) = self.crossed_at.take() {
+                self.report.handoff_ms.push(t.elapsed().as_millis() as u64);
+            }
+        } else if let (Some(world), Some(zone)) = (&config.roam, self.session.zone()) {
+            let over = world.bounds(zone).is_some_and(|b| !b.contains(at));
+            if over && self.crossed_at.is_none() {
+                self.crossed_at = Some(Instant::now());
+            } else if !over {
+                self.crossed_at = None;
+            }
+        }
+    }
+
+    /// Chooses this tick's input and sends it with the acks.
+    fn play(&mut self, config: &BotConfig, me: Option<NetEntity>) {
+        self.n += 1;
+        let mut d = rng::stream(config.seed, self.player, self.n, Purpose::Script);
+        let at = me.map(|m| self.session.position_vec(&m));
+        match (&config.roam, at) {
+            (Some(world), Some(at)) => {
+                self.dir = self
+                    .roam
+                    .direction(world, at, config.seed, self.player, self.n);
+                self.run = true;
+            }
+            _ if config.stand => {
+                self.dir = Vec2::ZERO;
+                self.run = false;
+            }
+            _ => {
+                if self.dir == Vec2::ZERO || d.below(90) == 0 {
+                    let a = d.range(0.0, std::f32::consts::TAU);
+                    self.dir = if d.below(5) == 0 {
+                        Vec2::ZERO
+                    } else {
+                        Vec2::new(a.cos(), a.sin())
+                    };
+                    self.run = d.below(3) == 0;
+                }
+            }
+        }
+        let mut input =
+            PlayerInput::movement(0, self.session.newest_tick() + 1, self.dir, self.run);
+        input.facing = self.dir.y.atan2(self.dir.x);
+        // Fight back at whoever is close, now and then.
+        if let Some(me) = me
+            && d.below(20) == 0
+        {
+            let (mx, my) = self.session.position(&me);
+            let near = self
+                .session
+                .entities()
+                .iter()
+                .filter(|e| e.id != me.id && e.alive)
+                .min_by_key(|e| {
+                    let (x, y) = self.session.position(e);
+                    let (dx, dy) = (i64::from(x - mx), i64::from(y - my));
+                    dx * dx + dy * dy
+                });
+            if let Some(t) = near {
+                input.ability = Some(AbilityUse {
+                    ability: AbilityId(1),
+                    target: t.id,
+                });
+            }
+        }
+        self.session.push_input(input);
+        self.out.clear();
+        self.session.write_packet(&mut self.out);
+        let _ = self.client.send_payload(&self.out);
+    }
+}
+
 /// One bot on any datagram socket (tokio's, or a simulated one): connects with `token`, plays
 /// until `config.duration`, `stop`, or the connection ends, follows redirects to other zones
 /// (on the same socket), and reports what it saw.
@@ -257,23 +597,12 @@ pub async fn play_on<S: DatagramSocket>(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<BotReport, BotError> {
     let epoch = Instant::now();
-    let mut client = Client::new(Duration::ZERO, &token);
-    let mut session = ClientSession::new(PlayerId(player));
-    let mut report = BotReport {
-        player,
-        ..BotReport::default()
-    };
+    let mut bot = Bot::new(player, &token, epoch);
     let period = Duration::from_secs_f64(1.0 / f64::from(config.tick_hz.max(1)));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let deadline = config.duration.map(|d| epoch + d);
     let mut buf = vec![0u8; 2048];
-    let mut out = Vec::with_capacity(1200);
-    let (mut dir, mut run, mut n) = (Vec2::ZERO, false, 0u64);
-    let mut roam = Roam::default();
-    // When the avatar was first seen over its zone's border (for the handoff latency), and
-    // whether a redirect is being followed (the next snapshot closes the measurement).
-    let (mut crossed_at, mut redirected): (Option<Instant>, bool) = (None, false);
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -282,163 +611,31 @@ pub async fn play_on<S: DatagramSocket>(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        let now = epoch.elapsed();
         // Everything that arrived.
         while let Ok((len, from)) = socket.try_recv_from(&mut buf) {
-            report.wire_bytes_in += len as u64;
-            let Some(datagram) = buf.get_mut(..len) else {
-                continue;
-            };
-            match client.process(now, from, datagram) {
-                Some(ClientEvent::Payload(data)) => {
-                    report.payload_bytes_in += data.len() as u64;
-                    let before = session.newest_tick();
-                    if session.handle_packet(data).is_err() {
-                        report.refused += 1;
-                    } else if session.newest_tick() > before {
-                        report.snapshots += 1;
-                    }
-                }
-                Some(ClientEvent::Connected { .. }) => connected(&mut report, epoch),
-                Some(ClientEvent::Disconnected { state }) => {
-                    report.lost = Some(format!("{state:?}"))
-                }
-                None => {}
+            if let Some(datagram) = buf.get_mut(..len) {
+                bot.receive(from, datagram);
             }
         }
-        while let Some(ev) = client.poll_event() {
-            match ev {
-                ClientEvent::Connected { .. } => connected(&mut report, epoch),
-                ClientEvent::Disconnected { state } => report.lost = Some(format!("{state:?}")),
-                ClientEvent::Payload(_) => {}
-            }
-        }
-        let mut redirect = None;
-        while let Some(ev) = session.poll_event() {
-            match ev {
-                GameEvent::Message(ServerMessage::Welcome { .. }) => report.welcomed = true,
-                GameEvent::Message(ServerMessage::Hit { .. }) => report.hits += 1,
-                GameEvent::Message(ServerMessage::Goodbye { .. }) => report.server_closed = true,
-                GameEvent::Redirect(r) => redirect = Some(r),
-                _ => {}
-            }
-        }
-        if let Some(r) = redirect {
-            // Leave the old zone properly, then connect to the new one with its token.
-            let _ = client.disconnect();
-            while let Some(t) = client.poll_transmit() {
-                let _ = socket.send_to(t.payload, t.destination).await;
-            }
-            client = Client::new(epoch.elapsed(), &r.token[..]);
-            session = ClientSession::new(PlayerId(player));
-            report.redirects += 1;
-            report.lost = None;
-            redirected = true;
-            tracing::debug!(player, zone = r.zone.0, address = %r.address, "bot follows a redirect");
-        }
-        report.max_visible = report.max_visible.max(session.entities().len());
-        let me = session
-            .entity()
-            .and_then(|id| session.entity_state(id))
-            .copied();
-        if let Some(me) = me {
-            report.last_self = Some((session.newest_tick(), me));
-            report.zone = session.zone();
-            if let Some(z) = report.zone
-                && report.path.last() != Some(&z)
-                && report.path.len() < 64
-            {
-                report.path.push(z);
-            }
-            let at = session.position_vec(&me);
-            if redirected {
-                redirected = false;
-                if let Some(t) = crossed_at.take() {
-                    report.handoff_ms.push(t.elapsed().as_millis() as u64);
-                }
-            } else if let (Some(world), Some(zone)) = (&config.roam, session.zone()) {
-                let over = world.bounds(zone).is_some_and(|b| !b.contains(at));
-                if over && crossed_at.is_none() {
-                    crossed_at = Some(Instant::now());
-                } else if !over {
-                    crossed_at = None;
-                }
-            }
-        }
-        if report.lost.is_some() {
-            if client.state() == ClientState::Disconnected {
-                // A server-side disconnect (shutdown) is an orderly close, not a fault.
-                report.server_closed = true;
-            }
+        let next = bot.step(config);
+        send_outbox(socket, &mut bot).await;
+        if next == Next::Done {
             break;
         }
-        if client.state() == ClientState::Connected {
-            n += 1;
-            let mut d = rng::stream(config.seed, player, n, Purpose::Script);
-            let at = me.map(|m| session.position_vec(&m));
-            match (&config.roam, at) {
-                (Some(world), Some(at)) => {
-                    dir = roam.direction(world, at, config.seed, player, n);
-                    run = true;
-                }
-                _ if config.stand => {
-                    dir = Vec2::ZERO;
-                    run = false;
-                }
-                _ => {
-                    if dir == Vec2::ZERO || d.below(90) == 0 {
-                        let a = d.range(0.0, std::f32::consts::TAU);
-                        dir = if d.below(5) == 0 {
-                            Vec2::ZERO
-                        } else {
-                            Vec2::new(a.cos(), a.sin())
-                        };
-                        run = d.below(3) == 0;
-                    }
-                }
-            }
-            let mut input = PlayerInput::movement(0, session.newest_tick() + 1, dir, run);
-            input.facing = dir.y.atan2(dir.x);
-            if let Some(me) = me {
-                // Fight back at whoever is close, now and then.
-                if d.below(20) == 0 {
-                    let (mx, my) = session.position(&me);
-                    let near = session
-                        .entities()
-                        .iter()
-                        .filter(|e| e.id != me.id && e.alive)
-                        .min_by_key(|e| {
-                            let (x, y) = session.position(e);
-                            let (dx, dy) = (i64::from(x - mx), i64::from(y - my));
-                            dx * dx + dy * dy
-                        });
-                    if let Some(t) = near {
-                        input.ability = Some(AbilityUse {
-                            ability: AbilityId(1),
-                            target: t.id,
-                        });
-                    }
-                }
-            }
-            session.push_input(input);
-            out.clear();
-            session.write_packet(&mut out);
-            let _ = client.send_payload(&out);
-        }
-        client.update(epoch.elapsed());
-        while let Some(t) = client.poll_transmit() {
-            if let Ok(sent) = socket.send_to(t.payload, t.destination).await {
-                report.wire_bytes_out += sent as u64;
-            }
+    }
+    bot.leave();
+    send_outbox(socket, &mut bot).await;
+    Ok(bot.report)
+}
+
+async fn send_outbox<S: DatagramSocket>(socket: &S, bot: &mut Bot) {
+    let mut bytes = 0;
+    for (to, payload) in bot.outbox() {
+        if let Ok(n) = socket.send_to(payload, to).await {
+            bytes += n as u64;
         }
     }
-    if client.state() == ClientState::Connected {
-        let _ = client.disconnect();
-        while let Some(t) = client.poll_transmit() {
-            let _ = socket.send_to(t.payload, t.destination).await;
-        }
-    }
-    Ok(report)
+    bot.sent(bytes);
 }
 
 fn connected(report: &mut BotReport, epoch: Instant) {
