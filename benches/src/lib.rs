@@ -127,17 +127,36 @@ pub fn replication_run(
     warm: u32,
     ticks: u32,
 ) -> ReplicationFigures {
+    replication_run_at(kind, players, npcs, rtt_ticks, (warm, ticks), 1)
+}
+
+/// [`replication_run`] with a snapshot every `interval` ticks per client.
+pub fn replication_run_at(
+    kind: Scenario,
+    players: u32,
+    npcs: u32,
+    rtt_ticks: usize,
+    (warm, ticks): (u32, u32),
+    interval: u32,
+) -> ReplicationFigures {
     let (mut zone, mut script) = scenario_zone(kind, players, npcs, 0);
-    let mut rep = Replicator::new(ReplicationConfig::default(), zone.map().size());
+    let mut rep = Replicator::new(
+        ReplicationConfig {
+            snapshot_interval: interval,
+            ..ReplicationConfig::default()
+        },
+        zone.map().size(),
+    );
     let mut clients: Vec<ClientSession> = script
         .players()
         .iter()
         .filter(|p| rep.connect(&zone, p.player))
         .map(|p| ClientSession::new(p.player))
         .collect();
+    clients.sort_by_key(|c| c.player());
     let half = rtt_ticks / 2;
     let mut up: VecDeque<Vec<Vec<u8>>> = VecDeque::new();
-    let mut down: VecDeque<Vec<Vec<u8>>> = VecDeque::new();
+    let mut down: VecDeque<Vec<(zone_core::PlayerId, Vec<u8>)>> = VecDeque::new();
     let mut figures = ReplicationFigures {
         clients: clients.len(),
         tick_hz: zone.rules().tick_hz,
@@ -221,12 +240,14 @@ pub fn replication_run(
                 naive += naive_buf.len() as u64;
             }
         }
-        down.push_back(rep.packets().map(|(_, b)| b.to_vec()).collect());
+        down.push_back(rep.packets().map(|(p, b)| (p, b.to_vec())).collect());
         if down.len() > half
             && let Some(batch) = down.pop_front()
         {
-            for (c, b) in clients.iter_mut().zip(&batch) {
-                let _ = c.handle_packet(b);
+            for (p, b) in &batch {
+                if let Ok(i) = clients.binary_search_by_key(p, |c| c.player()) {
+                    let _ = clients[i].handle_packet(b);
+                }
             }
         }
     }
@@ -276,4 +297,83 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
         .get(((sorted.len() as f64 - 1.0).max(0.0) * q).round() as usize)
         .copied()
         .unwrap_or(0.0)
+}
+
+/// One host-tick measurement: the rig ([`zone_shell::rig`]) serving `clients` clients of the
+/// standard scenario (with 5,000 NPCs), the host tick timed with its sends.
+#[derive(Clone, Debug, Default)]
+pub struct HostTickFigures {
+    /// Clients served (all connected).
+    pub clients: u32,
+    /// Lane threads.
+    pub threads: usize,
+    /// Ticks between a client's snapshots.
+    pub interval: u32,
+    /// Host tick (simulation, replication, sealing, handing datagrams to the kernel), ms.
+    pub p50_ms: f64,
+    /// The same, 99th percentile.
+    pub p99_ms: f64,
+    /// Heap allocations per measured tick (with a counting allocator's `mark`, else 0).
+    pub allocations_per_tick: f64,
+    /// Datagrams handed to the kernel in the measured ticks.
+    pub datagrams: u64,
+    /// Of those, sent awaiting the socket (the kernel did not take them at once).
+    pub awaited: u64,
+    /// Entities in view and bytes per packet.
+    pub visible_per_packet: f64,
+    /// Payload bytes per packet.
+    pub bytes_per_packet: f64,
+}
+
+/// Brackets a measured tick (`true` before, `false` after) and reads an allocation counter.
+pub type AllocationProbe = (fn(bool), fn() -> u64);
+
+/// Runs the host-tick rig on a thread of its own (a thread joins one lane pool for life):
+/// `warm` ticks, then `ticks` measured. `mark(true)`/`mark(false)` bracket each measured
+/// tick's timed part and `count` reads an allocation counter (pass no-ops to skip).
+pub fn host_tick_run(
+    clients: u32,
+    threads: usize,
+    interval: u32,
+    (warm, ticks): (u32, u32),
+    (mark, count): AllocationProbe,
+) -> anyhow::Result<HostTickFigures> {
+    std::thread::spawn(move || -> anyhow::Result<HostTickFigures> {
+        let mut rig = zone_shell::rig::HostRig::new(zone_shell::rig::RigConfig {
+            zone: scenario_config(Scenario::Standard, clients, 5_000),
+            clients,
+            rtt_ticks: 6,
+            sockets: true,
+            threads,
+            snapshot_interval: interval,
+        })?;
+        for _ in 0..warm {
+            rig.step();
+        }
+        let (sent, waited) = (rig.sent.0, rig.waited);
+        let before = *rig.host.replication_metrics();
+        let allocations = count();
+        let mut mark = |on| mark(on);
+        let mut times: Vec<f64> = (0..ticks)
+            .map(|_| rig.step_marked(&mut mark).as_secs_f64())
+            .collect();
+        let allocations = count() - allocations;
+        times.sort_unstable_by(f64::total_cmp);
+        let m = rig.host.replication_metrics();
+        let packets = (m.packets - before.packets).max(1) as f64;
+        Ok(HostTickFigures {
+            clients,
+            threads,
+            interval,
+            p50_ms: quantile(&times, 0.5) * 1e3,
+            p99_ms: quantile(&times, 0.99) * 1e3,
+            allocations_per_tick: allocations as f64 / f64::from(ticks.max(1)),
+            datagrams: rig.sent.0 - sent,
+            awaited: rig.waited - waited,
+            visible_per_packet: (m.visible - before.visible) as f64 / packets,
+            bytes_per_packet: (m.bytes - before.bytes) as f64 / packets,
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the host-tick rig's thread panicked"))?
 }

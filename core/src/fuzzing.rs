@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("client_packet", client_packet),
     ("client_session", client_session),
     ("protocol_roundtrip", protocol_roundtrip),
+    ("server_packet", server_packet),
     ("replication_loss", replication_loss),
     ("zone_script", zone_script),
     ("replicator_payloads", replicator_payloads),
@@ -249,6 +250,34 @@ fn net_entity(b: &mut Bytes<'_>, id: u32, tick: u64) -> NetEntity {
         e.anchor = 0;
     }
     e
+}
+
+/// Server -> client packet decoding (protocol 2: section flags, tracks, pairs) from raw bytes:
+/// no panic; what decodes re-encodes (shortest forms) to bytes that decode to the same
+/// packet; its updates apply to any record without panicking (checked arithmetic).
+pub fn server_packet(data: &[u8]) {
+    let Ok(p) = ServerPacket::decode(data) else {
+        return;
+    };
+    let mut buf = Vec::new();
+    p.encode(&mut buf);
+    assert!(buf.len() <= data.len(), "re-encoding is never longer");
+    assert_eq!(
+        ServerPacket::decode(&buf).as_ref(),
+        Ok(&p),
+        "decode(encode(p)) == p"
+    );
+    let mut b = Bytes(data);
+    let base = net_entity(&mut b, 1, p.tick);
+    for u in &p.updates {
+        for hz in [1, 20, 60, u32::MAX] {
+            let _ = u.apply(&base, p.tick, hz);
+        }
+    }
+    for e in &p.spawns {
+        let _ = e.at(u64::MAX, 60);
+        let _ = e.at(0, 1);
+    }
 }
 
 /// Structured packets built from the bytes: encode -> decode is the identity.
@@ -486,6 +515,23 @@ pub fn rules_toml(data: &[u8]) {
 }
 
 /// Meaningful starting inputs per target (valid packets, a real token, handshake-shaped data).
+/// Real server packets (split out of a framed stream) and the worked example of PROTOCOL.md.
+fn server_packet_seeds(stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = stream;
+    while let [lo, hi, tail @ ..] = rest {
+        let n = usize::from(u16::from_le_bytes([*lo, *hi])).min(tail.len());
+        out.push(tail[..n].to_vec());
+        rest = &tail[n..];
+    }
+    out.push(vec![
+        2, 1, 0xFB, 0xE9, 3, 1, 1, 0x1D, 0xFB, 0x2C, 1, 1, 2, 2, 3, 1, 0x1E, 0x20, 0, 0x28, 0x5A,
+        0x64, 1, 1, 9, 7, 0, 0xFB, 0, 5, 0xFB, 0xFF, 0, 0x40, 0, 0x80, 0x64, 0x64,
+    ]);
+    out
+}
+
+/// The seed corpus of every target.
 pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
     let tok = token(5).to_vec();
     let mut client_pkt = Vec::new();
@@ -563,8 +609,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ),
         ("connect_token", vec![tok, vec![0; 1078]]),
         ("client_packet", vec![client_pkt.clone()]),
-        ("client_session", vec![stream, single.clone(), redirected]),
+        (
+            "client_session",
+            vec![stream.clone(), single.clone(), redirected],
+        ),
         ("protocol_roundtrip", vec![script.clone(), vec![7; 64]]),
+        ("server_packet", server_packet_seeds(&stream)),
         (
             "replication_loss",
             vec![script.clone(), vec![0x20; 200], vec![0xE0; 200]],
