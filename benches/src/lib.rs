@@ -336,9 +336,25 @@ pub fn host_tick_run(
     threads: usize,
     interval: u32,
     (warm, ticks): (u32, u32),
-    (mark, count): AllocationProbe,
+    probe: AllocationProbe,
 ) -> anyhow::Result<HostTickFigures> {
-    std::thread::spawn(move || -> anyhow::Result<HostTickFigures> {
+    host_tick_windows(clients, threads, interval, &[(warm, ticks)], probe)?
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("no window measured"))
+}
+
+/// [`host_tick_run`] over several windows of one run: for each `(skip, ticks)`, `skip` ticks
+/// unmeasured, then `ticks` measured (the standard scenario's views keep growing for about
+/// 1,000 ticks as players gather, so a later window sees a settled world).
+pub fn host_tick_windows(
+    clients: u32,
+    threads: usize,
+    interval: u32,
+    windows: &[(u32, u32)],
+    (mark, count): AllocationProbe,
+) -> anyhow::Result<Vec<HostTickFigures>> {
+    let windows = windows.to_vec();
+    std::thread::spawn(move || -> anyhow::Result<Vec<HostTickFigures>> {
         let mut rig = zone_shell::rig::HostRig::new(zone_shell::rig::RigConfig {
             zone: scenario_config(Scenario::Standard, clients, 5_000),
             clients,
@@ -347,32 +363,36 @@ pub fn host_tick_run(
             threads,
             snapshot_interval: interval,
         })?;
-        for _ in 0..warm {
-            rig.step();
+        let mut figures = Vec::with_capacity(windows.len());
+        for (skip, ticks) in windows {
+            for _ in 0..skip {
+                rig.step();
+            }
+            let (sent, waited) = (rig.sent.0, rig.waited);
+            let before = *rig.host.replication_metrics();
+            let allocations = count();
+            let mut mark = |on| mark(on);
+            let mut times: Vec<f64> = (0..ticks)
+                .map(|_| rig.step_marked(&mut mark).as_secs_f64())
+                .collect();
+            let allocations = count() - allocations;
+            times.sort_unstable_by(f64::total_cmp);
+            let m = rig.host.replication_metrics();
+            let packets = (m.packets - before.packets).max(1) as f64;
+            figures.push(HostTickFigures {
+                clients,
+                threads,
+                interval,
+                p50_ms: quantile(&times, 0.5) * 1e3,
+                p99_ms: quantile(&times, 0.99) * 1e3,
+                allocations_per_tick: allocations as f64 / f64::from(ticks.max(1)),
+                datagrams: rig.sent.0 - sent,
+                awaited: rig.waited - waited,
+                visible_per_packet: (m.visible - before.visible) as f64 / packets,
+                bytes_per_packet: (m.bytes - before.bytes) as f64 / packets,
+            });
         }
-        let (sent, waited) = (rig.sent.0, rig.waited);
-        let before = *rig.host.replication_metrics();
-        let allocations = count();
-        let mut mark = |on| mark(on);
-        let mut times: Vec<f64> = (0..ticks)
-            .map(|_| rig.step_marked(&mut mark).as_secs_f64())
-            .collect();
-        let allocations = count() - allocations;
-        times.sort_unstable_by(f64::total_cmp);
-        let m = rig.host.replication_metrics();
-        let packets = (m.packets - before.packets).max(1) as f64;
-        Ok(HostTickFigures {
-            clients,
-            threads,
-            interval,
-            p50_ms: quantile(&times, 0.5) * 1e3,
-            p99_ms: quantile(&times, 0.99) * 1e3,
-            allocations_per_tick: allocations as f64 / f64::from(ticks.max(1)),
-            datagrams: rig.sent.0 - sent,
-            awaited: rig.waited - waited,
-            visible_per_packet: (m.visible - before.visible) as f64 / packets,
-            bytes_per_packet: (m.bytes - before.bytes) as f64 / packets,
-        })
+        Ok(figures)
     })
     .join()
     .map_err(|_| anyhow::anyhow!("the host-tick rig's thread panicked"))?
