@@ -5,11 +5,15 @@
 //! its acks; and it runs the client side of the reliable channel. Bots, simulation tests and game
 //! clients use it; it never touches a socket or a clock.
 
+pub mod interpolation;
+pub mod prediction;
+pub mod timesync;
+
 use std::collections::VecDeque;
 
 use crate::protocol::{
-    ApplyError, ClientMessage, ClientPacket, MAX_INPUTS, NetEntity, Redirect, RedirectAssembler,
-    ReliableReceiver, ReliableSender, ServerMessage, ServerPacket, WireInput,
+    ApplyError, AvatarState, ClientMessage, ClientPacket, MAX_INPUTS, NetEntity, Redirect,
+    RedirectAssembler, ReliableReceiver, ReliableSender, ServerMessage, ServerPacket, WireInput,
 };
 use crate::replication::SNAPSHOT_RING;
 use crate::{EntityId, PlayerId, PlayerInput, ZoneId};
@@ -33,6 +37,7 @@ pub enum ClientEvent {
 struct Held {
     tick: u64,
     entities: Vec<NetEntity>,
+    avatar: Option<AvatarState>,
 }
 
 /// The client side of one connection to a zone.
@@ -154,6 +159,15 @@ impl ClientSession {
         (tick != 0 && slot.tick == tick).then_some(&slot.entities)
     }
 
+    /// The own avatar exactly as the server held it at the newest snapshot's tick, with the
+    /// sequence number of the input then in effect (what prediction reconciles against).
+    pub fn avatar(&self) -> Option<AvatarState> {
+        self.ring
+            .get((self.newest % SNAPSHOT_RING as u64) as usize)
+            .filter(|h| h.tick == self.newest && self.newest != 0)
+            .and_then(|h| h.avatar)
+    }
+
     /// Next thing the server said, if any.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
@@ -256,13 +270,17 @@ impl ClientSession {
             return Ok(());
         }
         let hz = u32::from(self.tick_hz);
-        let base: &[NetEntity] = if p.baseline == 0 {
-            &[]
+        let (base, base_avatar): (&[NetEntity], _) = if p.baseline == 0 {
+            (&[], None)
         } else {
             match self.ring.get((p.baseline % SNAPSHOT_RING as u64) as usize) {
-                Some(slot) if slot.tick == p.baseline => &slot.entities,
+                Some(slot) if slot.tick == p.baseline => (&slot.entities, slot.avatar),
                 _ => return Err(ApplyError::BaselineMissing(p.baseline)),
             }
+        };
+        let avatar = match &p.avatar {
+            Some(u) => Some(u.apply(base_avatar.as_ref())),
+            None => base_avatar,
         };
         let out = &mut self.scratch;
         out.clear();
@@ -297,6 +315,7 @@ impl ClientSession {
         }
         let slot = &mut self.ring[(p.tick % SNAPSHOT_RING as u64) as usize];
         slot.tick = p.tick;
+        slot.avatar = avatar;
         std::mem::swap(&mut slot.entities, &mut self.scratch);
         self.newest = p.tick;
         Ok(())

@@ -100,6 +100,25 @@ impl Cooldowns {
     }
 }
 
+/// Room of [`Player::queued`] (one input per tick ahead; when it is full, the oldest queued
+/// input takes effect at once).
+pub const INPUT_QUEUE: usize = 32;
+
+/// Where an entity was at each of the last [`TRAIL_LEN`] ticks (slot `tick % TRAIL_LEN`): the
+/// history lag compensation rewinds a target to.
+#[derive(Component, Clone, Copy, Debug, PartialEq)]
+pub struct Trail(pub [glam::Vec2; TRAIL_LEN]);
+
+/// Ticks of [`Trail`] kept: more than the largest rewind the rules allow.
+pub const TRAIL_LEN: usize = 64;
+
+impl Trail {
+    /// A trail that has stood at `p` forever.
+    pub fn at(p: glam::Vec2) -> Self {
+        Self([p; TRAIL_LEN])
+    }
+}
+
 /// An ability use waiting for the combat system.
 #[derive(Component, Clone, Copy, Debug, Default, PartialEq)]
 pub struct PendingAbility(pub Option<AbilityUse>);
@@ -109,10 +128,14 @@ pub struct PendingAbility(pub Option<AbilityUse>);
 pub struct Player {
     /// The account.
     pub id: PlayerId,
-    /// Newest accepted input (movement is sticky until replaced).
+    /// The input in effect (movement is sticky until replaced).
     pub input: Option<PlayerInput>,
     /// Newest accepted input sequence number.
     pub last_seq: Option<u32>,
+    /// Accepted inputs stamped for ticks not simulated yet, by increasing tick (at most
+    /// [`INPUT_QUEUE`]): each takes effect in the simulation of its tick, as the client that
+    /// predicted it assumed.
+    pub queued: std::collections::VecDeque<PlayerInput>,
     /// Lifetime counters.
     pub stats: PlayerStats,
     /// Version of the last emitted save.
@@ -198,4 +221,6 @@ pub struct InputCounters {
     pub applied: u32,
     /// Refused, by kind.
     pub rejected: [u32; crate::InputError::COUNT],
+    /// Accepted after the tick they were stamped for had been simulated.
+    pub late: u32,
 }

@@ -453,6 +453,7 @@ pub fn zone_script(data: &[u8]) {
                             ability: (op & 16 != 0).then(|| AbilityUse {
                                 ability: AbilityId(b.u8() % 3),
                                 target: EntityId(u32::from(b.u8())),
+                                view_tick: 0,
                             }),
                         };
                         let _ = zone.handle_input(player, input);

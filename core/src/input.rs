@@ -17,6 +17,10 @@ pub struct AbilityUse {
     pub ability: AbilityId,
     /// On whom.
     pub target: EntityId,
+    /// The tick of the view the player aimed in (what its screen showed): the server checks
+    /// range and sight against where the target was then, rewound at most
+    /// [`crate::Rules::lag_compensation_ticks`]. 0, or a tick not in the past: no rewind.
+    pub view_tick: u64,
 }
 
 /// One input of one player, for one client tick.

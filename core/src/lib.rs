@@ -27,6 +27,7 @@ mod grid;
 mod ids;
 mod input;
 mod map;
+pub mod motion;
 pub mod netcode;
 mod output;
 mod player;

@@ -112,12 +112,17 @@ pub struct TickMetrics {
     pub inputs_applied: u32,
     /// Inputs refused since the previous tick, by [`InputError::index`].
     pub inputs_rejected: [u32; InputError::COUNT],
+    /// Of the accepted inputs, those that arrived after the tick they were stamped for had been
+    /// simulated (the client's prediction of them will need correcting).
+    pub inputs_late: u32,
     /// Ability uses attempted.
     pub attacks_attempted: u32,
     /// Ability uses that hit.
     pub attacks_hit: u32,
     /// Ability uses refused (cooldown, range, line of sight, dead or missing target).
     pub attacks_denied: u32,
+    /// Ability uses checked against a rewound target (lag compensation).
+    pub lag_rewinds: u32,
     /// Deaths.
     pub deaths: u32,
     /// Respawns.

@@ -123,6 +123,9 @@ pub struct Rules {
     pub max_input_age_ticks: u32,
     /// Most players one zone admits.
     pub max_players: u32,
+    /// Lag compensation: an ability is checked against where its target was in the view the
+    /// attacker's input names, rewound at most this many ticks (at most 60).
+    pub lag_compensation_ticks: u32,
     /// Abilities, by id.
     pub abilities: Vec<AbilityRule>,
     /// NPC behaviour.
@@ -148,6 +151,7 @@ impl Default for Rules {
             max_input_lead_ticks: 30,
             max_input_age_ticks: 120,
             max_players: 4_000,
+            lag_compensation_ticks: 12,
             abilities: vec![
                 AbilityRule {
                     id: 0,
@@ -170,6 +174,9 @@ impl Default for Rules {
         }
     }
 }
+
+/// Largest [`Rules::lag_compensation_ticks`]: the trail each entity keeps is longer.
+pub const MAX_LAG_COMPENSATION_TICKS: u32 = 60;
 
 /// A rules file that cannot be used, naming the field at fault.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -260,6 +267,15 @@ impl Rules {
             1,
         )?;
         at_least("max_players", self.max_players.into(), 1)?;
+        if self.lag_compensation_ticks > MAX_LAG_COMPENSATION_TICKS {
+            return Err(RulesError::Invalid {
+                field: "lag_compensation_ticks",
+                problem: format!(
+                    "must be at most {MAX_LAG_COMPENSATION_TICKS}, got {}",
+                    self.lag_compensation_ticks
+                ),
+            });
+        }
         if self.abilities.is_empty() {
             return Err(RulesError::Invalid {
                 field: "abilities",

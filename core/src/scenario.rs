@@ -88,7 +88,7 @@ impl Script {
             p.seq = p.seq.wrapping_add(1);
             let input = PlayerInput {
                 seq: p.seq,
-                tick,
+                tick: tick + 1,
                 move_x: p.dir.x,
                 move_y: p.dir.y,
                 run: p.run,
@@ -120,5 +120,6 @@ fn pick_attack(
     (d.below(3) == 0).then_some(AbilityUse {
         ability: AbilityId(ability.id),
         target: target.id,
+        view_tick: 0,
     })
 }

@@ -8,8 +8,9 @@ use glam::Vec2;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::components::{
-    AiState, Clock, Combatant, Cooldowns, Facing, Health, InputCounters, Intent, Life, MapRes,
-    NetId, Npc, PendingAbility, Player, Position, Registry, RulesRes, Velocity, ZoneInfo,
+    AiState, Clock, Combatant, Cooldowns, Facing, Health, INPUT_QUEUE, InputCounters, Intent, Life,
+    MapRes, NetId, Npc, PendingAbility, Player, Position, Registry, RulesRes, Trail, Velocity,
+    ZoneInfo,
 };
 use crate::grid::SpatialGrid;
 use crate::rng::{self, Purpose};
@@ -156,6 +157,7 @@ impl Zone {
                     .spawn((
                         NetId(id),
                         Position(home),
+                        Trail::at(home),
                         Velocity::default(),
                         Facing::default(),
                         Intent::default(),
@@ -279,6 +281,7 @@ impl Zone {
             .spawn((
                 NetId(id),
                 Position(position),
+                Trail::at(position),
                 Velocity::default(),
                 Facing(facing),
                 Intent::default(),
@@ -294,6 +297,7 @@ impl Zone {
                     id: player,
                     input: None,
                     last_seq: None,
+                    queued: std::collections::VecDeque::with_capacity(INPUT_QUEUE),
                     stats: state.stats,
                     version: state.version,
                     spawn_index: (player.0 % spawns_len as u64) as u32,
@@ -412,6 +416,21 @@ impl Zone {
             .copied()
     }
 
+    /// A player's avatar exactly as simulated, with the sequence number of the input in effect
+    /// (what the avatar section of its snapshots carries).
+    pub fn avatar_state(&self, player: PlayerId) -> Option<crate::protocol::AvatarState> {
+        let registry = self.world.resource::<Registry>();
+        let id = registry.players.get(&player)?;
+        let entity = *registry.entities.get(id)?;
+        let e = self.world.get_entity(entity).ok()?;
+        Some(crate::protocol::AvatarState {
+            seq: e.get::<Player>()?.input.map_or(0, |i| i.seq),
+            pos: e.get::<Position>()?.0,
+            vel: e.get::<Velocity>()?.0,
+            alive: e.get::<Life>()?.is_alive(),
+        })
+    }
+
     /// Players in the zone, in id order.
     pub fn players(&self) -> impl Iterator<Item = (PlayerId, EntityId)> + '_ {
         self.world
@@ -523,11 +542,34 @@ impl Zone {
             return Err(InputError::Stale);
         }
         p.last_seq = Some(input.seq);
-        p.input = Some(input);
-        if let Some(u) = input.ability
-            && let Some(mut pending) = e.get_mut::<PendingAbility>()
-        {
-            pending.0 = Some(u);
+        // An input stamped for a tick not simulated yet waits for it (the client predicted it
+        // there); one for the next tick or earlier takes effect at once.
+        let effective = if input.tick > now + 1 {
+            while p.queued.back().is_some_and(|q| q.tick >= input.tick) {
+                p.queued.pop_back();
+            }
+            let early = if p.queued.len() == INPUT_QUEUE {
+                p.queued.pop_front()
+            } else {
+                None
+            };
+            p.queued.push_back(input);
+            early
+        } else {
+            // Anything queued is older than this input, which replaces it.
+            p.queued.clear();
+            Some(input)
+        };
+        if let Some(input) = effective {
+            p.input = Some(input);
+            if let Some(u) = input.ability
+                && let Some(mut pending) = e.get_mut::<PendingAbility>()
+            {
+                pending.0 = Some(u);
+            }
+        }
+        if input.tick <= now {
+            self.world.resource_mut::<InputCounters>().late += 1;
         }
         Ok(())
     }
@@ -545,6 +587,7 @@ impl Zone {
             out.reset(tick);
             out.metrics.inputs_applied = counters.applied;
             out.metrics.inputs_rejected = counters.rejected;
+            out.metrics.inputs_late = counters.late;
         }
         self.schedule.run(&mut self.world);
         self.views.update_archetypes(&self.world);

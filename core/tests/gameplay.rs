@@ -68,6 +68,7 @@ fn hostile_inputs_are_refused_with_a_reason_and_counted() {
         ability: Some(AbilityUse {
             ability: AbilityId(200),
             target: zone_core::EntityId(1),
+            view_tick: 0,
         }),
         ..PlayerInput::movement(1, now, Vec2::ZERO, false)
     };
@@ -136,6 +137,7 @@ fn attack(
         ability: Some(AbilityUse {
             ability: AbilityId(ability),
             target,
+            view_tick: 0,
         }),
         ..input(zone, seq, Vec2::ZERO, false)
     };

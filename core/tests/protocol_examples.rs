@@ -43,7 +43,7 @@ fn section_10_1_a_client_packet() {
             move_y: -127,
             run: true,
             facing: 64,
-            ability: Some((AbilityId(2), EntityId(517))),
+            ability: Some((AbilityId(2), EntityId(517), 3)),
         }]
         .into_iter()
         .collect(),
@@ -51,7 +51,7 @@ fn section_10_1_a_client_packet() {
         reliable: vec![ClientMessage::Chat { text: "hi".into() }],
     };
     let bytes = hex(
-        "02 01 FB E8 03 02 01 FB 2C 01 01 2A FB EB 03 00 81 01 40 01 02 FB 05 02 01 05 00 02 68 69",
+        "03 01 FB E8 03 02 01 FB 2C 01 01 2A FB EB 03 00 81 01 40 01 02 FB 05 02 03 01 05 00 02 68 69",
     );
     let mut buf = Vec::new();
     p.encode(&mut buf);
@@ -98,9 +98,10 @@ fn section_10_2_a_server_packet() {
             health: 100,
             max_health: 100,
         }],
+        avatar: None,
     };
     let bytes = hex(
-        "02 01 FB E9 03 01 01 1D FB 2C 01 01 02 02 03 01 1E 20 00 28 5A 64 01 01 09 07 00 FB 00 05 FB FF 00 40 00 80 64 64",
+        "03 01 FB E9 03 01 01 1D FB 2C 01 01 02 02 03 01 1E 20 00 28 5A 64 01 01 09 07 00 FB 00 05 FB FF 00 40 00 80 64 64",
     );
     let mut buf = Vec::new();
     p.encode(&mut buf);
@@ -142,6 +143,26 @@ fn section_10_2_a_server_packet() {
     standing.encode(&mut buf);
     assert_eq!(
         buf,
-        hex("02 01 07 00 00 10 01 09 02 FB 00 05 FB FF 00 80 64 64")
+        hex("03 01 07 00 00 10 01 09 02 FB 00 05 FB FF 00 80 64 64")
     );
+}
+
+#[test]
+fn section_10_3_an_avatar_section() {
+    let p = ServerPacket {
+        tick: 1001,
+        baseline: 1000,
+        avatar: Some(zone_core::protocol::AvatarUpdate {
+            seq: Some(42),
+            pos: Some(zone_core::Vec2::new(10.5, -2.25)),
+            vel: None,
+            alive: None,
+        }),
+        ..ServerPacket::default()
+    };
+    let bytes = hex("03 01 FB E9 03 01 00 20 03 2A 00 00 28 41 00 00 10 C0");
+    let mut buf = Vec::new();
+    p.encode(&mut buf);
+    assert_eq!(buf, bytes);
+    assert_eq!(ServerPacket::decode(&bytes), Ok(p));
 }

@@ -20,7 +20,7 @@ fn wire_input() -> impl Strategy<Value = WireInput> {
         -127i8..=127,
         any::<bool>(),
         any::<u8>(),
-        proptest::option::of((any::<u8>(), any::<u32>())),
+        proptest::option::of((any::<u8>(), any::<u32>(), any::<u16>())),
     )
         .prop_map(
             |(seq, tick, move_x, move_y, run, facing, ability)| WireInput {
@@ -30,7 +30,7 @@ fn wire_input() -> impl Strategy<Value = WireInput> {
                 move_y,
                 run,
                 facing,
-                ability: ability.map(|(a, t)| (AbilityId(a), EntityId(t))),
+                ability: ability.map(|(a, t, age)| (AbilityId(a), EntityId(t), age)),
             },
         )
 }
@@ -197,11 +197,17 @@ fn server_packet() -> impl Strategy<Value = ServerPacket> {
                     Just((tick, baseline, rack, pong, first, reliable, removed)),
                     updates,
                     spawns,
+                    avatar(),
                 )
             },
         )
         .prop_map(
-            |((tick, baseline, reliable_ack, pong, first, reliable, removed), updates, spawns)| {
+            |(
+                (tick, baseline, reliable_ack, pong, first, reliable, removed),
+                updates,
+                spawns,
+                avatar,
+            )| {
                 ServerPacket {
                     tick,
                     baseline,
@@ -212,9 +218,30 @@ fn server_packet() -> impl Strategy<Value = ServerPacket> {
                     removed,
                     updates,
                     spawns,
+                    avatar,
                 }
             },
         )
+}
+
+/// An avatar section: any subset of its fields (none: no section), finite numbers.
+fn avatar() -> impl Strategy<Value = Option<zone_core::protocol::AvatarUpdate>> {
+    let v = || proptest::option::of((-1e6f32..1e6, -1e6f32..1e6));
+    (
+        proptest::option::of(any::<u32>()),
+        v(),
+        v(),
+        proptest::option::of(any::<bool>()),
+    )
+        .prop_map(|(seq, pos, vel, alive)| {
+            let u = zone_core::protocol::AvatarUpdate {
+                seq,
+                pos: pos.map(|(x, y)| zone_core::Vec2::new(x, y)),
+                vel: vel.map(|(x, y)| zone_core::Vec2::new(x, y)),
+                alive,
+            };
+            (u != zone_core::protocol::AvatarUpdate::default()).then_some(u)
+        })
 }
 
 proptest! {
@@ -300,12 +327,33 @@ fn decoders_refuse_with_typed_reasons() {
         Ok(5)
     );
     assert!(matches!(
-        ServerPacket::decode(&header(5, 0, 32)),
+        ServerPacket::decode(&header(5, 0, 64)),
         Err(DecodeError::BadTag {
             what: "packet sections",
-            got: 32
+            got: 64
         })
     ));
+    // The avatar section: an empty or unknown mask, a truncated or non-finite number.
+    for (mask, rest, want) in [(0u8, &[][..], "avatar mask"), (16, &[][..], "avatar mask")] {
+        let mut p = header(5, 0, 32);
+        p.push(mask);
+        p.extend_from_slice(rest);
+        assert!(
+            matches!(ServerPacket::decode(&p), Err(DecodeError::BadTag { what, .. }) if what == want),
+            "mask {mask}"
+        );
+    }
+    let mut nan = header(5, 0, 32);
+    nan.push(2);
+    nan.extend_from_slice(&f32::NAN.to_le_bytes());
+    nan.extend_from_slice(&1.0f32.to_le_bytes());
+    assert_eq!(
+        ServerPacket::decode(&nan),
+        Err(DecodeError::OutOfRange("avatar number"))
+    );
+    let mut short = header(5, 0, 32);
+    short.extend_from_slice(&[4, 0, 0]);
+    assert_eq!(ServerPacket::decode(&short), Err(DecodeError::Truncated));
     let mut empty = header(5, 0, 4);
     empty.push(0);
     assert_eq!(

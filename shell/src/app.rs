@@ -735,6 +735,7 @@ fn start_demo_bots(
             duration: None,
             seed: config.zone.seed,
             roam: config.is_world().then_some(grid),
+            layout: None,
             stand: false,
         };
         let (key, rx) = (key.clone(), bots_stop_rx.clone());

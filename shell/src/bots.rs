@@ -11,13 +11,16 @@ use std::time::Duration;
 use crate::socket::DatagramSocket;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
+use zone_core::client::interpolation::{Interpolator, Rendered};
+use zone_core::client::prediction::{Predictor, Smoothing};
+use zone_core::client::timesync::TimeSync;
 use zone_core::client::{ClientEvent as GameEvent, ClientSession};
 use zone_core::netcode::{Client, ClientEvent, ClientState, Key};
 use zone_core::protocol::NetEntity;
 use zone_core::protocol::ServerMessage;
 use zone_core::rng::{self, Purpose};
 use zone_core::world::WorldGrid;
-use zone_core::{AbilityId, AbilityUse, PlayerId, PlayerInput, Vec2, ZoneId};
+use zone_core::{AbilityId, AbilityUse, PlayerId, PlayerInput, Vec2, ZoneConfig, ZoneId};
 
 use crate::tokens::{TokenRequest, mint};
 
@@ -42,6 +45,10 @@ pub struct BotConfig {
     pub seed: u64,
     /// A world to roam: bots walk to random places of it, over its borders.
     pub roam: Option<WorldGrid>,
+    /// The world's layout, for predicting the avatar on its zones' generated maps (default:
+    /// `roam`'s, else the embedded default of one 128-tile zone; on another map a bot is
+    /// corrected at walls, which its figures count).
+    pub layout: Option<WorldGrid>,
     /// Without a world to roam: stand where they spawned (fighting back at whoever comes
     /// close) instead of walking about at random. A player who stays in one zone for long.
     pub stand: bool,
@@ -88,6 +95,45 @@ pub struct BotReport {
     /// For each redirect followed: milliseconds from the first snapshot that showed the avatar
     /// over its zone's border to the first snapshot from the new zone.
     pub handoff_ms: Vec<u64>,
+    /// Client-side prediction, interpolation and their CPU (every zone played in).
+    pub client: ClientFigures,
+}
+
+/// What a bot's prediction and interpolation did (integers, so reports compare exactly).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientFigures {
+    /// Reconciliations that had a predicted tick to compare.
+    pub compared: u64,
+    /// Of those, predictions that were not exact.
+    pub corrected: u64,
+    /// The errors of those that were not (micro-units), the first 256.
+    pub errors_um: Vec<u32>,
+    /// Inputs replayed.
+    pub replayed: u64,
+    /// Frames drawn by the interpolator.
+    pub frames: u64,
+    /// Of those, frames past the newest view.
+    pub extrapolated: u64,
+    /// Sum of the interpolation delays over the frames, thousandths of a tick.
+    pub delay_milliticks: u64,
+    /// Nanoseconds spent predicting, reconciling and interpolating.
+    pub cpu_ns: u64,
+}
+
+impl ClientFigures {
+    /// Adds what one zone's predictor and interpolator did.
+    fn absorb(&mut self, p: &Predictor, i: Option<&Interpolator>) {
+        let s = p.stats();
+        self.compared += s.compared;
+        self.corrected += s.corrected;
+        self.replayed += s.replayed;
+        if let Some(i) = i {
+            let st = i.stats();
+            self.frames += st.frames;
+            self.extrapolated += st.extrapolated;
+            self.delay_milliticks += (st.delay_sum * 1_000.0) as u64;
+        }
+    }
 }
 
 /// Aggregate over a crowd.
@@ -127,6 +173,23 @@ impl CrowdReport {
     /// Redirects followed by all bots.
     pub fn redirects(&self) -> u64 {
         self.bots.iter().map(|b| b.redirects).sum()
+    }
+
+    /// Every bot's client figures, summed (errors: all of them).
+    pub fn client_figures(&self) -> ClientFigures {
+        let mut all = ClientFigures::default();
+        for b in &self.bots {
+            let c = &b.client;
+            all.compared += c.compared;
+            all.corrected += c.corrected;
+            all.errors_um.extend_from_slice(&c.errors_um);
+            all.replayed += c.replayed;
+            all.frames += c.frames;
+            all.extrapolated += c.extrapolated;
+            all.delay_milliticks += c.delay_milliticks;
+            all.cpu_ns += c.cpu_ns;
+        }
+        all
     }
 
     /// Mean snapshots per connected bot per second.
@@ -345,6 +408,41 @@ struct Bot {
     /// Datagrams to send, back to back, and where each goes.
     outbox: Vec<u8>,
     outbox_list: Vec<(SocketAddr, usize, usize)>,
+    /// Clock, prediction and interpolation of the zone played in (from its welcome on).
+    responsive: Option<Responsive>,
+}
+
+/// A game client's responsive half, as a bot runs it: the server's clock, the own avatar
+/// predicted, everything else interpolated and drawn once per step.
+struct Responsive {
+    sync: TimeSync,
+    predictor: Predictor,
+    interpolator: Interpolator,
+    drawn: Vec<Rendered>,
+    /// The render tick of the last frame drawn (the view abilities are aimed in).
+    render: Option<f64>,
+}
+
+impl Responsive {
+    /// For a zone at `tick_hz`: predicts on `zone`'s generated map (the server's embedded
+    /// defaults; on another map the bot is corrected at walls, which the figures count).
+    fn new(tick_hz: u16, zone: Option<ZoneConfig>) -> Self {
+        let zone = zone.unwrap_or_else(|| ZoneConfig::arena(ZoneId(1), 128, 128, 0));
+        let max_speed = zone.rules.run_speed.max(zone.rules.npc.chase_speed);
+        Self {
+            sync: TimeSync::new(tick_hz),
+            predictor: Predictor::new(
+                zone.rules,
+                zone.map,
+                Smoothing::Smooth {
+                    half_life_ticks: 4.0,
+                },
+            ),
+            interpolator: Interpolator::new(tick_hz, max_speed),
+            drawn: Vec::with_capacity(256),
+            render: None,
+        }
+    }
 }
 
 /// What a bot wants after a step.
@@ -376,6 +474,45 @@ impl Bot {
             out: Vec::with_capacity(1_200),
             outbox: Vec::with_capacity(4 * 1_300),
             outbox_list: Vec::with_capacity(4),
+            responsive: None,
+        }
+    }
+
+    fn now_s(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
+    }
+
+    /// After a snapshot applied: the clock, the interpolator's views, the reconciliation.
+    fn on_snapshot(&mut self) {
+        let started = std::time::Instant::now();
+        let now = self.now_s();
+        let Some(r) = &mut self.responsive else {
+            return;
+        };
+        let tick = self.session.newest_tick();
+        r.sync.on_snapshot(tick, now);
+        r.interpolator.push(tick, self.session.entities());
+        if let Some(avatar) = self.session.avatar() {
+            let rec = r.predictor.reconcile(tick, &avatar);
+            if !rec.exact
+                && let Some(e) = rec.error
+                && self.report.client.errors_um.len() < 256
+            {
+                self.report
+                    .client
+                    .errors_um
+                    .push((e * 1e6).min(u32::MAX as f32) as u32);
+            }
+        }
+        self.report.client.cpu_ns += started.elapsed().as_nanos() as u64;
+    }
+
+    /// Ends the responsive half of a zone (a redirect), keeping its figures.
+    fn forget_zone(&mut self) {
+        if let Some(r) = self.responsive.take() {
+            self.report
+                .client
+                .absorb(&r.predictor, Some(&r.interpolator));
         }
     }
 
@@ -409,6 +546,7 @@ impl Bot {
                     self.report.refused += 1;
                 } else if self.session.newest_tick() > before {
                     self.report.snapshots += 1;
+                    self.on_snapshot();
                 }
             }
             Some(ClientEvent::Connected { .. }) => connected(&mut self.report, self.epoch),
@@ -440,6 +578,12 @@ impl Bot {
                     self.report.server_closed = true
                 }
                 GameEvent::Redirect(r) => redirect = Some(r),
+                GameEvent::Pong(n) => {
+                    let now = self.now_s();
+                    if let Some(r) = &mut self.responsive {
+                        r.sync.on_pong(n, now);
+                    }
+                }
                 _ => {}
             }
         }
@@ -453,6 +597,7 @@ impl Bot {
             }
             self.client = Client::new(self.now(), &r.token[..]);
             self.session = ClientSession::new(PlayerId(self.player));
+            self.forget_zone();
             self.report.redirects += 1;
             self.report.lost = None;
             self.redirected = true;
@@ -474,6 +619,16 @@ impl Bot {
             }
             return Next::Done;
         }
+        if self.responsive.is_none() && self.session.tick_hz() != 0 {
+            let map = match (
+                config.layout.as_ref().or(config.roam.as_ref()),
+                self.session.zone(),
+            ) {
+                (Some(world), Some(z)) => world.zone_config(z, 0),
+                _ => None,
+            };
+            self.responsive = Some(Responsive::new(self.session.tick_hz(), map));
+        }
         if self.client.state() == ClientState::Connected {
             self.play(config, me);
         }
@@ -490,6 +645,7 @@ impl Bot {
     /// Leaves properly if still connected (the disconnect datagrams go to the outbox) and
     /// hands back what the bot saw.
     fn leave(&mut self) {
+        self.forget_zone();
         if self.client.state() == ClientState::Connected {
             let _ = self.client.disconnect();
             while let Some(t) = self.client.poll_transmit() {
@@ -554,16 +710,10 @@ impl Bot {
                 }
             }
         }
-        let mut input =
-            PlayerInput::movement(0, self.session.newest_tick() + 1, self.dir, self.run);
-        input.facing = self.dir.y.atan2(self.dir.x);
-        // Fight back at whoever is close, now and then.
-        if let Some(me) = me
-            && d.below(20) == 0
-        {
+        // The target to fight back at, now and then: the nearest living entity in view.
+        let target = me.filter(|_| d.below(20) == 0).and_then(|me| {
             let (mx, my) = self.session.position(&me);
-            let near = self
-                .session
+            self.session
                 .entities()
                 .iter()
                 .filter(|e| e.id != me.id && e.alive)
@@ -571,15 +721,53 @@ impl Bot {
                     let (x, y) = self.session.position(e);
                     let (dx, dy) = (i64::from(x - mx), i64::from(y - my));
                     dx * dx + dy * dy
-                });
-            if let Some(t) = near {
-                input.ability = Some(AbilityUse {
-                    ability: AbilityId(1),
-                    target: t.id,
-                });
+                })
+                .map(|e| e.id)
+        });
+        let started = std::time::Instant::now();
+        let now = self.now_s();
+        match &mut self.responsive {
+            Some(r) => {
+                if let Some(n) = r.sync.ping_due(now) {
+                    self.session.ping(n);
+                }
+                // Draw the world (what a game client would show this frame).
+                if let Some(render) = r.interpolator.advance(now, &r.sync) {
+                    r.interpolator.view_at(render, &mut r.drawn);
+                    r.render = Some(render);
+                }
+                // Inputs for every tick up to the one the clock says is due, each predicted.
+                if let Some(due) = r.sync.input_tick(now)
+                    && r.predictor.is_started()
+                {
+                    // From the last tick predicted, or after a stall from the earliest tick an
+                    // input can still make (the ticks between keep the input in effect).
+                    let first = r.sync.earliest_input_tick(now).unwrap_or(due).min(due);
+                    let mut made = 0;
+                    while r.predictor.tick() < due && made < 8 {
+                        let t = (r.predictor.tick() + 1).max(first);
+                        let mut input = PlayerInput::movement(0, t, self.dir, self.run);
+                        input.facing = self.dir.y.atan2(self.dir.x);
+                        if made == 0
+                            && let Some(target) = target
+                        {
+                            input.ability = Some(AbilityUse {
+                                ability: AbilityId(1),
+                                target,
+                                view_tick: r.render.map_or(0, |t| t.max(0.0) as u64),
+                            });
+                        }
+                        input.seq = self.session.push_input(input);
+                        r.predictor.predict(&input);
+                        made += 1;
+                    }
+                }
+            }
+            None => {
+                // No clock before the welcome: no inputs, acks only.
             }
         }
-        self.session.push_input(input);
+        self.report.client.cpu_ns += started.elapsed().as_nanos() as u64;
         self.out.clear();
         self.session.write_packet(&mut self.out);
         let _ = self.client.send_payload(&self.out);

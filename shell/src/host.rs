@@ -639,6 +639,8 @@ impl ZoneHost {
         }
         self.stats.ticks += 1;
         self.stats.combat_events += out.combat_events.len() as u64;
+        self.stats.inputs_late += u64::from(m.inputs_late);
+        self.stats.lag_rewinds += u64::from(m.lag_rewinds);
         self.stats.entities = (m.players + m.npcs) as u64;
         for kind in InputError::ALL {
             if kind != InputError::Stale {

@@ -460,6 +460,7 @@ async fn bots(args: BotArgs) -> anyhow::Result<()> {
             server: args.server.unwrap_or_else(|| config.public_address()),
             servers,
             roam: if world { Some(config.grid()?) } else { None },
+            layout: None,
             stand: false,
             protocol_id: config.net.protocol_id,
             first_player: args.first_player,

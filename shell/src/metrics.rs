@@ -72,6 +72,10 @@ pub struct Metrics {
     pub inputs_rejected: Family<Reason, Counter>,
     /// Combat hits.
     pub combat_events: Counter,
+    /// Inputs that arrived after the tick they were stamped for.
+    pub inputs_late: Counter,
+    /// Ability uses checked against a rewound target (lag compensation).
+    pub lag_rewinds: Counter,
     /// Player connects and disconnects.
     pub connects: Counter,
     /// Player disconnects.
@@ -154,6 +158,8 @@ impl Metrics {
             dropped: Family::default(),
             inputs_rejected: Family::default(),
             combat_events: Counter::default(),
+            inputs_late: Counter::default(),
+            lag_rewinds: Counter::default(),
             connects: Counter::default(),
             disconnects: Family::default(),
             spool_records: Gauge::default(),
@@ -232,6 +238,18 @@ impl Metrics {
                 &self.inputs_rejected,
             ),
             ("combat_events", "Combat hits", Zone, &self.combat_events),
+            (
+                "inputs_late",
+                "Inputs that arrived after the tick they were stamped for",
+                Zone,
+                &self.inputs_late,
+            ),
+            (
+                "lag_rewinds",
+                "Ability uses checked against a rewound target (lag compensation)",
+                Zone,
+                &self.lag_rewinds,
+            ),
             (
                 "connects",
                 "Clients that completed the handshake",
@@ -432,8 +450,11 @@ impl HostExport {
         m.ticks.inc_by(now.ticks - seen.ticks);
         m.combat_events
             .inc_by(now.combat_events - seen.combat_events);
+        m.inputs_late.inc_by(now.inputs_late - seen.inputs_late);
+        m.lag_rewinds.inc_by(now.lag_rewinds - seen.lag_rewinds);
         (seen.connects, seen.ticks, seen.combat_events) =
             (now.connects, now.ticks, now.combat_events);
+        (seen.inputs_late, seen.lag_rewinds) = (now.inputs_late, now.lag_rewinds);
         export_counts(&m.disconnects, &now.disconnects, &mut seen.disconnects);
         export_counts(&m.dropped, &now.dropped, &mut seen.dropped);
         export_counts(

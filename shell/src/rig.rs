@@ -498,6 +498,7 @@ fn play(c: &mut RigClient, tick: u64) {
                 input.ability = Some(AbilityUse {
                     ability: AbilityId(1),
                     target,
+                    view_tick: 0,
                 });
             }
             _ => c.last_hit_by = None,

@@ -554,6 +554,7 @@ async fn bot(
         duration: None,
         seed,
         roam: roam.then(|| grid(shared.grid)),
+        layout: None,
         stand: !roam,
     };
     let (stop_tx, mut stop) = watch::channel(false);
@@ -638,6 +639,7 @@ async fn second_login(shared: Arc<Shared>, player: u64, seed: u64) -> turmoil::R
         duration: Some(Duration::from_secs(20)),
         seed: seed ^ 0x7717,
         roam: None,
+        layout: None,
         stand: false,
     };
     let token = token(player, server)?;

@@ -490,6 +490,7 @@ async fn bot(world: Arc<World>, player: u64, seed: u64, dup: bool) -> turmoil::R
         server,
         servers: Vec::new(),
         roam: None,
+        layout: None,
         stand: false,
         protocol_id: PROTOCOL,
         first_player: player,

@@ -582,6 +582,7 @@ fn outage_rows(r: &mut Report, seconds: u64) -> anyhow::Result<()> {
                 server: running.udp_addr,
                 servers: Vec::new(),
                 roam: None,
+                layout: None,
                 stand: false,
                 protocol_id: running.protocol_id,
                 first_player: 1,
@@ -831,14 +832,18 @@ fn serve_child(args: &[String]) -> anyhow::Result<()> {
         let summary = &finished.zones[0].summary;
         let cpu = zone_shell::process_stats::cpu_time().map_or(0.0, |d| d.as_secs_f64());
         let rss = zone_shell::process_stats::peak_rss_bytes().unwrap_or(0);
+        let stats = finished.zones[0].host.stats();
         println!(
-            "SUMMARY {} {} {} {} {} {}",
+            "SUMMARY {} {} {} {} {} {} {} {} {}",
             summary.tick_times.quantile_ms(0.5),
             summary.tick_times.quantile_ms(0.99),
             summary.overruns,
             cpu / wall.elapsed().as_secs_f64() * 100.0,
             rss,
-            summary.skipped
+            summary.skipped,
+            stats.lag_rewinds,
+            stats.inputs_late,
+            summary.ticks
         );
         Ok(())
     })
@@ -866,6 +871,7 @@ fn world_rows(r: &mut Report, bots: u32, seconds: u64) -> anyhow::Result<()> {
             server: running.udp_addr,
             servers: running.zones.iter().map(|z| z.public_address).collect(),
             roam: Some(config.grid()?),
+            layout: None,
             stand: false,
             protocol_id: running.protocol_id,
             first_player: 1,
@@ -981,6 +987,8 @@ fn e2e_rows(r: &mut Report, bots: u32, seconds: u64) -> anyhow::Result<()> {
         zone_shell::process_stats::cpu_time().unwrap_or_default(),
         Instant::now(),
     );
+    // The child's zone: one 384-tile arena (the bots predict on its map).
+    let layout = zone_core::world::WorldGrid::of_tiles(1, 1, 384, 1)?;
     let crowd = rt.block_on(async {
         let (_tx, stop) = tokio::sync::watch::channel(false);
         zone_shell::bots::run_crowd(
@@ -988,6 +996,7 @@ fn e2e_rows(r: &mut Report, bots: u32, seconds: u64) -> anyhow::Result<()> {
                 server: addr,
                 servers: Vec::new(),
                 roam: None,
+                layout: Some(layout),
                 stand: false,
                 protocol_id: zone_shell::config::Config::default().net.protocol_id,
                 first_player: 1,
@@ -1071,7 +1080,90 @@ fn e2e_rows(r: &mut Report, bots: u32, seconds: u64) -> anyhow::Result<()> {
         "-",
         None,
     );
+    client_rows(r, &crowd, get(6), get(7), seconds as f64);
     Ok(())
+}
+
+/// The bots' client-side figures (issue 20): prediction, interpolation, their CPU, and the
+/// server's lag-compensation rewinds and late inputs, from the same run.
+fn client_rows(
+    r: &mut Report,
+    crowd: &zone_shell::bots::CrowdReport,
+    rewinds: f64,
+    late: f64,
+    seconds: f64,
+) {
+    let area = "clients";
+    let c = crowd.client_figures();
+    let bots = crowd.connected().max(1) as f64;
+    // Every compared reconciliation: exact ones have error 0, the others their own.
+    let mut errors: Vec<f64> = c.errors_um.iter().map(|e| f64::from(*e) / 1e6).collect();
+    let zeros = c.compared.saturating_sub(c.corrected) as usize;
+    errors.extend(std::iter::repeat_n(0.0, zeros));
+    errors.sort_unstable_by(f64::total_cmp);
+    let mean = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
+    r.row(
+        area,
+        "prediction: reconciliations exact / corrected",
+        format!("{} / {}", c.compared - c.corrected, c.corrected),
+        "reported",
+        None,
+    );
+    r.row(
+        area,
+        "  prediction error, mean / p99 (units)",
+        format!("{mean:.4} / {:.4}", quantile(&errors, 0.99)),
+        "reported",
+        None,
+    );
+    r.row(
+        area,
+        "  inputs replayed per bot per second",
+        format!("{:.0}", c.replayed as f64 / bots / seconds.max(1e-9)),
+        "reported",
+        None,
+    );
+    r.row(
+        area,
+        "  server: late inputs / lag-compensation rewinds per s",
+        format!(
+            "{:.1} / {:.1}",
+            late / seconds.max(1e-9),
+            rewinds / seconds.max(1e-9)
+        ),
+        "reported",
+        None,
+    );
+    let delay = c.delay_milliticks as f64 / 1_000.0 / c.frames.max(1) as f64;
+    r.row(
+        area,
+        "interpolation delay chosen, mean",
+        format!("{delay:.2} ticks ({:.0} ms)", delay / 60.0 * 1e3),
+        "reported",
+        None,
+    );
+    r.row(
+        area,
+        "  frames extrapolated",
+        format!(
+            "{:.2} % of {}",
+            100.0 * c.extrapolated as f64 / c.frames.max(1) as f64,
+            c.frames
+        ),
+        "-",
+        None,
+    );
+    r.row(
+        area,
+        "CPU per client: time sync + prediction + interpolation",
+        format!(
+            "{:.1} us/s ({:.3} % of a core)",
+            c.cpu_ns as f64 / 1e3 / bots / seconds.max(1e-9),
+            c.cpu_ns as f64 / 1e9 / bots / seconds.max(1e-9) * 100.0
+        ),
+        "reported",
+        None,
+    );
 }
 
 fn scaling(r: &mut Report) -> anyhow::Result<()> {

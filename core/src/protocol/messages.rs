@@ -11,8 +11,8 @@ use super::wire::{
     ByteSink, SmallBytes, WireReader, WireWriter, put_pair, put_varint, put_zigzag, varint_len,
 };
 use super::{
-    DecodeError, MAX_CHAT, MAX_INPUTS, MAX_PACKET, MAX_RELIABLE_PER_PACKET, NetEntity, NetKind,
-    PROTOCOL_VERSION,
+    AvatarUpdate, DecodeError, MAX_CHAT, MAX_INPUTS, MAX_PACKET, MAX_RELIABLE_PER_PACKET,
+    NetEntity, NetKind, PROTOCOL_VERSION,
 };
 use crate::{AbilityId, AbilityUse, EntityId, PlayerId, PlayerInput, ZoneId};
 
@@ -34,8 +34,9 @@ pub struct WireInput {
     pub run: bool,
     /// Facing in 1/256 turns.
     pub facing: u8,
-    /// Ability to use, if any.
-    pub ability: Option<(AbilityId, EntityId)>,
+    /// Ability to use, if any: which, on whom, and how many ticks before `tick` the view the
+    /// player aimed in was (0: none claimed, no rewind).
+    pub ability: Option<(AbilityId, EntityId, u16)>,
 }
 
 impl WireInput {
@@ -55,7 +56,14 @@ impl WireInput {
             move_y: q(i.move_y),
             run: i.run,
             facing: super::quantize_angle(i.facing),
-            ability: i.ability.map(|a| (a.ability, a.target)),
+            ability: i.ability.map(|a| {
+                let age = if a.view_tick == 0 {
+                    0
+                } else {
+                    i.tick.saturating_sub(a.view_tick).min(u64::from(u16::MAX)) as u16
+                };
+                (a.ability, a.target, age)
+            }),
         }
     }
 
@@ -73,9 +81,15 @@ impl WireInput {
             move_y: dir.y,
             run: self.run,
             facing: super::dequantize_angle(self.facing),
-            ability: self
-                .ability
-                .map(|(ability, target)| AbilityUse { ability, target }),
+            ability: self.ability.map(|(ability, target, age)| AbilityUse {
+                ability,
+                target,
+                view_tick: if age == 0 {
+                    0
+                } else {
+                    self.tick.saturating_sub(u64::from(age))
+                },
+            }),
         }
     }
 }
@@ -278,7 +292,9 @@ const SECTION_RELIABLE: u8 = 2;
 const SECTION_REMOVALS: u8 = 4;
 const SECTION_UPDATES: u8 = 8;
 const SECTION_SPAWNS: u8 = 16;
-const SECTIONS_ALL: u8 = 31;
+/// Section flag: the avatar section ([`super::AvatarUpdate`]) ends the packet.
+pub const SECTION_AVATAR: u8 = 32;
+const SECTIONS_ALL: u8 = 63;
 
 /// A change to one entity of the baseline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -521,6 +537,8 @@ pub struct ServerPacket {
     pub updates: Vec<EntityUpdate>,
     /// Entities new to the client's view, by increasing id (anchors at or before `tick`).
     pub spawns: Vec<NetEntity>,
+    /// The client's own avatar, exactly, where it differs from the baseline's.
+    pub avatar: Option<AvatarUpdate>,
 }
 
 /// Writes a prepared spawn body with the anchor age of a moving entity after its flags.
@@ -577,6 +595,7 @@ impl ServerPacket {
         self.spawns.clear();
         self.pong = None;
         self.reliable_first = 0;
+        self.avatar = None;
     }
 
     /// Appends the encoded packet to `buf`.
@@ -586,7 +605,11 @@ impl ServerPacket {
             self.removed.len(),
             self.updates.len(),
             self.spawns.len(),
-        );
+        ) | if self.avatar.is_some() {
+            SECTION_AVATAR
+        } else {
+            0
+        };
         write_server_header(
             buf,
             self.tick,
@@ -634,6 +657,9 @@ impl ServerPacket {
                     e.moving().then(|| self.tick.saturating_sub(e.anchor)),
                 );
             }
+        }
+        if let Some(a) = &self.avatar {
+            a.write(buf);
         }
     }
 
@@ -752,6 +778,9 @@ impl ServerPacket {
                     max_health: r.u16v()?,
                 });
             }
+        }
+        if sections & SECTION_AVATAR != 0 {
+            self.avatar = Some(AvatarUpdate::read(&mut r)?);
         }
         r.finish()
     }

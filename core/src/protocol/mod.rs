@@ -5,16 +5,22 @@
 //! panic, and allocation is bounded by the packet size and fixed caps. `core/PROTOCOL.md`
 //! documents the byte layout for clients in other languages.
 
+mod avatar;
 mod messages;
 mod quantize;
 mod redirect;
 mod reliable;
 pub mod wire;
 
+pub use avatar::{
+    AVATAR_ALL, AVATAR_LIFE, AVATAR_MAX_LEN, AVATAR_POS, AVATAR_SEQ, AVATAR_VEL, AvatarState,
+    AvatarUpdate,
+};
 pub use messages::{
-    ClientMessage, ClientPacket, EntityUpdate, ServerMessage, ServerPacket, UPDATE_FACING,
-    UPDATE_STATUS, UPDATE_TRACK, UPDATE_VEL, WireInput, anchor_field, server_sections, spawn_len,
-    update_header, write_server_header, write_spawn, write_spawn_body, write_update_body,
+    ClientMessage, ClientPacket, EntityUpdate, SECTION_AVATAR, ServerMessage, ServerPacket,
+    UPDATE_FACING, UPDATE_STATUS, UPDATE_TRACK, UPDATE_VEL, WireInput, anchor_field,
+    server_sections, spawn_len, update_header, write_server_header, write_spawn, write_spawn_body,
+    write_update_body,
 };
 pub use quantize::{
     EntitySample, NetEntity, NetKind, POS_PER_VEL, POS_SCALE, TRACK_TOLERANCE, VEL_SCALE,
@@ -26,8 +32,9 @@ pub use redirect::{
 };
 pub use reliable::{ReliableReceiver, ReliableSender};
 
-/// Version byte that opens every packet (2: tracked entities, section flags, baseline age).
-pub const PROTOCOL_VERSION: u8 = 2;
+/// Version byte that opens every packet (3: the avatar section and the view age of an ability
+/// use; 2: tracked entities, section flags, baseline age).
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest payload in either direction (one netcode.io packet).
 pub const MAX_PACKET: usize = 1200;
 /// Most inputs one client packet carries (the newest ones, for redundancy against loss).

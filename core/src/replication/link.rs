@@ -1,6 +1,6 @@
 //! Per-client replication state: snapshot ring, acks, visible set, priorities, reliable channel.
 
-use crate::protocol::{ReliableReceiver, ReliableSender, ServerMessage};
+use crate::protocol::{AvatarState, ReliableReceiver, ReliableSender, ServerMessage};
 use crate::{EntityId, PlayerId};
 
 use super::{ReplicationConfig, SNAPSHOT_RING};
@@ -40,6 +40,8 @@ impl Held {
 pub(super) struct Snapshot {
     pub tick: u64,
     pub entities: Vec<Held>,
+    /// The client's avatar as this snapshot left it with the client.
+    pub avatar: Option<AvatarState>,
 }
 
 /// Everything the server keeps for one client. Opaque: the caller only moves links between
@@ -51,6 +53,8 @@ pub struct ClientLink {
     pub(super) ring: Vec<Snapshot>,
     /// Newest snapshot tick the client acknowledged (0 = none).
     pub(super) acked: u64,
+    /// The client's avatar at this tick, exactly (set by `prepare`; none while it is not here).
+    pub(super) avatar: Option<AvatarState>,
     /// Entities in view at the last update, sorted.
     pub(super) visible: Vec<EntityId>,
     /// Spawns and removals not yet in an acknowledged snapshot: since when, sorted by id.
@@ -81,6 +85,7 @@ impl ClientLink {
             entity,
             ring: (0..SNAPSHOT_RING).map(|_| Snapshot::default()).collect(),
             acked: 0,
+            avatar: None,
             visible: Vec::new(),
             pending: Vec::with_capacity(super::select::PENDING_CAP),
             reliable_tx: ReliableSender::new(config.reliable_queue),

@@ -448,6 +448,11 @@ impl Replicator {
                 .map(|(i, p)| (EntityId(i as u32), *p)),
         );
 
+        // Each client's own avatar, exactly (the avatar section of its packets).
+        for link in &mut self.clients {
+            link.avatar = zone.avatar_state(link.player);
+        }
+
         // Combat log: every hit involving a client's avatar.
         let bulk = self.config.bulk_limit();
         for hit in &zone.last_output().combat_events {

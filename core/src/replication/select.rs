@@ -16,8 +16,9 @@
 use crate::EntityId;
 use crate::protocol::wire::{WireWriter, put_varint, varint_len};
 use crate::protocol::{
-    MAX_RELIABLE_PER_PACKET, UPDATE_TRACK, anchor_field, server_sections, update_header,
-    write_server_header, write_spawn, write_update_body,
+    AVATAR_MAX_LEN, AvatarUpdate, MAX_RELIABLE_PER_PACKET, SECTION_AVATAR, UPDATE_TRACK,
+    anchor_field, server_sections, update_header, write_server_header, write_spawn,
+    write_update_body,
 };
 
 use super::SNAPSHOT_RING;
@@ -30,7 +31,7 @@ const RELIABLE_RESEND_TICKS: u64 = 12;
 
 /// Upper bound of a server packet's header: version, kind, tick, baseline age, reliable ack,
 /// sections, pong, and the section counts and reliable start.
-const FIXED_OVERHEAD: usize = 1 + 1 + 9 + 9 + 3 + 1 + 9 + 4 * 3 + 3;
+const FIXED_OVERHEAD: usize = 1 + 1 + 9 + 9 + 3 + 1 + 9 + 4 * 3 + 3 + AVATAR_MAX_LEN;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -144,6 +145,16 @@ pub(super) fn build_packet(
         None => (0, &[][..]),
     };
 
+    // The avatar section: the fields that differ from the baseline's avatar.
+    let base_avatar = if baseline_tick == 0 {
+        None
+    } else {
+        link.slot(baseline_tick).and_then(|b| b.avatar)
+    };
+    let avatar = link
+        .avatar
+        .and_then(|now| AvatarUpdate::between(base_avatar.as_ref(), &now));
+
     let mut stats = BuildStats {
         full: baseline_tick == 0,
         ..BuildStats::default()
@@ -208,6 +219,7 @@ pub(super) fn build_packet(
             s,
             (baseline_tick, reliable_ack, pong),
             (reliable_first, reliable_count),
+            avatar.as_ref(),
             out,
         );
         let len = out.len() - start;
@@ -258,6 +270,9 @@ pub(super) fn build_packet(
     // packet allocates nothing.
     let slot = &mut link.ring[(tick % SNAPSHOT_RING as u64) as usize];
     slot.tick = tick;
+    slot.avatar = avatar
+        .map(|a| a.apply(base_avatar.as_ref()))
+        .or(base_avatar);
     std::mem::swap(&mut slot.entities, &mut s.snapshot);
     std::mem::swap(&mut link.visible, &mut s.visible);
     // Spawns and removals waiting (at most PENDING_CAP): copied into the client's own list.
@@ -590,6 +605,7 @@ fn write(
     s: &Scratch,
     (baseline_tick, reliable_ack, pong): (u64, u16, Option<u64>),
     (reliable_first, reliable_count): (u16, usize),
+    avatar: Option<&AvatarUpdate>,
     out: &mut Vec<u8>,
 ) {
     let tick = frame.tick;
@@ -606,7 +622,8 @@ fn write(
             Kind::Refresh => {}
         }
     }
-    let sections = server_sections(reliable_count, removals, updates, spawns);
+    let sections = server_sections(reliable_count, removals, updates, spawns)
+        | if avatar.is_some() { SECTION_AVATAR } else { 0 };
     write_server_header(out, tick, baseline_tick, reliable_ack, pong, sections);
     if reliable_count > 0 {
         put_varint(out, reliable_count as u64);
@@ -658,6 +675,9 @@ fn write(
                 .then(|| tick.saturating_sub(t.record.anchor));
             write_spawn(out, &t.spawn, age);
         }
+    }
+    if let Some(a) = avatar {
+        a.write(out);
     }
 }
 

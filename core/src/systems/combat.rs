@@ -10,7 +10,7 @@ use glam::Vec2;
 
 use crate::components::{
     Clock, Combatant, Cooldowns, Health, Life, MapRes, NetId, PendingAbility, Player, Position,
-    Registry, RulesRes, ZoneInfo,
+    Registry, RulesRes, TRAIL_LEN, Trail, ZoneInfo,
 };
 use crate::{AbilityUse, CombatEvent, EntityId, EventId, TickOutput};
 
@@ -36,6 +36,7 @@ type Fighter<'a> = (
     &'a mut Cooldowns,
     &'a mut PendingAbility,
     Option<&'a mut Player>,
+    &'a Trail,
 );
 
 pub(super) fn combat(
@@ -52,7 +53,7 @@ pub(super) fn combat(
     let rules = &rules.0;
     let scratch = &mut *scratch;
     scratch.uses.clear();
-    for (net, _, life, _, _, _, mut pending, _) in &mut fighters {
+    for (net, _, life, _, _, _, mut pending, _, _) in &mut fighters {
         if let Some(u) = pending.0.take()
             && life.is_alive()
         {
@@ -76,7 +77,7 @@ pub(super) fn combat(
             continue;
         };
         // Attacker: alive (not killed earlier this tick), off cooldown.
-        let Ok((_, a_pos, _, a_hp, _, a_cd, _, a_player)) = fighters.get(attacker) else {
+        let Ok((_, a_pos, _, a_hp, _, a_cd, _, a_player, _)) = fighters.get(attacker) else {
             out.metrics.attacks_denied += 1;
             continue;
         };
@@ -90,11 +91,19 @@ pub(super) fn combat(
             out.metrics.attacks_denied += 1;
             continue;
         };
-        let Ok((_, t_pos, t_life, t_hp, _, _, _, t_player)) = fighters.get(target) else {
+        let Ok((_, t_pos, t_life, t_hp, _, _, _, t_player, t_trail)) = fighters.get(target) else {
             out.metrics.attacks_denied += 1;
             continue;
         };
-        let (t_pos, t_player) = (t_pos.0, t_player.map(|p| p.id));
+        // Lag compensation: where the target was in the attacker's view, within the bound.
+        let rewind = rewind_ticks(tick, use_.view_tick, rules.lag_compensation_ticks);
+        let t_pos = if rewind == 0 {
+            t_pos.0
+        } else {
+            out.metrics.lag_rewinds += 1;
+            t_trail.0[((tick - rewind) % TRAIL_LEN as u64) as usize]
+        };
+        let t_player = t_player.map(|p| p.id);
         let allowed = match (a_player, t_player) {
             (Some(_), Some(_)) => rules.pvp,
             (None, None) => false,
@@ -117,7 +126,7 @@ pub(super) fn combat(
         }
 
         // Hit.
-        let Ok((_, _, _, mut t_hp, mut t_combat, _, _, t_player_mut)) = fighters.get_mut(target)
+        let Ok((_, _, _, mut t_hp, mut t_combat, _, _, t_player_mut, _)) = fighters.get_mut(target)
         else {
             continue;
         };
@@ -129,7 +138,7 @@ pub(super) fn combat(
         if let Some(mut p) = t_player_mut {
             p.stats.damage_taken += u64::from(damage);
         }
-        if let Ok((_, _, _, _, mut a_combat, mut a_cd, _, a_player_mut)) =
+        if let Ok((_, _, _, _, mut a_combat, mut a_cd, _, a_player_mut, _)) =
             fighters.get_mut(attacker)
         {
             a_cd.start(use_.ability, tick + u64::from(ability.cooldown_ticks));
@@ -153,6 +162,28 @@ pub(super) fn combat(
             x: t_pos.x,
             y: t_pos.y,
         });
+    }
+}
+
+/// How many ticks back from `tick` a use aimed in the view of `view_tick` is checked: none
+/// for no view (0) or one not in the past, at most `bound` (an older claim gains nothing).
+pub(crate) fn rewind_ticks(tick: u64, view_tick: u64, bound: u32) -> u64 {
+    if view_tick == 0 || view_tick >= tick {
+        0
+    } else {
+        (tick - view_tick).min(u64::from(
+            bound.min(crate::rules::MAX_LAG_COMPENSATION_TICKS),
+        ))
+    }
+}
+
+/// Records where every entity stands at the end of the tick, for lag compensation.
+pub(super) fn record_trails(clock: Res<Clock>, mut trails: Query<(&Position, &mut Trail)>) {
+    let slot = (clock.tick % TRAIL_LEN as u64) as usize;
+    for (pos, mut trail) in &mut trails {
+        if trail.0[slot] != pos.0 {
+            trail.0[slot] = pos.0;
+        }
     }
 }
 

@@ -1,16 +1,20 @@
-//! Turns each player's newest accepted input into a movement intent and facing.
+//! Puts each player's input for this tick into effect (queued inputs whose tick has come) and
+//! turns it into a movement intent and facing.
 //!
 //! Inputs were validated when they arrived ([`crate::Zone::handle_input`]); this system only
-//! maps them to server-capped speeds. The dead neither move nor act.
+//! maps them to server-capped speeds ([`crate::motion::intent_of`], the rule a predicting
+//! client runs too). The dead neither move nor act.
 
 use bevy_ecs::prelude::*;
 
-use crate::components::{Facing, Intent, Life, PendingAbility, Player, RulesRes};
+use crate::components::{Clock, Facing, Intent, Life, PendingAbility, Player, RulesRes};
+use crate::motion;
 
 pub(super) fn apply_inputs(
+    clock: Res<Clock>,
     rules: Res<RulesRes>,
     mut players: Query<(
-        &Player,
+        &mut Player,
         &Life,
         &mut Intent,
         &mut Facing,
@@ -18,7 +22,17 @@ pub(super) fn apply_inputs(
     )>,
 ) {
     let rules = &rules.0;
-    for (player, life, mut intent, mut facing, mut pending) in &mut players {
+    let tick = clock.tick;
+    for (mut player, life, mut intent, mut facing, mut pending) in &mut players {
+        while player.queued.front().is_some_and(|q| q.tick <= tick) {
+            let Some(next) = player.queued.pop_front() else {
+                break;
+            };
+            player.input = Some(next);
+            if next.ability.is_some() {
+                pending.0 = next.ability;
+            }
+        }
         let Some(input) = player.input.filter(|_| life.is_alive()) else {
             if *intent != Intent::default() {
                 *intent = Intent::default();
@@ -28,12 +42,9 @@ pub(super) fn apply_inputs(
             }
             continue;
         };
-        intent.dir = input.direction().clamp_length_max(1.0);
-        intent.speed = if input.run {
-            rules.run_speed
-        } else {
-            rules.walk_speed
-        };
+        let (dir, speed) = motion::intent_of(rules, &input);
+        intent.dir = dir;
+        intent.speed = speed;
         facing.0 = input.facing;
     }
 }

@@ -32,6 +32,7 @@ pub(crate) fn schedule() -> Schedule {
             life::life,
             npc_ai::npc_ai,
             bookkeeping::bookkeeping,
+            combat::record_trails,
         )
             .chain(),
     );

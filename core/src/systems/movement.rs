@@ -8,6 +8,7 @@ use glam::Vec2;
 
 use crate::TickOutput;
 use crate::components::{Intent, Life, MapRes, Npc, Position, RulesRes, Velocity};
+use crate::motion::{self, Body};
 
 pub(super) fn movement(
     rules: Res<RulesRes>,
@@ -17,47 +18,24 @@ pub(super) fn movement(
 ) {
     let rules = &rules.0;
     let map = &map.0;
-    let dt = rules.dt();
-    let max_dv = rules.acceleration * dt;
-    let cap = rules.run_speed.max(rules.npc.chase_speed);
-    let radius = rules.body_radius;
     let mut moved = 0;
     for (life, intent, mut vel, mut pos, npc) in &mut movers {
-        let fits = |p: Vec2| {
-            if npc {
-                map.body_fits_within(p, radius)
-            } else {
-                map.body_fits(p, radius)
-            }
-        };
         if !life.is_alive() {
             if vel.0 != Vec2::ZERO {
                 vel.0 = Vec2::ZERO;
             }
             continue;
         }
-        let desired = intent.dir.clamp_length_max(1.0) * intent.speed.clamp(0.0, cap);
-        let mut v = (vel.0 + (desired - vel.0).clamp_length_max(max_dv)).clamp_length_max(cap);
-        if v == Vec2::ZERO && vel.0 == Vec2::ZERO {
-            continue;
+        let before = Body {
+            pos: pos.0,
+            vel: vel.0,
+        };
+        let after = motion::step(rules, map, npc, intent.dir, intent.speed, before);
+        if after.vel != before.vel {
+            vel.0 = after.vel;
         }
-        let step = v * dt;
-        let mut p = pos.0;
-        let along_x = Vec2::new(p.x + step.x, p.y);
-        if fits(along_x) {
-            p = along_x;
-        } else {
-            v.x = 0.0;
-        }
-        let along_y = Vec2::new(p.x, p.y + step.y);
-        if fits(along_y) {
-            p = along_y;
-        } else {
-            v.y = 0.0;
-        }
-        vel.0 = v;
-        if p != pos.0 {
-            pos.0 = p;
+        if after.pos != before.pos {
+            pos.0 = after.pos;
             moved += 1;
         }
     }

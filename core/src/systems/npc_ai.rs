@@ -122,7 +122,11 @@ pub(super) fn npc_ai(
                     Some(t) if here.distance(npc.home) <= n.leash_radius => {
                         if here.distance_squared(t) <= reach * reach {
                             if cooldowns.ready(ability, tick) && pending.0.is_none() {
-                                pending.0 = Some(AbilityUse { ability, target });
+                                pending.0 = Some(AbilityUse {
+                                    ability,
+                                    target,
+                                    view_tick: 0,
+                                });
                             }
                             (None, 0.0)
                         } else {

@@ -106,6 +106,11 @@ pub struct HostStats {
     pub combat_events: u64,
     /// Inputs the zone rejected, by [`InputError::index`] (stale ones are not counted).
     pub inputs_rejected: [u64; InputError::COUNT],
+    /// Inputs that arrived after the tick they were stamped for (their client's prediction
+    /// of them is corrected).
+    pub inputs_late: u64,
+    /// Ability uses checked against a rewound target (lag compensation).
+    pub lag_rewinds: u64,
     /// Presence transitions refused as bugs (release builds; debug builds panic).
     pub illegal_transitions: u64,
     /// Entities in the zone after the last tick (gauge).

@@ -92,6 +92,7 @@ async fn roam(running: &Running, config: &Config, seconds: u64) -> zone_shell::b
         duration: None,
         seed: 11,
         roam: Some(config.grid().unwrap()),
+        layout: None,
         stand: false,
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -187,6 +188,7 @@ async fn client(
         duration: None,
         seed: 3,
         roam: None,
+        layout: None,
         stand: false,
     };
     let token = mint(

@@ -602,6 +602,7 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
         server: running.udp_addr,
         servers: Vec::new(),
         roam: None,
+        layout: None,
         stand: false,
         protocol_id: running.protocol_id,
         first_player: 500,
@@ -712,6 +713,7 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
         server: running.udp_addr,
         servers: Vec::new(),
         roam: None,
+        layout: None,
         stand: false,
         protocol_id: running.protocol_id,
         first_player: 700,
@@ -904,6 +906,7 @@ async fn a_world_split_over_two_servers_sharing_redis_hands_players_from_one_to_
         duration: None,
         seed: 11,
         roam: Some(grid),
+        layout: None,
         stand: false,
     };
     let key = running[0].0.private_key.clone();

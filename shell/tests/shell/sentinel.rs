@@ -77,6 +77,7 @@ async fn a_sentinel_failover_under_play_keeps_the_zone_ticking_and_its_lease() {
         server: running.udp_addr,
         servers: Vec::new(),
         roam: None,
+        layout: None,
         stand: false,
         protocol_id: running.protocol_id,
         first_player: 800,

@@ -29,6 +29,7 @@ fn bots(running: &Running, count: u32, first: u64, seconds: f64) -> BotConfig {
         server: running.udp_addr,
         servers: Vec::new(),
         roam: None,
+        layout: None,
         stand: false,
         protocol_id: running.protocol_id,
         first_player: first,

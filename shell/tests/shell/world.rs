@@ -30,6 +30,7 @@ fn roaming_bots(running: &Running, config: &Config, count: u32) -> BotConfig {
         duration: None,
         seed: 4,
         roam: Some(config.grid().unwrap()),
+        layout: None,
         stand: false,
     }
 }

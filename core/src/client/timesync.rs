@@ -1,0 +1,222 @@
+//! [`TimeSync`]: the client's estimate of the server's clock, from snapshots and pongs.
+//!
+//! The application passes its own monotonic time in seconds (`now`); nothing here reads a
+//! clock. The algorithm, which `core/PROTOCOL.md` states for clients in other languages:
+//!
+//! - **Round trip.** Every [`PING_INTERVAL`] the client pings with a fresh nonce and notes when;
+//!   the pong's arrival gives a sample. `rtt` is their moving average (weight 1/8), starting at
+//!   the first sample.
+//! - **Offset.** A snapshot of tick `T` leaves the server right after it simulated `T`. On
+//!   arrival at `now`, `T / hz - now` is the server's clock minus ours, less that packet's
+//!   one-way delay. The largest of the last [`OFFSET_WINDOW`] samples is the least delayed
+//!   packet's; the server's tick at `now` is `(now + best) * hz + rtt / 2 * hz`.
+//! - **Jitter.** The mean, over the window, of how much later than the best sample each
+//!   packet came, in ticks.
+//! - **Input ticks.** None before the first pong. An input sent at `now` reaches the server at about
+//!   `server_tick(now) + rtt / 2 * hz`; it is stamped for the tick after that, plus a margin
+//!   of twice the jitter and [`INPUT_MARGIN_TICKS`] (the packets of the next ticks carry it
+//!   again, so a lost packet or two still lands in time).
+//! - **Snapshot spacing.** The moving average (1/8) of the gap between consecutive snapshot
+//!   ticks: the interpolation delay needs it.
+
+/// Seconds between two pings.
+pub const PING_INTERVAL: f64 = 0.25;
+/// Offset samples kept: the best of them is the estimate.
+pub const OFFSET_WINDOW: usize = 128;
+/// Ticks an input is stamped ahead beyond the estimated arrival and twice the jitter.
+pub const INPUT_MARGIN_TICKS: f64 = 2.0;
+
+/// The client's view of the server's clock (see the module docs).
+#[derive(Clone, Debug)]
+pub struct TimeSync {
+    hz: f64,
+    offsets: [f64; OFFSET_WINDOW],
+    filled: usize,
+    next: usize,
+    rtt: Option<f64>,
+    pings: [(u64, f64); 8],
+    nonce: u64,
+    last_ping: Option<f64>,
+    newest_tick: u64,
+    gap: Option<f64>,
+}
+
+impl TimeSync {
+    /// A clock for a server running at `tick_hz` (the welcome's).
+    pub fn new(tick_hz: u16) -> Self {
+        Self {
+            hz: f64::from(tick_hz.max(1)),
+            offsets: [0.0; OFFSET_WINDOW],
+            filled: 0,
+            next: 0,
+            rtt: None,
+            pings: [(0, 0.0); 8],
+            nonce: 0,
+            last_ping: None,
+            newest_tick: 0,
+            gap: None,
+        }
+    }
+
+    /// The server's tick rate.
+    pub fn tick_hz(&self) -> f64 {
+        self.hz
+    }
+
+    /// A snapshot of `tick` arrived at `now` (call for snapshots newer than any before).
+    pub fn on_snapshot(&mut self, tick: u64, now: f64) {
+        if tick <= self.newest_tick {
+            return;
+        }
+        if self.newest_tick != 0 {
+            let g = (tick - self.newest_tick) as f64;
+            self.gap = Some(self.gap.map_or(g, |a| a + (g - a) / 8.0));
+        }
+        self.newest_tick = tick;
+        self.offsets[self.next] = tick as f64 / self.hz - now;
+        self.next = (self.next + 1) % OFFSET_WINDOW;
+        self.filled = (self.filled + 1).min(OFFSET_WINDOW);
+    }
+
+    /// A nonce to ping with now, when one is due (pass it to
+    /// [`crate::client::ClientSession::ping`]).
+    pub fn ping_due(&mut self, now: f64) -> Option<u64> {
+        if self.last_ping.is_some_and(|t| now - t < PING_INTERVAL) {
+            return None;
+        }
+        self.last_ping = Some(now);
+        self.nonce = self.nonce.wrapping_add(1);
+        self.pings[(self.nonce % 8) as usize] = (self.nonce, now);
+        Some(self.nonce)
+    }
+
+    /// The pong of `nonce` arrived at `now` (unknown or stale nonces are ignored).
+    pub fn on_pong(&mut self, nonce: u64, now: f64) {
+        let (sent_nonce, sent) = self.pings[(nonce % 8) as usize];
+        if sent_nonce != nonce || nonce == 0 || now < sent {
+            return;
+        }
+        let sample = now - sent;
+        self.rtt = Some(self.rtt.map_or(sample, |r| r + (sample - r) / 8.0));
+        self.pings[(nonce % 8) as usize] = (0, 0.0);
+    }
+
+    /// The round trip, seconds (none before the first pong).
+    pub fn rtt(&self) -> Option<f64> {
+        self.rtt
+    }
+
+    fn best_offset(&self) -> Option<f64> {
+        self.offsets[..self.filled].iter().copied().reduce(f64::max)
+    }
+
+    /// The server's current tick at `now`, fractional (none before the first snapshot).
+    pub fn server_tick(&self, now: f64) -> Option<f64> {
+        let best = self.best_offset()?;
+        Some((now + best) * self.hz + self.rtt.unwrap_or(0.0) / 2.0 * self.hz)
+    }
+
+    /// The tick of a snapshot that would arrive at `now` by the quickest path: the newest the
+    /// client can expect to hold (the interpolation delay counts back from it).
+    pub fn received_tick(&self, now: f64) -> Option<f64> {
+        Some((now + self.best_offset()?) * self.hz)
+    }
+
+    /// How late packets come after the best one, on average, in ticks.
+    pub fn jitter_ticks(&self) -> f64 {
+        let Some(best) = self.best_offset() else {
+            return 0.0;
+        };
+        let n = self.filled.max(1) as f64;
+        self.offsets[..self.filled]
+            .iter()
+            .map(|o| best - o)
+            .sum::<f64>()
+            / n
+            * self.hz
+    }
+
+    /// Ticks between consecutive snapshots, on average (1 before two have come).
+    pub fn snapshot_gap_ticks(&self) -> f64 {
+        self.gap.unwrap_or(1.0)
+    }
+
+    /// The earliest tick an input sent at `now` can still arrive in time for (none before the
+    /// first snapshot and the first pong). After a stall, make inputs from here, not from the
+    /// last tick predicted: older ones would arrive late.
+    pub fn earliest_input_tick(&self, now: f64) -> Option<u64> {
+        let rtt = self.rtt?;
+        let arrival = self.server_tick(now)? + rtt / 2.0 * self.hz;
+        Some(arrival.floor().max(0.0) as u64 + 1)
+    }
+
+    /// The tick to stamp an input made at `now` with, so that it arrives before the server
+    /// simulates that tick (none before the first snapshot and the first pong: send no inputs
+    /// until the clock knows both).
+    pub fn input_tick(&self, now: f64) -> Option<u64> {
+        let rtt = self.rtt?;
+        let arrival = self.server_tick(now)? + rtt / 2.0 * self.hz;
+        let margin = 2.0 * self.jitter_ticks() + INPUT_MARGIN_TICKS;
+        Some((arrival + margin).floor().max(0.0) as u64 + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_server_tick_round_trip_and_jitter() {
+        // The server's clock is ahead of ours by 500 s; packets take 40 ms plus 0-20 ms each
+        // way; the server runs at 60 Hz.
+        let hz = 60.0;
+        let mut sync = TimeSync::new(60);
+        assert_eq!(
+            sync.input_tick(0.0),
+            None,
+            "no inputs before the first snapshot"
+        );
+        sync.on_snapshot(1, -499.9);
+        assert_eq!(sync.input_tick(0.0), None, "nor before the first pong");
+        let owd = |i: u64| 0.040 + ((i * 7919) % 21) as f64 / 1_000.0;
+        for tick in 1..=600u64 {
+            let server_time = tick as f64 / hz;
+            let arrival = server_time - 500.0 + owd(tick);
+            sync.on_snapshot(tick, arrival);
+            if let Some(n) = sync.ping_due(arrival) {
+                sync.on_pong(n, arrival + owd(tick) + owd(tick + 1));
+            }
+        }
+        let now = 600.0 / hz - 500.0 + 0.1;
+        let truth = (now + 500.0) * hz;
+        let est = sync.server_tick(now).unwrap();
+        assert!((est - truth).abs() < 1.0, "tick {est} vs {truth}");
+        let rtt = sync.rtt().unwrap();
+        assert!((0.08..0.12).contains(&rtt), "rtt {rtt}");
+        let jitter = sync.jitter_ticks();
+        assert!((0.1..1.2).contains(&jitter), "jitter {jitter} ticks");
+        // An input sent now must arrive before its tick: arrival is ~3 ticks away.
+        let due = sync.input_tick(now).unwrap() as f64;
+        assert!(
+            due > truth + 0.05 * hz,
+            "input tick {due} vs server {truth}"
+        );
+        assert!(due < truth + 0.05 * hz + 6.0, "not needlessly early: {due}");
+        assert!((sync.snapshot_gap_ticks() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn stale_and_unknown_pongs_are_ignored() {
+        let mut sync = TimeSync::new(60);
+        sync.on_pong(42, 1.0);
+        assert_eq!(sync.rtt(), None);
+        let n = sync.ping_due(1.0).unwrap();
+        assert_eq!(sync.ping_due(1.1), None, "not due yet");
+        sync.on_pong(n, 1.05);
+        sync.on_pong(n, 9.0);
+        assert!(
+            (sync.rtt().unwrap() - 0.05).abs() < 1e-9,
+            "a second pong of one ping"
+        );
+    }
+}
