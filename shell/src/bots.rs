@@ -106,6 +106,8 @@ pub struct ClientFigures {
     pub compared: u64,
     /// Of those, predictions that were not exact.
     pub corrected: u64,
+    /// Of the corrections, those explained by a late or lost input or a death or respawn.
+    pub explained: u64,
     /// The errors of those that were not (micro-units), the first 256.
     pub errors_um: Vec<u32>,
     /// Inputs replayed.
@@ -126,6 +128,7 @@ impl ClientFigures {
         let s = p.stats();
         self.compared += s.compared;
         self.corrected += s.corrected;
+        self.explained += s.explained;
         self.replayed += s.replayed;
         if let Some(i) = i {
             let st = i.stats();
@@ -182,6 +185,7 @@ impl CrowdReport {
             let c = &b.client;
             all.compared += c.compared;
             all.corrected += c.corrected;
+            all.explained += c.explained;
             all.errors_um.extend_from_slice(&c.errors_um);
             all.replayed += c.replayed;
             all.frames += c.frames;

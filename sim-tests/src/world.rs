@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zone_core::netcode::Key;
 use zone_core::protocol::NetEntity;
+use zone_core::world::WorldGrid;
 use zone_core::{PlayerId, Zone, ZoneConfig, ZoneId};
 use zone_shell::bots::{BotConfig, play_on};
 use zone_shell::effects::lease::{claim_lease, keep_lease};
@@ -36,6 +37,8 @@ use crate::harness::{
 use crate::stores::{ColdData, SimCold, SimHot, redis_host_with, scylla_host};
 
 const ZONE: ZoneId = ZoneId(1);
+/// Side of the zone's generated arena, tiles.
+const ZONE_TILES: u32 = 64;
 const PORT: u16 = 40_000;
 const PROTOCOL: u64 = 0x5A4F_4E45_0000_0001;
 const TICK_HZ: u32 = 60;
@@ -161,6 +164,8 @@ pub struct Outcome {
     pub saves_checked: usize,
     /// Client views compared with the server's state.
     pub views_checked: usize,
+    /// Client predictions reconciled with the server's avatar.
+    pub predictions_checked: u64,
     /// Faults injected.
     pub faults: usize,
     /// Simulated seconds run.
@@ -207,6 +212,8 @@ struct World {
     lost_at_close: AtomicU64,
     /// Bots' last views of themselves: (player, run at the time, tick, state).
     views: Mutex<Vec<(u64, u64, u64, NetEntity)>>,
+    /// Every bot connection's prediction figures: (player, figures).
+    predictions: Mutex<Vec<(u64, zone_shell::bots::ClientFigures)>>,
     /// Zone leases lost (the lease keeper gave one up).
     leases_lost: AtomicU64,
     /// When and how each bot connection ended.
@@ -329,7 +336,7 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         },
         stats,
     )?;
-    let zone = Zone::new(ZoneConfig::arena(ZONE, 64, 64, 120), seed)?;
+    let zone = Zone::new(ZoneConfig::arena(ZONE, ZONE_TILES, ZONE_TILES, 120), seed)?;
     let ip = turmoil::lookup("zone");
     let mut host = ZoneHost::new(
         zone,
@@ -490,7 +497,8 @@ async fn bot(world: Arc<World>, player: u64, seed: u64, dup: bool) -> turmoil::R
         server,
         servers: Vec::new(),
         roam: None,
-        layout: None,
+        // The zone's map, so the bots predict walls exactly.
+        layout: Some(WorldGrid::of_tiles(1, 1, ZONE_TILES, ZONE.0)?),
         stand: false,
         protocol_id: PROTOCOL,
         first_player: player,
@@ -533,6 +541,9 @@ async fn bot(world: Arc<World>, player: u64, seed: u64, dup: bool) -> turmoil::R
                 report.connected, report.lost, report.server_closed
             );
             e.push((player, turmoil::sim_elapsed().unwrap_or_default(), how));
+        }
+        if let Ok(mut p) = world.predictions.lock() {
+            p.push((player, report.client.clone()));
         }
         if let Some((tick, me)) = report.last_self
             && world.current_run.load(Ordering::SeqCst) == run_before
@@ -851,6 +862,30 @@ fn check(
         }
     }
     out.views_checked = compared;
+
+    // Prediction is exact wherever nothing but the avatar's own inputs moved it: every
+    // correction is explained by an input that arrived late (or never) or by a death or
+    // respawn; none by the movement itself, whatever the link did.
+    let predictions = world
+        .predictions
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or_default();
+    let compared_predictions: u64 = predictions.iter().map(|(_, c)| c.compared).sum();
+    for (player, c) in &predictions {
+        if c.corrected > c.explained {
+            violations.push(format!(
+                "player {player}: {} of {} predictions corrected without a late input, death \
+                 or respawn to explain it",
+                c.corrected - c.explained,
+                c.compared
+            ));
+        }
+    }
+    out.predictions_checked = compared_predictions;
+    if rc.bots > 0 && compared_predictions == 0 {
+        violations.push("no prediction was reconciled: the check checked nothing".into());
+    }
 
     if rc.bots > 0 && compared == 0 {
         violations.push("no client view could be compared with the server".into());

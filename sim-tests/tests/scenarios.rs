@@ -26,18 +26,20 @@ fn scenario(s: Scenario) {
         total.events_checked += out.events_checked;
         total.saves_checked += out.saves_checked;
         total.views_checked += out.views_checked;
+        total.predictions_checked += out.predictions_checked;
         total.faults += out.faults;
         total.simulated_s += out.simulated_s;
         total.max_tick_gap_us = total.max_tick_gap_us.max(out.max_tick_gap_us);
     }
     let wall = started.elapsed().as_secs_f64();
     println!(
-        "SIM {:<17} seeds {:>3}  events checked {:>7}  saves checked {:>4}  views checked {:>4}  faults {:>4}  violations 0  max tick gap {:>6} µs  {:.0} simulated s in {:.1} s ({:.1}x)",
+        "SIM {:<17} seeds {:>3}  events checked {:>7}  saves checked {:>4}  views checked {:>4}  predictions checked {:>6}  faults {:>4}  violations 0  max tick gap {:>6} µs  {:.0} simulated s in {:.1} s ({:.1}x)",
         s.name(),
         seeds.len(),
         total.events_checked,
         total.saves_checked,
         total.views_checked,
+        total.predictions_checked,
         total.faults,
         total.max_tick_gap_us,
         total.simulated_s,

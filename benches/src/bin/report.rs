@@ -1104,8 +1104,13 @@ fn client_rows(
     let mean = errors.iter().sum::<f64>() / errors.len().max(1) as f64;
     r.row(
         area,
-        "prediction: reconciliations exact / corrected",
-        format!("{} / {}", c.compared - c.corrected, c.corrected),
+        "prediction: reconciliations exact / corrected (of those unexplained)",
+        format!(
+            "{} / {} ({})",
+            c.compared - c.corrected,
+            c.corrected,
+            c.corrected - c.explained
+        ),
         "reported",
         None,
     );

@@ -48,6 +48,9 @@ pub struct Reconciliation {
     pub error: Option<f32>,
     /// Whether the predicted body at that tick was the server's, bit for bit.
     pub exact: bool,
+    /// Whether the server's input in effect or the avatar's life differed from what was
+    /// predicted (the reason for a correction, when there is one).
+    pub explained: bool,
     /// Inputs replayed on top of the server's state (the ticks predicted past it).
     pub replayed: u32,
 }
@@ -59,6 +62,11 @@ pub struct PredictionStats {
     pub compared: u64,
     /// Of those, the ones whose prediction was not exact.
     pub corrected: u64,
+    /// Of the corrections, those the client can explain: the server had another input in
+    /// effect than the client predicted (an input arrived late or never), or the avatar died
+    /// or came back to life. The rest (a wall the client's map lacks, a knock) are
+    /// `corrected - explained`.
+    pub explained: u64,
     /// Sum of the errors (units).
     pub error_sum: f64,
     /// Largest error (units).
@@ -202,6 +210,8 @@ impl Predictor {
             .find(|(t, _)| *t == tick)
             .map(|(_, b)| *b);
         let drawn_before = self.render_position();
+        let predicted_seq = self.in_effect(tick).map_or(0, |i| i.seq);
+        let explained = predicted_seq != server.seq || !server.alive || !self.alive;
         self.alive = server.alive;
         if !self.started || tick >= self.tick {
             // Nothing predicted past the server: start (again) from its state.
@@ -212,7 +222,7 @@ impl Predictor {
             self.history.push_back((tick, authoritative));
             self.inputs.retain(|i| i.seq >= server.seq);
             self.offset = Vec2::ZERO;
-            return self.record(tick, predicted, &authoritative, 0);
+            return self.record(tick, predicted, &authoritative, 0, explained);
         }
         // Keep the input the server had in effect and everything newer.
         let keep_from = self
@@ -255,7 +265,7 @@ impl Predictor {
             Smoothing::Smooth { .. } if moved.length() <= SNAP_DISTANCE => moved,
             _ => Vec2::ZERO,
         };
-        self.record(tick, predicted, &authoritative, replayed)
+        self.record(tick, predicted, &authoritative, replayed, explained)
     }
 
     fn record(
@@ -264,6 +274,7 @@ impl Predictor {
         predicted: Option<Body>,
         server: &Body,
         replayed: u32,
+        explained: bool,
     ) -> Reconciliation {
         let error = predicted.map(|p| p.pos.distance(server.pos));
         let exact = predicted.is_some_and(|p| {
@@ -273,6 +284,7 @@ impl Predictor {
         if let Some(e) = error {
             self.stats.compared += 1;
             self.stats.corrected += u64::from(!exact);
+            self.stats.explained += u64::from(!exact && explained);
             self.stats.error_sum += f64::from(e);
             self.stats.error_max = self.stats.error_max.max(e);
         }
@@ -281,6 +293,7 @@ impl Predictor {
             tick,
             error,
             exact,
+            explained,
             replayed,
         }
     }
