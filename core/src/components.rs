@@ -136,6 +136,9 @@ pub struct Player {
     /// [`INPUT_QUEUE`]): each takes effect in the simulation of its tick, as the client that
     /// predicted it assumed.
     pub queued: std::collections::VecDeque<PlayerInput>,
+    /// Inputs that took effect later than the tick they were stamped for (arrived late, or
+    /// pushed out of a full queue early), so far.
+    pub late_inputs: u32,
     /// Lifetime counters.
     pub stats: PlayerStats,
     /// Version of the last emitted save.

@@ -298,6 +298,7 @@ impl Zone {
                     input: None,
                     last_seq: None,
                     queued: std::collections::VecDeque::with_capacity(INPUT_QUEUE),
+                    late_inputs: 0,
                     stats: state.stats,
                     version: state.version,
                     spawn_index: (player.0 % spawns_len as u64) as u32,
@@ -428,6 +429,7 @@ impl Zone {
             pos: e.get::<Position>()?.0,
             vel: e.get::<Velocity>()?.0,
             alive: e.get::<Life>()?.is_alive(),
+            late: e.get::<Player>()?.late_inputs,
         })
     }
 
@@ -542,6 +544,7 @@ impl Zone {
             return Err(InputError::Stale);
         }
         p.last_seq = Some(input.seq);
+        let late = input.tick <= now;
         // An input stamped for a tick not simulated yet waits for it (the client predicted it
         // there); one for the next tick or earlier takes effect at once.
         let effective = if input.tick > now + 1 {
@@ -554,12 +557,18 @@ impl Zone {
                 None
             };
             p.queued.push_back(input);
+            if early.is_some() {
+                p.late_inputs = p.late_inputs.wrapping_add(1);
+            }
             early
         } else {
             // Anything queued is older than this input, which replaces it.
             p.queued.clear();
             Some(input)
         };
+        if late {
+            p.late_inputs = p.late_inputs.wrapping_add(1);
+        }
         if let Some(input) = effective {
             p.input = Some(input);
             if let Some(u) = input.ability
@@ -568,7 +577,7 @@ impl Zone {
                 pending.0 = Some(u);
             }
         }
-        if input.tick <= now {
+        if late {
             self.world.resource_mut::<InputCounters>().late += 1;
         }
         Ok(())

@@ -157,6 +157,7 @@ fn section_10_3_an_avatar_section() {
             pos: Some(zone_core::Vec2::new(10.5, -2.25)),
             vel: None,
             alive: None,
+            late: None,
         }),
         ..ServerPacket::default()
     };

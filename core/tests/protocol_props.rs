@@ -232,13 +232,15 @@ fn avatar() -> impl Strategy<Value = Option<zone_core::protocol::AvatarUpdate>> 
         v(),
         v(),
         proptest::option::of(any::<bool>()),
+        proptest::option::of(any::<u32>()),
     )
-        .prop_map(|(seq, pos, vel, alive)| {
+        .prop_map(|(seq, pos, vel, alive, late)| {
             let u = zone_core::protocol::AvatarUpdate {
                 seq,
                 pos: pos.map(|(x, y)| zone_core::Vec2::new(x, y)),
                 vel: vel.map(|(x, y)| zone_core::Vec2::new(x, y)),
                 alive,
+                late,
             };
             (u != zone_core::protocol::AvatarUpdate::default()).then_some(u)
         })
@@ -334,7 +336,7 @@ fn decoders_refuse_with_typed_reasons() {
         })
     ));
     // The avatar section: an empty or unknown mask, a truncated or non-finite number.
-    for (mask, rest, want) in [(0u8, &[][..], "avatar mask"), (16, &[][..], "avatar mask")] {
+    for (mask, rest, want) in [(0u8, &[][..], "avatar mask"), (32, &[][..], "avatar mask")] {
         let mut p = header(5, 0, 32);
         p.push(mask);
         p.extend_from_slice(rest);

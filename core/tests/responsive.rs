@@ -240,6 +240,7 @@ fn smoothing_spreads_a_small_correction_and_snaps_a_teleport() {
             pos: Vec2::new(8.0, 5.0),
             vel: Vec2::ZERO,
             alive: true,
+            late: 0,
         };
         p.reconcile(10, &s);
         for t in 11..=14 {

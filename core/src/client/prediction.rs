@@ -92,6 +92,8 @@ pub struct Predictor {
     history: VecDeque<(u64, Body)>,
     /// Drawn position minus predicted position (smoothing).
     offset: Vec2,
+    /// The server's count of this player's late inputs at the last reconciliation.
+    late: u32,
     stats: PredictionStats,
 }
 
@@ -110,6 +112,7 @@ impl Predictor {
             inputs: VecDeque::with_capacity(PREDICTION_HISTORY),
             history: VecDeque::with_capacity(PREDICTION_HISTORY),
             offset: Vec2::ZERO,
+            late: 0,
             stats: PredictionStats::default(),
         }
     }
@@ -211,7 +214,9 @@ impl Predictor {
             .map(|(_, b)| *b);
         let drawn_before = self.render_position();
         let predicted_seq = self.in_effect(tick).map_or(0, |i| i.seq);
-        let explained = predicted_seq != server.seq || !server.alive || !self.alive;
+        let explained =
+            predicted_seq != server.seq || server.late != self.late || !server.alive || !self.alive;
+        self.late = server.late;
         self.alive = server.alive;
         if !self.started || tick >= self.tick {
             // Nothing predicted past the server: start (again) from its state.

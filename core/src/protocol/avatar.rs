@@ -17,10 +17,12 @@ pub const AVATAR_POS: u8 = 2;
 pub const AVATAR_VEL: u8 = 4;
 /// Avatar-mask bit: the life byte follows (1 alive, 0 dead).
 pub const AVATAR_LIFE: u8 = 8;
+/// Avatar-mask bit: the count of the player's late inputs follows (varint).
+pub const AVATAR_LATE: u8 = 16;
 /// Every avatar-mask bit.
-pub const AVATAR_ALL: u8 = 15;
-/// Largest encoded avatar section: mask, 5-byte varint, four f32, life.
-pub const AVATAR_MAX_LEN: usize = 1 + 5 + 16 + 1;
+pub const AVATAR_ALL: u8 = 31;
+/// Largest encoded avatar section: mask, 5-byte varint, four f32, life, 5-byte varint.
+pub const AVATAR_MAX_LEN: usize = 1 + 5 + 16 + 1 + 5;
 
 /// The client's avatar at the end of a tick, exactly.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -33,6 +35,9 @@ pub struct AvatarState {
     pub vel: Vec2,
     /// Alive.
     pub alive: bool,
+    /// Inputs of this player that took effect later than the tick they were stamped for, so
+    /// far (a prediction that differs after this count changed is explained by it).
+    pub late: u32,
 }
 
 fn bits(v: Vec2) -> u64 {
@@ -50,6 +55,8 @@ pub struct AvatarUpdate {
     pub vel: Option<Vec2>,
     /// New life.
     pub alive: Option<bool>,
+    /// New count of late inputs.
+    pub late: Option<u32>,
 }
 
 // Equality is total here: the decoder refuses NaN, and the server never simulates one.
@@ -64,6 +71,7 @@ impl AvatarUpdate {
             pos: differs(|a| bits(a.pos)).then_some(now.pos),
             vel: differs(|a| bits(a.vel)).then_some(now.vel),
             alive: differs(|a| a.alive.into()).then_some(now.alive),
+            late: differs(|a| a.late.into()).then_some(now.late),
         };
         (u != Self::default()).then_some(u)
     }
@@ -76,6 +84,7 @@ impl AvatarUpdate {
             pos: self.pos.unwrap_or(b.pos),
             vel: self.vel.unwrap_or(b.vel),
             alive: self.alive.unwrap_or(b.alive),
+            late: self.late.unwrap_or(b.late),
         }
     }
 
@@ -85,7 +94,8 @@ impl AvatarUpdate {
         let mask = bit(self.seq.is_some(), AVATAR_SEQ)
             | bit(self.pos.is_some(), AVATAR_POS)
             | bit(self.vel.is_some(), AVATAR_VEL)
-            | bit(self.alive.is_some(), AVATAR_LIFE);
+            | bit(self.alive.is_some(), AVATAR_LIFE)
+            | bit(self.late.is_some(), AVATAR_LATE);
         out.put_bytes(&[mask]);
         if let Some(seq) = self.seq {
             put_varint(out, seq.into());
@@ -96,6 +106,9 @@ impl AvatarUpdate {
         }
         if let Some(alive) = self.alive {
             out.put_bytes(&[u8::from(alive)]);
+        }
+        if let Some(late) = self.late {
+            put_varint(out, late.into());
         }
     }
 
@@ -140,11 +153,17 @@ impl AvatarUpdate {
         } else {
             None
         };
+        let late = if mask & AVATAR_LATE != 0 {
+            Some(r.u32v()?)
+        } else {
+            None
+        };
         Ok(Self {
             seq,
             pos,
             vel,
             alive,
+            late,
         })
     }
 }

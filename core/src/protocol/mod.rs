@@ -13,8 +13,8 @@ mod reliable;
 pub mod wire;
 
 pub use avatar::{
-    AVATAR_ALL, AVATAR_LIFE, AVATAR_MAX_LEN, AVATAR_POS, AVATAR_SEQ, AVATAR_VEL, AvatarState,
-    AvatarUpdate,
+    AVATAR_ALL, AVATAR_LATE, AVATAR_LIFE, AVATAR_MAX_LEN, AVATAR_POS, AVATAR_SEQ, AVATAR_VEL,
+    AvatarState, AvatarUpdate,
 };
 pub use messages::{
     ClientMessage, ClientPacket, EntityUpdate, SECTION_AVATAR, ServerMessage, ServerPacket,
