@@ -104,18 +104,55 @@ impl Cooldowns {
 /// input takes effect at once).
 pub const INPUT_QUEUE: usize = 32;
 
-/// Where an entity was at each of the last [`TRAIL_LEN`] ticks (slot `tick % TRAIL_LEN`): the
-/// history lag compensation rewinds a target to.
-#[derive(Component, Clone, Copy, Debug, PartialEq)]
-pub struct Trail(pub [glam::Vec2; TRAIL_LEN]);
+/// Where every entity was at each of the last [`TRAIL_LEN`] ticks: the history lag
+/// compensation rewinds a target to. One array per tick (slot `tick % TRAIL_LEN`), indexed by
+/// entity id, so recording a tick writes one array front to back.
+#[derive(Resource, Clone, Debug, Default)]
+pub struct Trails {
+    slots: Vec<Vec<glam::Vec2>>,
+}
 
-/// Ticks of [`Trail`] kept: more than the largest rewind the rules allow.
+/// Ticks of [`Trails`] kept: more than the largest rewind the rules allow.
 pub const TRAIL_LEN: usize = 64;
 
-impl Trail {
-    /// A trail that has stood at `p` forever.
-    pub fn at(p: glam::Vec2) -> Self {
-        Self([p; TRAIL_LEN])
+impl Trails {
+    /// Makes room for ids below `ids` (at spawn and join, never in a tick).
+    pub fn reserve(&mut self, ids: usize) {
+        if self.slots.len() != TRAIL_LEN {
+            self.slots = vec![Vec::new(); TRAIL_LEN];
+        }
+        for s in &mut self.slots {
+            if s.len() < ids {
+                s.resize(ids, glam::Vec2::ZERO);
+            }
+        }
+    }
+
+    /// A new entity `id` has stood at `p` for as long as the trail remembers.
+    pub fn place(&mut self, id: EntityId, p: glam::Vec2) {
+        self.reserve(id.0 as usize + 1);
+        for s in &mut self.slots {
+            s[id.0 as usize] = p;
+        }
+    }
+
+    /// Records `id` at `p` for `tick`.
+    pub fn record(&mut self, tick: u64, id: EntityId, p: glam::Vec2) {
+        if let Some(v) = self
+            .slots
+            .get_mut((tick % TRAIL_LEN as u64) as usize)
+            .and_then(|s| s.get_mut(id.0 as usize))
+        {
+            *v = p;
+        }
+    }
+
+    /// Where `id` was at the end of `tick` (within the last [`TRAIL_LEN`] ticks).
+    pub fn at(&self, tick: u64, id: EntityId) -> Option<glam::Vec2> {
+        self.slots
+            .get((tick % TRAIL_LEN as u64) as usize)?
+            .get(id.0 as usize)
+            .copied()
     }
 }
 

@@ -9,7 +9,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::components::{
     AiState, Clock, Combatant, Cooldowns, Facing, Health, INPUT_QUEUE, InputCounters, Intent, Life,
-    MapRes, NetId, Npc, PendingAbility, Player, Position, Registry, RulesRes, Trail, Velocity,
+    MapRes, NetId, Npc, PendingAbility, Player, Position, Registry, RulesRes, Trails, Velocity,
     ZoneInfo,
 };
 use crate::grid::SpatialGrid;
@@ -64,6 +64,9 @@ pub struct EntityView {
     pub alive: bool,
     /// Who hit it last.
     pub last_hit_by: Option<EntityId>,
+    /// A player's input in effect (its sequence number, 0: none) and count of late inputs;
+    /// `(0, 0)` for an NPC.
+    pub input: (u32, u32),
 }
 
 /// One simulated zone.
@@ -137,6 +140,7 @@ impl Zone {
             next_id: 1,
             ..Registry::default()
         };
+        let mut trails = Trails::default();
         for (region_index, region) in npc_spawns.iter().enumerate() {
             for i in 0..region.count {
                 let mut draw = rng::stream(
@@ -157,7 +161,6 @@ impl Zone {
                     .spawn((
                         NetId(id),
                         Position(home),
-                        Trail::at(home),
                         Velocity::default(),
                         Facing::default(),
                         Intent::default(),
@@ -179,8 +182,11 @@ impl Zone {
                     .id();
                 registry.entities.insert(id, entity);
                 registry.npcs += 1;
+                trails.place(id, home);
             }
         }
+        trails.reserve(registry.next_id as usize);
+        world.insert_resource(trails);
         world.insert_resource(registry);
         world.insert_resource(RulesRes(rules));
         world.insert_resource(MapRes(map));
@@ -281,7 +287,6 @@ impl Zone {
             .spawn((
                 NetId(id),
                 Position(position),
-                Trail::at(position),
                 Velocity::default(),
                 Facing(facing),
                 Intent::default(),
@@ -309,6 +314,7 @@ impl Zone {
         let mut registry = self.world.resource_mut::<Registry>();
         registry.entities.insert(id, entity);
         registry.players.insert(player, id);
+        self.world.resource_mut::<Trails>().place(id, position);
         self.reindex();
         self.reserve_for_population();
         Ok(id)
@@ -473,6 +479,7 @@ impl Zone {
                     Some(p) => EntityKind::Player(p.id),
                     None => EntityKind::Npc,
                 },
+                input: player.map_or((0, 0), |p| (p.input.map_or(0, |i| i.seq), p.late_inputs)),
                 position: position.0,
                 velocity: velocity.0,
                 facing: facing.0,
@@ -491,6 +498,9 @@ impl Zone {
                 Some(p) => EntityKind::Player(p.id),
                 None => EntityKind::Npc,
             },
+            input: e
+                .get::<Player>()
+                .map_or((0, 0), |p| (p.input.map_or(0, |i| i.seq), p.late_inputs)),
             position: e.get::<Position>()?.0,
             velocity: e.get::<Velocity>()?.0,
             facing: e.get::<Facing>()?.0,

@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 use glam::Vec2;
 
 use crate::protocol::{
-    ClientMessage, ClientPacket, DecodeError, EntitySample, MAX_CHAT, MAX_PACKET, NetEntity,
-    ServerMessage,
+    AvatarState, ClientMessage, ClientPacket, DecodeError, EntitySample, MAX_CHAT, MAX_PACKET,
+    NetEntity, ServerMessage,
 };
 use crate::{EntityId, PlayerId, SpatialGrid, Zone};
 pub use frame::{Frame, Worker};
@@ -160,6 +160,8 @@ pub struct Replicator {
     tick: u64,
     tick_hz: u32,
     samples: Vec<EntitySample>,
+    /// The zone's players' avatars of this tick, by player (for the avatar sections).
+    avatars: Vec<(PlayerId, AvatarState)>,
     tracker: Tracker,
     /// Tracker slot of each of the zone's own entity ids (`u32::MAX` when absent).
     index: Vec<u32>,
@@ -207,6 +209,7 @@ impl Replicator {
             tick: 0,
             tick_hz: 60,
             samples: Vec::new(),
+            avatars: Vec::new(),
             tracker: Tracker::new(60),
             index: Vec::new(),
             clients: Vec::new(),
@@ -416,11 +419,24 @@ impl Replicator {
         self.tick = zone.current_tick();
         self.tick_hz = zone.rules().tick_hz.max(1);
         self.samples.clear();
-        self.samples.extend(
-            zone.entities()
-                .map(|v| EntitySample::from_view(&v))
-                .filter(|e| e.id.0 < GHOST_ID_BASE),
-        );
+        self.avatars.clear();
+        for v in zone.entities() {
+            if let crate::EntityKind::Player(p) = v.kind {
+                self.avatars.push((
+                    p,
+                    AvatarState {
+                        seq: v.input.0,
+                        pos: v.position,
+                        vel: v.velocity,
+                        alive: v.alive,
+                        late: v.input.1,
+                    },
+                ));
+            }
+            if v.id.0 < GHOST_ID_BASE {
+                self.samples.push(EntitySample::from_view(&v));
+            }
+        }
         let top = self.samples.last().map_or(0, |e| e.id.0 as usize + 1);
         let mut last = None;
         for g in ghosts {
@@ -448,9 +464,19 @@ impl Replicator {
                 .map(|(i, p)| (EntityId(i as u32), *p)),
         );
 
-        // Each client's own avatar, exactly (the avatar section of its packets).
+        // Each client's own avatar, exactly (the avatar section of its packets): both lists
+        // sorted by player, merged.
+        self.avatars.sort_unstable_by_key(|(p, _)| *p);
+        let mut ai = 0;
         for link in &mut self.clients {
-            link.avatar = zone.avatar_state(link.player);
+            while self.avatars.get(ai).is_some_and(|(p, _)| *p < link.player) {
+                ai += 1;
+            }
+            link.avatar = self
+                .avatars
+                .get(ai)
+                .filter(|(p, _)| *p == link.player)
+                .map(|(_, a)| *a);
         }
 
         // Combat log: every hit involving a client's avatar.

@@ -10,7 +10,7 @@ use glam::Vec2;
 
 use crate::components::{
     Clock, Combatant, Cooldowns, Health, Life, MapRes, NetId, PendingAbility, Player, Position,
-    Registry, RulesRes, TRAIL_LEN, Trail, ZoneInfo,
+    Registry, RulesRes, Trails, ZoneInfo,
 };
 use crate::{AbilityUse, CombatEvent, EntityId, EventId, TickOutput};
 
@@ -36,7 +36,6 @@ type Fighter<'a> = (
     &'a mut Cooldowns,
     &'a mut PendingAbility,
     Option<&'a mut Player>,
-    &'a Trail,
 );
 
 pub(super) fn combat(
@@ -45,6 +44,7 @@ pub(super) fn combat(
     rules: Res<RulesRes>,
     map: Res<MapRes>,
     registry: Res<Registry>,
+    trails: Res<Trails>,
     mut scratch: ResMut<CombatScratch>,
     mut out: ResMut<TickOutput>,
     mut fighters: Query<Fighter<'_>>,
@@ -53,7 +53,7 @@ pub(super) fn combat(
     let rules = &rules.0;
     let scratch = &mut *scratch;
     scratch.uses.clear();
-    for (net, _, life, _, _, _, mut pending, _, _) in &mut fighters {
+    for (net, _, life, _, _, _, mut pending, _) in &mut fighters {
         if let Some(u) = pending.0.take()
             && life.is_alive()
         {
@@ -77,7 +77,7 @@ pub(super) fn combat(
             continue;
         };
         // Attacker: alive (not killed earlier this tick), off cooldown.
-        let Ok((_, a_pos, _, a_hp, _, a_cd, _, a_player, _)) = fighters.get(attacker) else {
+        let Ok((_, a_pos, _, a_hp, _, a_cd, _, a_player)) = fighters.get(attacker) else {
             out.metrics.attacks_denied += 1;
             continue;
         };
@@ -91,7 +91,7 @@ pub(super) fn combat(
             out.metrics.attacks_denied += 1;
             continue;
         };
-        let Ok((_, t_pos, t_life, t_hp, _, _, _, t_player, t_trail)) = fighters.get(target) else {
+        let Ok((_, t_pos, t_life, t_hp, _, _, _, t_player)) = fighters.get(target) else {
             out.metrics.attacks_denied += 1;
             continue;
         };
@@ -101,7 +101,7 @@ pub(super) fn combat(
             t_pos.0
         } else {
             out.metrics.lag_rewinds += 1;
-            t_trail.0[((tick - rewind) % TRAIL_LEN as u64) as usize]
+            trails.at(tick - rewind, use_.target).unwrap_or(t_pos.0)
         };
         let t_player = t_player.map(|p| p.id);
         let allowed = match (a_player, t_player) {
@@ -126,7 +126,7 @@ pub(super) fn combat(
         }
 
         // Hit.
-        let Ok((_, _, _, mut t_hp, mut t_combat, _, _, t_player_mut, _)) = fighters.get_mut(target)
+        let Ok((_, _, _, mut t_hp, mut t_combat, _, _, t_player_mut)) = fighters.get_mut(target)
         else {
             continue;
         };
@@ -138,7 +138,7 @@ pub(super) fn combat(
         if let Some(mut p) = t_player_mut {
             p.stats.damage_taken += u64::from(damage);
         }
-        if let Ok((_, _, _, _, mut a_combat, mut a_cd, _, a_player_mut, _)) =
+        if let Ok((_, _, _, _, mut a_combat, mut a_cd, _, a_player_mut)) =
             fighters.get_mut(attacker)
         {
             a_cd.start(use_.ability, tick + u64::from(ability.cooldown_ticks));
@@ -178,12 +178,14 @@ pub(crate) fn rewind_ticks(tick: u64, view_tick: u64, bound: u32) -> u64 {
 }
 
 /// Records where every entity stands at the end of the tick, for lag compensation.
-pub(super) fn record_trails(clock: Res<Clock>, mut trails: Query<(&Position, &mut Trail)>) {
-    let slot = (clock.tick % TRAIL_LEN as u64) as usize;
-    for (pos, mut trail) in &mut trails {
-        if trail.0[slot] != pos.0 {
-            trail.0[slot] = pos.0;
-        }
+pub(super) fn record_trails(
+    clock: Res<Clock>,
+    mut trails: ResMut<Trails>,
+    bodies: Query<(&NetId, &Position)>,
+) {
+    let trails = &mut *trails;
+    for (net, pos) in &bodies {
+        trails.record(clock.tick, net.0, pos.0);
     }
 }
 
