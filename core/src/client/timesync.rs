@@ -14,17 +14,24 @@
 //!   packet came, in ticks.
 //! - **Input ticks.** None before the first pong. An input sent at `now` reaches the server at about
 //!   `server_tick(now) + rtt / 2 * hz`; it is stamped for the tick after that, plus a margin
-//!   of twice the jitter and [`INPUT_MARGIN_TICKS`] (the packets of the next ticks carry it
-//!   again, so a lost packet or two still lands in time).
+//!   of twice the jitter (at most [`MAX_JITTER_MARGIN_TICKS`]) and [`INPUT_MARGIN_TICKS`] (the
+//!   packets of the next ticks carry it again, so a lost packet or two still lands in time),
+//!   and never more than [`MAX_INPUT_LEAD_TICKS`] ahead of the server's tick.
 //! - **Snapshot spacing.** The moving average (1/8) of the gap between consecutive snapshot
 //!   ticks: the interpolation delay needs it.
 
 /// Seconds between two pings.
 pub const PING_INTERVAL: f64 = 0.25;
-/// Offset samples kept: the best of them is the estimate.
-pub const OFFSET_WINDOW: usize = 128;
+/// Offset samples kept: the best of them is the estimate (about a second at 60 Hz, so the
+/// estimate follows a server whose clock drifts, e.g. one that skips ticks under load).
+pub const OFFSET_WINDOW: usize = 64;
 /// Ticks an input is stamped ahead beyond the estimated arrival and twice the jitter.
 pub const INPUT_MARGIN_TICKS: f64 = 2.0;
+/// Most ticks the jitter adds to the margin.
+pub const MAX_JITTER_MARGIN_TICKS: f64 = 6.0;
+/// Most ticks an input is stamped ahead of the server's estimated tick (the server refuses
+/// inputs more than `max_input_lead_ticks`, default 30, ahead).
+pub const MAX_INPUT_LEAD_TICKS: f64 = 24.0;
 
 /// The client's view of the server's clock (see the module docs).
 #[derive(Clone, Debug)]
@@ -155,9 +162,11 @@ impl TimeSync {
     /// until the clock knows both).
     pub fn input_tick(&self, now: f64) -> Option<u64> {
         let rtt = self.rtt?;
-        let arrival = self.server_tick(now)? + rtt / 2.0 * self.hz;
-        let margin = 2.0 * self.jitter_ticks() + INPUT_MARGIN_TICKS;
-        Some((arrival + margin).floor().max(0.0) as u64 + 1)
+        let server = self.server_tick(now)?;
+        let arrival = server + rtt / 2.0 * self.hz;
+        let margin = (2.0 * self.jitter_ticks()).min(MAX_JITTER_MARGIN_TICKS) + INPUT_MARGIN_TICKS;
+        let stamp = (arrival + margin).floor() + 1.0;
+        Some(stamp.min((server + MAX_INPUT_LEAD_TICKS).floor()).max(0.0) as u64)
     }
 }
 
