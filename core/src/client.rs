@@ -168,6 +168,17 @@ impl ClientSession {
             .and_then(|h| h.avatar)
     }
 
+    /// The views the session remembers (its last 32 applied snapshots, for delta baselines):
+    /// `(tick, entities sorted by id)`, in no particular order. The interpolator draws from
+    /// them ([`interpolation::Interpolator::view_at`]).
+    pub fn views(&self) -> impl Iterator<Item = (u64, &[NetEntity])> {
+        let newest = self.newest;
+        self.ring
+            .iter()
+            .filter(move |h| h.tick != 0 && h.tick <= newest)
+            .map(|h| (h.tick, h.entities.as_slice()))
+    }
+
     /// Next thing the server said, if any.
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()

@@ -72,8 +72,7 @@ impl Client {
             if newest > before {
                 sync.on_snapshot(newest, now);
                 self.interpolator
-                    .get_or_insert_with(|| Interpolator::new(hz, 7.0))
-                    .push(newest, self.session.entities());
+                    .get_or_insert_with(|| Interpolator::new(hz, 7.0));
                 if let Some(avatar) = self.session.avatar() {
                     let r = self.predictor.reconcile(newest, &avatar);
                     if r.error.is_some() {
@@ -307,7 +306,7 @@ fn interpolation_never_moves_backwards_and_follows_the_true_path() {
                 continue;
             };
             let render = interp.advance(frame_time, sync).unwrap();
-            interp.view_at(render, &mut out);
+            interp.view_at(render, observer.session.views(), &mut out);
             frame_time += 1.0 / 144.0;
             let Some(w) = out.iter().find(|r| r.id == walker) else {
                 continue;

@@ -1,7 +1,7 @@
 //! [`Interpolator`]: everything but the own avatar drawn smoothly, a little in the past.
 //!
-//! The client keeps its last [`INTERPOLATION_FRAMES`] views (each applied snapshot's entity
-//! list) and draws the world at a render tick that trails the newest tick it can expect to
+//! The session keeps its last 32 views (each applied snapshot's entity list); the interpolator
+//! reads them in place and draws the world at a render tick that trails the newest tick it can expect to
 //! hold ([`TimeSync::received_tick`]) by an adaptive delay ([`Interpolator::delay_ticks`]: the snapshot spacing plus twice the jitter
 //! plus one tick), so there is almost always a view on each side to interpolate between. The
 //! render clock never runs backwards: it follows its target by running between 0.9x and 1.1x
@@ -19,16 +19,12 @@
 //! A redirect to another zone starts afresh ([`Interpolator::reset`]): the old zone's views are
 //! not interpolated into the new one's.
 
-use std::collections::VecDeque;
-
 use glam::Vec2;
 
 use crate::EntityId;
 use crate::client::timesync::TimeSync;
 use crate::protocol::{NetEntity, NetKind};
 
-/// Views kept.
-pub const INTERPOLATION_FRAMES: usize = 32;
 /// Longest the world is extrapolated past the newest view.
 pub const MAX_EXTRAPOLATION_SECONDS: f64 = 0.1;
 /// Longest interpolation delay, ticks.
@@ -53,12 +49,6 @@ pub struct Rendered {
     pub alive: bool,
 }
 
-#[derive(Debug, Default)]
-struct View {
-    tick: u64,
-    entities: Vec<NetEntity>,
-}
-
 /// Running totals, for metrics and the report.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct InterpolationStats {
@@ -70,13 +60,12 @@ pub struct InterpolationStats {
     pub delay_sum: f64,
 }
 
-/// Snapshot interpolation for one client (see the module docs).
+/// Snapshot interpolation for one client (see the module docs). It keeps no views of its
+/// own: it reads the ones the session remembers ([`crate::client::ClientSession::views`]).
 #[derive(Debug)]
 pub struct Interpolator {
     hz: u32,
     max_speed: f32,
-    views: VecDeque<View>,
-    spare: Vec<Vec<NetEntity>>,
     render: Option<f64>,
     last_now: f64,
     delay: f64,
@@ -90,8 +79,6 @@ impl Interpolator {
         Self {
             hz: u32::from(tick_hz.max(1)),
             max_speed,
-            views: VecDeque::with_capacity(INTERPOLATION_FRAMES),
-            spare: Vec::new(),
             render: None,
             last_now: 0.0,
             delay: 2.0,
@@ -109,33 +96,9 @@ impl Interpolator {
         self.delay
     }
 
-    /// Forgets every view and the render clock (after a redirect).
+    /// Forgets the render clock (after a redirect, with the new zone's session).
     pub fn reset(&mut self) {
-        while let Some(v) = self.views.pop_front() {
-            self.spare.push(v.entities);
-        }
         self.render = None;
-    }
-
-    /// Keeps a newly applied view (the session's entities after a snapshot of `tick`).
-    pub fn push(&mut self, tick: u64, entities: &[NetEntity]) {
-        if self.views.back().is_some_and(|v| v.tick >= tick) {
-            return;
-        }
-        let mut buf = if self.views.len() == INTERPOLATION_FRAMES {
-            self.views
-                .pop_front()
-                .map(|v| v.entities)
-                .unwrap_or_default()
-        } else {
-            self.spare.pop().unwrap_or_default()
-        };
-        buf.clear();
-        buf.extend_from_slice(entities);
-        self.views.push_back(View {
-            tick,
-            entities: buf,
-        });
     }
 
     /// The delay to draw with: the snapshot spacing, twice the jitter and one tick, in ticks.
@@ -166,49 +129,63 @@ impl Interpolator {
         Some(render)
     }
 
-    /// The world at render tick `render` into `out` (cleared first), in id order.
-    pub fn view_at(&mut self, render: f64, out: &mut Vec<Rendered>) {
+    /// The world at render tick `render` into `out` (cleared first), in id order, from
+    /// `views`: the applied views as `(tick, entities sorted by id)`, in any order (the
+    /// session's [`crate::client::ClientSession::views`]).
+    pub fn view_at<'a>(
+        &mut self,
+        render: f64,
+        views: impl Iterator<Item = (u64, &'a [NetEntity])>,
+        out: &mut Vec<Rendered>,
+    ) {
         out.clear();
-        let Some(newest) = self.views.back() else {
-            return;
-        };
-        self.stats.frames += 1;
-        self.stats.delay_sum += self.delay;
-        let hz = self.hz;
-        let b = self.views.partition_point(|v| (v.tick as f64) <= render);
-        if b == 0 {
-            let first = &self.views[0];
-            out.extend(
-                first
-                    .entities
-                    .iter()
-                    .map(|e| drawn(e, e.position_at(first.tick, hz))),
-            );
-            return;
-        }
-        if b == self.views.len() {
-            let limit = newest.tick as f64 + MAX_EXTRAPOLATION_SECONDS * f64::from(hz);
-            if render > newest.tick as f64 {
-                self.stats.extrapolated += 1;
+        // A: the newest view at or before `render`; B: the oldest after it.
+        let (mut a, mut b): (Option<(u64, &[NetEntity])>, Option<(u64, &[NetEntity])>) =
+            (None, None);
+        for (t, v) in views {
+            if t as f64 <= render {
+                if a.is_none_or(|(at, _)| t > at) {
+                    a = Some((t, v));
+                }
+            } else if b.is_none_or(|(bt, _)| t < bt) {
+                b = Some((t, v));
             }
-            let t = render.min(limit);
-            out.extend(newest.entities.iter().map(|e| drawn(e, track_at(e, t, hz))));
-            return;
         }
-        let (a, bv) = (&self.views[b - 1], &self.views[b]);
-        let span = (bv.tick - a.tick) as f64;
-        let alpha = ((render - a.tick as f64) / span).clamp(0.0, 1.0) as f32;
+        let hz = self.hz;
+        let (a, bv) = match (a, b) {
+            (None, None) => return,
+            (None, Some((t, v))) => {
+                // Before the oldest view: draw it as it is.
+                self.count();
+                out.extend(v.iter().map(|e| drawn(e, e.position_at(t, hz))));
+                return;
+            }
+            (Some((t, v)), None) => {
+                // Past the newest view: follow the tracks, for a bounded time.
+                self.count();
+                if render > t as f64 {
+                    self.stats.extrapolated += 1;
+                }
+                let limit = t as f64 + MAX_EXTRAPOLATION_SECONDS * f64::from(hz);
+                let at = render.min(limit);
+                out.extend(v.iter().map(|e| drawn(e, track_at(e, at, hz))));
+                return;
+            }
+            (Some(a), Some(b)) => (a, b),
+        };
+        self.count();
+        let span = (bv.0 - a.0) as f64;
+        let alpha = ((render - a.0 as f64) / span).clamp(0.0, 1.0) as f32;
         let reach = self.max_speed * span as f32 / hz as f32 * 1.5 + 0.5;
-        let (mut i, mut j) = (0usize, 0usize);
-        while i < a.entities.len() {
-            let ea = &a.entities[i];
-            while bv.entities.get(j).is_some_and(|e| e.id < ea.id) {
+        let mut j = 0usize;
+        for ea in a.1 {
+            while bv.1.get(j).is_some_and(|e| e.id < ea.id) {
                 j += 1; // Spawned by `B`: not drawn before its tick.
             }
-            let pa = ea.position_at(a.tick, hz);
-            let pos = match bv.entities.get(j).filter(|e| e.id == ea.id) {
+            let pa = ea.position_at(a.0, hz);
+            let pos = match bv.1.get(j).filter(|e| e.id == ea.id) {
                 Some(eb) => {
-                    let pb = eb.position_at(bv.tick, hz);
+                    let pb = eb.position_at(bv.0, hz);
                     if pa.distance(pb) > reach {
                         pa
                     } else {
@@ -218,8 +195,12 @@ impl Interpolator {
                 None => pa,
             };
             out.push(drawn(ea, pos));
-            i += 1;
         }
+    }
+
+    fn count(&mut self) {
+        self.stats.frames += 1;
+        self.stats.delay_sum += self.delay;
     }
 }
 
@@ -268,28 +249,33 @@ mod tests {
         out.iter().find(|r| r.id == EntityId(id)).map(|r| r.pos)
     }
 
+    fn views(v: &[(u64, Vec<NetEntity>)]) -> impl Iterator<Item = (u64, &[NetEntity])> {
+        v.iter().map(|(t, e)| (*t, e.as_slice()))
+    }
+
     #[test]
     fn spawns_despawns_and_teleports_neither_slide_nor_pop_back() {
         let mut i = Interpolator::new(60, 7.0);
         let mut out = Vec::new();
+        let mut held = Vec::new();
         // 1 walks a fifth of a unit east; 2 respawns far away; 3 leaves the view; 4 enters it.
-        i.push(
+        held.push((
             10,
-            &[
+            vec![
                 standing(1, 5.0, 5.0),
                 standing(2, 10.0, 10.0),
                 standing(3, 20.0, 5.0),
             ],
-        );
-        i.push(
+        ));
+        held.push((
             12,
-            &[
+            vec![
                 standing(1, 5.2, 5.0),
                 standing(2, 60.0, 10.0),
                 standing(4, 30.0, 5.0),
             ],
-        );
-        i.view_at(11.0, &mut out);
+        ));
+        i.view_at(11.0, views(&held), &mut out);
         let walker = at(&out, 1).unwrap();
         assert!(
             (walker.x - 5.1).abs() < 0.02 && walker.y == 5.0,
@@ -302,14 +288,14 @@ mod tests {
             "held until it leaves"
         );
         assert_eq!(at(&out, 4), None, "not before its spawn");
-        i.view_at(12.0, &mut out);
+        i.view_at(12.0, views(&held), &mut out);
         assert!((at(&out, 1).unwrap().x - 5.2).abs() < 0.02);
         assert_eq!(at(&out, 2), Some(Vec2::new(60.0, 10.0)), "appears at once");
         assert_eq!(at(&out, 3), None, "gone");
         assert_eq!(at(&out, 4), Some(Vec2::new(30.0, 5.0)));
-        // A redirect forgets the old zone's views.
+        // A redirect starts a new session, with no views.
         i.reset();
-        i.view_at(12.0, &mut out);
+        i.view_at(12.0, views(&[]), &mut out);
         assert!(out.is_empty());
     }
 
@@ -318,12 +304,12 @@ mod tests {
         let mut i = Interpolator::new(60, 7.0);
         let mut e = standing(1, 5.0, 5.0);
         (e.anchor, e.vx) = (10, 4 * 16);
-        i.push(10, &[e]);
+        let held = vec![(10, vec![e])];
         let mut out = Vec::new();
-        i.view_at(13.0, &mut out);
+        i.view_at(13.0, views(&held), &mut out);
         // Tracks are exact to a position unit (1/64).
         assert!((at(&out, 1).unwrap().x - (5.0 + 4.0 * 3.0 / 60.0)).abs() < 0.02);
-        i.view_at(100.0, &mut out);
+        i.view_at(100.0, views(&held), &mut out);
         let limit = 5.0 + 4.0 * MAX_EXTRAPOLATION_SECONDS as f32;
         assert!(
             (at(&out, 1).unwrap().x - limit).abs() < 0.02,
