@@ -140,8 +140,8 @@ impl Interpolator {
     ) {
         out.clear();
         // A: the newest view at or before `render`; B: the oldest after it.
-        let (mut a, mut b): (Option<(u64, &[NetEntity])>, Option<(u64, &[NetEntity])>) =
-            (None, None);
+        let mut a: Option<HeldView<'a>> = None;
+        let mut b: Option<HeldView<'a>> = None;
         for (t, v) in views {
             if t as f64 <= render {
                 if a.is_none_or(|(at, _)| t > at) {
@@ -204,6 +204,9 @@ impl Interpolator {
     }
 }
 
+/// One remembered view: its tick and its entities, sorted by id.
+type HeldView<'a> = (u64, &'a [NetEntity]);
+
 /// Where `e`'s track puts it at fractional tick `t`.
 fn track_at(e: &NetEntity, t: f64, hz: u32) -> Vec2 {
     let base = t.floor();
@@ -257,24 +260,25 @@ mod tests {
     fn spawns_despawns_and_teleports_neither_slide_nor_pop_back() {
         let mut i = Interpolator::new(60, 7.0);
         let mut out = Vec::new();
-        let mut held = Vec::new();
         // 1 walks a fifth of a unit east; 2 respawns far away; 3 leaves the view; 4 enters it.
-        held.push((
-            10,
-            vec![
-                standing(1, 5.0, 5.0),
-                standing(2, 10.0, 10.0),
-                standing(3, 20.0, 5.0),
-            ],
-        ));
-        held.push((
-            12,
-            vec![
-                standing(1, 5.2, 5.0),
-                standing(2, 60.0, 10.0),
-                standing(4, 30.0, 5.0),
-            ],
-        ));
+        let held = vec![
+            (
+                10,
+                vec![
+                    standing(1, 5.0, 5.0),
+                    standing(2, 10.0, 10.0),
+                    standing(3, 20.0, 5.0),
+                ],
+            ),
+            (
+                12,
+                vec![
+                    standing(1, 5.2, 5.0),
+                    standing(2, 60.0, 10.0),
+                    standing(4, 30.0, 5.0),
+                ],
+            ),
+        ];
         i.view_at(11.0, views(&held), &mut out);
         let walker = at(&out, 1).unwrap();
         assert!(
