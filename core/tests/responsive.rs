@@ -170,11 +170,8 @@ fn exact_prediction_over_a_hostile_link(seed: u64) {
     );
     assert!(travelled > 100.0, "the avatar walked: {travelled}");
     assert!(stats.compared > 500, "reconciled often: {}", stats.compared);
-    assert!(
-        stats.replayed > 1_000,
-        "inputs were replayed: {}",
-        stats.replayed
-    );
+    // Every prediction matched, so nothing needed replaying.
+    assert_eq!(stats.replayed, 0, "replays without a correction");
     assert_eq!(late, 0, "every input arrived before its tick");
     assert_eq!(client.inexact, 0, "every prediction was exact");
     assert_eq!(stats.error_max, 0.0);

@@ -4,7 +4,9 @@
 //! The client applies each input the moment it makes it, for the tick it stamps it with, and
 //! keeps the inputs and the predicted states of the ticks the server has not confirmed yet. A
 //! snapshot's avatar section says where the server had the avatar at that tick, exactly, and
-//! which input was in effect; reconciling starts from there and replays the newer inputs. The
+//! which input was in effect; reconciling starts from there and replays the newer inputs
+//! (unless the prediction for that tick matched bit for bit: then the replay would recompute
+//! the same states, and is skipped). The
 //! server puts an input into effect at the tick it is stamped for when it arrives in time
 //! ([`crate::Zone::handle_input`]), so as long as nothing else moved the avatar (a wall the
 //! client's map lacks, a death, a respawn, a handoff) the prediction is exact: error zero, bit
@@ -51,7 +53,8 @@ pub struct Reconciliation {
     /// Whether the server's input in effect or the avatar's life differed from what was
     /// predicted (the reason for a correction, when there is one).
     pub explained: bool,
-    /// Inputs replayed on top of the server's state (the ticks predicted past it).
+    /// Inputs replayed on top of the server's state (the ticks predicted past it; none when
+    /// the prediction matched bit for bit, since replaying would recompute the same states).
     pub replayed: u32,
 }
 
@@ -214,6 +217,7 @@ impl Predictor {
             .map(|(_, b)| *b);
         let drawn_before = self.render_position();
         let predicted_seq = self.in_effect(tick).map_or(0, |i| i.seq);
+        let alive_before = self.alive;
         let explained =
             predicted_seq != server.seq || server.late != self.late || !server.alive || !self.alive;
         self.late = server.late;
@@ -237,6 +241,15 @@ impl Predictor {
             .or_else(|| self.inputs.iter().rposition(|i| i.tick <= tick));
         if let Some(k) = keep_from {
             self.inputs.drain(..k);
+        }
+        // A prediction that matched bit for bit, with the input the server had in effect and
+        // the same life: replaying would compute the very states already predicted. Keep them.
+        let matched = predicted.is_some_and(|p| same_body(&p, &authoritative))
+            && predicted_seq == server.seq
+            && alive_before == server.alive;
+        if matched {
+            self.history.retain(|(t, _)| *t >= tick);
+            return self.record(tick, predicted, &authoritative, 0, explained);
         }
         let effect_at_tick = self
             .inputs
@@ -282,10 +295,7 @@ impl Predictor {
         explained: bool,
     ) -> Reconciliation {
         let error = predicted.map(|p| p.pos.distance(server.pos));
-        let exact = predicted.is_some_and(|p| {
-            p.pos.to_array().map(f32::to_bits) == server.pos.to_array().map(f32::to_bits)
-                && p.vel.to_array().map(f32::to_bits) == server.vel.to_array().map(f32::to_bits)
-        });
+        let exact = predicted.is_some_and(|p| same_body(&p, server));
         if let Some(e) = error {
             self.stats.compared += 1;
             self.stats.corrected += u64::from(!exact);
@@ -313,4 +323,10 @@ impl Predictor {
             self.offset = Vec2::ZERO;
         }
     }
+}
+
+/// Whether two bodies are the same, bit for bit.
+fn same_body(a: &Body, b: &Body) -> bool {
+    let bits = |v: Vec2| v.to_array().map(f32::to_bits);
+    bits(a.pos) == bits(b.pos) && bits(a.vel) == bits(b.vel)
 }
