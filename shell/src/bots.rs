@@ -124,18 +124,15 @@ pub struct ClientFigures {
 
 impl ClientFigures {
     /// Adds what one zone's predictor and interpolator did.
-    fn absorb(&mut self, p: &Predictor, i: Option<&Interpolator>) {
-        let s = p.stats();
+    fn absorb(&mut self, p: &Predictor, i: &Interpolator) {
+        let (s, st) = (p.stats(), i.stats());
         self.compared += s.compared;
         self.corrected += s.corrected;
         self.explained += s.explained;
         self.replayed += s.replayed;
-        if let Some(i) = i {
-            let st = i.stats();
-            self.frames += st.frames;
-            self.extrapolated += st.extrapolated;
-            self.delay_milliticks += (st.delay_sum * 1_000.0) as u64;
-        }
+        self.frames += st.frames;
+        self.extrapolated += st.extrapolated;
+        self.delay_milliticks += (st.delay_sum * 1_000.0) as u64;
     }
 }
 
@@ -220,6 +217,14 @@ pub enum BotError {
     /// Its task panicked or was cancelled.
     #[error("bot task failed")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// One wake-up per tick of the server's rate; a late one is skipped, not made up.
+fn step_interval(config: &BotConfig) -> tokio::time::Interval {
+    let period = Duration::from_secs_f64(1.0 / f64::from(config.tick_hz.max(1)));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    ticker
 }
 
 /// A bot draws its interpolated world every this many steps (10 Hz at 60 Hz).
@@ -310,9 +315,7 @@ async fn play_shard(
         socket.set_nonblocking(true)?;
         bots.push((Bot::new(player, &token, epoch), socket, false));
     }
-    let period = Duration::from_secs_f64(1.0 / f64::from(config.tick_hz.max(1)));
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut ticker = step_interval(&config);
     let deadline = config.duration.map(|d| epoch + d);
     let mut buf = vec![0u8; 2048];
     loop {
@@ -516,9 +519,7 @@ impl Bot {
     /// Ends the responsive half of a zone (a redirect), keeping its figures.
     fn forget_zone(&mut self) {
         if let Some(r) = self.responsive.take() {
-            self.report
-                .client
-                .absorb(&r.predictor, Some(&r.interpolator));
+            self.report.client.absorb(&r.predictor, &r.interpolator);
         }
     }
 
@@ -797,9 +798,7 @@ pub async fn play_on<S: DatagramSocket>(
 ) -> Result<BotReport, BotError> {
     let epoch = Instant::now();
     let mut bot = Bot::new(player, &token, epoch);
-    let period = Duration::from_secs_f64(1.0 / f64::from(config.tick_hz.max(1)));
-    let mut ticker = tokio::time::interval(period);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut ticker = step_interval(config);
     let deadline = config.duration.map(|d| epoch + d);
     let mut buf = vec![0u8; 2048];
     loop {

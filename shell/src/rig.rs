@@ -346,16 +346,10 @@ impl HostRig {
             return;
         };
         while let Some(t) = self.host.poll_transmit() {
-            match self
+            let result = self
                 .runtime
-                .block_on(socket.send_to(t.payload, t.destination))
-            {
-                Ok(n) => {
-                    self.sent.0 += 1;
-                    self.sent.1 += n as u64;
-                }
-                Err(_) => self.send_errors += 1,
-            }
+                .block_on(socket.send_to(t.payload, t.destination));
+            count_send(&mut self.sent, &mut self.send_errors, result);
         }
         let lanes =
             crate::server::hand_batches_to_kernel(&mut self.host, socket, &mut self.sent_now);
@@ -367,16 +361,10 @@ impl HostRig {
             for i in out.done..datagrams.len() {
                 if let Some(t) = datagrams.get(i) {
                     self.waited += 1;
-                    match self
+                    let result = self
                         .runtime
-                        .block_on(socket.send_to(t.payload, t.destination))
-                    {
-                        Ok(n) => {
-                            self.sent.0 += 1;
-                            self.sent.1 += n as u64;
-                        }
-                        Err(_) => self.send_errors += 1,
-                    }
+                        .block_on(socket.send_to(t.payload, t.destination));
+                    count_send(&mut self.sent, &mut self.send_errors, result);
                 }
             }
         }
@@ -505,4 +493,15 @@ fn play(c: &mut RigClient, tick: u64) {
         }
     }
     c.session.push_input(input);
+}
+
+/// Counts one awaited send: a datagram and its bytes into `sent`, or an error.
+fn count_send(sent: &mut (u64, u64), errors: &mut u64, result: std::io::Result<usize>) {
+    match result {
+        Ok(n) => {
+            sent.0 += 1;
+            sent.1 += n as u64;
+        }
+        Err(_) => *errors += 1,
+    }
 }
