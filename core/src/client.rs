@@ -316,11 +316,27 @@ impl ClientSession {
         if ri != p.removed.len() || ui != p.updates.len() {
             return Err(ApplyError::BadIndex);
         }
-        // Merge spawns (sorted by id) into the kept, sorted entities.
-        for s in &p.spawns {
-            out.push(*s);
+        // Merge the spawns into the kept entities (both sorted by id: a linear merge from the
+        // back, in place; spawns out of order are sorted, and duplicates refused below).
+        let kept = out.len();
+        out.extend_from_slice(&p.spawns);
+        if p.spawns.windows(2).all(|w| w[0].id < w[1].id) {
+            let (mut i, mut j) = (kept, p.spawns.len());
+            for k in (0..out.len()).rev() {
+                if j == 0 {
+                    break;
+                }
+                if i > 0 && out[i - 1].id > p.spawns[j - 1].id {
+                    out[k] = out[i - 1];
+                    i -= 1;
+                } else {
+                    out[k] = p.spawns[j - 1];
+                    j -= 1;
+                }
+            }
+        } else {
+            out.sort_unstable_by_key(|e| e.id);
         }
-        out.sort_unstable_by_key(|e| e.id);
         if out.windows(2).any(|w| w[0].id == w[1].id) {
             return Err(ApplyError::Duplicate);
         }

@@ -5,7 +5,7 @@
 //! hold ([`TimeSync::received_tick`]) by an adaptive delay ([`Interpolator::delay_ticks`]: the snapshot spacing plus twice the jitter
 //! plus one tick), so there is almost always a view on each side to interpolate between. The
 //! render clock never runs backwards: it follows its target by running between 0.9x and 1.1x
-//! real time, and jumps only forward, after a stall.
+//! the server's clock rate ([`TimeSync::rate`]), and jumps only forward, after a stall.
 //!
 //! What is drawn at render tick `r`, with `A` the newest view at or before `r` and `B` the next:
 //! - an entity in both: its position at `A`'s tick interpolated toward its position at `B`'s,
@@ -114,7 +114,9 @@ impl Interpolator {
         let render = match self.render {
             None => target,
             Some(r) => {
-                let elapsed = (now - self.last_now).max(0.0) * f64::from(self.hz);
+                // The server's clock rate, not the nominal one: a server that skips ticks
+                // is drawn at its own pace.
+                let elapsed = (now - self.last_now).max(0.0) * sync.rate();
                 let ahead = r + elapsed;
                 if target - ahead > MAX_DELAY_TICKS {
                     target
