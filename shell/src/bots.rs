@@ -231,10 +231,10 @@ fn step_interval(config: &BotConfig) -> tokio::time::Interval {
     ticker
 }
 
-/// A bot draws its interpolated world when it aims an ability (in that view) and every this
-/// many steps (2 Hz at 60 Hz): a game client draws every frame on its own machine; a thousand
-/// bots doing so would take a core of the machine they load-test from. The report gives the
-/// cost per frame.
+/// A bot draws its interpolated world every this many steps (2 Hz at 60 Hz): a game client
+/// draws every frame on its own machine; a thousand bots doing so would take a core of the
+/// machine they load-test from. The render clock (the view tick abilities name) advances every
+/// step. The report gives the cost per frame.
 const DRAW_EVERY: u64 = 30;
 
 /// Bots one shard task plays, at most: each shard wakes once per tick for all of its bots.
@@ -747,9 +747,9 @@ impl Bot {
                     self.session.ping(n);
                 }
                 // The render clock every step; the world drawn (what a game client would
-                // show) to aim in, and every DRAW_EVERY steps.
+                // show) every DRAW_EVERY steps.
                 if let Some(render) = r.interpolator.advance(now, &r.sync) {
-                    if target.is_some() || self.n.is_multiple_of(DRAW_EVERY) {
+                    if self.n.is_multiple_of(DRAW_EVERY) {
                         let drawing = std::time::Instant::now();
                         r.interpolator
                             .view_at(render, self.session.views(), &mut r.drawn);

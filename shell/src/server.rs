@@ -5,7 +5,9 @@
 //! `max_catch_up` of them); if the loop is still behind after that, the remaining ticks are
 //! skipped and counted, and the schedule restarts from now. The tick deadline always wins over
 //! datagrams (`biased` select), and at most `MAX_BATCHES_PER_WAKE` receive batches are read
-//! per wake-up, so a flood of junk cannot starve the ticks. Receives and the tick's snapshot
+//! per wake-up, so a flood of junk cannot starve the ticks. Before each tick the loop reads
+//! what has already arrived (the same bound), so an input that came while the last tick ran
+//! is not late for this one. Receives and the tick's snapshot
 //! sends go through the socket's batch calls (recvmmsg, sendmmsg: [`crate::socket`]); the
 //! sealed batches of the lanes are handed to the kernel from the lanes' threads at once.
 
@@ -141,6 +143,9 @@ pub async fn run_loop<S: DatagramSocket>(
             _ = sleep_until(next) => {
                 let mut ran = 0;
                 while Instant::now() >= next && ran <= config.max_catch_up {
+                    // What arrived while the last tick ran (an input stamped for this tick,
+                    // above all when ticks run back to back to catch up) is fed first.
+                    drain(host, socket, &mut rx, epoch, metrics);
                     let started = Instant::now();
                     if let Some(last) = last_tick {
                         let gap = (started - last).as_micros() as u64;
@@ -186,14 +191,8 @@ pub async fn run_loop<S: DatagramSocket>(
             received = socket.recv_batch(&mut rx) => {
                 let started = Instant::now();
                 handle(host, &mut rx, received, epoch, metrics);
-                for _ in 0..MAX_BATCHES_PER_WAKE {
-                    let more = socket.try_recv_batch(&mut rx);
-                    if matches!(&more, Ok(()) if rx.is_empty()) {
-                        break;
-                    }
-                    handle(host, &mut rx, more, epoch, metrics);
-                }
                 metrics.receive_seconds.inc_by(started.elapsed().as_secs_f64());
+                drain(host, socket, &mut rx, epoch, metrics);
                 persist.pump(host);
                 flush(host, socket, metrics).await;
             }
@@ -215,6 +214,28 @@ pub async fn run_loop<S: DatagramSocket>(
         "zone loop stopped"
     );
     summary
+}
+
+/// Reads what the socket already holds, at most `MAX_BATCHES_PER_WAKE` batches (a flood
+/// cannot hold the tick back), without waiting.
+fn drain<S: DatagramSocket>(
+    host: &mut ZoneHost,
+    socket: &S,
+    rx: &mut RecvBatch,
+    epoch: Instant,
+    metrics: &Metrics,
+) {
+    let started = Instant::now();
+    for _ in 0..MAX_BATCHES_PER_WAKE {
+        let more = socket.try_recv_batch(rx);
+        if matches!(&more, Ok(()) if rx.is_empty()) {
+            break;
+        }
+        handle(host, rx, more, epoch, metrics);
+    }
+    metrics
+        .receive_seconds
+        .inc_by(started.elapsed().as_secs_f64());
 }
 
 fn handle(

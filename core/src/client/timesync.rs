@@ -15,11 +15,13 @@
 //! - **Offset.** A snapshot of tick `T` leaves the server right after it simulated `T`. On
 //!   arrival at `now`, `T - rate * now` is the server's clock minus ours (in ticks), less that
 //!   packet's one-way delay. The largest over the window is the least delayed packet's
-//!   (`best`); the server's tick at `now` is `rate * now + best + rtt / 2 * rate`.
+//!   (`best`); the server's tick at `now` is `rate * now + best + rtt / 2 * tick_hz`: over a
+//!   round trip the server may run at full speed (it catches up on missed ticks back to
+//!   back), so projections forward use the nominal rate, and inputs are never late for that.
 //! - **Jitter.** The mean, over the window, of how much later than the best sample each
 //!   packet came, in ticks. Rate, best offset and jitter are computed once per snapshot.
 //! - **Input ticks.** None before the first pong. An input sent at `now` reaches the server at about
-//!   `server_tick(now) + rtt / 2 * rate`; it is stamped for the tick after that, plus a margin
+//!   `server_tick(now) + rtt / 2 * tick_hz`; it is stamped for the tick after that, plus a margin
 //!   of twice the jitter (at most [`MAX_JITTER_MARGIN_TICKS`]) and [`INPUT_MARGIN_TICKS`] (the
 //!   packets of the next ticks carry it again, so a lost packet or two still lands in time),
 //!   and never more than [`MAX_INPUT_LEAD_TICKS`] ahead of the server's tick.
@@ -174,7 +176,7 @@ impl TimeSync {
 
     /// The server's current tick at `now`, fractional (none before the first snapshot).
     pub fn server_tick(&self, now: f64) -> Option<f64> {
-        Some(self.received_tick(now)? + self.rtt.unwrap_or(0.0) / 2.0 * self.rate)
+        Some(self.received_tick(now)? + self.rtt.unwrap_or(0.0) / 2.0 * self.hz)
     }
 
     /// The tick of a snapshot that would arrive at `now` by the quickest path: the newest the
@@ -198,7 +200,7 @@ impl TimeSync {
     /// last tick predicted: older ones would arrive late.
     pub fn earliest_input_tick(&self, now: f64) -> Option<u64> {
         let rtt = self.rtt?;
-        let arrival = self.server_tick(now)? + rtt / 2.0 * self.rate;
+        let arrival = self.server_tick(now)? + rtt / 2.0 * self.hz;
         Some(arrival.floor().max(0.0) as u64 + 1)
     }
 
@@ -208,7 +210,7 @@ impl TimeSync {
     pub fn input_tick(&self, now: f64) -> Option<u64> {
         let rtt = self.rtt?;
         let server = self.server_tick(now)?;
-        let arrival = server + rtt / 2.0 * self.rate;
+        let arrival = server + rtt / 2.0 * self.hz;
         let margin = (2.0 * self.jitter_ticks()).min(MAX_JITTER_MARGIN_TICKS) + INPUT_MARGIN_TICKS;
         let stamp = (arrival + margin).floor() + 1.0;
         Some(stamp.min((server + MAX_INPUT_LEAD_TICKS).floor()).max(0.0) as u64)

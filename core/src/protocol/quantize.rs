@@ -189,6 +189,9 @@ impl NetEntity {
 
     /// Position at `tick` (1/64 units): the anchor position plus [`travel`] since the anchor.
     pub fn at(&self, tick: u64, tick_hz: u32) -> (i32, i32) {
+        if self.vx == 0 && self.vy == 0 {
+            return (self.x, self.y); // Standing: no travel (the common case for NPCs).
+        }
         let ticks = (tick as i128 - self.anchor as i128).clamp(
             -(MAX_EXTRAPOLATION_TICKS as i128),
             MAX_EXTRAPOLATION_TICKS as i128,
