@@ -241,6 +241,7 @@ fn client_disconnect_is_redundant_and_reaches_the_server() {
         |w| read_header(&w.bytes, &PacketType::ALL).unwrap().packet_type == PacketType::Disconnect
     ));
     assert_eq!(sim.state(c), ClientState::Disconnected);
+    let straggler = out[0].clone();
     for w in out {
         sim.deliver_to_server(w.from, w.bytes);
     }
@@ -253,10 +254,22 @@ fn client_disconnect_is_redundant_and_reaches_the_server() {
             reason: DisconnectReason::ClientRequested
         })
     );
-    // The 9 redundant copies come from an address that is no longer mapped.
+    // The 9 redundant copies come from an address that is no longer mapped, but that left
+    // just now: benign, not counted with the unknown addresses (the hostile-traffic signal).
+    assert_eq!(
+        sim.server.drop_counters().get(DropReason::AfterDisconnect),
+        9
+    );
     assert_eq!(
         sim.server.drop_counters().get(DropReason::UnknownAddress),
-        9
+        0
+    );
+    // Seconds later, a packet from that address is unknown again.
+    sim.run_for(Duration::from_secs(3));
+    sim.deliver_to_server(straggler.from, straggler.bytes);
+    assert_eq!(
+        sim.server.drop_counters().get(DropReason::UnknownAddress),
+        1
     );
     assert_eq!(
         sim.clients[c].client.disconnect(),

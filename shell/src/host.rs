@@ -243,6 +243,11 @@ impl ZoneHost {
         self.net.drop_counters()
     }
 
+    /// Connection requests denied so far because every client slot was taken.
+    pub fn connections_denied(&self) -> u64 {
+        self.net.denied_sent()
+    }
+
     /// Hands over how long the handoffs accepted since the last call waited, by swapping
     /// with `buf` (which must be empty).
     pub fn swap_handoff_waits(&mut self, buf: &mut Vec<Duration>) {

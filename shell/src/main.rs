@@ -152,6 +152,14 @@ struct TokenArgs {
     /// The player (account) id the token is for.
     #[arg(long)]
     player_id: u64,
+    /// The zone to connect to, in a world of zones (default: the first this configuration
+    /// hosts). The token names that zone's public address; a client can use it nowhere else.
+    #[arg(long)]
+    zone: Option<u32>,
+    /// The server address the token names (default: the zone's public address, from
+    /// `--public-address`, else `--bind`, plus the zone's index in this process).
+    #[arg(long)]
+    server: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -421,11 +429,27 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     let config = load(&args.common)?;
     config.validate()?;
     let (key, _) = existing_private_key(&config)?;
+    let zones = config.hosted_zones()?;
+    let server = match (args.server, args.zone) {
+        (Some(address), _) => address,
+        (None, None) => zones
+            .first()
+            .map_or_else(|| config.public_address(), |z| z.public_address),
+        (None, Some(n)) => zones
+            .iter()
+            .find(|z| z.zone.0 == n)
+            .map(|z| z.public_address)
+            .with_context(|| {
+                let ids: Vec<u32> = zones.iter().map(|z| z.zone.0).collect();
+                format!("zone {n} is not one this configuration hosts ({ids:?}); pass --server")
+            })?,
+    };
+    eprintln!("token for player {} at {server}", args.player_id);
     let token = mint(
         &TokenRequest {
             protocol_id: config.net.protocol_id,
             client_id: args.player_id,
-            servers: vec![config.public_address()],
+            servers: vec![server],
             expiry_s: config.net.token_expiry_s,
             timeout_s: config.net.timeout_s,
         },

@@ -31,11 +31,12 @@ enum Scope {
     Process,
 }
 
-/// A `reason` label.
+/// A `reason` label. Static strings (nearly every label) are borrowed, so counting an event
+/// allocates nothing; a junk flood costs no allocation per datagram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Reason {
     /// Why.
-    pub reason: String,
+    pub reason: std::borrow::Cow<'static, str>,
 }
 
 /// A `direction` label (`in` or `out`).
@@ -68,6 +69,9 @@ pub struct Metrics {
     pub decode_errors: Family<Reason, Counter>,
     /// Datagrams dropped (netcode reasons, per-client rate limit, socket errors), by reason.
     pub dropped: Family<Reason, Counter>,
+    /// The netcode reasons of `dropped`, one per [`DropReason`] in its order, created with the
+    /// metrics (every reason shows, at 0 until it happens; counting looks nothing up).
+    pub netcode_dropped: Vec<Counter>,
     /// Inputs refused by the zone, by reason.
     pub inputs_rejected: Family<Reason, Counter>,
     /// Combat hits.
@@ -78,6 +82,8 @@ pub struct Metrics {
     pub lag_rewinds: Counter,
     /// Player connects and disconnects.
     pub connects: Counter,
+    /// Connection requests refused because every client slot was taken.
+    pub connections_denied: Counter,
     /// Player disconnects.
     pub disconnects: Family<Reason, Counter>,
     /// Records in the spool not yet acknowledged by the cold store.
@@ -141,6 +147,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Fresh handles, all zero.
     pub fn new() -> Self {
+        let dropped = Family::<Reason, Counter>::default();
         let buckets = [
             0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.0167, 0.025, 0.05, 0.1,
         ];
@@ -155,12 +162,23 @@ impl Metrics {
             packets: Family::default(),
             bytes: Family::default(),
             decode_errors: Family::default(),
-            dropped: Family::default(),
+            netcode_dropped: DropReason::ALL
+                .iter()
+                .map(|r| {
+                    dropped
+                        .get_or_create(&Reason {
+                            reason: format!("netcode_{r:?}").into(),
+                        })
+                        .clone()
+                })
+                .collect(),
+            dropped,
             inputs_rejected: Family::default(),
             combat_events: Counter::default(),
             inputs_late: Counter::default(),
             lag_rewinds: Counter::default(),
             connects: Counter::default(),
+            connections_denied: Counter::default(),
             disconnects: Family::default(),
             spool_records: Gauge::default(),
             spool_bytes: Gauge::default(),
@@ -255,6 +273,12 @@ impl Metrics {
                 "Clients that completed the handshake",
                 Zone,
                 &self.connects,
+            ),
+            (
+                "connections_denied",
+                "Connection requests denied because the server was full ([net] max_clients)",
+                Zone,
+                &self.connections_denied,
             ),
             (
                 "disconnects",
@@ -398,10 +422,10 @@ impl Metrics {
     }
 
     /// Counts a dropped datagram.
-    pub fn drop_reason(&self, reason: &str) {
+    pub fn drop_reason(&self, reason: &'static str) {
         self.dropped
             .get_or_create(&Reason {
-                reason: reason.to_owned(),
+                reason: reason.into(),
             })
             .inc();
     }
@@ -414,6 +438,10 @@ impl Metrics {
 pub struct HostExport {
     seen: HostStats,
     netcode_seen: [u64; DropReason::COUNT],
+    denied_seen: u64,
+    /// Denials not logged yet, and when the last line was (one line per 10 s at most).
+    denied_unlogged: u64,
+    denied_logged_at: Option<std::time::Instant>,
     replication_seen: ReplicationMetrics,
     waits: Vec<std::time::Duration>,
 }
@@ -429,7 +457,7 @@ fn export_counts<K: Label>(
         if n > *before {
             family
                 .get_or_create(&Reason {
-                    reason: key.label().to_owned(),
+                    reason: key.label().into(),
                 })
                 .inc_by(n - *before);
             *before = n;
@@ -472,7 +500,7 @@ impl HostExport {
             if n > *before {
                 m.inputs_rejected
                     .get_or_create(&Reason {
-                        reason: kind.name().to_owned(),
+                        reason: kind.name().into(),
                     })
                     .inc_by(n - *before);
                 *before = n;
@@ -481,15 +509,33 @@ impl HostExport {
         m.entities.set(now.entities as i64);
         m.ghosts.set(now.ghosts as i64);
         m.clients.set(host.client_count() as i64);
+        let denied = host.connections_denied();
+        if denied > self.denied_seen {
+            let n = denied - self.denied_seen;
+            m.connections_denied.inc_by(n);
+            self.denied_seen = denied;
+            self.denied_unlogged += n;
+        }
+        if self.denied_unlogged > 0
+            && self
+                .denied_logged_at
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(10))
+        {
+            tracing::warn!(
+                denied = self.denied_unlogged,
+                total = denied,
+                "server full: connection requests denied (raise [net] max_clients or route players elsewhere)"
+            );
+            self.denied_unlogged = 0;
+            self.denied_logged_at = Some(std::time::Instant::now());
+        }
         let drops = host.netcode_drops();
         for (i, r) in DropReason::ALL.iter().enumerate() {
             let n = drops.get(*r);
             if n > self.netcode_seen[i] {
-                m.dropped
-                    .get_or_create(&Reason {
-                        reason: format!("netcode_{r:?}"),
-                    })
-                    .inc_by(n - self.netcode_seen[i]);
+                if let Some(counter) = m.netcode_dropped.get(i) {
+                    counter.inc_by(n - self.netcode_seen[i]);
+                }
                 self.netcode_seen[i] = n;
             }
         }
@@ -529,7 +575,7 @@ impl HostExport {
             if now > *seen {
                 m.replication
                     .get_or_create(&Reason {
-                        reason: label.to_owned(),
+                        reason: label.into(),
                     })
                     .inc_by(now - *seen);
                 *seen = now;

@@ -315,6 +315,10 @@ drop_reasons! {
     PendingPerIpFull,
     /// Encrypted packet from an address with no encryption mapping.
     UnknownAddress,
+    /// Packet from an address whose client left within the last
+    /// [`crate::netcode::server::AFTER_DISCONNECT_SECONDS`] (the redundant copies of a
+    /// disconnect, or packets in flight): benign, counted apart from `UnknownAddress`.
+    AfterDisconnect,
     /// Challenge token failed to decrypt.
     ChallengeTokenInvalid,
     /// Client only: the datagram did not come from the server being talked to.

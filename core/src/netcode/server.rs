@@ -304,6 +304,13 @@ const SERVER_ACCEPTS: [PacketType; 4] = [
     PacketType::Disconnect,
 ];
 
+/// Seconds after a client leaves during which its address's packets count as
+/// [`DropReason::AfterDisconnect`] (a client sends 10 redundant disconnect packets; packets
+/// already in flight also come).
+pub const AFTER_DISCONNECT_SECONDS: u64 = 2;
+/// Addresses remembered for that (the most recent leavers; older ones count as unknown).
+const RECENTLY_LEFT: usize = 64;
+
 /// A netcode 1.02 dedicated server.
 pub struct Server {
     config: ServerConfig,
@@ -323,6 +330,9 @@ pub struct Server {
     denied_sent: u64,
     lost_events: u64,
     now: Duration,
+    /// Addresses of the clients that left most recently and when, a ring.
+    recently_left: [Option<(SocketAddr, Duration)>; RECENTLY_LEFT],
+    recently_left_next: usize,
 }
 
 impl fmt::Debug for Server {
@@ -414,6 +424,8 @@ impl Server {
             events: VecDeque::with_capacity(config.event_queue_capacity.min(1024)),
             drops: DropCounters::default(),
             denied_sent: 0,
+            recently_left: [None; RECENTLY_LEFT],
+            recently_left_next: 0,
             lost_events: 0,
             now: Duration::ZERO,
             config,
@@ -463,7 +475,17 @@ impl Server {
             return self.on_pending_packet(from, key, datagram);
         }
         read_header(datagram, &SERVER_ACCEPTS)?;
-        Err(DropReason::UnknownAddress)
+        let window = Duration::from_secs(AFTER_DISCONNECT_SECONDS);
+        let left_just_now = self
+            .recently_left
+            .iter()
+            .flatten()
+            .any(|&(address, at)| address == key && self.now.saturating_sub(at) <= window);
+        Err(if left_just_now {
+            DropReason::AfterDisconnect
+        } else {
+            DropReason::UnknownAddress
+        })
     }
 
     fn on_connection_request(
@@ -782,6 +804,10 @@ impl Server {
         }
         let conn = self.slots.get_mut(index)?.take()?;
         self.by_address.remove(&conn.key);
+        if let Some(slot) = self.recently_left.get_mut(self.recently_left_next) {
+            *slot = Some((conn.key, self.now));
+        }
+        self.recently_left_next = (self.recently_left_next + 1) % RECENTLY_LEFT;
         Some(ServerEvent::ClientDisconnected {
             client_index: index,
             client_id: conn.client_id,

@@ -84,7 +84,7 @@ async fn follow(
     metrics: Arc<Metrics>,
 ) {
     let channel = redis_keys::zone_bus(zone);
-    let drop = |why: &str| {
+    let drop = |why: &'static str| {
         metrics
             .bus_errors
             .get_or_create(&Reason { reason: why.into() })

@@ -45,7 +45,7 @@ pub(super) async fn writer(
     events: mpsc::Sender<StoreEvent>,
     metrics: Arc<Metrics>,
 ) {
-    let count = |op: &str| {
+    let count = |op: &'static str| {
         metrics
             .hot_errors
             .get_or_create(&Reason { reason: op.into() })

@@ -191,7 +191,7 @@ pub async fn load_player(
     }
 }
 
-fn count(metrics: &Metrics, result: &str) {
+fn count(metrics: &Metrics, result: &'static str) {
     metrics
         .player_claims
         .get_or_create(&Reason {

@@ -354,7 +354,9 @@ impl EffectLink {
                 };
                 self.metrics
                     .spool_refused
-                    .get_or_create(&Reason { reason })
+                    .get_or_create(&Reason {
+                        reason: reason.into(),
+                    })
                     .inc();
             }
         }
@@ -388,7 +390,7 @@ impl EffectLink {
         }
     }
 
-    fn count_bus(&self, reason: &str) {
+    fn count_bus(&self, reason: &'static str) {
         self.metrics
             .bus_errors
             .get_or_create(&Reason {

@@ -179,9 +179,11 @@ impl std::fmt::Debug for RedisHotStore {
     }
 }
 
-fn err(e: Error) -> StoreError {
+/// A fred error as a store error; `timeout`: the command timeout fred was given (its own
+/// timeout errors do not say it).
+fn err_after(e: Error, timeout: Duration) -> StoreError {
     match e.kind() {
-        ErrorKind::Timeout => StoreError::Timeout(0),
+        ErrorKind::Timeout => StoreError::Timeout(timeout.as_millis() as u64),
         _ => StoreError::Unavailable(e.to_string()),
     }
 }
@@ -211,6 +213,7 @@ impl RedisHotStore {
     /// Connects to `url` (fails if Redis cannot be reached within `timeout` at start; later
     /// outages are survived by reconnecting with backoff).
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let err = |e: Error| err_after(e, timeout);
         let config = Config::from_url(url).map_err(err)?;
         let builder = {
             let mut b = Builder::from_config(config);
@@ -276,7 +279,7 @@ impl RedisHotStore {
             ));
         };
         match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r.map_err(err),
+            Ok(r) => r.map_err(|e| err_after(e, self.timeout)),
             Err(_) => Err(StoreError::Timeout(self.timeout.as_millis() as u64)),
         }
     }
@@ -711,5 +714,19 @@ impl HotStore for RedisHotStore {
         ))
         .await
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fred_timeout_says_how_long_it_waited() {
+        let e = err_after(
+            Error::new(ErrorKind::Timeout, "Request timed out."),
+            Duration::from_millis(250),
+        );
+        assert_eq!(e.to_string(), "store timed out after 250 ms");
     }
 }

@@ -211,4 +211,45 @@ fn token_command_mints_a_parseable_token() {
         zone_shell::config::Config::default().net.protocol_id
     );
     assert!(token.expire_timestamp > token.create_timestamp);
+    // The token names one server address: the first zone's by default, another zone's with
+    // --zone (default world 2x2 on 127.0.0.1:40000: zone n on port 40000 + n - 1).
+    let addresses = |args: &[&str]| {
+        let out = bin()
+            .args(["token", "--player-id", "77"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("ZONE_PRIVATE_KEY", "ab".repeat(32))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(String::from_utf8(out.stdout).unwrap().trim())
+            .unwrap();
+        zone_core::netcode::ConnectToken::read(&bytes)
+            .unwrap()
+            .server_addresses
+            .as_slice()
+            .to_vec()
+    };
+    let at = |a: &str| vec![a.parse::<std::net::SocketAddr>().unwrap()];
+    assert_eq!(addresses(&[]), at("127.0.0.1:40000"));
+    assert_eq!(addresses(&["--zone", "3"]), at("127.0.0.1:40002"));
+    assert_eq!(
+        addresses(&["--zone", "2", "--public-address", "10.1.2.3:5000"]),
+        at("10.1.2.3:5001")
+    );
+    let out = bin()
+        .args(["token", "--player-id", "77", "--zone", "9"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("ZONE_PRIVATE_KEY", "ab".repeat(32))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "zone 9 is not in the 2x2 world");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("zone 9"));
 }

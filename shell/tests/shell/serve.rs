@@ -125,6 +125,33 @@ async fn bots_play_junk_is_dropped_and_shutdown_saves_everyone() {
     assert!(metric(&text, "zone_ticks_total", &[]) > 100.0);
     assert!(metric(&text, "zone_connects_total", &[]) >= 12.0);
     assert!(metric(&text, "zone_tick_seconds_count", &[]) > 100.0);
+    // The 12 bots left cleanly, each with 10 redundant disconnect packets: the 9 after the
+    // first are benign, counted apart from packets of unknown addresses (hostile traffic).
+    // (Metrics are exported after each tick: the last copies may need one more.)
+    let mut after = 0.0;
+    for _ in 0..40 {
+        let (_, text) = http_get(running.admin_addr, "/metrics").await;
+        after = metric(
+            &text,
+            "zone_dropped_packets_total",
+            &["reason=\"netcode_AfterDisconnect\""],
+        );
+        if after >= 12.0 * 9.0 * 0.9 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        after >= 12.0 * 9.0 * 0.9,
+        "benign disconnect copies: {after}"
+    );
+    // Every netcode reason is listed from the start (at 0 until it happens).
+    for reason in zone_core::netcode::DropReason::ALL {
+        assert!(
+            text.contains(&format!("reason=\"netcode_{reason:?}\"")),
+            "netcode_{reason:?} listed"
+        );
+    }
     assert_eq!(http_get(running.admin_addr, "/healthz").await.0, 200);
 
     // The bots disconnected when their time was up; another one stays for shutdown.
@@ -274,4 +301,33 @@ async fn a_renetcode_client_connects_and_receives_snapshots() {
     let finished = running.finish().await.unwrap();
     let (summary, _) = finished.first().unwrap();
     assert_eq!(summary.saved_at_shutdown, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_counts_and_logs_the_connections_it_denies() {
+    let _live = crate::support::live(module_path!());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.net.max_clients = 2;
+    let running = start(config, None).await.unwrap();
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let crowd = run_crowd(bots(&running, 5, 700, 2.0), &running.private_key, stop)
+        .await
+        .unwrap();
+    assert_eq!(crowd.connected(), 2, "two slots: {:?}", crowd.bots);
+    let mut denied = 0.0;
+    for _ in 0..40 {
+        let (_, text) = http_get(running.admin_addr, "/metrics").await;
+        denied = metric(&text, "zone_connections_denied_total", &[]);
+        if denied >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        denied >= 3.0,
+        "three bots were denied at least once: {denied}"
+    );
+    running.shutdown();
+    running.finish().await.unwrap();
 }
