@@ -1097,6 +1097,75 @@ async fn scrape(addr: SocketAddr) -> String {
         .unwrap_or_default()
 }
 
+/// Every alert rule's expression in `monitoring/alerts.yml`.
+fn alert_queries() -> Vec<String> {
+    let rules = yaml("monitoring/alerts.yml");
+    let mut out = Vec::new();
+    for group in rules["groups"].as_sequence().expect("alert groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            out.push(text(&rule["expr"]).expect("every rule has an expr"));
+        }
+    }
+    out
+}
+
+#[test]
+fn alert_rules_load_and_pass_their_promtool_tests() {
+    let _live = crate::support::live(module_path!());
+    let promtool = |args: &[&str]| {
+        std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(infra().join("monitoring"))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("promtool is needed (apt-get install prometheus; .ci/run does): {e}")
+            })
+    };
+    let check = promtool(&["check", "rules", "alerts.yml"]);
+    assert!(
+        check.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let test = promtool(&["test", "rules", "alerts.test.yml"]);
+    assert!(
+        test.status.success(),
+        "promtool test rules: {}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    // The rules asked for: tick overruns, spool backlog, breaker open, lease loss, handoffs.
+    let names: Vec<String> = yaml("monitoring/alerts.yml")["groups"][0]["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|r| text(&r["alert"]))
+        .collect();
+    for wanted in [
+        "ZoneTickOverruns",
+        "ZoneSpoolBacklog",
+        "ZoneBreakerOpen",
+        "ZoneLeaseLost",
+        "ZoneHandoffFailures",
+    ] {
+        assert!(names.iter().any(|n| n == wanted), "no alert {wanted}");
+    }
+    // Prometheus loads them (and compose mounts them beside its config).
+    let prometheus = yaml("monitoring/prometheus.yml");
+    assert!(
+        prometheus["rule_files"]
+            .as_sequence()
+            .is_some_and(|f| f.iter().any(|x| text(x).as_deref() == Some("alerts.yml"))),
+        "prometheus.yml loads alerts.yml"
+    );
+    assert!(
+        read("docker-compose.yml")
+            .contains("./monitoring/alerts.yml:/etc/prometheus/alerts.yml:ro"),
+        "compose mounts alerts.yml next to prometheus.yml"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_queries_only_metrics_a_real_server_exports() {
     let _live = crate::support::live(module_path!());
@@ -1104,6 +1173,8 @@ async fn dashboard_queries_only_metrics_a_real_server_exports() {
         serde_json::from_str(&read("monitoring/grafana/dashboards/zone-server.json")).unwrap();
     let mut queries = Vec::new();
     dashboard_queries(&dashboard, &mut queries);
+    // The alert rules' expressions too: they must name metrics the server exports.
+    queries.extend(alert_queries());
     let mut used = BTreeSet::new();
     for q in &queries {
         assert!(balanced(q), "unbalanced PromQL: {q}");
