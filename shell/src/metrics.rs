@@ -727,6 +727,38 @@ fn encode_with(export: Export, zone: Option<ZoneId>) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The README's table of `reason` values lists every value the code can count for the
+    /// families whose reasons are enumerated (a new reason must be documented).
+    #[test]
+    fn the_readme_lists_every_enumerated_reason() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .unwrap();
+        let row = |family: &str| {
+            readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{family}` |")))
+                .unwrap_or_else(|| panic!("README has no reason row for {family}"))
+                .to_owned()
+        };
+        let dropped = row("dropped_packets");
+        for r in DropReason::ALL {
+            assert!(
+                dropped.contains(&format!("`netcode_{r:?}`")),
+                "README: dropped_packets lacks netcode_{r:?}"
+            );
+        }
+        let rejected = row("inputs_rejected");
+        for e in zone_core::InputError::ALL {
+            assert!(
+                rejected.contains(&format!("`{}`", e.name())),
+                "README: inputs_rejected lacks {}",
+                e.name()
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
