@@ -432,9 +432,7 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     let zones = config.hosted_zones()?;
     let server = match (args.server, args.zone) {
         (Some(address), _) => address,
-        (None, None) => zones
-            .first()
-            .map_or_else(|| config.public_address(), |z| z.public_address),
+        (None, None) => config.public_address(), // the first hosted zone's address
         (None, Some(n)) => zones
             .iter()
             .find(|z| z.zone.0 == n)

@@ -110,7 +110,14 @@ impl TimeSync {
     /// Rate, best offset and jitter from the samples (`now`: the newest sample's time).
     fn fit(&mut self, now: f64) {
         let samples = &self.samples[..self.filled];
-        let oldest = samples.iter().map(|s| s.0).fold(now, f64::min);
+        // The ring's oldest sample: the next slot to write once it is full, else the first.
+        let oldest = samples
+            .get(if self.filled == OFFSET_WINDOW {
+                self.next
+            } else {
+                0
+            })
+            .map_or(now, |s| s.0);
         self.rate = if now - oldest >= MIN_RATE_SPAN {
             // Least squares, centred on the newest sample (the numbers stay small).
             let n = samples.len() as f64;

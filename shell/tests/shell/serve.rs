@@ -56,6 +56,20 @@ async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (code, out)
 }
 
+/// The metric's value once it reaches `at_least`, or after 2 s (metrics are exported after
+/// each tick, so what just happened may need one more).
+async fn metric_reaching(admin: SocketAddr, name: &str, labels: &[&str], at_least: f64) -> f64 {
+    let mut value = 0.0;
+    for _ in 0..40 {
+        value = metric(&http_get(admin, "/metrics").await.1, name, labels);
+        if value >= at_least {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    value
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_play_junk_is_dropped_and_shutdown_saves_everyone() {
     let _live = crate::support::live(module_path!());
@@ -127,20 +141,13 @@ async fn bots_play_junk_is_dropped_and_shutdown_saves_everyone() {
     assert!(metric(&text, "zone_tick_seconds_count", &[]) > 100.0);
     // The 12 bots left cleanly, each with 10 redundant disconnect packets: the 9 after the
     // first are benign, counted apart from packets of unknown addresses (hostile traffic).
-    // (Metrics are exported after each tick: the last copies may need one more.)
-    let mut after = 0.0;
-    for _ in 0..40 {
-        let (_, text) = http_get(running.admin_addr, "/metrics").await;
-        after = metric(
-            &text,
-            "zone_dropped_packets_total",
-            &["reason=\"netcode_AfterDisconnect\""],
-        );
-        if after >= 12.0 * 9.0 * 0.9 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let after = metric_reaching(
+        running.admin_addr,
+        "zone_dropped_packets_total",
+        &["reason=\"netcode_AfterDisconnect\""],
+        12.0 * 9.0 * 0.9,
+    )
+    .await;
     assert!(
         after >= 12.0 * 9.0 * 0.9,
         "benign disconnect copies: {after}"
@@ -315,15 +322,13 @@ async fn a_full_server_counts_and_logs_the_connections_it_denies() {
         .await
         .unwrap();
     assert_eq!(crowd.connected(), 2, "two slots: {:?}", crowd.bots);
-    let mut denied = 0.0;
-    for _ in 0..40 {
-        let (_, text) = http_get(running.admin_addr, "/metrics").await;
-        denied = metric(&text, "zone_connections_denied_total", &[]);
-        if denied >= 3.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let denied = metric_reaching(
+        running.admin_addr,
+        "zone_connections_denied_total",
+        &[],
+        3.0,
+    )
+    .await;
     assert!(
         denied >= 3.0,
         "three bots were denied at least once: {denied}"
