@@ -20,7 +20,7 @@ use zone_core::netcode::DropReason;
 use zone_core::replication::ReplicationMetrics;
 use zone_core::{InputError, ZoneId};
 
-use crate::host::{HostStats, Label, ZoneHost};
+use crate::host::{HandoffEvent, HostStats, Label, ZoneHost};
 
 /// Whose a metric family is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +45,24 @@ pub struct Direction {
     /// `in` or `out`.
     pub direction: &'static str,
 }
+
+/// The `reason` values of `zone_bus_errors_total`: the bus's own, then each undecodable
+/// message's [`crate::world::bus::BusError::name`].
+pub const BUS_ERROR_REASONS: [&str; 13] = [
+    "publish_queue_full",
+    "publish_failed",
+    "lagged",
+    "unpublished_address",
+    "too_large",
+    "decode",
+    "trailing",
+    "out_of_range",
+    "version",
+    "encode",
+    "bad_mac",
+    "wrong_sender",
+    "replayed",
+];
 
 /// Every metric the server exports.
 #[derive(Debug, Clone)]
@@ -152,7 +170,7 @@ impl Metrics {
             0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.0125, 0.0167, 0.025, 0.05, 0.1,
         ];
         let handoff_buckets = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
-        Self {
+        let m = Self {
             tick_seconds: Histogram::new(buckets),
             tick_overruns: Counter::default(),
             ticks_skipped: Counter::default(),
@@ -202,7 +220,21 @@ impl Metrics {
             bus_errors: Family::default(),
             player_claims: Family::default(),
             replication: Family::default(),
-        }
+        };
+        // The enumerated reasons of the families dashboards and alerts query show at 0 from
+        // start-up: a query over them returns data (a zero rate) before the first event.
+        let create = |family: &Family<Reason, Counter>, names: &[&'static str]| {
+            for name in names {
+                let _ = family.get_or_create(&Reason {
+                    reason: (*name).into(),
+                });
+            }
+        };
+        create(&m.decode_errors, &zone_core::protocol::DecodeError::NAMES);
+        create(&m.inputs_rejected, &InputError::ALL.map(InputError::name));
+        create(&m.handoffs, &HandoffEvent::ALL.map(HandoffEvent::name));
+        create(&m.bus_errors, &BUS_ERROR_REASONS);
+        m
     }
 
     /// Every family: name (without the `zone_` prefix), help, scope, handle.
@@ -749,13 +781,31 @@ mod tests {
                 "README: dropped_packets lacks netcode_{r:?}"
             );
         }
-        let rejected = row("inputs_rejected");
-        for e in zone_core::InputError::ALL {
-            assert!(
-                rejected.contains(&format!("`{}`", e.name())),
-                "README: inputs_rejected lacks {}",
-                e.name()
-            );
+        let listed = |family: &str, names: &[&str]| {
+            let r = row(family);
+            for name in names {
+                assert!(
+                    r.contains(&format!("`{name}`")),
+                    "README: {family} lacks {name}"
+                );
+            }
+        };
+        listed("inputs_rejected", &InputError::ALL.map(InputError::name));
+        listed("decode_errors", &zone_core::protocol::DecodeError::NAMES);
+        listed("handoffs", &HandoffEvent::ALL.map(HandoffEvent::name));
+        listed("bus_errors", &BUS_ERROR_REASONS);
+    }
+
+    #[test]
+    fn enumerated_reasons_are_exported_at_zero_before_anything_happens() {
+        let text = Metrics::new().text();
+        for line in [
+            "zone_decode_errors_total{reason=\"bad_tag\"} 0",
+            "zone_inputs_rejected_total{reason=\"too_old\"} 0",
+            "zone_handoffs_total{reason=\"refused_ledger\"} 0",
+            "zone_bus_errors_total{reason=\"bad_mac\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
         }
     }
 

@@ -110,19 +110,22 @@ impl DecodeError {
         }
     }
 
+    /// Every kind's [`DecodeError::name`], in [`DecodeError::index`] order.
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "truncated",
+        "too_large",
+        "bad_version",
+        "bad_tag",
+        "too_many",
+        "out_of_range",
+        "utf8",
+        "trailing_bytes",
+        "malformed",
+    ];
+
     /// Short stable name of the kind, for metrics labels.
     pub const fn name(self) -> &'static str {
-        [
-            "truncated",
-            "too_large",
-            "bad_version",
-            "bad_tag",
-            "too_many",
-            "out_of_range",
-            "utf8",
-            "trailing_bytes",
-            "malformed",
-        ][self.index()]
+        Self::NAMES[self.index()]
     }
 
     pub(crate) fn from_bincode(e: bincode::error::DecodeError) -> Self {

@@ -135,6 +135,25 @@ pub enum HandoffEvent {
 }
 
 impl HandoffEvent {
+    /// Every event, each refusal reason included (the metrics create their labels up front).
+    pub const ALL: [HandoffEvent; 15] = [
+        HandoffEvent::Started,
+        HandoffEvent::Accepted,
+        HandoffEvent::Recalled,
+        HandoffEvent::Taken,
+        HandoffEvent::BorderClosed,
+        HandoffEvent::GivenUp,
+        HandoffEvent::ArrivalExpired,
+        HandoffEvent::Evicted,
+        HandoffEvent::Stranger,
+        HandoffEvent::Refused(RefuseReason::NotAccepting),
+        HandoffEvent::Refused(RefuseReason::Full),
+        HandoffEvent::Refused(RefuseReason::BadState),
+        HandoffEvent::Refused(RefuseReason::Ledger),
+        HandoffEvent::Refused(RefuseReason::Store),
+        HandoffEvent::Refused(RefuseReason::Busy),
+    ];
+
     /// The metric label.
     pub fn name(self) -> &'static str {
         match self {

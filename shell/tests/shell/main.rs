@@ -15,6 +15,7 @@ mod lanes;
 mod lease_loss;
 mod persist_redis;
 mod persist_spool;
+mod prometheus;
 mod sans_io_world;
 mod scylla_proxy;
 mod sentinel;
