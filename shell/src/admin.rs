@@ -1,6 +1,9 @@
 //! The admin HTTP endpoint: Prometheus `/metrics`, liveness `/healthz` (every zone this
-//! process holds is ticking; the body lists each zone, held or waiting for its lease) and
-//! readiness `/readyz` (every zone accepting players; the body says which is not).
+//! process holds is ticking; the body lists each zone, held or waiting for its lease),
+//! readiness `/readyz` (every zone accepting players; the body says which is not), and the
+//! live world page ([`page`]: `/`, `/world/...`).
+
+pub mod page;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,19 +34,28 @@ struct AdminState {
     last_seen: Arc<std::sync::Mutex<Seen>>,
 }
 
-/// The admin router over the metrics and the status of every zone the process serves.
-pub fn router(metrics: Arc<dyn MetricsText>, statuses: Vec<(ZoneId, Arc<Status>)>) -> Router {
+/// The admin router over the metrics and the status of every zone the process serves, with
+/// the world page when given one.
+pub fn router(
+    metrics: Arc<dyn MetricsText>,
+    statuses: Vec<(ZoneId, Arc<Status>)>,
+    page: Option<Arc<page::Page>>,
+) -> Router {
     let now = tokio::time::Instant::now();
     let state = AdminState {
         metrics,
         last_seen: Arc::new(std::sync::Mutex::new(vec![(0, now); statuses.len()])),
         statuses: Arc::new(statuses),
     };
-    Router::new()
+    let router = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(state);
+    match page {
+        Some(page) => router.merge(page::routes(page)),
+        None => router,
+    }
 }
 
 async fn metrics_text(
@@ -117,19 +129,18 @@ async fn readyz(State(s): State<AdminState>) -> (StatusCode, String) {
 pub const MAX_CONNECTIONS: usize = 64;
 /// A connection must have sent its request headers within this long.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest a connection is served in all (the answers are immediate).
+/// Longest a connection is served in all (the answers are immediate; a map stream ends
+/// itself before this, [`page::STREAM_LIFETIME`]).
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves the admin router on `listener` until `shutdown` resolves: one request per
+/// Serves `app` (see [`router`]) on `listener` until `shutdown` resolves: one request per
 /// connection, headers within [`HEADER_TIMEOUT`], at most [`MAX_CONNECTIONS`] at once, so a
 /// client that opens connections and never finishes a request holds nothing for long.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    metrics: Arc<dyn MetricsText>,
-    statuses: Vec<(ZoneId, Arc<Status>)>,
+    app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(metrics, statuses);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

@@ -23,8 +23,10 @@ use zone_core::{Rules, Zone, ZoneId};
 
 use std::time::Duration;
 
+use crate::admin::page::{Page, PageZone};
 use crate::bots::{BotConfig, CrowdReport, run_crowd};
 use crate::config::{Config, HostedZone};
+use crate::effects::addresses::AddressBook;
 use crate::effects::lease::{claim_lease, keep_lease, renew_period};
 use crate::effects::{EffectLink, LinkConfig, Stores};
 use crate::host::lanes::{Parallel, Sequential};
@@ -337,6 +339,7 @@ pub async fn start_with(
         .and_then(|p| p.zone.as_ref())
         .map_or(60, |z| z.rules().tick_hz);
 
+    let page_metrics = process_metrics.clone();
     let tracker = TaskTracker::new();
     let flusher = Flusher::new(
         spool.clone(),
@@ -376,10 +379,26 @@ pub async fn start_with(
         };
         tasks.push(start_zone(p, parts, &shutdown)?);
     }
+    let page = world_page(
+        &config,
+        &zones,
+        &identity,
+        admin_addr,
+        tick_hz,
+        page_metrics,
+    )?;
+    if let Some(refresh) = neighbour_addresses(&config, &stores, &page) {
+        let stop = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = refresh => {}
+            }
+        });
+    }
     tracker.spawn(crate::admin::serve(
         admin,
-        export.clone(),
-        statuses,
+        crate::admin::router(export.clone(), statuses, Some(page)),
         shutdown.clone().cancelled_owned(),
     ));
     let task = tokio::spawn(stop_persistence(
@@ -413,6 +432,55 @@ pub async fn start_with(
         bots,
         bots_stop,
         _identity: identity,
+    })
+}
+
+/// The world page over the zones simulated here (see [`crate::admin::page`]).
+fn world_page(
+    config: &Config,
+    zones: &[ZoneRunning],
+    identity: &crate::identity::Identity,
+    admin_addr: SocketAddr,
+    tick_hz: u32,
+    process: Arc<Metrics>,
+) -> anyhow::Result<Arc<Page>> {
+    Ok(Arc::new(Page::new(
+        format!("{} (admin {admin_addr})", identity.id()),
+        tick_hz,
+        config.grid()?,
+        zones
+            .iter()
+            .map(|z| PageZone {
+                zone: z.zone,
+                status: z.status.clone(),
+                metrics: z.metrics.clone(),
+                public_address: z.public_address,
+            })
+            .collect(),
+        process,
+        AddressBook::default(),
+    )))
+}
+
+/// Keeps the page's book of the other zones' addresses fresh (none when this process
+/// simulates the whole world).
+fn neighbour_addresses(
+    config: &Config,
+    stores: &Stores,
+    page: &Page,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
+    let elsewhere: Vec<ZoneId> = page
+        .grid
+        .zones()
+        .filter(|z| page.zones.iter().all(|p| p.zone != *z))
+        .collect();
+    (!elsewhere.is_empty()).then(|| {
+        crate::effects::addresses::refresher(
+            stores.hot.clone(),
+            elsewhere,
+            Duration::from_millis(config.store.command_timeout_ms),
+            page.neighbours.clone(),
+        )
     })
 }
 

@@ -267,6 +267,12 @@ impl ZoneHost {
             .map_or_else(HandoffStats::default, |w| w.stats(&self.presences))
     }
 
+    /// The neighbours' entities shown at this zone's borders as of the last tick (empty
+    /// outside a world).
+    pub fn ghosts(&self) -> &[zone_core::protocol::EntitySample] {
+        self.world.as_ref().map_or(&[], |w| w.ghosts())
+    }
+
     /// The zones this one heard from lately (ghost batches), in id order.
     pub fn live_neighbours(&self) -> Vec<ZoneId> {
         self.world

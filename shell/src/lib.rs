@@ -11,7 +11,8 @@
 //! ports and adapters, records, the spool, the flusher), [`socket`] (the socket seam),
 //! [`pool`] (a zone tick's packet-lane threads),
 //! [`admin`] (HTTP), [`metrics`], [`keys`] and [`tokens`] (secrets and connect tokens),
-//! [`bots`], [`world`] (zones of a world: the bus, ghosts).
+//! [`bots`], [`world`] (zones of a world: the bus, ghosts), [`view`] (a zone as the admin
+//! world page shows it).
 
 pub mod admin;
 pub mod app;
@@ -35,4 +36,5 @@ pub mod rig;
 pub mod server;
 pub mod socket;
 pub mod tokens;
+pub mod view;
 pub mod world;

@@ -25,6 +25,7 @@ use crate::host::lanes::{Datagrams, Lane, MAX_LANES};
 use crate::metrics::{Direction, HostExport, Metrics};
 use crate::socket::{BatchSent, DatagramSocket, DatagramSource, RecvBatch};
 use crate::tokens::{unix_ms, unix_now};
+use crate::view::{Sampler, ZoneView};
 use smallvec::SmallVec;
 use zone_core::netcode::Transmit;
 
@@ -47,6 +48,8 @@ pub struct Status {
     /// Longest time between the starts of two consecutive ticks, microseconds (a stall shows
     /// here; simulations assert on it).
     pub max_tick_gap_us: AtomicU64,
+    /// The zone as the world page shows it (sampled by the loop while someone looks).
+    pub view: ZoneView,
 }
 
 /// How the loop runs.
@@ -135,6 +138,7 @@ pub async fn run_loop<S: DatagramSocket>(
     let mut rx = socket.recv_batch_buffers();
     let mut last_tick: Option<Instant> = None;
     let mut export = HostExport::default();
+    let mut sampler = Sampler::new(config.tick_hz);
     status.ready.store(true, Ordering::Release);
     loop {
         tokio::select! {
@@ -157,6 +161,7 @@ pub async fn run_loop<S: DatagramSocket>(
                     export.export(host, metrics);
                     metrics.tick_seconds.observe(took.as_secs_f64());
                     summary.tick_times.record(took);
+                    sampler.record(took);
                     if took > period {
                         summary.overruns += 1;
                         metrics.tick_overruns.inc();
@@ -184,6 +189,8 @@ pub async fn run_loop<S: DatagramSocket>(
                     .ready
                     .store(persist.spool_ready() && hot_up, Ordering::Release);
                 flush(host, socket, metrics).await;
+                // Off the tick: the datagrams are with the kernel already.
+                sampler.after_tick(host, &status.view);
                 if config.max_ticks.is_some_and(|m| summary.ticks >= m) {
                     break;
                 }

@@ -250,6 +250,11 @@ impl Handoffs {
             .collect()
     }
 
+    /// The ghosts merged at the last tick.
+    pub(super) fn ghosts(&self) -> &[zone_core::protocol::EntitySample] {
+        self.ghosts.last_merged()
+    }
+
     pub(super) fn ghosts_for_replication(
         &mut self,
         now: Duration,

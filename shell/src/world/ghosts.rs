@@ -105,6 +105,11 @@ impl GhostTable {
             .map(|(z, _)| *z)
     }
 
+    /// What the last [`GhostTable::merged`] returned.
+    pub fn last_merged(&self) -> &[EntitySample] {
+        &self.merged
+    }
+
     /// Forgets batches older than `timeout`, then returns every ghost held, as zone `me` of
     /// `grid` replicates them: ghost ids, sorted. Avatars of players `here` says are in this
     /// zone are left out (a batch sent just before their handoff would show them twice).

@@ -20,8 +20,7 @@ async fn slow_clients_are_cut_at_the_header_timeout_and_bounded_in_number() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(admin::serve(
         listener,
-        Arc::new(Metrics::new()),
-        Vec::new(),
+        admin::router(Arc::new(Metrics::new()), Vec::new(), None),
         async {
             let _ = stopped.await;
         },

@@ -6,6 +6,7 @@ mod support;
 
 mod admin;
 mod binary;
+mod browser;
 mod crash;
 mod data_safety;
 mod fuzz_corpus;
