@@ -397,3 +397,131 @@ pub fn host_tick_windows(
     .join()
     .map_err(|_| anyhow::anyhow!("the host-tick rig's thread panicked"))?
 }
+
+/// What a world-page viewer costs the tick loop ([`viewer_tick_cost`]).
+#[derive(Clone, Debug, Default)]
+pub struct ViewerFigures {
+    /// The loop's work per tick (host tick with its sends, then the view's sampler), with
+    /// nobody looking: p50, p99, ms.
+    pub without_ms: (f64, f64),
+    /// The same with a viewer attached, in the same run.
+    pub with_ms: (f64, f64),
+    /// Samples the loop copied while the viewer looked.
+    pub samples: u64,
+    /// Frames the viewer wrote (as the map stream does).
+    pub frames: u64,
+    /// A sample's copy, microseconds: median.
+    pub sample_us: f64,
+    /// Entities per frame.
+    pub entities: usize,
+}
+
+/// The host-tick rig with `clients` clients of the standard scenario (5,000 NPCs), as the tick
+/// loop runs it with the world page's sampler ([`zone_shell::view`]): after `warm` ticks,
+/// `blocks` pairs of `block` ticks alternate between nobody looking and a viewer attached
+/// (a thread that copies the newest sample and writes it as a map frame every 200 ms, as the
+/// admin endpoint's stream does). Each tick's time is the host tick with its sends plus the
+/// sampler's work after it.
+pub fn viewer_tick_cost(
+    clients: u32,
+    threads: usize,
+    warm: u32,
+    (blocks, block): (u32, u32),
+) -> anyhow::Result<ViewerFigures> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use zone_shell::view::{Sampler, ZoneView};
+    std::thread::spawn(move || -> anyhow::Result<ViewerFigures> {
+        let mut rig = zone_shell::rig::HostRig::new(zone_shell::rig::RigConfig {
+            zone: scenario_config(Scenario::Standard, clients, 5_000),
+            clients,
+            rtt_ticks: 6,
+            sockets: true,
+            threads,
+            snapshot_interval: 1,
+        })?;
+        for _ in 0..warm {
+            rig.step();
+        }
+        let view = Arc::new(ZoneView::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let frames = Arc::new(AtomicU64::new(0));
+        let viewer = {
+            let (view, stop, frames) = (view.clone(), stop.clone(), frames.clone());
+            std::thread::spawn(move || {
+                let (mut dots, mut ghosts, mut frame) = (Vec::new(), Vec::new(), String::new());
+                let mut seen = 0;
+                while !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if view.viewers() == 0 || view.version() == seen {
+                        continue;
+                    }
+                    seen = view.version();
+                    let tick = {
+                        let s = view.latest();
+                        dots.clear();
+                        dots.extend_from_slice(&s.dots);
+                        ghosts.clear();
+                        ghosts.extend_from_slice(&s.ghosts);
+                        s.tick
+                    };
+                    frame.clear();
+                    zone_shell::admin::page::write_zone(
+                        &mut frame,
+                        ZoneId(1),
+                        tick,
+                        &dots,
+                        &ghosts,
+                    );
+                    frames.fetch_add(1, Ordering::AcqRel);
+                }
+            })
+        };
+        let mut sampler = Sampler::new(60);
+        let (mut without, mut with, mut copies) = (Vec::new(), Vec::new(), Vec::new());
+        let mut samples = 0;
+        for _ in 0..blocks {
+            for looking in [false, true] {
+                if looking {
+                    view.attach();
+                }
+                for _ in 0..block {
+                    let took = rig.step();
+                    sampler.record(took);
+                    let started = Instant::now();
+                    let copied = sampler.after_tick(&rig.host, &view);
+                    let sampling = started.elapsed();
+                    if copied {
+                        samples += 1;
+                        copies.push(sampling.as_secs_f64() * 1e6);
+                    }
+                    let t = (took + sampling).as_secs_f64() * 1e3;
+                    if looking {
+                        with.push(t)
+                    } else {
+                        without.push(t)
+                    }
+                }
+                if looking {
+                    view.detach();
+                }
+            }
+        }
+        stop.store(true, Ordering::Release);
+        let _ = viewer.join();
+        let entities = view.latest().dots.len();
+        for v in [&mut without, &mut with, &mut copies] {
+            v.sort_unstable_by(f64::total_cmp);
+        }
+        Ok(ViewerFigures {
+            without_ms: (quantile(&without, 0.5), quantile(&without, 0.99)),
+            with_ms: (quantile(&with, 0.5), quantile(&with, 0.99)),
+            samples,
+            frames: frames.load(Ordering::Acquire),
+            sample_us: quantile(&copies, 0.5),
+            entities,
+        })
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the viewer rig's thread panicked"))?
+}

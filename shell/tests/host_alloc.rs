@@ -1,6 +1,7 @@
 //! A warm host tick allocates nothing: the simulation, the replication (shared preparation and
 //! the lanes' builds on two threads), the netcode sealing and the send path (the sealed batches
-//! handed to the kernel with sendmmsg from the lanes' threads), for a hundred clients playing.
+//! handed to the kernel with sendmmsg from the lanes' threads), for a hundred clients playing;
+//! nor does the world page's sampler copying the zone after the tick while someone looks.
 //!
 //! Its own test binary: the counting allocator counts every thread (the lanes run on two)
 //! while the timed part of a tick runs, and nothing else runs in the process then.
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use zone_core::{ZoneConfig, ZoneId};
 use zone_shell::rig::{HostRig, RigConfig};
+use zone_shell::view::{Sampler, ZoneView};
 
 struct Counting;
 static COUNTING: AtomicBool = AtomicBool::new(false);
@@ -71,11 +73,39 @@ fn a_warm_host_tick_allocates_nothing() {
             rig.step_marked(&mut mark);
             per_tick.push(ALLOCS.load(Ordering::SeqCst) - before);
         }
-        (per_tick, rig.sent.0 - sent_before, rig.connected())
+        // The world page's sampler, while someone looks: once its buffers have held the
+        // zone, copying it allocates nothing either.
+        let view = ZoneView::default();
+        view.attach();
+        let mut sampler = Sampler::new(60);
+        let (mut samples, mut sample_allocs) = (0, 0);
+        for i in 0..240 {
+            let took = rig.step();
+            sampler.record(took);
+            let before = ALLOCS.load(Ordering::SeqCst);
+            mark(i >= 24);
+            let copied = sampler.after_tick(&rig.host, &view);
+            mark(false);
+            if i >= 24 {
+                samples += u32::from(copied);
+                sample_allocs += ALLOCS.load(Ordering::SeqCst) - before;
+            }
+        }
+        let sampled = (samples, sample_allocs, view.latest().dots.len());
+        (per_tick, rig.sent.0 - sent_before, rig.connected(), sampled)
     })
     .join()
     .unwrap();
-    let (per_tick, sent, connected) = counted;
+    let (per_tick, sent, connected, (samples, sample_allocs, dots)) = counted;
+    assert!(
+        samples >= 15,
+        "the sampler copied the zone: {samples} samples"
+    );
+    assert_eq!(dots, 1_600, "every entity sampled");
+    assert_eq!(
+        sample_allocs, 0,
+        "heap allocations in {samples} warm samples of the world page"
+    );
     assert_eq!(connected, 100);
     assert!(sent >= 100 * 200, "the sends were real: {sent} datagrams");
     let total: u64 = per_tick.iter().sum();

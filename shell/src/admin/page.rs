@@ -348,9 +348,8 @@ async fn stream(State(page): State<Arc<Page>>) -> Response {
 }
 
 impl Watching {
-    /// Builds the next frame from the zones sampled since the last one: `{"zones":[{"zone",
-    /// "tick","e":[[id,player,x,y,health,max,alive],...],"g":[[x,y],...]}]}` (player: its id
-    /// as a string, `null` for an NPC). Whether any zone had a new sample.
+    /// Builds the next frame from the zones sampled since the last one, `{"zones":[...]}`
+    /// (each as [`write_zone`] writes it). Whether any zone had a new sample.
     fn next_frame(&mut self) -> bool {
         self.frame.clear();
         self.frame.push_str("{\"zones\":[");
@@ -376,35 +375,40 @@ impl Watching {
                 self.frame.push(',');
             }
             any = true;
-            let f = &mut self.frame;
-            let _ = write!(f, "{{\"zone\":{},\"tick\":{tick},\"e\":[", z.zone.0);
-            for (i, d) in self.dots.iter().enumerate() {
-                let sep = if i == 0 { "" } else { "," };
-                let _ = write!(f, "{sep}[{},", d.id);
-                match d.player {
-                    Some(p) => {
-                        let _ = write!(f, "\"{p}\"");
-                    }
-                    None => f.push_str("null"),
-                }
-                let _ = write!(
-                    f,
-                    ",{:.1},{:.1},{},{},{}]",
-                    d.x,
-                    d.y,
-                    d.health,
-                    d.max_health,
-                    u8::from(d.alive)
-                );
-            }
-            f.push_str("],\"g\":[");
-            for (i, [x, y]) in self.ghosts.iter().enumerate() {
-                let sep = if i == 0 { "" } else { "," };
-                let _ = write!(f, "{sep}[{x:.1},{y:.1}]");
-            }
-            f.push_str("]}");
+            write_zone(&mut self.frame, z.zone, tick, &self.dots, &self.ghosts);
         }
         self.frame.push_str("]}");
         any
     }
+}
+
+/// Writes one zone's part of a map frame: `{"zone","tick","e":[[id,player,x,y,health,max,
+/// alive],...],"g":[[x,y],...]}` (player: its id as a string, `null` for an NPC).
+pub fn write_zone(f: &mut String, zone: ZoneId, tick: u64, dots: &[Dot], ghosts: &[[f32; 2]]) {
+    let _ = write!(f, "{{\"zone\":{},\"tick\":{tick},\"e\":[", zone.0);
+    for (i, d) in dots.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(f, "{sep}[{},", d.id);
+        match d.player {
+            Some(p) => {
+                let _ = write!(f, "\"{p}\"");
+            }
+            None => f.push_str("null"),
+        }
+        let _ = write!(
+            f,
+            ",{:.1},{:.1},{},{},{}]",
+            d.x,
+            d.y,
+            d.health,
+            d.max_health,
+            u8::from(d.alive)
+        );
+    }
+    f.push_str("],\"g\":[");
+    for (i, [x, y]) in ghosts.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(f, "{sep}[{x:.1},{y:.1}]");
+    }
+    f.push_str("]}");
 }

@@ -71,3 +71,94 @@ async fn slow_clients_are_cut_at_the_header_timeout_and_bounded_in_number() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// Opens a map stream: the status line, and the connection (kept open by the caller).
+fn open_stream(port: u16) -> (String, TcpStream) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /world/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    (head.lines().next().unwrap_or_default().to_owned(), s)
+}
+
+fn zones_json(port: u16) -> serde_json::Value {
+    let (code, response) = http_get(port, "/world/zones").unwrap();
+    assert_eq!(code, 200, "{response}");
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    serde_json::from_str(body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_world_page_serves_status_streams_within_a_bound_and_entities() {
+    use zone_shell::admin::page::MAX_STREAMS;
+    let _live = crate::support::live(module_path!());
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::support::loopback_config(dir.path());
+    (config.world.columns, config.world.rows) = (2, 2);
+    config.zone.arena_size = 32;
+    config.zone.npcs = 10;
+    let running = zone_shell::app::start(config, None).await.unwrap();
+    let port = running.admin_addr.port();
+    let statuses: Vec<_> = running.zones.iter().map(|z| z.status.clone()).collect();
+    tokio::task::spawn_blocking(move || {
+        let (code, page) = http_get(port, "/").unwrap();
+        assert_eq!(code, 200);
+        assert!(page.contains("<canvas id=\"map\""), "the page is served");
+
+        // Nobody looks: the loops copy nothing.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(statuses.iter().all(|s| s.view.version() == 0));
+
+        // Streams are served up to the bound; each counts as a viewer of every zone.
+        let mut open = Vec::new();
+        for _ in 0..MAX_STREAMS {
+            let (status, s) = open_stream(port);
+            assert!(status.contains(" 200 "), "{status}");
+            open.push(s);
+        }
+        let (refused, _s) = open_stream(port);
+        assert!(refused.contains(" 503 "), "one stream too many: {refused}");
+        let zones = zones_json(port);
+        let listed = zones["zones"].as_array().unwrap();
+        assert_eq!(listed.len(), 4);
+        for z in listed {
+            assert_eq!(z["viewers"], MAX_STREAMS, "{z}");
+            assert_eq!(z["held"], true);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            statuses.iter().all(|s| s.view.version() > 0),
+            "the loops sample while someone looks"
+        );
+        let zones = zones_json(port);
+        assert!(
+            zones["zones"][0]["tick_p99_ms"].as_f64().is_some(),
+            "{zones}"
+        );
+        assert!(zones["budget_ms"].as_f64().unwrap() > 16.0);
+
+        // Viewers that leave are forgotten (a frame to a closed connection fails).
+        drop(open);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while zones_json(port)["zones"][0]["viewers"] != 0 {
+            assert!(Instant::now() < deadline, "closed streams still counted");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        // An entity of the last sample is served; an unknown one, or zone, is 404.
+        let id = statuses[0].view.latest().dots[0].id;
+        let (code, body) = http_get(port, &format!("/world/entity/1/{id}")).unwrap();
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("\"health\""), "{body}");
+        assert_eq!(http_get(port, "/world/entity/1/999999").unwrap().0, 404);
+        assert_eq!(http_get(port, "/world/entity/77/1").unwrap().0, 404);
+        assert_eq!(http_get(port, "/world/entity/x/1").unwrap().0, 400);
+    })
+    .await
+    .unwrap();
+    running.shutdown();
+    running.finish().await.unwrap();
+}

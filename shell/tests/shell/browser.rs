@@ -16,13 +16,21 @@ use zone_shell::config::Config;
 
 use crate::support::{free_port, loopback_config};
 
-/// chromedriver, killed when dropped.
-struct Driver(Child);
+/// chromedriver and the browser it started, both killed when dropped (also when the test
+/// fails before closing its session: chromium outlives a killed chromedriver otherwise).
+struct Driver {
+    child: Child,
+    profile: tempfile::TempDir,
+}
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("pkill")
+            .arg("-f")
+            .arg(format!("--user-data-dir={}", self.profile.path().display()))
+            .status();
     }
 }
 
@@ -49,14 +57,18 @@ async fn browser() -> (Driver, Client) {
                 "this test needs chromedriver (apt-get install chromium-driver; .ci/run installs it): {e}"
             )
         });
-    let driver = Driver(driver);
+    let driver = Driver {
+        child: driver,
+        profile: tempfile::tempdir().unwrap(),
+    };
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
             "binary": chromium(),
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1400,900"],
+                     "--disable-dev-shm-usage", "--window-size=1400,900",
+                     format!("--user-data-dir={}", driver.profile.path().display())],
         }),
     );
     let url = format!("http://127.0.0.1:{port}");
