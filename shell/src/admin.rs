@@ -3,6 +3,7 @@
 //! readiness `/readyz` (every zone accepting players; the body says which is not), and the
 //! live world page ([`page`]: `/`, `/world/...`).
 
+pub mod neighbours;
 pub mod page;
 
 use std::sync::Arc;

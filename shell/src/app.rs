@@ -23,10 +23,10 @@ use zone_core::{Rules, Zone, ZoneId};
 
 use std::time::Duration;
 
+use crate::admin::neighbours::Neighbours;
 use crate::admin::page::{Page, PageZone};
 use crate::bots::{BotConfig, CrowdReport, run_crowd};
 use crate::config::{Config, HostedZone};
-use crate::effects::addresses::AddressBook;
 use crate::effects::lease::{claim_lease, keep_lease, renew_period};
 use crate::effects::{EffectLink, LinkConfig, Stores};
 use crate::host::lanes::{Parallel, Sequential};
@@ -387,12 +387,24 @@ pub async fn start_with(
         tick_hz,
         page_metrics,
     )?;
-    if let Some(refresh) = neighbour_addresses(&config, &stores, &page) {
+    if config.is_world() {
+        // Links between the world pages of the servers sharing the world.
+        let follow = crate::admin::neighbours::follow(
+            stores.hot.clone(),
+            page.clone(),
+            crate::admin::neighbours::page_url(
+                config.admin.public_url.as_deref(),
+                admin_addr,
+                first.public_address,
+            ),
+            Duration::from_millis(config.store.lease_ttl_ms),
+            Duration::from_millis(config.store.command_timeout_ms),
+        );
         let stop = shutdown.clone();
         tracker.spawn(async move {
             tokio::select! {
                 () = stop.cancelled() => {}
-                () = refresh => {}
+                () = follow => {}
             }
         });
     }
@@ -458,30 +470,8 @@ fn world_page(
             })
             .collect(),
         process,
-        AddressBook::default(),
+        Neighbours::default(),
     )))
-}
-
-/// Keeps the page's book of the other zones' addresses fresh (none when this process
-/// simulates the whole world).
-fn neighbour_addresses(
-    config: &Config,
-    stores: &Stores,
-    page: &Page,
-) -> Option<impl Future<Output = ()> + Send + 'static> {
-    let elsewhere: Vec<ZoneId> = page
-        .grid
-        .zones()
-        .filter(|z| page.zones.iter().all(|p| p.zone != *z))
-        .collect();
-    (!elsewhere.is_empty()).then(|| {
-        crate::effects::addresses::refresher(
-            stores.hot.clone(),
-            elsewhere,
-            Duration::from_millis(config.store.command_timeout_ms),
-            page.neighbours.clone(),
-        )
-    })
 }
 
 /// Opens the spool in `data_dir/spool`, recovering what it holds (replayed by the flusher).

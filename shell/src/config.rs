@@ -170,8 +170,11 @@ pub struct StoreSection {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSection {
-    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    /// Address of `/metrics`, `/healthz`, `/readyz` and the world page (`/`).
     pub bind: SocketAddr,
+    /// Where other zone servers' world pages link to this one (`http://host:port`); unset: the
+    /// bind address, or, when that is a wildcard, the zone's public host with the bind port.
+    pub public_url: Option<String>,
 }
 
 /// Logging.
@@ -281,6 +284,7 @@ impl Default for AdminSection {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 9_100)),
+            public_url: None,
         }
     }
 }
@@ -466,6 +470,16 @@ impl Config {
 
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.admin.public_url
+            && !crate::admin::neighbours::is_page_url(url)
+        {
+            return Err(invalid(
+                "admin.public_url",
+                format!(
+                    "must be an http:// or https:// URL of at most 200 characters, got {url:?}"
+                ),
+            ));
+        }
         if !(16..=4096).contains(&self.zone.arena_size) {
             return Err(invalid(
                 "zone.arena_size",

@@ -107,6 +107,9 @@ struct RunArgs {
     /// Admin HTTP address (/metrics, /healthz, /readyz).
     #[arg(long, env = "ZONE_ADMIN_BIND")]
     admin_bind: Option<SocketAddr>,
+    /// Where the other zone servers' world pages link to this one's (http://host:port).
+    #[arg(long, env = "ZONE_ADMIN_PUBLIC_URL")]
+    admin_public_url: Option<String>,
     /// Zone id.
     #[arg(long, env = "ZONE_ID")]
     zone_id: Option<u32>,
@@ -294,6 +297,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut config = load(&args.common)?;
     if let Some(v) = args.admin_bind {
         config.admin.bind = v;
+    }
+    if let Some(v) = args.admin_public_url {
+        config.admin.public_url = Some(v);
     }
     if let Some(v) = args.zone_id {
         config.zone.id = v;

@@ -28,7 +28,7 @@ use serde::Serialize;
 use zone_core::ZoneId;
 use zone_core::world::WorldGrid;
 
-use crate::effects::addresses::AddressBook;
+use super::neighbours::Neighbours;
 use crate::metrics::{Metrics, Reason};
 use crate::server::Status;
 use crate::view::{Dot, SAMPLES_PER_SECOND};
@@ -67,8 +67,8 @@ pub struct Page {
     pub zones: Vec<PageZone>,
     /// The process's metrics (the spool, the flusher's breaker).
     pub process: Arc<Metrics>,
-    /// The admin pages the other zones' holders published.
-    pub neighbours: AddressBook,
+    /// What the other zones' holders published (their addresses and world pages).
+    pub neighbours: Neighbours,
     streams: AtomicUsize,
 }
 
@@ -80,7 +80,7 @@ impl Page {
         grid: WorldGrid,
         zones: Vec<PageZone>,
         process: Arc<Metrics>,
-        neighbours: AddressBook,
+        neighbours: Neighbours,
     ) -> Self {
         Self {
             server,
@@ -147,6 +147,8 @@ struct ZoneJson {
     bounds: [f32; 4],
     /// Where its clients connect (published by its holder).
     address: Option<String>,
+    /// Where its holder's world page is (published by its holder; `None` here).
+    page: Option<String>,
     held: bool,
     ready: bool,
     ticks: u64,
@@ -184,10 +186,12 @@ async fn zones(State(page): State<Arc<Page>>) -> impl IntoResponse {
             .bounds(zone)
             .map_or([0.0; 4], |r| [r.min.x, r.min.y, r.max.x, r.max.y]);
         let Some(z) = page.zones.iter().find(|z| z.zone == zone) else {
+            let published = page.neighbours.get(zone);
             zones.push(ZoneJson {
                 zone: zone.0,
                 bounds,
-                address: page.neighbours.get(zone).map(|a| a.to_string()),
+                address: published.address.map(|a| a.to_string()),
+                page: published.page,
                 ..ZoneJson::default()
             });
             continue;
@@ -204,6 +208,7 @@ async fn zones(State(page): State<Arc<Page>>) -> impl IntoResponse {
             here: true,
             bounds,
             address: Some(z.public_address.to_string()),
+            page: None,
             held: z.status.held.load(Ordering::Acquire),
             ready: z.status.ready.load(Ordering::Acquire),
             ticks: z.status.ticks.load(Ordering::Acquire),

@@ -41,7 +41,7 @@ impl AddressBook {
 
 /// Reads the addresses of `zones` every [`REFRESH`] into `book` until dropped. A published
 /// value that is not an address is ignored (with one warning per zone and value).
-pub async fn refresher(
+pub(super) async fn refresher(
     hot: Arc<dyn HotStore>,
     zones: Vec<ZoneId>,
     timeout: Duration,

@@ -28,6 +28,7 @@ struct State {
     leases: BTreeMap<ZoneId, (String, u64, Instant)>,
     owners: BTreeMap<PlayerId, (Owner, Instant)>,
     addresses: BTreeMap<ZoneId, (String, Instant)>,
+    admins: BTreeMap<ZoneId, (String, Instant)>,
     fence: u64,
     channels: BTreeMap<String, broadcast::Sender<Message>>,
 }
@@ -274,6 +275,22 @@ impl HotStore for MemoryHotStore {
 
     async fn zone_address(&self, zone: ZoneId) -> Result<Option<String>, StoreError> {
         Ok(live(self.lock()?.addresses.get(&zone)).cloned())
+    }
+
+    async fn set_zone_admin(
+        &self,
+        zone: ZoneId,
+        url: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.lock()?
+            .admins
+            .insert(zone, (url.to_owned(), Instant::now().saturating_after(ttl)));
+        Ok(())
+    }
+
+    async fn zone_admin(&self, zone: ZoneId) -> Result<Option<String>, StoreError> {
+        Ok(live(self.lock()?.admins.get(&zone)).cloned())
     }
 
     async fn acquire_lease(

@@ -221,6 +221,22 @@ pub trait HotStore: Send + Sync + Debug {
     /// Where a zone's server listens, if published and not expired.
     async fn zone_address(&self, zone: ZoneId) -> Result<Option<String>, StoreError>;
 
+    /// Publishes where the holder of a zone serves its world page (an `http://` URL), for the
+    /// pages of the other zones' servers to link to. A store that cannot keep it (the
+    /// simulations' store) publishes nothing: the pages show no link.
+    async fn set_zone_admin(
+        &self,
+        _zone: ZoneId,
+        _url: &str,
+        _ttl: Duration,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Where the holder of a zone serves its world page, if published and not expired.
+    async fn zone_admin(&self, _zone: ZoneId) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
     /// Claims a zone for `owner` for `ttl`, if nobody else holds it (a lease naming `owner`
     /// itself, say one a failover brought back with an older fence, is taken over). The
     /// fencing token handed out is greater than `after_fence` even if the store lost its

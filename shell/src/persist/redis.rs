@@ -640,6 +640,26 @@ impl HotStore for RedisHotStore {
         self.call(self.client.get(keys::zone_address(zone))).await
     }
 
+    async fn set_zone_admin(
+        &self,
+        zone: ZoneId,
+        url: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.call(self.client.set::<(), _, _>(
+            keys::zone_admin(zone),
+            url,
+            Some(Expiration::PX(ms(ttl))),
+            None,
+            false,
+        ))
+        .await
+    }
+
+    async fn zone_admin(&self, zone: ZoneId) -> Result<Option<String>, StoreError> {
+        self.call(self.client.get(keys::zone_admin(zone))).await
+    }
+
     async fn acquire_lease(
         &self,
         zone: ZoneId,

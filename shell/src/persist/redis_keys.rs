@@ -48,6 +48,11 @@ pub fn zone_address(zone: ZoneId) -> String {
     format!("zs:zone:{}:address", zone.0)
 }
 
+/// Where a zone's holder serves its world page.
+pub fn zone_admin(zone: ZoneId) -> String {
+    format!("zs:zone:{}:admin", zone.0)
+}
+
 /// The pub/sub channel other zones send a zone handoffs and ghosts on.
 pub fn zone_bus(zone: ZoneId) -> String {
     format!("zs:zone:{}:bus", zone.0)

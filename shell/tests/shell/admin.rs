@@ -162,3 +162,92 @@ async fn the_world_page_serves_status_streams_within_a_bound_and_entities() {
     running.shutdown();
     running.finish().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn world_pages_of_servers_sharing_a_world_link_to_each_other() {
+    use zone_shell::effects::Stores;
+    use zone_shell::persist::embedded_cold::SqliteStore;
+    use zone_shell::persist::embedded_hot::MemoryHotStore;
+    let _live = crate::support::live(module_path!());
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores {
+        hot: Arc::new(MemoryHotStore::new()),
+        cold: Arc::new(SqliteStore::open(&dir.path().join("cold.sqlite")).unwrap()),
+    };
+    let server = |name: &str, zones: Vec<u32>| {
+        let mut c = crate::support::loopback_config(&dir.path().join(name));
+        (c.world.columns, c.world.rows) = (2, 1);
+        c.world.zones = zones;
+        c.zone.arena_size = 32;
+        c.zone.npcs = 5;
+        c
+    };
+    let one = zone_shell::app::start_with(server("one", vec![1]), None, stores.clone())
+        .await
+        .unwrap();
+    let mut two_config = server("two", vec![2]);
+    two_config.admin.public_url = Some("http://zone-two.example:9102/".into());
+    let two = zone_shell::app::start_with(two_config, None, stores.clone())
+        .await
+        .unwrap();
+    let (port_one, port_two) = (one.admin_addr.port(), two.admin_addr.port());
+    let two_address = two.zones[0].public_address.to_string();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let on_one = zones_json(port_one);
+            let on_two = zones_json(port_two);
+            let (z2, z1) = (&on_one["zones"][1], &on_two["zones"][0]);
+            if z2["page"] == "http://zone-two.example:9102"
+                && z1["page"] == format!("http://127.0.0.1:{port_one}")
+            {
+                assert_eq!(z2["here"], false);
+                assert_eq!(z2["address"], two_address.as_str());
+                assert_eq!(on_one["zones"][0]["here"], true);
+                assert_eq!(on_one["zones"][0]["page"], serde_json::Value::Null);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "each page links to the other: {on_one} / {on_two}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
+    // A row that is not a web URL (a hostile or broken publisher) is not linked.
+    two.shutdown();
+    two.finish().await.unwrap();
+    let ttl = Duration::from_secs(60);
+    stores
+        .hot
+        .set_zone_address(zone_core::ZoneId(2), "10.9.9.9:40001", ttl)
+        .await
+        .unwrap();
+    stores
+        .hot
+        .set_zone_admin(zone_core::ZoneId(2), "javascript:alert(1)", ttl)
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let z2 = zones_json(port_one)["zones"][1].clone();
+            if z2["address"] == "10.9.9.9:40001" {
+                assert_eq!(
+                    z2["page"],
+                    serde_json::Value::Null,
+                    "a javascript: row was linked"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "the new rows were read: {z2}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    })
+    .await
+    .unwrap();
+    one.shutdown();
+    one.finish().await.unwrap();
+}
