@@ -299,6 +299,23 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The host-tick rig over real sockets: `clients` clients of the standard scenario with 5,000
+/// NPCs, 6 ticks of round trip, `threads` lane threads, a snapshot every `interval` ticks.
+pub fn standard_rig(
+    clients: u32,
+    threads: usize,
+    interval: u32,
+) -> anyhow::Result<zone_shell::rig::HostRig> {
+    zone_shell::rig::HostRig::new(zone_shell::rig::RigConfig {
+        zone: scenario_config(Scenario::Standard, clients, 5_000),
+        clients,
+        rtt_ticks: 6,
+        sockets: true,
+        threads,
+        snapshot_interval: interval,
+    })
+}
+
 /// One host-tick measurement: the rig ([`zone_shell::rig`]) serving `clients` clients of the
 /// standard scenario (with 5,000 NPCs), the host tick timed with its sends.
 #[derive(Clone, Debug, Default)]
@@ -355,14 +372,7 @@ pub fn host_tick_windows(
 ) -> anyhow::Result<Vec<HostTickFigures>> {
     let windows = windows.to_vec();
     std::thread::spawn(move || -> anyhow::Result<Vec<HostTickFigures>> {
-        let mut rig = zone_shell::rig::HostRig::new(zone_shell::rig::RigConfig {
-            zone: scenario_config(Scenario::Standard, clients, 5_000),
-            clients,
-            rtt_ticks: 6,
-            sockets: true,
-            threads,
-            snapshot_interval: interval,
-        })?;
+        let mut rig = standard_rig(clients, threads, interval)?;
         let mut figures = Vec::with_capacity(windows.len());
         for (skip, ticks) in windows {
             for _ in 0..skip {
@@ -432,14 +442,7 @@ pub fn viewer_tick_cost(
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use zone_shell::view::{Sampler, ZoneView};
     std::thread::spawn(move || -> anyhow::Result<ViewerFigures> {
-        let mut rig = zone_shell::rig::HostRig::new(zone_shell::rig::RigConfig {
-            zone: scenario_config(Scenario::Standard, clients, 5_000),
-            clients,
-            rtt_ticks: 6,
-            sockets: true,
-            threads,
-            snapshot_interval: 1,
-        })?;
+        let mut rig = standard_rig(clients, threads, 1)?;
         for _ in 0..warm {
             rig.step();
         }

@@ -3,8 +3,6 @@
 //! Under callgrind, count the tick alone with
 //! `valgrind --tool=callgrind --toggle-collect='*ZoneHost*tick*' target/release/host_tick 1000 20 60`.
 
-use benches::host_rig::{HostRig, RigConfig};
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<u64> = std::env::args()
         .skip(1)
@@ -14,14 +12,7 @@ fn main() -> anyhow::Result<()> {
     let ticks = args.get(1).copied().unwrap_or(600);
     let warm = args.get(2).copied().unwrap_or(120);
     let threads = args.get(3).copied().unwrap_or(2) as usize;
-    let mut rig = HostRig::new(RigConfig {
-        zone: benches::scenario_config(benches::Scenario::Standard, clients, 5_000),
-        clients,
-        rtt_ticks: 6,
-        sockets: true,
-        threads,
-        snapshot_interval: 1,
-    })?;
+    let mut rig = benches::standard_rig(clients, threads, 1)?;
     for _ in 0..warm {
         rig.step();
     }

@@ -268,6 +268,23 @@ impl RedisHotStore {
         })
     }
 
+    /// `SET key value PX ttl`.
+    async fn set_expiring(
+        &self,
+        key: String,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.call(self.client.set::<(), _, _>(
+            key,
+            value,
+            Some(Expiration::PX(ms(ttl))),
+            None,
+            false,
+        ))
+        .await
+    }
+
     /// Runs one Redis call within the in-flight bound and the timeout.
     async fn call<T>(
         &self,
@@ -626,14 +643,8 @@ impl HotStore for RedisHotStore {
         address: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.call(self.client.set::<(), _, _>(
-            keys::zone_address(zone),
-            address,
-            Some(Expiration::PX(ms(ttl))),
-            None,
-            false,
-        ))
-        .await
+        self.set_expiring(keys::zone_address(zone), address, ttl)
+            .await
     }
 
     async fn zone_address(&self, zone: ZoneId) -> Result<Option<String>, StoreError> {
@@ -646,14 +657,7 @@ impl HotStore for RedisHotStore {
         url: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        self.call(self.client.set::<(), _, _>(
-            keys::zone_admin(zone),
-            url,
-            Some(Expiration::PX(ms(ttl))),
-            None,
-            false,
-        ))
-        .await
+        self.set_expiring(keys::zone_admin(zone), url, ttl).await
     }
 
     async fn zone_admin(&self, zone: ZoneId) -> Result<Option<String>, StoreError> {

@@ -256,6 +256,7 @@ fn effective_config(file: Option<&str>, env: &BTreeMap<String, String>) -> Confi
             "ZONE_BIND" => c.net.bind = addr(),
             "ZONE_PUBLIC_ADDRESS" => c.net.public_address = Some(addr()),
             "ZONE_ADMIN_BIND" => c.admin.bind = addr(),
+            "ZONE_ADMIN_PUBLIC_URL" => c.admin.public_url = Some(v.clone()),
             "ZONE_PROTOCOL_ID" => c.net.protocol_id = num(),
             "ZONE_LOG_FORMAT" => c.log.format = v.clone(),
             "ZONE_LOG" => c.log.level = v.clone(),
@@ -290,9 +291,17 @@ fn effective_config(file: Option<&str>, env: &BTreeMap<String, String>) -> Confi
 /// Whether a compose port mapping (`[ip:]host:container/udp`, either side a `a-b` range)
 /// publishes container UDP port `container` as host port `host`.
 fn publishes(mapping: &str, host: u16, container: u16) -> bool {
-    let Some(spec) = mapping.strip_suffix("/udp") else {
-        return false;
-    };
+    mapping
+        .strip_suffix("/udp")
+        .is_some_and(|spec| maps(spec, host, container))
+}
+
+/// [`publishes`] for a TCP mapping (`[ip:]host:container[/tcp]`).
+fn publishes_tcp(mapping: &str, host: u16, container: u16) -> bool {
+    !mapping.ends_with("/udp") && maps(mapping.trim_end_matches("/tcp"), host, container)
+}
+
+fn maps(spec: &str, host: u16, container: u16) -> bool {
     let mut parts = spec.rsplitn(3, ':');
     let (Some(c), Some(h)) = (parts.next(), parts.next()) else {
         return false;
@@ -535,6 +544,22 @@ fn compose_runs_distinct_zone_servers_wired_to_its_redis_and_scylla() {
                 z.zone,
                 z.public_address.port(),
                 z.bind.port()
+            );
+        }
+
+        // Its world page is linked from the other server's at the URL it publishes: the
+        // host-published admin port.
+        if let Some(url) = &config.admin.public_url {
+            let port: u16 = url
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.trim_end_matches('/').parse().ok())
+                .unwrap_or_else(|| panic!("{name}: ZONE_ADMIN_PUBLIC_URL {url} names no port"));
+            assert!(
+                ports
+                    .iter()
+                    .any(|p| publishes_tcp(p, port, config.admin.bind.port())),
+                "{name}: ZONE_ADMIN_PUBLIC_URL {url} is not the published admin port"
             );
         }
 
