@@ -416,6 +416,9 @@ pub struct ViewerFigures {
     pub without_ms: (f64, f64),
     /// The same with a viewer attached, in the same run.
     pub with_ms: (f64, f64),
+    /// The noise between blocks: p99 of the first and of the second half of the blocks with
+    /// nobody looking, ms.
+    pub without_halves_p99: (f64, f64),
     /// Samples the loop copied while the viewer looked.
     pub samples: u64,
     /// Frames the viewer wrote (as the map stream does).
@@ -483,7 +486,8 @@ pub fn viewer_tick_cost(
         let mut sampler = Sampler::new(60);
         let (mut without, mut with, mut copies) = (Vec::new(), Vec::new(), Vec::new());
         let mut samples = 0;
-        for _ in 0..blocks {
+        let mut halves: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for b in 0..blocks {
             for looking in [false, true] {
                 if looking {
                     view.attach();
@@ -500,9 +504,10 @@ pub fn viewer_tick_cost(
                     }
                     let t = (took + sampling).as_secs_f64() * 1e3;
                     if looking {
-                        with.push(t)
+                        with.push(t);
                     } else {
-                        without.push(t)
+                        without.push(t);
+                        halves[usize::from(b >= blocks / 2)].push(t);
                     }
                 }
                 if looking {
@@ -513,12 +518,20 @@ pub fn viewer_tick_cost(
         stop.store(true, Ordering::Release);
         let _ = viewer.join();
         let entities = view.latest().dots.len();
-        for v in [&mut without, &mut with, &mut copies] {
+        let [mut first, mut second] = halves;
+        for v in [
+            &mut without,
+            &mut with,
+            &mut copies,
+            &mut first,
+            &mut second,
+        ] {
             v.sort_unstable_by(f64::total_cmp);
         }
         Ok(ViewerFigures {
             without_ms: (quantile(&without, 0.5), quantile(&without, 0.99)),
             with_ms: (quantile(&with, 0.5), quantile(&with, 0.99)),
+            without_halves_p99: (quantile(&first, 0.99), quantile(&second, 0.99)),
             samples,
             frames: frames.load(Ordering::Acquire),
             sample_us: quantile(&copies, 0.5),

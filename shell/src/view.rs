@@ -1,7 +1,7 @@
 //! The live view of a zone, for the world page of the admin endpoint ([`crate::admin`]): the
-//! tick loop copies every entity (position, health, a player's stats and ownership epoch) and
-//! the border ghosts into one shared [`MapSample`] a few times per second, and only while
-//! someone looks. The copy is made after the tick's datagrams are handed to the kernel, never
+//! tick loop copies every entity (position, health) and the border ghosts into one shared
+//! [`MapSample`] a few times per second, and only while someone looks, with the full state
+//! (a player's stats and ownership epoch) of the one entity a viewer asked about. The copy is made after the tick's datagrams are handed to the kernel, never
 //! inside the tick, into buffers that keep their capacity (no allocation once they have held
 //! the largest zone seen), and only if the admin side is not reading the sample at that
 //! moment (`try_lock`: the loop never waits on a viewer). Nothing is queued for viewers: each
@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
-use zone_core::{EntityKind, PlayerStats};
+use zone_core::{EntityKind, PlayerId, PlayerStats};
 
 use crate::host::ZoneHost;
 
@@ -41,6 +41,14 @@ pub struct Dot {
     pub max_health: u16,
     /// Alive or dead.
     pub alive: bool,
+}
+
+/// The state of the entity a viewer asked about, beyond its [`Dot`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Detail {
+    /// The entity.
+    #[serde(flatten)]
+    pub dot: Dot,
     /// A player's lifetime counters.
     pub stats: Option<PlayerStats>,
     /// A player's ownership epoch (raised by every handoff and login).
@@ -56,6 +64,8 @@ pub struct MapSample {
     pub dots: Vec<Dot>,
     /// Neighbours' entities shown at this zone's borders: world positions.
     pub ghosts: Vec<[f32; 2]>,
+    /// The entity asked about ([`ZoneView::ask_detail`]), if it is in the zone.
+    pub detail: Option<Detail>,
     /// The latest tick durations, microseconds (`tick_len` of them are valid).
     pub tick_us: [u32; TICK_RING],
     /// How many of `tick_us` hold a duration.
@@ -68,6 +78,7 @@ impl Default for MapSample {
             tick: 0,
             dots: Vec::new(),
             ghosts: Vec::new(),
+            detail: None,
             tick_us: [0; TICK_RING],
             tick_len: 0,
         }
@@ -94,30 +105,33 @@ impl MapSample {
             .and_then(|i| self.dots.get(i))
     }
 
-    /// Copies `host`'s zone into this sample (the loop's side; allocates only while the zone
-    /// holds more entities than any sample before).
-    pub fn copy_from(&mut self, host: &ZoneHost) {
+    /// Copies `host`'s zone into this sample, with the full state of entity `detail` (the
+    /// loop's side; allocates only while the zone holds more entities than any sample before).
+    pub fn copy_from(&mut self, host: &ZoneHost, detail: Option<u32>) {
         let zone = host.zone();
         self.tick = zone.current_tick();
         self.dots.clear();
-        self.dots.extend(zone.entities().map(|e| {
-            let player = match e.kind {
-                EntityKind::Player(p) => Some(p),
+        self.dots.extend(zone.entities().map(|e| Dot {
+            id: e.id.0,
+            player: match e.kind {
+                EntityKind::Player(p) => Some(p.0),
                 EntityKind::Npc => None,
-            };
-            let state = player.and_then(|p| zone.player_state(p));
-            Dot {
-                id: e.id.0,
-                player: player.map(|p| p.0),
-                x: e.position.x,
-                y: e.position.y,
-                health: e.health,
-                max_health: e.max_health,
-                alive: e.alive,
+            },
+            x: e.position.x,
+            y: e.position.y,
+            health: e.health,
+            max_health: e.max_health,
+            alive: e.alive,
+        }));
+        self.detail = detail.and_then(|id| {
+            let dot = *self.dot(id)?;
+            let state = dot.player.and_then(|p| zone.player_state(PlayerId(p)));
+            Some(Detail {
+                dot,
                 stats: state.map(|s| s.stats),
                 epoch: state.map(|s| s.version.epoch()),
-            }
-        }));
+            })
+        });
         self.ghosts.clear();
         self.ghosts.extend(
             host.ghosts()
@@ -128,7 +142,7 @@ impl MapSample {
 }
 
 /// A zone's view, shared by its loop and the admin endpoint.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ZoneView {
     /// Map streams open now.
     viewers: AtomicUsize,
@@ -139,7 +153,22 @@ pub struct ZoneView {
     tick: AtomicU64,
     /// Raised with every new sample.
     version: AtomicU64,
+    /// The entity whose full state the next samples carry (above `u32::MAX`: none).
+    detail: AtomicU64,
     latest: Mutex<MapSample>,
+}
+
+impl Default for ZoneView {
+    fn default() -> Self {
+        Self {
+            viewers: AtomicUsize::new(0),
+            wanted_until: AtomicU64::new(0),
+            tick: AtomicU64::new(0),
+            version: AtomicU64::new(0),
+            detail: AtomicU64::new(u64::MAX),
+            latest: Mutex::new(MapSample::default()),
+        }
+    }
 }
 
 impl ZoneView {
@@ -166,6 +195,16 @@ impl ZoneView {
     pub fn want_for(&self, ticks: u64) {
         let until = self.tick.load(Ordering::Acquire).saturating_add(ticks);
         self.wanted_until.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// Asks the next samples to carry the full state of entity `id` (the last viewer to ask
+    /// is answered; each asks again while it shows the entity).
+    pub fn ask_detail(&self, id: u32) {
+        self.detail.store(u64::from(id), Ordering::Release);
+    }
+
+    fn detail_wanted(&self) -> Option<u32> {
+        u32::try_from(self.detail.load(Ordering::Acquire)).ok()
     }
 
     /// How many samples the loop made so far.
@@ -228,7 +267,7 @@ impl Sampler {
             return false; // a viewer is reading: this sample is dropped, the next one comes
         };
         self.ticks = 0;
-        sample.copy_from(host);
+        sample.copy_from(host, view.detail_wanted());
         sample.tick_us = self.ring;
         sample.tick_len = self.len;
         drop(sample);

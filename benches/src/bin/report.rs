@@ -1423,6 +1423,16 @@ fn viewer_rows(r: &mut Report) -> anyhow::Result<()> {
     );
     r.row(
         "view",
+        "  noise: p99 without, first / second half of the run",
+        format!(
+            "{:.2} / {:.2} ms",
+            v.without_halves_p99.0, v.without_halves_p99.1
+        ),
+        "-",
+        None,
+    );
+    r.row(
+        "view",
         "  p50 without / with",
         format!("{:.2} / {:.2} ms", v.without_ms.0, v.with_ms.0),
         "-",

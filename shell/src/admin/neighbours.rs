@@ -28,6 +28,15 @@ pub fn is_page_url(url: &str) -> bool {
         && !url.chars().any(|c| c.is_control() || c.is_whitespace())
 }
 
+/// A store's text as the page may show it: control characters dropped, at most
+/// [`MAX_URL`] characters (the page escapes it besides).
+fn printable(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_URL)
+        .collect()
+}
+
 /// This process's world-page URL: the configured one, else the admin bind address, or (a
 /// wildcard bind) the zones' public host with the admin port.
 pub fn page_url(configured: Option<&str>, admin: SocketAddr, public: SocketAddr) -> String {
@@ -45,6 +54,8 @@ pub fn page_url(configured: Option<&str>, admin: SocketAddr, public: SocketAddr)
 /// What the holder of another zone published.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Published {
+    /// Who holds its lease (`None`: nobody; released or expired), and the lease's fence.
+    pub holder: Option<(String, u64)>,
     /// Where its clients connect.
     pub address: Option<SocketAddr>,
     /// Where its world page is.
@@ -94,14 +105,18 @@ pub async fn follow(
             }
         }
         for &zone in &elsewhere {
+            let holder = tokio::time::timeout(timeout, hot.lease_holder(zone)).await;
             let address = tokio::time::timeout(timeout, hot.zone_address(zone)).await;
             let admin = tokio::time::timeout(timeout, hot.zone_admin(zone)).await;
-            let (Ok(Ok(address)), Ok(Ok(admin))) = (address, admin) else {
+            let (Ok(Ok(holder)), Ok(Ok(address)), Ok(Ok(admin))) = (holder, address, admin) else {
                 continue; // the store is away: keep what we knew
             };
             page.neighbours.set(
                 zone,
                 Published {
+                    holder: holder
+                        .filter(|h| !h.released)
+                        .map(|h| (printable(&h.lease.owner), h.lease.fence)),
                     address: address.and_then(|a| a.parse().ok()),
                     page: admin.filter(|u| is_page_url(u)),
                 },

@@ -202,6 +202,9 @@ async fn world_pages_of_servers_sharing_a_world_link_to_each_other() {
                 && z1["page"] == format!("http://127.0.0.1:{port_one}")
             {
                 assert_eq!(z2["here"], false);
+                let holder = z2["holder"].as_str().unwrap_or_default();
+                assert!(holder.ends_with(&format!("@{two_address}")), "{z2}");
+                assert!(z2["fence"].as_u64() >= Some(1), "{z2}");
                 assert_eq!(z2["address"], two_address.as_str());
                 assert_eq!(on_one["zones"][0]["here"], true);
                 assert_eq!(on_one["zones"][0]["page"], serde_json::Value::Null);
