@@ -1074,7 +1074,7 @@ fn balanced(expr: &str) -> bool {
 }
 
 /// Every PromQL string of a dashboard: panel targets (rows included) and variable queries.
-fn dashboard_queries(v: &serde_json::Value, out: &mut Vec<String>) {
+pub(crate) fn dashboard_queries(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(m) => {
             for (k, x) in m {

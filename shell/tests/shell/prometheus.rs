@@ -100,25 +100,11 @@ fn percent_encode(s: &str) -> String {
 
 /// Every PromQL string of the dashboard (panel targets and template variables).
 fn dashboard_queries() -> Vec<String> {
-    fn walk(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(m) => {
-                for (k, x) in m {
-                    match (k.as_str(), x) {
-                        ("expr" | "definition" | "query", Value::String(s)) => out.push(s.clone()),
-                        _ => walk(x, out),
-                    }
-                }
-            }
-            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-            _ => {}
-        }
-    }
     let text =
         std::fs::read_to_string(infra().join("monitoring/grafana/dashboards/zone-server.json"))
             .unwrap();
     let mut out = Vec::new();
-    walk(&serde_json::from_str(&text).unwrap(), &mut out);
+    crate::infra::dashboard_queries(&serde_json::from_str(&text).unwrap(), &mut out);
     out.sort();
     out.dedup();
     out
