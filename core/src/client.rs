@@ -197,6 +197,23 @@ impl ClientSession {
             .map_err(|_| "chat queue full")
     }
 
+    /// Queues a game plugin's action (reliable). Fails if its payload is too long or too many
+    /// messages are unacked.
+    pub fn send_action<A: crate::game::Action>(&mut self, action: &A) -> Result<(), &'static str> {
+        let mut payload = Vec::new();
+        action.encode(&mut payload);
+        if payload.len() > crate::game::MAX_ACTION_BYTES {
+            return Err("action payload too long");
+        }
+        self.reliable_tx
+            .send(ClientMessage::Action {
+                kind: crate::game::action_kind::<A>(),
+                payload,
+            })
+            .map(drop)
+            .map_err(|_| "reliable queue full")
+    }
+
     /// Asks for a pong in the server's next packet.
     pub fn ping(&mut self, nonce: u64) {
         self.ping = Some(nonce);

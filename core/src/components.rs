@@ -264,3 +264,128 @@ pub struct InputCounters {
     /// Accepted after the tick they were stamped for had been simulated.
     pub late: u32,
 }
+
+/// Actions a player has queued for the coming tick (at most
+/// [`crate::game::ACTIONS_PER_PLAYER_TICK`]): `used` counts for tick `tick` only.
+#[derive(Component, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ActionBudget {
+    /// The tick the count is for.
+    pub tick: u64,
+    /// Actions queued for it.
+    pub used: u8,
+}
+
+mod hashing {
+    //! The entity model's share of the zone's state hash.
+
+    use super::*;
+    use crate::game::{StateHash, StateHasher};
+
+    macro_rules! newtype {
+        ($($t:ty),*) => {$(
+            impl StateHash for $t {
+                fn hash_state(&self, h: &mut StateHasher<'_>) {
+                    h.put(&self.0);
+                }
+            }
+        )*};
+    }
+    newtype!(Position, Velocity, Facing);
+
+    impl StateHash for Intent {
+        fn hash_state(&self, h: &mut StateHasher<'_>) {
+            h.put(&self.dir);
+            h.put(&self.speed);
+        }
+    }
+
+    impl StateHash for Health {
+        fn hash_state(&self, h: &mut StateHasher<'_>) {
+            h.put(&self.current);
+            h.put(&self.max);
+        }
+    }
+
+    impl StateHash for Life {
+        fn hash_state(&self, h: &mut StateHasher<'_>) {
+            match self {
+                Life::Alive => h.put(&1u8),
+                Life::Dead { respawn_at } => {
+                    h.put(&2u8);
+                    h.put(respawn_at);
+                }
+            }
+        }
+    }
+
+    impl StateHash for Combatant {
+        fn hash_state(&self, h: &mut StateHasher<'_>) {
+            h.put(&self.last_hit_by);
+            h.put(&self.last_combat_tick);
+            h.put(&self.regen_carry);
+        }
+    }
+
+    impl StateHash for Cooldowns {
+        fn hash_state(&self, h: &mut StateHasher<'_>) {
+            h.put(&(self.0.len() as u8));
+            for (a, t) in &self.0 {
+                h.put(&a.0);
+                h.put(t);
+            }
+        }
+    }
+
+    impl StateHash for PendingAbility {
+        fn hash_state(&self, h: &mut StateHasher<'_>) {
+            h.put(&self.0.map(|u| (u.ability.0, u.target)));
+        }
+    }
+
+    impl StateHash for Player {
+        fn hash_state(&self, h: &mut StateHasher<'_>) {
+            h.put(&self.id);
+            h.put(&self.last_seq);
+            let s = self.stats;
+            h.put(&s.kills);
+            h.put(&s.deaths);
+            h.put(&s.damage_dealt);
+            h.put(&s.damage_taken);
+            h.put(&s.xp);
+            h.put(&self.version.raw());
+            h.put(&self.input.map(|i| (i.seq, (i.direction(), i.run))));
+            h.put(&(self.queued.len() as u32));
+            for q in &self.queued {
+                h.put(&(q.seq, q.tick));
+            }
+            h.put(&self.spawn_index);
+        }
+    }
+
+    impl StateHash for AiState {
+        fn hash_state(&self, h: &mut StateHasher<'_>) {
+            match *self {
+                AiState::Idle { until } => h.put(&(1u8, until)),
+                AiState::Wander { goal, until } => {
+                    h.put(&2u8);
+                    h.put(&(goal, until));
+                }
+                AiState::Chase { target } => h.put(&(3u8, target)),
+                AiState::Return => h.put(&4u8),
+            }
+        }
+    }
+
+    impl StateHash for Npc {
+        fn hash_state(&self, h: &mut StateHasher<'_>) {
+            h.put(&self.home);
+            h.put(&self.state);
+        }
+    }
+
+    impl StateHash for ActionBudget {
+        fn hash_state(&self, h: &mut StateHasher<'_>) {
+            h.put(&(self.tick, self.used));
+        }
+    }
+}

@@ -39,6 +39,12 @@ pub enum ConfigError {
         /// Allowed.
         max: u64,
     },
+    /// The game's plugins do not fit together.
+    #[error(transparent)]
+    Game(#[from] crate::game::GameError),
+    /// The plugins' systems cannot be ordered (e.g. a cycle of `before`/`after`).
+    #[error("the game's systems cannot be scheduled: {0}")]
+    Schedule(String),
 }
 
 /// Most NPCs one zone holds.

@@ -23,6 +23,7 @@ mod config;
 /// corpus test enable it).
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod game;
 mod grid;
 mod ids;
 mod input;

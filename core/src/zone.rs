@@ -8,13 +8,16 @@ use glam::Vec2;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::components::{
-    AiState, Clock, Combatant, Cooldowns, Facing, Health, INPUT_QUEUE, InputCounters, Intent, Life,
-    MapRes, NetId, Npc, PendingAbility, Player, Position, Registry, RulesRes, Trails, Velocity,
-    ZoneInfo,
+    ActionBudget, AiState, Clock, Combatant, Cooldowns, Facing, Health, INPUT_QUEUE, InputCounters,
+    Intent, Life, MapRes, NetId, Npc, PendingAbility, Player, Position, Registry, RulesRes, Trails,
+    Velocity, ZoneInfo,
 };
-use crate::grid::SpatialGrid;
+use crate::game::{
+    ACTIONS_PER_PLAYER_TICK, ActionCount, ActionError, Game, GameTables, MAX_ACTION_BYTES,
+    Population, StateHasher, Submitter,
+};
 use crate::rng::{self, Purpose};
-use crate::systems::{self, CombatScratch, PlayerGrid};
+use crate::systems;
 use crate::{
     ConfigError, EntityId, InputError, PlayerId, PlayerInput, PlayerState, Rules, TickOutput,
     TileMap, ZoneConfig, ZoneId,
@@ -85,6 +88,8 @@ pub struct EntityView {
 pub struct Zone {
     world: World,
     schedule: Schedule,
+    /// What the game's plugins registered: hashed state, actions, hooks.
+    game: GameTables,
     /// Reads an entity's replicated state in one lookup ([`Zone::entities`] runs every tick);
     /// its archetype cache is refreshed after everything that spawns.
     views: QueryState<ViewData>,
@@ -115,8 +120,14 @@ impl std::fmt::Debug for Zone {
 }
 
 impl Zone {
-    /// Builds a zone and spawns its NPCs. The same config and seed always give the same zone.
+    /// Builds a zone of the built-in game ([`Game::default`]) and spawns its NPCs. The same
+    /// config and seed always give the same zone.
     pub fn new(config: ZoneConfig, seed: u64) -> Result<Self, ConfigError> {
+        Self::with_game(config, seed, &Game::default())
+    }
+
+    /// Builds a zone running `game`'s plugins, in order, and spawns its NPCs.
+    pub fn with_game(config: ZoneConfig, seed: u64, game: &Game) -> Result<Self, ConfigError> {
         config.validate()?;
         let ZoneConfig {
             zone,
@@ -125,16 +136,9 @@ impl Zone {
             npc_spawns,
         } = config;
         let mut world = World::new();
-        let cell = rules.npc.aggro_radius.max(4.0);
-        world.insert_resource(PlayerGrid(SpatialGrid::covering(
-            map.origin(),
-            map.size(),
-            cell,
-        )));
         world.insert_resource(Clock::default());
         world.insert_resource(ZoneInfo { zone, seed });
         world.insert_resource(TickOutput::default());
-        world.insert_resource(CombatScratch::default());
         world.insert_resource(InputCounters::default());
         let mut registry = Registry {
             next_id: 1,
@@ -190,10 +194,29 @@ impl Zone {
         world.insert_resource(registry);
         world.insert_resource(RulesRes(rules));
         world.insert_resource(MapRes(map));
+        let mut tables = GameTables::default();
+        tables.hash_component::<Position>();
+        tables.hash_component::<Velocity>();
+        tables.hash_component::<Facing>();
+        tables.hash_component::<Intent>();
+        tables.hash_component::<Health>();
+        tables.hash_component::<Life>();
+        tables.hash_component::<Combatant>();
+        tables.hash_component::<Cooldowns>();
+        tables.hash_component::<PendingAbility>();
+        tables.hash_component::<Player>();
+        tables.hash_component::<ActionBudget>();
+        tables.hash_component::<Npc>();
+        let mut schedule = GameTables::schedule();
+        game.build(&mut world, &mut schedule, &mut tables)?;
+        if let Err(e) = schedule.initialize(&mut world) {
+            return Err(ConfigError::Schedule(e.to_string(schedule.graph(), &world)));
+        }
         let views = world.query::<ViewData>();
         let mut zone = Self {
             world,
-            schedule: systems::schedule(),
+            schedule,
+            game: tables,
             views,
             order: Vec::new(),
         };
@@ -308,8 +331,13 @@ impl Zone {
                     version: state.version,
                     spawn_index: (player.0 % spawns_len as u64) as u32,
                 },
+                ActionBudget::default(),
             ))
             .id();
+        let mut avatar = self.world.entity_mut(entity);
+        for hook in &self.game.join_hooks {
+            hook(&mut avatar);
+        }
         self.views.update_archetypes(&self.world);
         let mut registry = self.world.resource_mut::<Registry>();
         registry.entities.insert(id, entity);
@@ -336,8 +364,13 @@ impl Zone {
         at_least(&mut out.respawns, entities);
         at_least(&mut out.player_saves, 2 * players);
         at_least(&mut out.crossings, players);
-        self.world.resource_mut::<CombatScratch>().reserve(entities);
-        self.world.resource_mut::<PlayerGrid>().0.reserve(players);
+        let population = Population { entities, players };
+        for hook in &self.game.population_hooks {
+            hook(&mut self.world, population);
+        }
+        for action in &self.game.actions {
+            (action.reserve)(&mut self.world, ACTIONS_PER_PLAYER_TICK * players);
+        }
     }
 
     /// Puts a player who stepped over the border back inside the zone (nearest spot inside,
@@ -609,8 +642,102 @@ impl Zone {
             out.metrics.inputs_late = counters.late;
         }
         self.schedule.run(&mut self.world);
+        for action in &self.game.actions {
+            (action.clear)(&mut self.world);
+        }
         self.views.update_archetypes(&self.world);
         self.world.resource::<TickOutput>()
+    }
+
+    /// Hands a player's custom action (its wire kind and payload, from an untrusted client)
+    /// to the plugin that registered it: decoded, validated and queued for the next tick, or
+    /// refused with a typed reason. Either way it is counted ([`Zone::action_counts`]).
+    pub fn handle_action(
+        &mut self,
+        player: PlayerId,
+        kind: u16,
+        payload: &[u8],
+    ) -> Result<(), ActionError> {
+        let Some(index) = self.game.actions.iter().position(|a| a.kind == kind) else {
+            self.game.unknown_actions += 1;
+            return Err(ActionError::UnknownKind(kind));
+        };
+        let result = self.submit_action(index, player, payload);
+        let count = &mut self.game.action_counts[index];
+        match &result {
+            Ok(()) => count.accepted += 1,
+            Err(e) => count.refuse(e.reason()),
+        }
+        result
+    }
+
+    fn submit_action(
+        &mut self,
+        index: usize,
+        player: PlayerId,
+        payload: &[u8],
+    ) -> Result<(), ActionError> {
+        let action = self.game.actions[index].name;
+        if payload.len() > MAX_ACTION_BYTES {
+            return Err(ActionError::TooLong(payload.len()));
+        }
+        let registry = self.world.resource::<Registry>();
+        let (id, entity) = registry
+            .players
+            .get(&player)
+            .and_then(|id| Some((*id, *registry.entities.get(id)?)))
+            .ok_or(ActionError::UnknownPlayer { action })?;
+        let tick = self.current_tick();
+        let budget = self
+            .world
+            .get::<ActionBudget>(entity)
+            .copied()
+            .unwrap_or_default();
+        let used = if budget.tick == tick { budget.used } else { 0 };
+        if usize::from(used) >= ACTIONS_PER_PLAYER_TICK {
+            return Err(ActionError::QueueFull { action });
+        }
+        let by = Submitter {
+            entity,
+            id,
+            player,
+            tick,
+        };
+        (self.game.actions[index].submit)(&mut self.world, by, payload)?;
+        if let Some(mut b) = self.world.get_mut::<ActionBudget>(entity) {
+            *b = ActionBudget {
+                tick,
+                used: used + 1,
+            };
+        }
+        Ok(())
+    }
+
+    /// Accepted and refused actions of every registered kind since the zone was built, in
+    /// registration order.
+    pub fn action_counts(&self) -> &[ActionCount] {
+        &self.game.action_counts
+    }
+
+    /// Actions of a kind no plugin registered, since the zone was built.
+    pub fn unknown_actions(&self) -> u64 {
+        self.game.unknown_actions
+    }
+
+    /// The plugins this zone runs, in order.
+    pub fn plugins(&self) -> &[&'static str] {
+        &self.game.plugins
+    }
+
+    /// The ECS world, to read (tests, tools, a plugin's queries between ticks).
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// The ECS world, to change between ticks. For tests and tools: a change made here skips
+    /// every check a system or [`Zone::handle_input`] makes.
+    pub fn world_mut(&mut self) -> &mut World {
+        &mut self.world
     }
 
     /// The output of the last tick.
@@ -618,104 +745,26 @@ impl Zone {
         self.world.resource::<TickOutput>()
     }
 
-    /// A 64-bit hash of all gameplay state in canonical (entity id) order: equal hashes mean
-    /// equal zones, bit for bit.
+    /// A 64-bit hash of all gameplay state in canonical (entity id) order: the entity model and
+    /// every component and resource the game's plugins registered
+    /// ([`crate::game::GameApp::hash_component`]). Equal hashes mean equal zones, bit for bit.
     pub fn state_hash(&self) -> u64 {
-        let mut h = Xxh3::new();
+        let mut xxh = Xxh3::new();
         let w = &self.world;
-        h.update(&self.current_tick().to_le_bytes());
+        let mut h = StateHasher(&mut xxh);
+        h.put(&self.current_tick());
         for (id, &entity) in &w.resource::<Registry>().entities {
-            h.update(&id.0.to_le_bytes());
+            h.put(id);
             let Ok(e) = w.get_entity(entity) else {
                 continue;
             };
-            let v2 = |h: &mut Xxh3, v: Vec2| {
-                h.update(&v.x.to_bits().to_le_bytes());
-                h.update(&v.y.to_bits().to_le_bytes());
-            };
-            if let Some(p) = e.get::<Position>() {
-                v2(&mut h, p.0);
-            }
-            if let Some(v) = e.get::<Velocity>() {
-                v2(&mut h, v.0);
-            }
-            if let Some(f) = e.get::<Facing>() {
-                h.update(&f.0.to_bits().to_le_bytes());
-            }
-            if let Some(i) = e.get::<Intent>() {
-                v2(&mut h, i.dir);
-                h.update(&i.speed.to_bits().to_le_bytes());
-            }
-            if let Some(hp) = e.get::<Health>() {
-                h.update(&[hp.current.to_le_bytes(), hp.max.to_le_bytes()].concat());
-            }
-            match e.get::<Life>() {
-                Some(Life::Alive) => h.update(&[1]),
-                Some(Life::Dead { respawn_at }) => {
-                    h.update(&[2]);
-                    h.update(&respawn_at.to_le_bytes());
-                }
-                None => h.update(&[0]),
-            }
-            if let Some(c) = e.get::<Combatant>() {
-                h.update(
-                    &c.last_hit_by
-                        .map_or(u64::MAX, |x| u64::from(x.0))
-                        .to_le_bytes(),
-                );
-                h.update(&c.last_combat_tick.to_le_bytes());
-                h.update(&c.regen_carry.to_bits().to_le_bytes());
-            }
-            if let Some(cd) = e.get::<Cooldowns>() {
-                for (a, t) in &cd.0 {
-                    h.update(&[a.0]);
-                    h.update(&t.to_le_bytes());
-                }
-            }
-            if let Some(PendingAbility(Some(u))) = e.get::<PendingAbility>() {
-                h.update(&[u.ability.0]);
-                h.update(&u.target.0.to_le_bytes());
-            }
-            if let Some(p) = e.get::<Player>() {
-                h.update(&p.id.0.to_le_bytes());
-                h.update(&p.last_seq.map_or(u64::MAX, u64::from).to_le_bytes());
-                let s = p.stats;
-                for v in [
-                    u64::from(s.kills),
-                    u64::from(s.deaths),
-                    s.damage_dealt,
-                    s.damage_taken,
-                    s.xp,
-                    p.version.raw(),
-                ] {
-                    h.update(&v.to_le_bytes());
-                }
-                if let Some(i) = p.input {
-                    h.update(&i.seq.to_le_bytes());
-                    v2(&mut h, i.direction());
-                    h.update(&[u8::from(i.run)]);
-                }
-            }
-            if let Some(n) = e.get::<Npc>() {
-                v2(&mut h, n.home);
-                match n.state {
-                    AiState::Idle { until } => {
-                        h.update(&[1]);
-                        h.update(&until.to_le_bytes());
-                    }
-                    AiState::Wander { goal, until } => {
-                        h.update(&[2]);
-                        v2(&mut h, goal);
-                        h.update(&until.to_le_bytes());
-                    }
-                    AiState::Chase { target } => {
-                        h.update(&[3]);
-                        h.update(&target.0.to_le_bytes());
-                    }
-                    AiState::Return => h.update(&[4]),
-                }
+            for hash in &self.game.entity_hashers {
+                hash(&e, &mut h);
             }
         }
-        h.digest()
+        for hash in &self.game.resource_hashers {
+            hash(w, &mut h);
+        }
+        xxh.digest()
     }
 }

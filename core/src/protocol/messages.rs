@@ -102,6 +102,14 @@ pub enum ClientMessage {
         /// UTF-8, at most [`MAX_CHAT`] bytes.
         text: String,
     },
+    /// A game plugin's action ([`crate::game::Action`]).
+    Action {
+        /// Its wire kind ([`crate::game::action_kind`]).
+        kind: u16,
+        /// Its payload in the action's own encoding, at most
+        /// [`crate::game::MAX_ACTION_BYTES`] bytes.
+        payload: Vec<u8>,
+    },
 }
 
 /// A reliable message from server to client.
@@ -179,6 +187,19 @@ fn check_server_message(m: &ServerMessage) -> Result<(), DecodeError> {
             }
         }
         _ => Ok(()),
+    }
+}
+
+fn check_action(payload: &[u8]) -> Result<(), DecodeError> {
+    let max = crate::game::MAX_ACTION_BYTES;
+    if payload.len() > max {
+        Err(DecodeError::TooMany {
+            what: "action payload bytes",
+            got: payload.len(),
+            max,
+        })
+    } else {
+        Ok(())
     }
 }
 
@@ -266,8 +287,10 @@ impl ClientPacket {
             self.reliable_first = r.get()?;
             for _ in 0..n {
                 let m: ClientMessage = r.get()?;
-                let ClientMessage::Chat { text } = &m;
-                check_text(text)?;
+                match &m {
+                    ClientMessage::Chat { text } => check_text(text)?,
+                    ClientMessage::Action { payload, .. } => check_action(payload)?,
+                }
                 self.reliable.push(m);
             }
         }

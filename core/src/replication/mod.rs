@@ -353,7 +353,14 @@ impl Replicator {
         let first = decoded.reliable.len() - fresh;
         let mut allowed = 0;
         for m in decoded.reliable.get(first..).unwrap_or_default() {
-            let ClientMessage::Chat { text } = m;
+            let text = match m {
+                ClientMessage::Chat { text } => text,
+                ClientMessage::Action { kind, payload } => {
+                    // Typed, counted and bounded by the zone (per player and tick).
+                    let _ = zone.handle_action(player, *kind, payload);
+                    continue;
+                }
+            };
             if text.len() > MAX_CHAT {
                 continue;
             }

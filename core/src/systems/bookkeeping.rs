@@ -9,7 +9,7 @@ use crate::components::{
 use crate::systems::player_state;
 use crate::{BorderCrossing, PlayerSave, SaveReason, TickOutput};
 
-pub(super) fn bookkeeping(
+pub(crate) fn bookkeeping(
     clock: Res<Clock>,
     rules: Res<RulesRes>,
     map: Res<MapRes>,

@@ -38,7 +38,7 @@ type Fighter<'a> = (
     Option<&'a mut Player>,
 );
 
-pub(super) fn combat(
+pub(crate) fn combat(
     clock: Res<Clock>,
     info: Res<ZoneInfo>,
     rules: Res<RulesRes>,
@@ -178,7 +178,7 @@ pub(crate) fn rewind_ticks(tick: u64, view_tick: u64, bound: u32) -> u64 {
 }
 
 /// Records where every entity stands at the end of the tick, for lag compensation.
-pub(super) fn record_trails(
+pub(crate) fn record_trails(
     clock: Res<Clock>,
     mut trails: ResMut<Trails>,
     bodies: Query<(&NetId, &Position)>,

@@ -10,7 +10,7 @@ use bevy_ecs::prelude::*;
 use crate::components::{Clock, Facing, Intent, Life, PendingAbility, Player, RulesRes};
 use crate::motion;
 
-pub(super) fn apply_inputs(
+pub(crate) fn apply_inputs(
     clock: Res<Clock>,
     rules: Res<RulesRes>,
     mut players: Query<(

@@ -26,7 +26,7 @@ type Mortal<'a> = (
     Option<&'a Npc>,
 );
 
-pub(super) fn life(
+pub(crate) fn life(
     clock: Res<Clock>,
     info: Res<ZoneInfo>,
     rules: Res<RulesRes>,

@@ -10,7 +10,7 @@ use crate::TickOutput;
 use crate::components::{Intent, Life, MapRes, Npc, Position, RulesRes, Velocity};
 use crate::motion::{self, Body};
 
-pub(super) fn movement(
+pub(crate) fn movement(
     rules: Res<RulesRes>,
     map: Res<MapRes>,
     mut out: ResMut<TickOutput>,

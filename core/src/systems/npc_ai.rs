@@ -32,7 +32,7 @@ type Brain<'a> = (
 );
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn npc_ai(
+pub(crate) fn npc_ai(
     clock: Res<Clock>,
     info: Res<ZoneInfo>,
     rules: Res<RulesRes>,
