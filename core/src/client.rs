@@ -11,6 +11,7 @@ pub mod timesync;
 
 use std::collections::VecDeque;
 
+use crate::game::{Replicated, WireLayout};
 use crate::protocol::{
     ApplyError, AvatarState, ClientMessage, ClientPacket, MAX_INPUTS, NetEntity, Redirect,
     RedirectAssembler, ReliableReceiver, ReliableSender, ServerMessage, ServerPacket, WireInput,
@@ -31,6 +32,15 @@ pub enum ClientEvent {
     /// The player was handed to another zone: connect there with the token (all parts of the
     /// redirect arrived).
     Redirect(Redirect),
+    /// The server runs a game (plugins) other than this session's: their protocol hashes
+    /// differ (`None`: no plugin declares anything on that side). Disconnect; nothing the
+    /// server sends about plugin state can be read.
+    GameMismatch {
+        /// This session's hash.
+        ours: Option<u64>,
+        /// The server's hash.
+        theirs: Option<u64>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -62,12 +72,21 @@ pub struct ClientSession {
     packets_written: u64,
     redirect: RedirectAssembler,
     redirects_refused: u64,
+    wire: WireLayout,
+    server_game: Option<u64>,
 }
 
 impl ClientSession {
-    /// A session for `player`, before any packet arrived.
+    /// A session for `player` of the built-in game, before any packet arrived.
     pub fn new(player: PlayerId) -> Self {
-        Self {
+        Self::with_game(player, WireLayout::default())
+    }
+
+    /// A session for `player` of a game with plugins (`game.wire()`): it declares the game's
+    /// protocol hash to the server first, reads the plugins' replicated components
+    /// ([`ClientSession::component`]) and sends their actions ([`ClientSession::send_action`]).
+    pub fn with_game(player: PlayerId, wire: WireLayout) -> Self {
+        let mut session = Self {
             player,
             zone: None,
             entity: None,
@@ -87,7 +106,27 @@ impl ClientSession {
             packets_written: 0,
             redirect: RedirectAssembler::default(),
             redirects_refused: 0,
+            server_game: None,
+            wire,
+        };
+        if !session.wire.is_bare() {
+            let _ = session.reliable_tx.send(ClientMessage::Game {
+                protocol_hash: session.wire.protocol_hash(),
+            });
         }
+        session
+    }
+
+    /// The game's wire layout this session was built with.
+    pub fn wire(&self) -> &WireLayout {
+        &self.wire
+    }
+
+    /// Component `C` of entity `id` in the newest snapshot, if the entity has one (a
+    /// malformed encoding, which a server of the same game never sends, reads as none).
+    pub fn component<C: Replicated>(&self, id: EntityId) -> Option<C> {
+        let e = self.entity_state(id)?;
+        self.wire.component::<C>(&e.ext)?.ok()
     }
 
     /// Redirect parts that did not continue the redirect being assembled (refused).
@@ -273,6 +312,18 @@ impl ClientSession {
                 && *player == self.player
             {
                 (self.zone, self.entity, self.tick_hz) = (Some(*zone), Some(*entity), *tick_hz);
+                // A server with plugins declares its game just before the welcome.
+                let ours = (!self.wire.is_bare()).then(|| self.wire.protocol_hash());
+                if ours != self.server_game {
+                    self.events.push_back(ClientEvent::GameMismatch {
+                        ours,
+                        theirs: self.server_game,
+                    });
+                }
+            }
+            if let ServerMessage::Game { protocol_hash } = m {
+                self.server_game = Some(*protocol_hash);
+                continue;
             }
             if let ServerMessage::Redirect { .. } = m {
                 match self.redirect.accept(m) {

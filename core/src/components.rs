@@ -217,6 +217,11 @@ pub struct Npc {
     pub state: AiState,
 }
 
+/// A game plugin's object ([`crate::game::GameApp::spawn_prop`]): replicated, positioned, no
+/// health, no AI.
+#[derive(Component, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prop;
+
 /// The tick counter.
 #[derive(Resource, Clone, Copy, Debug, Default)]
 pub struct Clock {

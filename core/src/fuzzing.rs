@@ -232,10 +232,10 @@ fn net_entity(b: &mut Bytes<'_>, id: u32, tick: u64) -> NetEntity {
     let mut e = NetEntity {
         id: EntityId(id),
         anchor: tick.saturating_sub(u64::from(b.u16())),
-        kind: if b.u8().is_multiple_of(2) {
-            NetKind::Npc
-        } else {
-            NetKind::Player
+        kind: match b.u8() % 3 {
+            0 => NetKind::Npc,
+            1 => NetKind::Player,
+            _ => NetKind::Prop,
         },
         x: b.u32() as i32,
         y: b.u32() as i32,
@@ -245,11 +245,27 @@ fn net_entity(b: &mut Bytes<'_>, id: u32, tick: u64) -> NetEntity {
         health: b.u16(),
         max_health: b.u16(),
         alive: b.u8().is_multiple_of(2),
+        ext: ext(b),
     };
     if !e.moving() {
         e.anchor = 0;
     }
     e
+}
+
+/// Replicated plugin state in its one form: no bytes without a component.
+fn ext(b: &mut Bytes<'_>) -> crate::protocol::Ext {
+    let mut ext = crate::protocol::Ext {
+        present: b.u8(),
+        ..Default::default()
+    };
+    if ext.present != 0 {
+        let used = usize::from(b.u8()) % (ext.bytes.len() + 1);
+        for v in &mut ext.bytes[..used] {
+            *v = b.u8();
+        }
+    }
+    ext
 }
 
 /// Server -> client packet decoding (protocol 2: section flags, tracks, pairs) from raw bytes:
@@ -318,7 +334,12 @@ pub fn protocol_roundtrip(data: &[u8]) {
             vel: (mask & 2 != 0).then(|| (i32::from(b.u16() as i16), i32::from(b.u16() as i16))),
             facing: (mask & 4 != 0).then(|| b.u8()),
             status: (mask & 8 != 0).then(|| (b.u16(), b.u16(), b.u8() % 2 == 0)),
+            ext: None,
         };
+        let mut u = u;
+        if u.status.is_some() && b.u8() % 2 == 0 {
+            u.ext = Some(ext(&mut b));
+        }
         p.updates.push(u);
         index += 1;
     }

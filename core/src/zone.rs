@@ -9,8 +9,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::components::{
     ActionBudget, AiState, Clock, Combatant, Cooldowns, Facing, Health, INPUT_QUEUE, InputCounters,
-    Intent, Life, MapRes, NetId, Npc, PendingAbility, Player, Position, Registry, RulesRes, Trails,
-    Velocity, ZoneInfo,
+    Intent, Life, MapRes, NetId, Npc, PendingAbility, Player, Position, Prop, Registry, RulesRes,
+    Trails, Velocity, ZoneInfo,
 };
 use crate::game::{
     ACTIONS_PER_PLAYER_TICK, ActionCount, ActionError, Game, GameTables, MAX_ACTION_BYTES,
@@ -44,6 +44,8 @@ pub enum EntityKind {
     Player(PlayerId),
     /// A non-player character.
     Npc,
+    /// A game plugin's object ([`crate::game::GameApp::spawn_prop`]).
+    Prop,
 }
 
 /// A read-only copy of one entity's replicated state.
@@ -70,6 +72,8 @@ pub struct EntityView {
     /// A player's input in effect (its sequence number, 0: none) and count of late inputs;
     /// `(0, 0)` for an NPC.
     pub input: (u32, u32),
+    /// The game plugins' replicated components, encoded.
+    pub ext: crate::protocol::Ext,
 }
 
 /// One simulated zone.
@@ -100,13 +104,14 @@ pub struct Zone {
 
 /// The components an [`EntityView`] is read from.
 type ViewData = (
-    &'static Health,
+    Option<&'static Health>,
     Option<&'static Player>,
     &'static Position,
     &'static Velocity,
     &'static Facing,
     &'static Life,
-    &'static Combatant,
+    Option<&'static Combatant>,
+    Has<Prop>,
 );
 
 impl std::fmt::Debug for Zone {
@@ -503,44 +508,46 @@ impl Zone {
     }
 
     fn view(&self, id: EntityId, entity: Entity) -> Option<EntityView> {
-        if let Ok((health, player, position, velocity, facing, life, combatant)) =
-            self.views.get_manual(&self.world, entity)
-        {
-            return Some(EntityView {
-                id,
-                kind: match player {
-                    Some(p) => EntityKind::Player(p.id),
-                    None => EntityKind::Npc,
-                },
-                input: player.map_or((0, 0), |p| (p.input.map_or(0, |i| i.seq), p.late_inputs)),
-                position: position.0,
-                velocity: velocity.0,
-                facing: facing.0,
-                health: health.current,
-                max_health: health.max,
-                alive: life.is_alive(),
-                last_hit_by: combatant.last_hit_by,
-            });
-        }
-        // An archetype the cache has not seen yet: the slow way.
-        let e = self.world.get_entity(entity).ok()?;
-        let health = e.get::<Health>()?;
+        let row = match self.views.get_manual(&self.world, entity) {
+            Ok(row) => row,
+            // An archetype the cache has not seen yet: the slow way.
+            Err(_) => {
+                let e = self.world.get_entity(entity).ok()?;
+                (
+                    e.get::<Health>(),
+                    e.get::<Player>(),
+                    e.get::<Position>()?,
+                    e.get::<Velocity>()?,
+                    e.get::<Facing>()?,
+                    e.get::<Life>()?,
+                    e.get::<Combatant>(),
+                    e.contains::<Prop>(),
+                )
+            }
+        };
+        let (health, player, position, velocity, facing, life, combatant, prop) = row;
+        let layout = &self.game.layout;
+        let ext = if layout.components().is_empty() {
+            crate::protocol::Ext::default()
+        } else {
+            layout.read(&self.world.get_entity(entity).ok()?)
+        };
         Some(EntityView {
             id,
-            kind: match e.get::<Player>() {
+            kind: match player {
                 Some(p) => EntityKind::Player(p.id),
+                None if prop => EntityKind::Prop,
                 None => EntityKind::Npc,
             },
-            input: e
-                .get::<Player>()
-                .map_or((0, 0), |p| (p.input.map_or(0, |i| i.seq), p.late_inputs)),
-            position: e.get::<Position>()?.0,
-            velocity: e.get::<Velocity>()?.0,
-            facing: e.get::<Facing>()?.0,
-            health: health.current,
-            max_health: health.max,
-            alive: e.get::<Life>()?.is_alive(),
-            last_hit_by: e.get::<Combatant>()?.last_hit_by,
+            input: player.map_or((0, 0), |p| (p.input.map_or(0, |i| i.seq), p.late_inputs)),
+            position: position.0,
+            velocity: velocity.0,
+            facing: facing.0,
+            health: health.map_or(0, |h| h.current),
+            max_health: health.map_or(0, |h| h.max),
+            alive: life.is_alive(),
+            last_hit_by: combatant.and_then(|c| c.last_hit_by),
+            ext,
         })
     }
 
@@ -724,6 +731,11 @@ impl Zone {
         self.game.unknown_actions
     }
 
+    /// The game's wire layout: its actions, replicated components and protocol hash.
+    pub fn wire(&self) -> &crate::game::WireLayout {
+        &self.game.layout
+    }
+
     /// The plugins this zone runs, in order.
     pub fn plugins(&self) -> &[&'static str] {
         &self.game.plugins
@@ -767,4 +779,28 @@ impl Zone {
         }
         xxh.digest()
     }
+}
+
+/// Spawns a plugin's object: see [`crate::game::GameApp::spawn_prop`].
+pub(crate) fn spawn_prop(world: &mut World, at: Vec2, bundle: impl Bundle) -> EntityId {
+    let id = {
+        let mut registry = world.resource_mut::<Registry>();
+        let id = EntityId(registry.next_id);
+        registry.next_id += 1;
+        id
+    };
+    let entity = world
+        .spawn((
+            NetId(id),
+            Position(at),
+            Velocity::default(),
+            Facing::default(),
+            Life::Alive,
+            Prop,
+        ))
+        .insert(bundle)
+        .id();
+    world.resource_mut::<Registry>().entities.insert(id, entity);
+    world.resource_mut::<Trails>().place(id, at);
+    id
 }

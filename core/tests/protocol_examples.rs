@@ -5,7 +5,7 @@
 
 use zone_core::protocol::wire::{WireReader, put_pair};
 use zone_core::protocol::{
-    ClientMessage, ClientPacket, EntityUpdate, NetEntity, NetKind, ServerPacket, WireInput,
+    ClientMessage, ClientPacket, EntityUpdate, Ext, NetEntity, NetKind, ServerPacket, WireInput,
 };
 use zone_core::{AbilityId, EntityId};
 
@@ -76,6 +76,7 @@ fn section_10_2_a_server_packet() {
                 vel: Some((16, 0)),
                 facing: None,
                 status: None,
+                ext: None,
             },
             EntityUpdate {
                 index: 3,
@@ -83,6 +84,7 @@ fn section_10_2_a_server_packet() {
                 vel: None,
                 facing: None,
                 status: Some((90, 100, true)),
+                ext: None,
             },
         ],
         spawns: vec![NetEntity {
@@ -97,6 +99,7 @@ fn section_10_2_a_server_packet() {
             facing: 128,
             health: 100,
             max_health: 100,
+            ext: Ext::default(),
         }],
         avatar: None,
     };
@@ -122,6 +125,7 @@ fn section_10_2_a_server_packet() {
         facing: 0,
         health: 30,
         max_health: 30,
+        ext: Ext::default(),
     };
     let now = p.updates[0].apply(&base, p.tick, 60).unwrap();
     assert_eq!(

@@ -6,9 +6,10 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use zone_core::client::ClientSession;
+use zone_core::game::MAX_ACTION_BYTES;
 use zone_core::protocol::{
-    ClientMessage, ClientPacket, EntityUpdate, MAX_PACKET, NetEntity, NetKind, PROTOCOL_VERSION,
-    ServerMessage, ServerPacket, WireInput,
+    ClientMessage, ClientPacket, EXT_BYTES, EntityUpdate, Ext, MAX_PACKET, NetEntity, NetKind,
+    PROTOCOL_VERSION, ServerMessage, ServerPacket, WireInput,
 };
 use zone_core::{AbilityId, EntityId, PlayerId, ZoneId};
 
@@ -46,27 +47,41 @@ fn client_packet() -> impl Strategy<Value = ClientPacket> {
         proptest::option::of(any::<u64>()),
         vec(wire_input(), 0..=8),
         any::<u16>(),
-        vec(chat(), 0..3),
+        vec(client_message(), 0..4),
     )
         .prop_map(
-            |(ack_tick, reliable_ack, ping, inputs, first, texts)| ClientPacket {
+            |(ack_tick, reliable_ack, ping, inputs, first, reliable)| ClientPacket {
                 ack_tick,
                 reliable_ack,
                 ping,
                 inputs: inputs.into_iter().collect(),
-                reliable_first: if texts.is_empty() { 0 } else { first },
-                reliable: texts
-                    .into_iter()
-                    .map(|text| ClientMessage::Chat { text })
-                    .collect(),
+                reliable_first: if reliable.is_empty() { 0 } else { first },
+                reliable,
             },
         )
+}
+
+fn client_message() -> impl Strategy<Value = ClientMessage> {
+    prop_oneof![
+        chat().prop_map(|text| ClientMessage::Chat { text }),
+        any::<u64>().prop_map(|protocol_hash| ClientMessage::Game { protocol_hash }),
+        (any::<u16>(), vec(any::<u8>(), 0..=MAX_ACTION_BYTES))
+            .prop_map(|(kind, payload)| ClientMessage::Action { kind, payload }),
+    ]
+}
+
+/// Replicated plugin state in its one form: no bytes without a component.
+fn ext() -> impl Strategy<Value = Ext> {
+    (any::<u8>(), any::<[u8; EXT_BYTES]>()).prop_map(|(present, bytes)| Ext {
+        present,
+        bytes: if present == 0 { [0; EXT_BYTES] } else { bytes },
+    })
 }
 
 fn net_entity(id: u32, tick: u64) -> impl Strategy<Value = NetEntity> {
     (
         0..=tick.min(100_000),
-        any::<bool>(),
+        0u8..3,
         any::<i32>(),
         any::<i32>(),
         any::<i16>(),
@@ -75,16 +90,17 @@ fn net_entity(id: u32, tick: u64) -> impl Strategy<Value = NetEntity> {
         any::<u16>(),
         any::<u16>(),
         any::<bool>(),
+        ext(),
     )
         .prop_map(
-            move |(age, player, x, y, vx, vy, facing, health, max_health, alive)| NetEntity {
+            move |(age, kind, x, y, vx, vy, facing, health, max_health, alive, ext)| NetEntity {
                 id: EntityId(id),
                 // A standing entity's anchor is 0: its one form on the wire.
                 anchor: if vx != 0 || vy != 0 { tick - age } else { 0 },
-                kind: if player {
-                    NetKind::Player
-                } else {
-                    NetKind::Npc
+                kind: match kind {
+                    0 => NetKind::Npc,
+                    1 => NetKind::Player,
+                    _ => NetKind::Prop,
                 },
                 x,
                 y,
@@ -94,6 +110,7 @@ fn net_entity(id: u32, tick: u64) -> impl Strategy<Value = NetEntity> {
                 health,
                 max_health,
                 alive,
+                ext,
             },
         )
 }
@@ -108,12 +125,15 @@ fn update(index: u32, tick: u64) -> impl Strategy<Value = EntityUpdate> {
         proptest::option::of((-70_000i32..70_000, -70_000i32..70_000)),
         proptest::option::of(any::<u8>()),
         proptest::option::of((any::<u16>(), any::<u16>(), any::<bool>())),
+        proptest::option::of(ext()),
     )
-        .prop_map(move |(track, vel, facing, status)| EntityUpdate {
+        .prop_map(move |(track, vel, facing, status, ext)| EntityUpdate {
             index,
             track,
             vel,
             facing,
+            // Plugin state travels with the status.
+            ext: ext.filter(|_| status.is_some()),
             status,
         })
         .prop_filter("an update changes something", |u| !u.is_empty())
@@ -148,6 +168,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                 killed: k
             }),
         any::<u8>().prop_map(|reason| ServerMessage::Goodbye { reason }),
+        any::<u64>().prop_map(|protocol_hash| ServerMessage::Game { protocol_hash }),
         (
             any::<u32>(),
             any::<[u8; 4]>(),

@@ -155,6 +155,7 @@ fn ghost(slot: u8, id: u32, x: f32, y: f32) -> EntitySample {
         health: 50,
         max_health: 50,
         alive: true,
+        ext: Default::default(),
     }
 }
 

@@ -554,6 +554,7 @@ fn bus_samples() -> Vec<crate::world::bus::BusMessage> {
                         health: 30,
                         max_health: 30,
                         alive: true,
+                        ext: Default::default(),
                     },
                     player: (i == 2).then_some(PlayerId(7)),
                 })

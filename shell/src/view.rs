@@ -115,7 +115,7 @@ impl MapSample {
             id: e.id.0,
             player: match e.kind {
                 EntityKind::Player(p) => Some(p.0),
-                EntityKind::Npc => None,
+                EntityKind::Npc | EntityKind::Prop => None,
             },
             x: e.position.x,
             y: e.position.y,

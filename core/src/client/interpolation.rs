@@ -247,6 +247,7 @@ mod tests {
             health: 10,
             max_health: 10,
             alive: true,
+            ext: Default::default(),
         }
     }
 

@@ -44,7 +44,7 @@ pub struct Actor<'w> {
 /// A client action a plugin defines.
 ///
 /// ```
-/// use zone_core::game::{Action, ActionDecodeError, Actor, Reason};
+/// use zone_core::game::{Action, CodecError, Actor, Reason};
 /// #[derive(Clone, Copy, Debug, PartialEq)]
 /// struct Wave { emote: u8 }
 /// #[derive(Clone, Copy, Debug)]
@@ -55,10 +55,10 @@ pub struct Actor<'w> {
 /// impl Action for Wave {
 ///     const NAME: &'static str = "example.wave";
 ///     type Reject = WaveRefused;
-///     fn decode(bytes: &[u8]) -> Result<Self, ActionDecodeError> {
+///     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
 ///         match bytes {
 ///             [emote] => Ok(Wave { emote: *emote }),
-///             _ => Err(ActionDecodeError("wave is one byte")),
+///             _ => Err(CodecError("wave is one byte")),
 ///         }
 ///     }
 ///     fn encode(&self, out: &mut Vec<u8>) { out.push(self.emote) }
@@ -73,17 +73,17 @@ pub trait Action: Sized + Send + Sync + 'static {
     /// Why the plugin refuses one.
     type Reject: Reason;
     /// Decodes a payload from an untrusted client: total (any bytes give a value or an error).
-    fn decode(bytes: &[u8]) -> Result<Self, ActionDecodeError>;
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError>;
     /// Appends the payload (at most [`MAX_ACTION_BYTES`]).
     fn encode(&self, out: &mut Vec<u8>);
     /// Whether the actor may do this now. Runs between ticks, on arrival.
     fn validate(&self, actor: Actor<'_>) -> Result<(), Self::Reject>;
 }
 
-/// A payload that is not a valid encoding of its action.
+/// Bytes that are not a valid encoding of an action or a replicated component.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("malformed action payload: {0}")]
-pub struct ActionDecodeError(pub &'static str);
+#[error("malformed encoding: {0}")]
+pub struct CodecError(pub &'static str);
 
 /// The wire kind of action `A`: the low 16 bits of the xxh3 hash of its name. Two actions of
 /// one game with the same kind are refused when the game is built.
@@ -110,7 +110,7 @@ pub enum ActionError {
         /// The action's name.
         action: &'static str,
         /// What was wrong.
-        error: ActionDecodeError,
+        error: CodecError,
     },
     /// The player has no avatar in the zone.
     #[error("{action}: player not in the zone")]
@@ -212,11 +212,14 @@ impl ActionCount {
 }
 
 /// One registered action kind, type-erased.
+#[derive(Clone, Copy)]
 pub(crate) struct ActionEntry {
     pub(crate) kind: u16,
     pub(crate) name: &'static str,
     /// Decodes, validates and queues.
     pub(crate) submit: fn(&mut World, Submitter, &[u8]) -> Result<(), ActionError>,
+    /// Inserts the empty queue.
+    pub(crate) init: fn(&mut World),
     /// Empties the queue (after a tick).
     pub(crate) clear: fn(&mut World),
     /// Makes room for `n` actions.
@@ -238,6 +241,7 @@ impl ActionEntry {
             kind: action_kind::<A>(),
             name: A::NAME,
             submit: submit::<A>,
+            init: |world| world.insert_resource(Actions::<A>::default()),
             clear: |world| {
                 if let Some(mut q) = world.get_resource_mut::<Actions<A>>() {
                     q.queued.clear();

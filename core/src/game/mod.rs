@@ -45,20 +45,22 @@ mod action;
 mod builtin;
 mod hash;
 pub mod kit;
+mod wire;
 
 pub use action::{
-    ACTIONS_PER_PLAYER_TICK, Action, ActionCount, ActionDecodeError, ActionError, Actions, Actor,
+    ACTIONS_PER_PLAYER_TICK, Action, ActionCount, ActionError, Actions, Actor, CodecError,
     MAX_ACTION_BYTES, Reason, Submitted, action_kind,
 };
 pub(crate) use action::{ActionEntry, Submitter};
 pub use builtin::BuiltinGame;
 pub use hash::{StateHash, StateHasher};
+pub use wire::{MAX_REPLICATED, Replicated, Wire, WireLayout};
 
 /// The entity model and zone resources plugins read and write.
 pub mod components {
     pub use crate::components::{
         ActionBudget, AiState, Clock, Combatant, Cooldowns, Facing, Health, Intent, Life, MapRes,
-        NetId, Npc, PendingAbility, Player, Position, RulesRes, Velocity, ZoneInfo,
+        NetId, Npc, PendingAbility, Player, Position, Prop, RulesRes, Velocity, ZoneInfo,
     };
 }
 
@@ -140,6 +142,11 @@ struct Slot {
 pub trait ZonePlugin: Send + Sync + 'static {
     /// A unique, stable name (`"team.mechanic"`).
     fn name(&self) -> &'static str;
+    /// Declares what the plugin puts on the wire: its client actions and replicated
+    /// components. Runs on clients too (no world here), so it must not depend on a zone.
+    fn declare(&self, wire: &mut Wire) {
+        let _ = wire;
+    }
     /// Registers everything the plugin adds to a zone.
     fn build(&self, app: &mut GameApp<'_>);
 }
@@ -182,12 +189,32 @@ impl Game {
         self.plugins.iter().map(|p| p.name())
     }
 
+    /// The wire layout of the plugins' declarations (what a [`crate::client::ClientSession`]
+    /// needs to read their state and send their actions).
+    pub fn wire(&self) -> Result<WireLayout, GameError> {
+        let mut wire = Wire::default();
+        for plugin in &self.plugins {
+            plugin.declare(&mut wire);
+        }
+        wire.finish()
+    }
+
     pub(crate) fn build(
         &self,
         world: &mut World,
         schedule: &mut Schedule,
         tables: &mut GameTables,
     ) -> Result<(), GameError> {
+        let layout = self.wire()?;
+        for action in layout.actions() {
+            (action.init)(world);
+            tables.actions.push(*action);
+            tables.action_counts.push(ActionCount {
+                action: action.name,
+                ..ActionCount::default()
+            });
+        }
+        tables.layout = layout;
         for plugin in &self.plugins {
             let name = plugin.name();
             if tables.plugins.contains(&name) {
@@ -218,6 +245,23 @@ pub enum GameError {
     /// Two actions whose names hash to one wire kind (or one action registered twice).
     #[error("actions {0:?} and {1:?} share a wire kind: rename one")]
     ActionKindClash(&'static str, &'static str),
+    /// More than [`MAX_REPLICATED`] replicated component kinds.
+    #[error("replicated component {0:?}: at most {MAX_REPLICATED} kinds per game")]
+    TooManyReplicated(&'static str),
+    /// The replicated components' encodings do not fit [`crate::protocol::EXT_BYTES`].
+    #[error(
+        "replicated component {component:?} ends at byte {end}: at most {} bytes per entity",
+        crate::protocol::EXT_BYTES
+    )]
+    ReplicatedTooLarge {
+        /// The component that does not fit.
+        component: &'static str,
+        /// Where it would end.
+        end: usize,
+    },
+    /// One component replicated twice.
+    #[error("replicated component {0:?} is declared twice")]
+    DuplicateReplicated(&'static str),
 }
 
 /// The zone's population, for [`GameApp::on_population`].
@@ -245,6 +289,8 @@ pub(crate) struct GameTables {
     pub(crate) unknown_actions: u64,
     pub(crate) join_hooks: Vec<JoinHook>,
     pub(crate) population_hooks: Vec<PopulationHook>,
+    /// The game's wire layout.
+    pub(crate) layout: WireLayout,
     slots: [u16; 18],
 }
 
@@ -368,22 +414,10 @@ impl GameApp<'_> {
         self
     }
 
-    /// Accepts action `A` from clients: decoded, validated and queued in [`Actions<A>`] for
-    /// the plugin's systems.
-    pub fn add_action<A: Action>(&mut self) -> &mut Self {
-        let entry = ActionEntry::of::<A>();
-        if let Some(other) = self.tables.actions.iter().find(|e| e.kind == entry.kind) {
-            self.error
-                .get_or_insert(GameError::ActionKindClash(other.name, entry.name));
-            return self;
-        }
-        self.world.insert_resource(Actions::<A>::default());
-        self.tables.action_counts.push(ActionCount {
-            action: A::NAME,
-            ..ActionCount::default()
-        });
-        self.tables.actions.push(entry);
-        self
+    /// Spawns a plugin's object (a [`components::Prop`]): a replicated entity with a
+    /// position and the plugin's `bundle`, no health and no AI. Returns its replicated id.
+    pub fn spawn_prop(&mut self, at: glam::Vec2, bundle: impl Bundle) -> crate::EntityId {
+        crate::zone::spawn_prop(self.world, at, bundle)
     }
 
     /// Runs `hook` on every player avatar as it joins, after the zone's own components are

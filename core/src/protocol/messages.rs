@@ -17,6 +17,10 @@ use super::{
 use crate::{AbilityId, AbilityUse, EntityId, PlayerId, PlayerInput, ZoneId};
 
 const CLIENT_INPUT_PACKET: u8 = 1;
+
+/// [`ServerMessage::Goodbye`] reason: the client declared a game (plugins) other than the
+/// server's.
+pub const GOODBYE_GAME_MISMATCH: u8 = 3;
 const SERVER_SNAPSHOT_PACKET: u8 = 1;
 
 /// One input as sent by a client: direction in 1/127 steps, facing in 1/256 turns.
@@ -102,6 +106,13 @@ pub enum ClientMessage {
         /// UTF-8, at most [`MAX_CHAT`] bytes.
         text: String,
     },
+    /// The client's game: the protocol hash of its plugins' wire layout
+    /// ([`crate::game::WireLayout::protocol_hash`]). Sent first, and only by a client whose
+    /// game declares actions or replicated components.
+    Game {
+        /// The hash.
+        protocol_hash: u64,
+    },
     /// A game plugin's action ([`crate::game::Action`]).
     Action {
         /// Its wire kind ([`crate::game::action_kind`]).
@@ -148,7 +159,8 @@ pub enum ServerMessage {
     },
     /// The server is closing this connection (shutdown, redirect follows, ...).
     Goodbye {
-        /// Reason code: 0 shutdown, 1 kicked, 2 zone handoff.
+        /// Reason code: 0 shutdown, 1 kicked, 2 zone handoff, 3 the client's game differs
+        /// from the server's ([`GOODBYE_GAME_MISMATCH`]).
         reason: u8,
     },
     /// One part of a redirect: the player now belongs to `zone`, served at `address`; the
@@ -165,6 +177,13 @@ pub enum ServerMessage {
         parts: u8,
         /// Token bytes of this part (at most [`super::REDIRECT_PART_BYTES`]).
         token: Vec<u8>,
+    },
+    /// The server's game: the protocol hash of its plugins' wire layout. Sent just before
+    /// [`ServerMessage::Welcome`], and only by a server whose game declares actions or
+    /// replicated components.
+    Game {
+        /// The hash.
+        protocol_hash: u64,
     },
 }
 
@@ -290,6 +309,7 @@ impl ClientPacket {
                 match &m {
                     ClientMessage::Chat { text } => check_text(text)?,
                     ClientMessage::Action { payload, .. } => check_action(payload)?,
+                    ClientMessage::Game { .. } => {}
                 }
                 self.reliable.push(m);
             }
@@ -334,6 +354,8 @@ pub struct EntityUpdate {
     pub facing: Option<u8>,
     /// New health, maximum health, alive.
     pub status: Option<(u16, u16, bool)>,
+    /// New replicated plugin state (travels with `status`).
+    pub ext: Option<super::Ext>,
 }
 
 /// Writes the body of the update turning `base` into `now` (every field but the header and
@@ -360,14 +382,33 @@ pub fn write_update_body(
         mask |= UPDATE_FACING;
         out.put_bytes(&[now.facing]);
     }
-    if base.health != now.health || base.max_health != now.max_health || base.alive != now.alive {
+    let ext = base.ext != now.ext;
+    if ext
+        || base.health != now.health
+        || base.max_health != now.max_health
+        || base.alive != now.alive
+    {
         mask |= UPDATE_STATUS;
         put_varint(out, now.health.into());
         put_varint(out, now.max_health.into());
-        out.put_bytes(&[u8::from(now.alive)]);
+        out.put_bytes(&[life_byte(now.alive, ext)]);
+        if ext {
+            now.ext.write(out);
+        }
     }
     mask
 }
+
+/// Life byte of a status change: bit 0 alive, bit 1 the plugins' replicated state
+/// ([`super::Ext`]) follows.
+fn life_byte(alive: bool, ext: bool) -> u8 {
+    u8::from(alive) | (u8::from(ext) << 1)
+}
+
+/// Spawn flag: the plugins' replicated state ([`super::Ext`]) follows the health fields.
+const SPAWN_EXT: u8 = 8;
+/// Spawn flag: a plugin's object ([`NetKind::Prop`]).
+const SPAWN_PROP: u8 = 16;
 
 /// Spawn flag: player avatar (else NPC).
 const SPAWN_PLAYER: u8 = 1;
@@ -380,9 +421,15 @@ const SPAWN_MOVING: u8 = 4;
 /// anchor age that goes right after the first byte (the flags).
 pub fn write_spawn_body(e: &NetEntity, out: &mut impl ByteSink) {
     let moving = e.moving();
-    out.put_bytes(&[(e.kind as u8)
+    let kind = match e.kind {
+        NetKind::Npc => 0,
+        NetKind::Player => SPAWN_PLAYER,
+        NetKind::Prop => SPAWN_PROP,
+    };
+    out.put_bytes(&[kind
         | (u8::from(e.alive) << 1)
-        | if moving { SPAWN_MOVING } else { 0 }]);
+        | if moving { SPAWN_MOVING } else { 0 }
+        | if e.ext.is_empty() { 0 } else { SPAWN_EXT }]);
     put_zigzag(out, e.x.into());
     put_zigzag(out, e.y.into());
     if moving {
@@ -392,6 +439,9 @@ pub fn write_spawn_body(e: &NetEntity, out: &mut impl ByteSink) {
     out.put_bytes(&[e.facing]);
     put_varint(out, e.health.into());
     put_varint(out, e.max_health.into());
+    if !e.ext.is_empty() {
+        e.ext.write(out);
+    }
 }
 
 /// The update header: the index delta and the mask in one varint.
@@ -428,7 +478,9 @@ impl EntityUpdate {
             )
         });
         let facing = (base.facing != now.facing).then_some(now.facing);
-        let status = (base.health != now.health
+        let ext = (base.ext != now.ext).then_some(now.ext);
+        let status = (ext.is_some()
+            || base.health != now.health
             || base.max_health != now.max_health
             || base.alive != now.alive)
             .then_some((now.health, now.max_health, now.alive));
@@ -438,6 +490,7 @@ impl EntityUpdate {
             vel,
             facing,
             status,
+            ext,
         }
     }
 
@@ -491,7 +544,10 @@ impl EntityUpdate {
         if let Some((h, m, alive)) = self.status {
             put_varint(out, h.into());
             put_varint(out, m.into());
-            out.push(u8::from(alive));
+            out.push(life_byte(alive, self.ext.is_some()));
+            if let Some(ext) = &self.ext {
+                ext.write(out);
+            }
         }
     }
 
@@ -517,6 +573,9 @@ impl EntityUpdate {
         }
         if let Some((h, m, alive)) = self.status {
             (e.health, e.max_health, e.alive) = (h, m, alive);
+        }
+        if let Some(ext) = self.ext {
+            e.ext = ext;
         }
         Some(e)
     }
@@ -760,7 +819,9 @@ impl ServerPacket {
                     .checked_add(1)
                     .ok_or(DecodeError::OutOfRange("entity id"))?;
                 let flags = r.u8()?;
-                if flags > SPAWN_PLAYER | SPAWN_ALIVE | SPAWN_MOVING {
+                if flags > SPAWN_PLAYER | SPAWN_ALIVE | SPAWN_MOVING | SPAWN_EXT | SPAWN_PROP
+                    || flags & (SPAWN_PLAYER | SPAWN_PROP) == SPAWN_PLAYER | SPAWN_PROP
+                {
                     return Err(DecodeError::BadTag {
                         what: "entity flags",
                         got: flags.into(),
@@ -783,10 +844,22 @@ impl ServerPacket {
                 if moving && vx == 0 && vy == 0 {
                     return Err(DecodeError::OutOfRange("moving spawn without velocity"));
                 }
+                let (facing, health, max_health) = (r.u8()?, r.u16v()?, r.u16v()?);
+                let ext = if flags & SPAWN_EXT != 0 {
+                    let ext = super::Ext::read(&mut r)?;
+                    if ext.is_empty() {
+                        return Err(DecodeError::OutOfRange("empty replicated plugin state"));
+                    }
+                    ext
+                } else {
+                    super::Ext::default()
+                };
                 self.spawns.push(NetEntity {
                     id: EntityId(id),
                     kind: if flags & SPAWN_PLAYER != 0 {
                         NetKind::Player
+                    } else if flags & SPAWN_PROP != 0 {
+                        NetKind::Prop
                     } else {
                         NetKind::Npc
                     },
@@ -796,9 +869,10 @@ impl ServerPacket {
                     y,
                     vx,
                     vy,
-                    facing: r.u8()?,
-                    health: r.u16v()?,
-                    max_health: r.u16v()?,
+                    facing,
+                    health,
+                    max_health,
+                    ext,
                 });
             }
         }
@@ -846,7 +920,15 @@ impl ServerPacket {
             u.facing = Some(r.u8()?);
         }
         if mask & UPDATE_STATUS != 0 {
-            u.status = Some((r.u16v()?, r.u16v()?, r.bool()?));
+            let (health, max_health) = (r.u16v()?, r.u16v()?);
+            let life = r.u8()?;
+            if life > 3 {
+                return Err(DecodeError::OutOfRange("life byte"));
+            }
+            u.status = Some((health, max_health, life & 1 != 0));
+            if life & 2 != 0 {
+                u.ext = Some(super::Ext::read(r)?);
+            }
         }
         Ok(u)
     }

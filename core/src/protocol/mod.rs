@@ -17,14 +17,14 @@ pub use avatar::{
     AvatarState, AvatarUpdate,
 };
 pub use messages::{
-    ClientMessage, ClientPacket, EntityUpdate, SECTION_AVATAR, ServerMessage, ServerPacket,
-    UPDATE_FACING, UPDATE_STATUS, UPDATE_TRACK, UPDATE_VEL, WireInput, anchor_field,
-    server_sections, spawn_len, update_header, write_server_header, write_spawn, write_spawn_body,
-    write_update_body,
+    ClientMessage, ClientPacket, EntityUpdate, GOODBYE_GAME_MISMATCH, SECTION_AVATAR,
+    ServerMessage, ServerPacket, UPDATE_FACING, UPDATE_STATUS, UPDATE_TRACK, UPDATE_VEL, WireInput,
+    anchor_field, server_sections, spawn_len, update_header, write_server_header, write_spawn,
+    write_spawn_body, write_update_body,
 };
 pub use quantize::{
-    EntitySample, NetEntity, NetKind, POS_PER_VEL, POS_SCALE, TRACK_TOLERANCE, VEL_SCALE,
-    dequantize_angle, quantize_angle, quantize_pos, quantize_vel, travel,
+    EXT_BYTES, EntitySample, Ext, NetEntity, NetKind, POS_PER_VEL, POS_SCALE, TRACK_TOLERANCE,
+    VEL_SCALE, dequantize_angle, quantize_angle, quantize_pos, quantize_vel, travel,
 };
 pub use redirect::{
     CONNECT_TOKEN_BYTES, MAX_REDIRECT_PARTS, REDIRECT_PART_BYTES, Redirect, RedirectAssembler,

@@ -32,6 +32,99 @@ pub enum NetKind {
     Npc = 0,
     /// Player avatar.
     Player = 1,
+    /// A game plugin's object (a capture point, a chest): no health, no AI.
+    Prop = 2,
+}
+
+/// Bytes of game-plugin state one entity replicates at most (all its
+/// [`crate::game::Replicated`] components together).
+pub const EXT_BYTES: usize = 12;
+
+/// The game plugins' replicated state of one entity: which registered components it has (bit
+/// `i`: the `i`-th registered) and their encodings at their fixed offsets. Bytes of absent
+/// components are zero, so equal states are equal values. On the wire: `present`, then the
+/// bytes up to the last non-zero one (`len: u8`, then `len` bytes); zero-length when empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Ext {
+    /// Which registered components the entity has.
+    pub present: u8,
+    /// Their encodings.
+    pub bytes: [u8; EXT_BYTES],
+}
+
+impl Ext {
+    /// Whether the entity has no replicated plugin state.
+    pub fn is_empty(&self) -> bool {
+        self.present == 0
+    }
+
+    /// Bytes that travel: up to the last non-zero one.
+    pub fn used(&self) -> &[u8] {
+        let len = self
+            .bytes
+            .iter()
+            .rposition(|b| *b != 0)
+            .map_or(0, |i| i + 1);
+        &self.bytes[..len]
+    }
+
+    /// Writes `present`, the used length and the used bytes.
+    pub fn write(&self, out: &mut impl super::wire::ByteSink) {
+        let used = self.used();
+        out.put_bytes(&[self.present, used.len() as u8]);
+        out.put_bytes(used);
+    }
+
+    /// Reads what [`Ext::write`] wrote.
+    pub fn read(r: &mut super::wire::WireReader<'_>) -> Result<Self, super::DecodeError> {
+        let present = r.u8()?;
+        let len = usize::from(r.u8()?);
+        if len > EXT_BYTES {
+            return Err(super::DecodeError::TooMany {
+                what: "replicated plugin bytes",
+                got: len,
+                max: EXT_BYTES,
+            });
+        }
+        let mut ext = Ext {
+            present,
+            bytes: [0; EXT_BYTES],
+        };
+        for b in &mut ext.bytes[..len] {
+            *b = r.u8()?;
+        }
+        Ok(ext)
+    }
+}
+
+// Ghosts cross the zone bus as bincode: one byte when empty (the common case).
+impl Encode for Ext {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.present.encode(encoder)?;
+        if self.present != 0 {
+            self.bytes.encode(encoder)?;
+        }
+        Ok(())
+    }
+}
+
+bincode::impl_borrow_decode!(Ext);
+
+impl<C> Decode<C> for Ext {
+    fn decode<D: bincode::de::Decoder<Context = C>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let present = u8::decode(decoder)?;
+        let bytes = if present != 0 {
+            <[u8; EXT_BYTES]>::decode(decoder)?
+        } else {
+            [0; EXT_BYTES]
+        };
+        Ok(Self { present, bytes })
+    }
 }
 
 /// One entity's simulation state at one tick, quantized: what the replicator tracks (and what
@@ -58,6 +151,8 @@ pub struct EntitySample {
     pub max_health: u16,
     /// Alive or dead.
     pub alive: bool,
+    /// Game plugins' replicated state.
+    pub ext: Ext,
 }
 
 /// One replicated entity as the client holds it: a track (position at the anchor tick,
@@ -87,6 +182,8 @@ pub struct NetEntity {
     pub max_health: u16,
     /// Alive or dead.
     pub alive: bool,
+    /// Game plugins' replicated state.
+    pub ext: Ext,
 }
 
 /// Quantizes a coordinate (saturating; non-finite becomes 0).
@@ -145,6 +242,7 @@ impl EntitySample {
             kind: match v.kind {
                 EntityKind::Player(_) => NetKind::Player,
                 EntityKind::Npc => NetKind::Npc,
+                EntityKind::Prop => NetKind::Prop,
             },
             x: quantize_pos(v.position.x),
             y: quantize_pos(v.position.y),
@@ -154,6 +252,7 @@ impl EntitySample {
             health: v.health,
             max_health: v.max_health,
             alive: v.alive,
+            ext: v.ext,
         }
     }
 
@@ -177,6 +276,7 @@ impl EntitySample {
             health: self.health,
             max_health: self.max_health,
             alive: self.alive,
+            ext: self.ext,
         }
     }
 }
@@ -222,6 +322,7 @@ impl NetEntity {
             health: self.health,
             max_health: self.max_health,
             alive: self.alive,
+            ext: self.ext,
         }
     }
 }
@@ -281,6 +382,7 @@ mod tests {
             health: 10,
             max_health: 10,
             alive: true,
+            ext: Ext::default(),
         }
         .anchored(100);
         assert_eq!(e.at(100, 60), (640, -64));

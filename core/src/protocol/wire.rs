@@ -190,12 +190,22 @@ impl ByteSink for Vec<u8> {
     }
 }
 
-/// Up to 31 bytes kept inline (prepared record bodies); bytes past the end are dropped and
-/// flagged, which the encoders' size bounds rule out.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Up to 39 bytes kept inline (prepared record bodies: an update is at most 37 bytes, a
+/// spawn 35, plugin state included); bytes past the end are dropped and flagged, which the
+/// encoders' size bounds rule out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SmallBytes {
     len: u8,
-    bytes: [u8; 31],
+    bytes: [u8; 39],
+}
+
+impl Default for SmallBytes {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            bytes: [0; 39],
+        }
+    }
 }
 
 impl SmallBytes {

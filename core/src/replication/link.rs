@@ -70,6 +70,9 @@ pub struct ClientLink {
     /// Which ticks this client gets a snapshot on (with a snapshot rate below the tick rate):
     /// those where `(tick + phase) % divisor == 0`.
     pub(super) phase: u32,
+    /// The client declared a game other than the zone's: its inputs and actions are ignored
+    /// and it has been told goodbye.
+    pub(super) game_refused: bool,
 }
 
 impl ClientLink {
@@ -95,6 +98,7 @@ impl ClientLink {
             chat_tokens: config.chat_burst,
             chat_refilled: tick,
             phase,
+            game_refused: false,
         }
     }
 

@@ -106,6 +106,13 @@ pub enum PacketError {
     /// No client is connected for that player.
     #[error("no replication link for this player")]
     UnknownClient,
+    /// The client declared a game (plugins) other than the zone's; it was told goodbye
+    /// ([`crate::protocol::GOODBYE_GAME_MISMATCH`]) and is ignored from now on.
+    #[error("the client's game differs from the zone's (protocol hash {client:#018x})")]
+    GameMismatch {
+        /// The client's protocol hash.
+        client: u64,
+    },
 }
 
 /// Counters since the replicator was built.
@@ -143,6 +150,8 @@ pub struct ReplicationMetrics {
     pub chats_limited: u64,
     /// Chats delivered into listeners' queues.
     pub chats_relayed: u64,
+    /// Clients refused because they declared a game other than the zone's.
+    pub game_mismatches: u64,
     /// Records that changed (summed over ticks): what the shared work encodes.
     pub records_changed: u64,
     /// Updates whose bytes were copied from the tick's shared encoding.
@@ -236,6 +245,11 @@ impl Replicator {
         let phase = self.connects % self.config.snapshot_interval;
         self.connects = self.connects.wrapping_add(1);
         let mut link = ClientLink::new(player, entity, &self.config, zone.current_tick(), phase);
+        if !zone.wire().is_bare() {
+            let _ = link.reliable_tx.send(ServerMessage::Game {
+                protocol_hash: zone.wire().protocol_hash(),
+            });
+        }
         let welcome = ServerMessage::Welcome {
             zone: zone.zone_id(),
             player,
@@ -326,6 +340,9 @@ impl Replicator {
             link.pong = p.ping;
         }
         for input in &p.inputs {
+            if link.game_refused {
+                break;
+            }
             if link.last_input_seq.is_some_and(|last| input.seq <= last) {
                 self.metrics.inputs_redundant += 1;
                 continue;
@@ -352,12 +369,30 @@ impl Replicator {
         } = self;
         let first = decoded.reliable.len() - fresh;
         let mut allowed = 0;
+        let mut refused = None;
         for m in decoded.reliable.get(first..).unwrap_or_default() {
             let text = match m {
                 ClientMessage::Chat { text } => text,
+                ClientMessage::Game { protocol_hash } => {
+                    if *protocol_hash != zone.wire().protocol_hash()
+                        && let Some(link) = clients.get_mut(ci)
+                        && !link.game_refused
+                    {
+                        link.game_refused = true;
+                        metrics.game_mismatches += 1;
+                        let bye = ServerMessage::Goodbye {
+                            reason: crate::protocol::GOODBYE_GAME_MISMATCH,
+                        };
+                        let _ = link.reliable_tx.send(bye);
+                        refused = Some(*protocol_hash);
+                    }
+                    continue;
+                }
                 ClientMessage::Action { kind, payload } => {
                     // Typed, counted and bounded by the zone (per player and tick).
-                    let _ = zone.handle_action(player, *kind, payload);
+                    if clients.get(ci).is_some_and(|l| !l.game_refused) {
+                        let _ = zone.handle_action(player, *kind, payload);
+                    }
                     continue;
                 }
             };
@@ -392,6 +427,9 @@ impl Replicator {
                 listeners,
                 metrics,
             });
+        }
+        if let Some(client) = refused {
+            return Err(PacketError::GameMismatch { client });
         }
         Ok(())
     }

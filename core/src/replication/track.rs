@@ -92,8 +92,8 @@ impl Tracked {
         // the position strays past the tolerance (then the new track takes today's velocity).
         let on_track = (ex - s.x).abs() <= TRACK_TOLERANCE && (ey - s.y).abs() <= TRACK_TOLERANCE;
         let mut now = if on_track { old } else { s.anchored(tick) };
-        (now.facing, now.health, now.max_health, now.alive) =
-            (s.facing, s.health, s.max_health, s.alive);
+        (now.facing, now.health, now.max_health, now.alive, now.ext) =
+            (s.facing, s.health, s.max_health, s.alive, s.ext);
         (self.x, self.y) = if on_track { (ex, ey) } else { (s.x, s.y) };
         if now == old {
             return false;
@@ -299,6 +299,7 @@ mod tests {
             health: 10,
             max_health: 10,
             alive: true,
+            ext: Default::default(),
         }
     }
 

@@ -302,6 +302,7 @@ mod tests {
                         health: 6,
                         max_health: 7,
                         alive: true,
+                        ext: Default::default(),
                     },
                     player: Some(PlayerId(7)),
                 }],

@@ -39,7 +39,7 @@ pub fn collect(
         }
         let player = match view.kind {
             EntityKind::Player(p) => Some(p),
-            EntityKind::Npc => None,
+            EntityKind::Npc | EntityKind::Prop => None,
         };
         let ghost = GhostEntity {
             entity: EntitySample::from_view(&view),
@@ -230,6 +230,7 @@ mod tests {
                 health: 1,
                 max_health: 1,
                 alive: true,
+                ext: Default::default(),
             },
             player,
         };
