@@ -50,7 +50,9 @@ pub use output::{
     BorderCrossing, CombatEvent, DeathEvent, PlayerSave, RespawnEvent, SaveReason, TickMetrics,
     TickOutput,
 };
-pub use player::{EPOCH_SHIFT, PlayerState, PlayerStats, Version};
+pub use player::{
+    EPOCH_SHIFT, PlayerState, PlayerStats, SAVED_PLUGIN_BYTES, SaveFull, SavedPlugins, Version,
+};
 pub use rules::{AbilityKind, AbilityRule, NpcRules, Rules, RulesError};
 pub use zone::{EntityKind, EntityView, JoinError, Zone};
 

@@ -37,6 +37,164 @@ pub struct PlayerState {
     pub stats: PlayerStats,
     /// Orders this save against every other save of the player (see [`Version`]).
     pub version: Version,
+    /// Game plugins' saved state ([`crate::game::Persistent`] components), saved and loaded
+    /// with the rest under the same version. Empty in records written before plugins.
+    #[serde(default)]
+    pub plugins: SavedPlugins,
+}
+
+/// Most bytes of plugin state one player's save holds (records included).
+pub const SAVED_PLUGIN_BYTES: usize = 96;
+
+/// Game plugins' saved state of one player: a sequence of records `tag: u16 LE` (the low 16
+/// bits of the xxh3 hash of the component's name), `version: u8` (the component's schema
+/// version), `len: u8`, `len` bytes. Records of plugins this server does not run are kept and
+/// saved again as they came, so removing a plugin loses nothing.
+///
+/// Fixed-size and `Copy`: a save allocates nothing. Encoded (bincode, the stores) as its used
+/// bytes with a length; a record written before plugins existed, which ends before this field,
+/// decodes as empty.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SavedPlugins {
+    len: u8,
+    bytes: [u8; SAVED_PLUGIN_BYTES],
+}
+
+impl Default for SavedPlugins {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            bytes: [0; SAVED_PLUGIN_BYTES],
+        }
+    }
+}
+
+impl std::fmt::Debug for SavedPlugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.records().map(|(tag, v, b)| (tag, v, b.len())))
+            .finish()
+    }
+}
+
+/// Why plugin state could not be added to a save.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("plugin state does not fit the save ({SAVED_PLUGIN_BYTES} bytes at most)")]
+pub struct SaveFull;
+
+impl SavedPlugins {
+    /// The used bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// From stored bytes: `None` if they are longer than [`SAVED_PLUGIN_BYTES`] or not a
+    /// sequence of whole records.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() > SAVED_PLUGIN_BYTES {
+            return None;
+        }
+        let mut s = Self::default();
+        s.bytes[..bytes.len()].copy_from_slice(bytes);
+        s.len = bytes.len() as u8;
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = usize::from(*bytes.get(at + 3)?);
+            at += 4 + len;
+        }
+        (at == bytes.len()).then_some(s)
+    }
+
+    /// Whether no plugin state is saved.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The records: `(tag, version, bytes)`.
+    pub fn records(&self) -> impl Iterator<Item = (u16, u8, &[u8])> + '_ {
+        let mut rest = self.as_bytes();
+        std::iter::from_fn(move || {
+            let [t0, t1, version, len, tail @ ..] = rest else {
+                return None;
+            };
+            let len = usize::from(*len).min(tail.len());
+            let (body, after) = tail.split_at(len);
+            rest = after;
+            Some((u16::from_le_bytes([*t0, *t1]), *version, body))
+        })
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, tag: u16, version: u8, body: &[u8]) -> Result<(), SaveFull> {
+        let at = usize::from(self.len);
+        let end = at + 4 + body.len();
+        if end > SAVED_PLUGIN_BYTES || body.len() > usize::from(u8::MAX) {
+            return Err(SaveFull);
+        }
+        let t = tag.to_le_bytes();
+        self.bytes[at..at + 4].copy_from_slice(&[t[0], t[1], version, body.len() as u8]);
+        self.bytes[at + 4..end].copy_from_slice(body);
+        self.len = end as u8;
+        Ok(())
+    }
+
+    /// Empties it.
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+impl Encode for SavedPlugins {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.len.encode(encoder)?;
+        for b in self.as_bytes() {
+            b.encode(encoder)?;
+        }
+        Ok(())
+    }
+}
+
+impl<C> Decode<C> for SavedPlugins {
+    fn decode<D: bincode::de::Decoder<Context = C>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let len = match u8::decode(decoder) {
+            Ok(len) => usize::from(len),
+            // A record from before plugins ends here.
+            Err(bincode::error::DecodeError::UnexpectedEnd { .. }) => return Ok(Self::default()),
+            Err(e) => return Err(e),
+        };
+        let mut bytes = [0u8; SAVED_PLUGIN_BYTES];
+        for b in bytes
+            .get_mut(..len)
+            .ok_or(bincode::error::DecodeError::Other(
+                "plugin state longer than a save holds",
+            ))?
+        {
+            *b = u8::decode(decoder)?;
+        }
+        Self::from_bytes(&bytes[..len]).ok_or(bincode::error::DecodeError::Other(
+            "plugin state is not a sequence of records",
+        ))
+    }
+}
+bincode::impl_borrow_decode!(SavedPlugins);
+
+impl Serialize for SavedPlugins {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.as_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for SavedPlugins {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: Vec<u8> = Deserialize::deserialize(d)?;
+        Self::from_bytes(&bytes)
+            .ok_or_else(|| serde::de::Error::custom("plugin state is not a sequence of records"))
+    }
 }
 
 /// Bits of a [`Version`] below the ownership epoch.
@@ -177,6 +335,7 @@ impl PlayerState {
             health,
             stats: PlayerStats::default(),
             version: Version::ZERO,
+            plugins: SavedPlugins::default(),
         }
     }
 }

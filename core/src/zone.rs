@@ -14,7 +14,7 @@ use crate::components::{
 };
 use crate::game::{
     ACTIONS_PER_PLAYER_TICK, ActionCount, ActionError, Game, GameTables, MAX_ACTION_BYTES,
-    Population, StateHasher, Submitter,
+    Population, StateHasher, Submitter, load_all, save_all,
 };
 use crate::rng::{self, Purpose};
 use crate::systems;
@@ -343,6 +343,7 @@ impl Zone {
         for hook in &self.game.join_hooks {
             hook(&mut avatar);
         }
+        self.game.persist_errors.0 += load_all(&self.game.persist, &mut avatar, &state.plugins);
         self.views.update_archetypes(&self.world);
         let mut registry = self.world.resource_mut::<Registry>();
         registry.entities.insert(id, entity);
@@ -444,12 +445,46 @@ impl Zone {
 
     fn player_state_of(&self, entity: Entity) -> Option<PlayerState> {
         let w = &self.world;
-        Some(systems::player_state(
+        let mut state = systems::player_state(
             w.get::<Player>(entity)?,
             w.get::<Position>(entity)?,
             w.get::<Facing>(entity)?,
             w.get::<Health>(entity)?,
-        ))
+        );
+        // What does not fit was refused when the game was built; a plugin that writes past
+        // its declared size is counted at its checkpoints.
+        let _ = save_all(
+            &self.game.persist,
+            &w.get_entity(entity).ok()?,
+            &mut state.plugins,
+        );
+        Some(state)
+    }
+
+    /// Fills the plugin state of the tick's player saves (the systems emit them with the
+    /// entity model's fields).
+    fn fill_plugin_saves(&mut self) {
+        let mut saves = std::mem::take(&mut self.world.resource_mut::<TickOutput>().player_saves);
+        let registry = self.world.resource::<Registry>();
+        for save in &mut saves {
+            let entity = registry
+                .players
+                .get(&save.player)
+                .and_then(|id| registry.entities.get(id))
+                .and_then(|e| self.world.get_entity(*e).ok());
+            if let Some(e) = entity
+                && save_all(&self.game.persist, &e, &mut save.state.plugins).is_err()
+            {
+                self.game.persist_errors.1 += 1;
+            }
+        }
+        self.world.resource_mut::<TickOutput>().player_saves = saves;
+    }
+
+    /// Plugin records that did not load when their player joined (their plugin's join value
+    /// was kept), and saves whose plugin state did not fit, since the zone was built.
+    pub fn plugin_state_errors(&self) -> (u64, u64) {
+        self.game.persist_errors
     }
 
     /// The replicated id of a player's avatar.
@@ -494,6 +529,12 @@ impl Zone {
     /// Number of entities (players and NPCs).
     pub fn entity_count(&self) -> usize {
         self.world.resource::<Registry>().entities.len()
+    }
+
+    /// The ECS entity behind a replicated id (to read a plugin's components between ticks
+    /// through [`Zone::world`]).
+    pub fn ecs_entity(&self, id: EntityId) -> Option<Entity> {
+        self.world.resource::<Registry>().entities.get(&id).copied()
     }
 
     /// A copy of one entity's replicated state.
@@ -652,6 +693,9 @@ impl Zone {
         for action in &self.game.actions {
             (action.clear)(&mut self.world);
         }
+        if !self.world.resource::<TickOutput>().player_saves.is_empty() {
+            self.fill_plugin_saves();
+        }
         self.views.update_archetypes(&self.world);
         self.world.resource::<TickOutput>()
     }
@@ -782,7 +826,7 @@ impl Zone {
 }
 
 /// Spawns a plugin's object: see [`crate::game::GameApp::spawn_prop`].
-pub(crate) fn spawn_prop(world: &mut World, at: Vec2, bundle: impl Bundle) -> EntityId {
+pub(crate) fn spawn_prop(world: &mut World, at: Vec2, bundle: impl Bundle) -> (EntityId, Entity) {
     let id = {
         let mut registry = world.resource_mut::<Registry>();
         let id = EntityId(registry.next_id);
@@ -802,5 +846,5 @@ pub(crate) fn spawn_prop(world: &mut World, at: Vec2, bundle: impl Bundle) -> En
         .id();
     world.resource_mut::<Registry>().entities.insert(id, entity);
     world.resource_mut::<Trails>().place(id, at);
-    id
+    (id, entity)
 }

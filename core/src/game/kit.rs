@@ -76,3 +76,76 @@ pub fn check_determinism(
         changed,
     })
 }
+
+/// Fuzz entry for an action's decoder: any bytes decode to an action or a typed error, never a
+/// panic; what decodes encodes (within [`super::MAX_ACTION_BYTES`]) to bytes that decode to
+/// the same action.
+pub fn fuzz_action<A: super::Action + PartialEq + std::fmt::Debug>(data: &[u8]) {
+    let Ok(action) = A::decode(data) else {
+        return;
+    };
+    let mut again = Vec::new();
+    action.encode(&mut again);
+    assert!(
+        again.len() <= super::MAX_ACTION_BYTES,
+        "{} encodes to {} bytes",
+        A::NAME,
+        again.len()
+    );
+    assert_eq!(
+        A::decode(&again).as_ref(),
+        Ok(&action),
+        "{}: decode(encode(a)) == a",
+        A::NAME
+    );
+}
+
+/// Fuzz entry for a replicated component's codec: any [`super::Replicated::SIZE`] bytes decode
+/// to a value or a typed error, never a panic; what decodes encodes to bytes that decode to the
+/// same value.
+pub fn fuzz_replicated<C: super::Replicated + PartialEq + std::fmt::Debug>(data: &[u8]) {
+    let mut bytes = vec![0; C::SIZE];
+    for (b, d) in bytes.iter_mut().zip(data) {
+        *b = *d;
+    }
+    let Ok(value) = C::decode(&bytes) else {
+        return;
+    };
+    let mut again = vec![0; C::SIZE];
+    value.encode(&mut again);
+    assert_eq!(
+        C::decode(&again).as_ref(),
+        Ok(&value),
+        "{}: decode(encode(c)) == c",
+        C::NAME
+    );
+}
+
+/// Fuzz entry for a zone's whole action path: `data` is read as `(kind: u16, len: u8,
+/// payload)` records handed to [`Zone::handle_action`] for `player` between ticks. Every
+/// one is accepted or refused with a typed reason and counted; the zone keeps ticking.
+pub fn fuzz_zone_actions(zone: &mut Zone, player: crate::PlayerId, data: &[u8]) {
+    let mut rest = data;
+    let mut handled = 0u64;
+    while let [k0, k1, len, tail @ ..] = rest {
+        let len = usize::from(*len).min(tail.len());
+        let (payload, after) = tail.split_at(len);
+        let _ = zone.handle_action(player, u16::from_le_bytes([*k0, *k1]), payload);
+        handled += 1;
+        if handled.is_multiple_of(3) {
+            zone.tick();
+        }
+        rest = after;
+    }
+    zone.tick();
+    let counted: u64 = zone
+        .action_counts()
+        .iter()
+        .map(|c| c.accepted + c.refused.iter().map(|(_, n)| n).sum::<u64>())
+        .sum::<u64>()
+        + zone.unknown_actions();
+    assert!(
+        counted >= handled,
+        "every action is counted ({counted} < {handled})"
+    );
+}

@@ -45,6 +45,7 @@ mod action;
 mod builtin;
 mod hash;
 pub mod kit;
+mod persist;
 mod wire;
 
 pub use action::{
@@ -54,6 +55,8 @@ pub use action::{
 pub(crate) use action::{ActionEntry, Submitter};
 pub use builtin::BuiltinGame;
 pub use hash::{StateHash, StateHasher};
+pub use persist::{CarriedPlugins, Persistent, SaveBuf, record_tag};
+pub(crate) use persist::{PersistEntry, load_all, save_all};
 pub use wire::{MAX_REPLICATED, Replicated, Wire, WireLayout};
 
 /// The entity model and zone resources plugins read and write.
@@ -262,6 +265,16 @@ pub enum GameError {
     /// One component replicated twice.
     #[error("replicated component {0:?} is declared twice")]
     DuplicateReplicated(&'static str),
+    /// Two persistent components whose names hash to one record tag (or one registered
+    /// twice).
+    #[error("persistent components {0:?} and {1:?} share a record tag: rename one")]
+    PersistTagClash(&'static str, &'static str),
+    /// The persistent components' records do not fit a save.
+    #[error(
+        "persistent component {0:?}: all records together exceed {max} bytes",
+        max = crate::SAVED_PLUGIN_BYTES
+    )]
+    PersistTooLarge(&'static str),
 }
 
 /// The zone's population, for [`GameApp::on_population`].
@@ -289,6 +302,9 @@ pub(crate) struct GameTables {
     pub(crate) unknown_actions: u64,
     pub(crate) join_hooks: Vec<JoinHook>,
     pub(crate) population_hooks: Vec<PopulationHook>,
+    pub(crate) persist: Vec<PersistEntry>,
+    /// Plugin records that did not load on join, and saves whose plugin state did not fit.
+    pub(crate) persist_errors: (u64, u64),
     /// The game's wire layout.
     pub(crate) layout: WireLayout,
     slots: [u16; 18],
@@ -415,9 +431,35 @@ impl GameApp<'_> {
     }
 
     /// Spawns a plugin's object (a [`components::Prop`]): a replicated entity with a
-    /// position and the plugin's `bundle`, no health and no AI. Returns its replicated id.
-    pub fn spawn_prop(&mut self, at: glam::Vec2, bundle: impl Bundle) -> crate::EntityId {
+    /// position and the plugin's `bundle`, no health and no AI. Returns its replicated id and
+    /// its ECS entity.
+    pub fn spawn_prop(&mut self, at: glam::Vec2, bundle: impl Bundle) -> (crate::EntityId, Entity) {
         crate::zone::spawn_prop(self.world, at, bundle)
+    }
+
+    /// Saves component `C` of player avatars with the player and loads it on join (after the
+    /// [`GameApp::on_join`] hooks, so a loaded value replaces a join default).
+    pub fn persist<C: Persistent>(&mut self) -> &mut Self {
+        let entry = PersistEntry::of::<C>();
+        if let Some(other) = self.tables.persist.iter().find(|p| p.tag == entry.tag) {
+            self.error
+                .get_or_insert(GameError::PersistTagClash(other.name, entry.name));
+            return self;
+        }
+        let total: usize = self
+            .tables
+            .persist
+            .iter()
+            .chain([&entry])
+            .map(|p| 4 + p.max_bytes)
+            .sum();
+        if total > crate::SAVED_PLUGIN_BYTES || entry.max_bytes > usize::from(u8::MAX) {
+            self.error
+                .get_or_insert(GameError::PersistTooLarge(C::NAME));
+            return self;
+        }
+        self.tables.persist.push(entry);
+        self
     }
 
     /// Runs `hook` on every player avatar as it joins, after the zone's own components are

@@ -36,5 +36,6 @@ pub(crate) fn player_state(
         health: health.current,
         stats: p.stats,
         version: p.version,
+        plugins: crate::SavedPlugins::default(),
     }
 }
