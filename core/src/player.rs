@@ -344,6 +344,60 @@ impl PlayerState {
 mod tests {
     use super::*;
 
+    /// A hot-store value written before plugin state existed (the same fields, no plugin
+    /// bytes after them) decodes with empty plugin state; the current encoding round-trips;
+    /// bytes that are not whole records are refused.
+    #[test]
+    fn saved_plugin_state_reads_old_values_and_round_trips() {
+        #[derive(Encode)]
+        struct Before {
+            x: f32,
+            y: f32,
+            facing: f32,
+            health: u16,
+            stats: PlayerStats,
+            version: Version,
+        }
+        let config = bincode::config::standard();
+        let old = bincode::encode_to_vec(
+            Before {
+                x: 1.0,
+                y: 2.0,
+                facing: 0.5,
+                health: 9,
+                stats: PlayerStats::default(),
+                version: Version::from_raw(12),
+            },
+            config,
+        )
+        .unwrap();
+        let (state, used): (PlayerState, usize) = bincode::decode_from_slice(&old, config).unwrap();
+        assert_eq!(used, old.len());
+        assert_eq!((state.health, state.version.raw()), (9, 12));
+        assert!(state.plugins.is_empty());
+
+        let mut plugins = SavedPlugins::default();
+        plugins.push(7, 1, &[1, 2, 3]).unwrap();
+        plugins.push(8, 3, &[]).unwrap();
+        let now = PlayerState { plugins, ..state };
+        let bytes = bincode::encode_to_vec(now, config).unwrap();
+        let (back, _): (PlayerState, usize) = bincode::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(back, now);
+        let records: Vec<_> = back.plugins.records().collect();
+        assert_eq!(records, [(7, 1, &[1u8, 2, 3][..]), (8, 3, &[][..])]);
+
+        assert_eq!(
+            SavedPlugins::from_bytes(&[7, 0, 1, 5, 1]),
+            None,
+            "a record cut short"
+        );
+        assert!(SavedPlugins::from_bytes(&[0; SAVED_PLUGIN_BYTES + 1]).is_none());
+        let mut full = SavedPlugins::default();
+        while full.push(1, 1, &[0; 10]).is_ok() {}
+        assert_eq!(full.push(1, 1, &[0; 10]), Err(SaveFull));
+        assert!(full.as_bytes().len() <= SAVED_PLUGIN_BYTES);
+    }
+
     /// The bound the old `checked_shl` missed: an epoch of 2^32 or more was truncated and the
     /// version went down. Every claim and every save must order at or after the one before.
     #[test]

@@ -188,6 +188,14 @@ fn record(b: &mut Bytes<'_>) -> Record {
                     xp: b.u64(),
                 },
                 version: Version::from_raw(b.u64()),
+                plugins: {
+                    let mut p = zone_core::SavedPlugins::default();
+                    for _ in 0..b.u8() % 3 {
+                        let body: Vec<u8> = (0..b.u8() % 12).map(|_| b.u8()).collect();
+                        let _ = p.push(b.u16(), b.u8(), &body);
+                    }
+                    p
+                },
             },
             fence: b.u64(),
             unix_ms: b.u64(),

@@ -3,19 +3,22 @@
 use zone_core::game::components::{Life, Position};
 use zone_core::game::{Action, Actor, CodecError, Reason};
 
+use zone_core::EntityId;
+
 use crate::{CaptureRules, Flag};
 
-/// "Plant my flag on point `point`": start capturing it. One byte on the wire.
+/// "Plant my flag on this point": start capturing it. On the wire: the point's replicated
+/// entity id, u32 little-endian (what a client sees in its snapshots).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlantFlag {
-    /// The point's [`CapturePoint::index`].
-    pub point: u8,
+    /// The point's replicated id.
+    pub point: EntityId,
 }
 
 /// Why a [`PlantFlag`] is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlantRefused {
-    /// No point has that index.
+    /// No point has that id.
     NoSuchPoint,
     /// The player is dead.
     Dead,
@@ -45,13 +48,15 @@ impl Action for PlantFlag {
 
     fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
         match bytes {
-            [point] => Ok(Self { point: *point }),
-            _ => Err(CodecError("plant_flag is one byte")),
+            [a, b, c, d] => Ok(Self {
+                point: EntityId(u32::from_le_bytes([*a, *b, *c, *d])),
+            }),
+            _ => Err(CodecError("plant_flag is 4 bytes")),
         }
     }
 
     fn encode(&self, out: &mut Vec<u8>) {
-        out.push(self.point);
+        out.extend_from_slice(&self.point.0.to_le_bytes());
     }
 
     fn validate(&self, by: Actor<'_>) -> Result<(), PlantRefused> {
@@ -79,7 +84,7 @@ impl Action for PlantFlag {
 }
 
 /// Whether `who` may claim a point with this flag.
-pub(crate) fn check_flag(flag: &Flag, who: zone_core::EntityId) -> Result<(), PlantRefused> {
+pub(crate) fn check_flag(flag: &Flag, who: EntityId) -> Result<(), PlantRefused> {
     if flag.owner == Some(who) {
         return Err(PlantRefused::AlreadyOwner);
     }

@@ -77,8 +77,8 @@ impl ZonePlugin for CapturePoints {
                 index: i as u8,
                 center: spot,
             };
-            let (_, entity) = app.spawn_prop(spot, (point, Flag::default()));
-            points.0.push(entity);
+            let (id, entity) = app.spawn_prop(spot, (point, Flag::default()));
+            points.0.push((id, entity));
         }
         app.insert_resource(points)
             .insert_resource(self.rules)

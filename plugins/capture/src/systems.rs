@@ -2,19 +2,26 @@
 //! progress to captures while uncontested.
 
 use bevy_ecs::prelude::*;
+use zone_core::EntityId;
 use zone_core::game::Actions;
 use zone_core::game::components::{Life, NetId, Player, Position};
 
 use crate::action::check_flag;
 use crate::{CapturePoint, CaptureRules, CaptureScore, Flag, PlantFlag};
 
-/// The point entities, by index (filled when the zone is built).
+/// The point entities: replicated id and ECS entity, by index (filled when the zone is built).
 #[derive(Resource, Debug, Default)]
-pub(crate) struct Points(pub(crate) Vec<Entity>);
+pub(crate) struct Points(pub(crate) Vec<(EntityId, Entity)>);
 
-/// Point `index` and its flag, between ticks.
-pub(crate) fn find_point(world: &World, index: u8) -> Option<(CapturePoint, Flag)> {
-    let entity = *world.get_resource::<Points>()?.0.get(usize::from(index))?;
+impl Points {
+    pub(crate) fn entity(&self, id: EntityId) -> Option<Entity> {
+        self.0.iter().find(|(p, _)| *p == id).map(|(_, e)| *e)
+    }
+}
+
+/// Point `id` and its flag, between ticks.
+pub(crate) fn find_point(world: &World, id: EntityId) -> Option<(CapturePoint, Flag)> {
+    let entity = world.get_resource::<Points>()?.entity(id)?;
     let e = world.get_entity(entity).ok()?;
     Some((*e.get::<CapturePoint>()?, *e.get::<Flag>()?))
 }
@@ -28,7 +35,7 @@ pub(crate) fn plant_flags(
     mut scores: Query<&mut CaptureScore>,
 ) {
     for a in planted.iter() {
-        let Some(&point) = points.0.get(usize::from(a.action.point)) else {
+        let Some(point) = points.entity(a.action.point) else {
             continue;
         };
         let Ok(mut flag) = flags.get_mut(point) else {

@@ -37,7 +37,10 @@ fn join_at_point(zone: &mut Zone, player: u64, index: usize, offset: Vec2) -> En
     zone.join(PlayerId(player), s).unwrap()
 }
 
-fn plant(zone: &mut Zone, player: u64, point: u8) -> Result<(), ActionError> {
+fn plant(zone: &mut Zone, player: u64, index: usize) -> Result<(), ActionError> {
+    let point = points(zone)
+        .nth(index)
+        .map_or(EntityId(999_999), |(id, _, _)| id);
     let mut payload = Vec::new();
     PlantFlag { point }.encode(&mut payload);
     zone.handle_action(PlayerId(player), action_kind::<PlantFlag>(), &payload)
@@ -148,6 +151,10 @@ fn plants_are_refused_with_typed_counted_reasons_and_never_panic() {
         Err(ActionError::Malformed { .. })
     ));
     assert_eq!(
+        zone.handle_action(PlayerId(1), kind, &[0; 4]),
+        refused("no_such_point")
+    );
+    assert_eq!(
         zone.handle_action(PlayerId(1), kind, &[0; 65]),
         Err(ActionError::TooLong(65))
     );
@@ -176,7 +183,7 @@ fn plants_are_refused_with_typed_counted_reasons_and_never_panic() {
         counted,
         [
             ("out_of_range", 1),
-            ("no_such_point", 1),
+            ("no_such_point", 2),
             ("unknown_player", 1),
             ("malformed", 1),
             ("too_long", 1),
@@ -218,7 +225,7 @@ fn a_crowd_with_capture_points_is_deterministic() {
         script.drive(zone);
         if tick.is_multiple_of(20) {
             for p in 1..=120 {
-                let _ = plant(zone, p, (p % 3) as u8);
+                let _ = plant(zone, p, (p % 3) as usize);
             }
         }
     })
@@ -371,7 +378,7 @@ fn clients_read_flags_as_typed_components_and_other_games_are_refused() {
     link.exchange(&mut client).unwrap();
     let (point, _, _) = points(&link.zone).next().unwrap();
     assert_eq!(client.component::<Flag>(point), Some(Flag::default()));
-    client.send_action(&PlantFlag { point: 0 }).unwrap();
+    client.send_action(&PlantFlag { point }).unwrap();
     for _ in 0..40 {
         link.exchange(&mut client).unwrap();
     }
@@ -496,7 +503,8 @@ fn the_decoders_survive_the_fuzz_entries() {
         if round % 2 == 0 {
             // Half the streams start with a well-formed plant on a random point.
             let k = action_kind::<PlantFlag>().to_le_bytes();
-            let head = [k[0], k[1], 1, bytes() as u8 % 4];
+            let id = (bytes() % 8) as u8;
+            let head = [k[0], k[1], 4, id, 0, 0, 0];
             stream.splice(0..0, head);
         }
         kit::fuzz_zone_actions(&mut zone, PlayerId(1), &stream);

@@ -20,6 +20,7 @@ fn warm_zone_with_capture_points_allocates_nothing_per_tick() {
     let mut script = Script::new(4, 1, players as u32);
     script.join_all(&mut zone);
     let kind = action_kind::<PlantFlag>();
+    let ids: Vec<_> = points(&zone).map(|(id, _, _)| id).collect();
     let mut payload = Vec::with_capacity(8);
     let mut tick = |zone: &mut Zone, script: &mut Script| {
         script.drive(zone);
@@ -28,7 +29,7 @@ fn warm_zone_with_capture_points_allocates_nothing_per_tick() {
             if (p + t).is_multiple_of(10) {
                 payload.clear();
                 PlantFlag {
-                    point: (p % 3) as u8,
+                    point: ids[(p % 3) as usize],
                 }
                 .encode(&mut payload);
                 let _ = zone.handle_action(PlayerId(p), kind, &payload);

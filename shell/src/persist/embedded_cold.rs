@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use zone_core::{
-    AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, Version, ZoneId,
+    AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, SavedPlugins,
+    Version, ZoneId,
 };
 
 use super::cold::{ColdStore, StoreError, StoredPlayer};
@@ -28,6 +29,9 @@ CREATE TABLE IF NOT EXISTS player_state (
     kills INTEGER NOT NULL, deaths INTEGER NOT NULL, damage_dealt INTEGER NOT NULL,
     damage_taken INTEGER NOT NULL, xp INTEGER NOT NULL,
     version INTEGER NOT NULL, write_order INTEGER NOT NULL, unix_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS player_plugins (
+    player_id INTEGER PRIMARY KEY, plugins BLOB NOT NULL, write_order INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS player_profiles (
     player_id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_unix_ms INTEGER NOT NULL
@@ -159,6 +163,14 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(), StoreError
                  WHERE excluded.write_order > player_state.write_order",
             )
             .map_err(unavailable)?;
+        let mut plugins = tx
+            .prepare_cached(
+                "INSERT INTO player_plugins VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(player_id) DO UPDATE SET plugins = excluded.plugins, \
+                 write_order = excluded.write_order \
+                 WHERE excluded.write_order > player_plugins.write_order",
+            )
+            .map_err(unavailable)?;
         let mut profile = tx
             .prepare_cached("INSERT OR IGNORE INTO player_profiles VALUES (?1, ?2, ?3)")
             .map_err(unavailable)?;
@@ -205,6 +217,13 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(), StoreError
                         to_sql(s.unix_ms),
                     ])
                     .map_err(unavailable)?;
+                    plugins
+                        .execute(params![
+                            to_sql(s.player.0),
+                            st.plugins.as_bytes(),
+                            s.write_order()
+                        ])
+                        .map_err(unavailable)?;
                 }
                 Record::Profile(p) => {
                     profile
@@ -219,6 +238,25 @@ fn write_batch(conn: &mut Connection, batch: &[Record]) -> Result<(), StoreError
         }
     }
     tx.commit().map_err(unavailable)
+}
+
+/// A player's plugin state; empty for a player last saved before plugins (no row).
+fn plugins_of(conn: &Connection, player: PlayerId) -> Result<SavedPlugins, StoreError> {
+    let bytes: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT plugins FROM player_plugins WHERE player_id = ?1",
+            params![to_sql(player.0)],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| StoreError::BadRow(e.to_string()))?;
+    let bytes = bytes.unwrap_or_default();
+    SavedPlugins::from_bytes(&bytes).ok_or_else(|| {
+        StoreError::BadRow(format!(
+            "player_plugins: {} bytes that are not saved plugin records",
+            bytes.len()
+        ))
+    })
 }
 
 fn f32_of(v: f64, what: &str) -> Result<f32, StoreError> {
@@ -279,6 +317,7 @@ fn load(conn: &mut Connection, player: PlayerId) -> Result<Option<StoredPlayer>,
             xp: from_sql(xp),
         },
         version: Version::from_raw(from_sql(version)),
+        plugins: plugins_of(conn, player)?,
     };
     let profile = conn
         .query_row(

@@ -79,10 +79,11 @@ pub struct ProfileRecord {
 /// Most bytes one encoded record may take (a profile name is the only variable part).
 pub const MAX_RECORD_BYTES: usize = 4_096;
 
-/// The version of the record encoding written now (the spool frames name it). Version 1 is
-/// the bincode encoding of [`Record`] as it is; a change to the encoding adds a version and
-/// keeps decoding the older ones.
-pub const RECORD_VERSION: u8 = 1;
+/// The version of the record encoding written now (the spool frames name it): the bincode
+/// encoding of [`Record`] as it is. A change to the encoding adds a version and keeps decoding
+/// the older ones: version 1 is the same but for player states without plugin state
+/// ([`zone_core::PlayerState::plugins`]), read as empty.
+pub const RECORD_VERSION: u8 = 2;
 
 /// A record that cannot be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -105,6 +106,80 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_RECORD_BYTES>()
 }
 
+/// Decodes exactly one `T` from `bytes`.
+fn decode_exact<T: Decode<()>>(bytes: &[u8]) -> Result<T, RecordError> {
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(RecordError::TooLarge(bytes.len()));
+    }
+    let (record, used) = bincode::decode_from_slice(bytes, bincode_config())
+        .map_err(|e| RecordError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(RecordError::Trailing(bytes.len() - used));
+    }
+    Ok(record)
+}
+
+/// Record version 1: player states without plugin state.
+mod v1 {
+    use bincode::{Decode, Encode};
+    use zone_core::{PlayerId, PlayerStats, Version, ZoneId};
+
+    #[derive(Decode, Encode)]
+    pub(super) enum Record {
+        Combat(super::CombatRecord),
+        PlayerSave(SaveRecord),
+        Profile(super::ProfileRecord),
+    }
+
+    #[derive(Decode, Encode)]
+    pub(super) struct SaveRecord {
+        pub(super) zone: ZoneId,
+        pub(super) player: PlayerId,
+        pub(super) state: PlayerState,
+        pub(super) fence: u64,
+        pub(super) unix_ms: u64,
+    }
+
+    #[derive(Decode, Encode)]
+    pub(super) struct PlayerState {
+        pub(super) x: f32,
+        pub(super) y: f32,
+        pub(super) facing: f32,
+        pub(super) health: u16,
+        pub(super) stats: PlayerStats,
+        pub(super) version: Version,
+    }
+
+    impl From<Record> for super::Record {
+        fn from(r: Record) -> Self {
+            match r {
+                Record::Combat(c) => Self::Combat(c),
+                Record::Profile(p) => Self::Profile(p),
+                Record::PlayerSave(s) => Self::PlayerSave(super::SaveRecord {
+                    zone: s.zone,
+                    player: s.player,
+                    state: zone_core::PlayerState {
+                        x: s.state.x,
+                        y: s.state.y,
+                        facing: s.state.facing,
+                        health: s.state.health,
+                        stats: s.state.stats,
+                        version: s.state.version,
+                        plugins: zone_core::SavedPlugins::default(),
+                    },
+                    fence: s.fence,
+                    unix_ms: s.unix_ms,
+                }),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn encode(r: &Record) -> Vec<u8> {
+        bincode::encode_to_vec(r, super::bincode_config()).unwrap_or_default()
+    }
+}
+
 impl Record {
     /// Appends the encoding to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), RecordError> {
@@ -117,21 +192,17 @@ impl Record {
     pub fn decode_version(version: u8, bytes: &[u8]) -> Result<Self, RecordError> {
         match version {
             RECORD_VERSION => Self::decode(bytes),
+            1 => {
+                let v1: v1::Record = decode_exact(bytes)?;
+                Ok(v1.into())
+            }
             other => Err(RecordError::UnknownVersion(other)),
         }
     }
 
     /// Decodes exactly one record of the current version from `bytes`.
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
-        if bytes.len() > MAX_RECORD_BYTES {
-            return Err(RecordError::TooLarge(bytes.len()));
-        }
-        let (record, used) = bincode::decode_from_slice(bytes, bincode_config())
-            .map_err(|e| RecordError::Decode(e.to_string()))?;
-        if used != bytes.len() {
-            return Err(RecordError::Trailing(bytes.len() - used));
-        }
-        Ok(record)
+        decode_exact(bytes)
     }
 
     /// A short name of the kind, for metrics.
@@ -141,5 +212,62 @@ impl Record {
             Record::PlayerSave(_) => "player_save",
             Record::Profile(_) => "profile",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zone_core::{PlayerStats, SavedPlugins, Version};
+
+    #[test]
+    fn version_1_saves_decode_with_empty_plugin_state_and_version_2_keeps_it() {
+        let v1 = v1::Record::PlayerSave(v1::SaveRecord {
+            zone: ZoneId(3),
+            player: PlayerId(9),
+            state: v1::PlayerState {
+                x: 1.5,
+                y: -2.0,
+                facing: 0.25,
+                health: 70,
+                stats: PlayerStats {
+                    kills: 4,
+                    ..PlayerStats::default()
+                },
+                version: Version::from_raw(77),
+            },
+            fence: 5,
+            unix_ms: 1_000,
+        });
+        let bytes = v1::encode(&v1);
+        let Record::PlayerSave(old) = Record::decode_version(1, &bytes).unwrap() else {
+            panic!("a save");
+        };
+        assert_eq!(
+            (
+                old.state.x,
+                old.state.health,
+                old.state.stats.kills,
+                old.state.version.raw()
+            ),
+            (1.5, 70, 4, 77)
+        );
+        assert!(old.state.plugins.is_empty());
+        // The current version carries plugin records.
+        let mut plugins = SavedPlugins::default();
+        plugins.push(0xBEEF, 2, &[1, 2, 3]).unwrap();
+        let now = Record::PlayerSave(SaveRecord {
+            state: PlayerState {
+                plugins,
+                ..old.state
+            },
+            ..old
+        });
+        let mut buf = Vec::new();
+        now.encode_into(&mut buf).unwrap();
+        assert_eq!(Record::decode_version(RECORD_VERSION, &buf), Ok(now));
+        // Version 1 bytes are not a version 2 record and the other way round: the frame's
+        // version byte decides.
+        assert!(Record::decode_version(1, &buf).is_err());
     }
 }

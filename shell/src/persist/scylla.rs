@@ -29,7 +29,8 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::{DeserializeRow, SerializeRow};
 use tokio::task::JoinSet;
 use zone_core::{
-    AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, Version, ZoneId,
+    AbilityId, CombatEvent, EntityId, EventId, PlayerId, PlayerState, PlayerStats, SavedPlugins,
+    Version, ZoneId,
 };
 
 use super::cold::{ColdStore, StoreError, StoredPlayer, fenced_out};
@@ -53,6 +54,10 @@ pub struct Cql {
     pub insert_combat: String,
     /// Upserts a player's position and health, `USING TIMESTAMP` the save's write order.
     pub insert_state: String,
+    /// A player's plugin state row.
+    pub insert_plugins: String,
+    /// Reads a player's plugin state row.
+    pub select_plugins: String,
     /// Upserts a player's lifetime counters (absolute), `USING TIMESTAMP` the save's write order.
     pub insert_stats: String,
     /// Upserts a profile, `USING TIMESTAMP` its creation time in microseconds.
@@ -84,6 +89,13 @@ impl Cql {
             insert_state: format!(
                 "INSERT INTO {keyspace}.player_state (player_id, x, y, facing, health, version) \
                  VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+            ),
+            insert_plugins: format!(
+                "INSERT INTO {keyspace}.player_plugins (player_id, plugins, version) \
+                 VALUES (?, ?, ?) USING TIMESTAMP ?"
+            ),
+            select_plugins: format!(
+                "SELECT plugins, version FROM {keyspace}.player_plugins WHERE player_id = ?"
             ),
             insert_stats: format!(
                 "INSERT INTO {keyspace}.player_stats (player_id, kills, deaths, damage_dealt, \
@@ -126,6 +138,8 @@ impl Cql {
 struct Prepared {
     insert_combat: PreparedStatement,
     insert_state: PreparedStatement,
+    insert_plugins: PreparedStatement,
+    select_plugins: PreparedStatement,
     insert_stats: PreparedStatement,
     insert_profile: PreparedStatement,
     select_state: PreparedStatement,
@@ -210,6 +224,8 @@ impl ScyllaStore {
             insert_combat: prepare(&session, &cql.insert_combat, timeout).await?,
             insert_state: prepare(&session, &cql.insert_state, timeout).await?,
             insert_stats: prepare(&session, &cql.insert_stats, timeout).await?,
+            insert_plugins: prepare(&session, &cql.insert_plugins, timeout).await?,
+            select_plugins: prepare(&session, &cql.select_plugins, timeout).await?,
             insert_profile: prepare(&session, &cql.insert_profile, timeout).await?,
             select_state: prepare(&session, &cql.select_state, timeout).await?,
             select_stats: prepare(&session, &cql.select_stats, timeout).await?,
@@ -353,6 +369,7 @@ struct CombatValues {
 
 type StateValues = (i64, f32, f32, f32, i32, i64, i64);
 type StatsValues = (i64, i64, i64, i64, i64, i64, i64, i64);
+type PluginsValues = (i64, Vec<u8>, i64, i64);
 type ProfileValues = (i64, String, i64, i64);
 
 fn combat_values(r: &CombatRecord) -> Result<CombatValues, String> {
@@ -377,7 +394,7 @@ fn combat_values(r: &CombatRecord) -> Result<CombatValues, String> {
     })
 }
 
-fn save_values(r: &SaveRecord) -> Result<(StateValues, StatsValues), String> {
+fn save_values(r: &SaveRecord) -> Result<(StateValues, StatsValues, PluginsValues), String> {
     let s = &r.state;
     let player = player_to_cql(r.player);
     let version = to_i64(s.version.raw(), "version")?;
@@ -394,7 +411,8 @@ fn save_values(r: &SaveRecord) -> Result<(StateValues, StatsValues), String> {
         version,
         ts,
     );
-    Ok((state, stats))
+    let plugins = (player, s.plugins.as_bytes().to_vec(), version, ts);
+    Ok((state, stats, plugins))
 }
 
 fn profile_values(r: &ProfileRecord) -> Result<ProfileValues, String> {
@@ -457,6 +475,8 @@ enum Unit {
     State(usize, StateValues),
     /// A player's stats row.
     Stats(usize, StatsValues),
+    /// A player's plugin state row.
+    Plugins(usize, PluginsValues),
     /// A profile row.
     Profile(usize, ProfileValues),
 }
@@ -480,9 +500,10 @@ fn plan(batch: &[Record]) -> Result<Vec<Unit>, StoreError> {
                 }
             }
             Record::PlayerSave(s) => {
-                let (state, stats) = save_values(s).map_err(|r| reject(index, r))?;
+                let (state, stats, plugins) = save_values(s).map_err(|r| reject(index, r))?;
                 units.push(Unit::State(index, state));
                 units.push(Unit::Stats(index, stats));
+                units.push(Unit::Plugins(index, plugins));
             }
             Record::Profile(p) => {
                 let values = profile_values(p).map_err(|r| reject(index, r))?;
@@ -512,6 +533,10 @@ impl Inner {
         match unit {
             Unit::State(i, v) => self.execute(&p.insert_state, v).await.map_err(|f| (i, f))?,
             Unit::Stats(i, v) => self.execute(&p.insert_stats, v).await.map_err(|f| (i, f))?,
+            Unit::Plugins(i, v) => self
+                .execute(&p.insert_plugins, v)
+                .await
+                .map_err(|f| (i, f))?,
             Unit::Profile(i, v) => self
                 .execute(&p.insert_profile, v)
                 .await
@@ -636,6 +661,38 @@ struct StateRow {
 }
 
 #[derive(Debug, DeserializeRow)]
+struct PluginsRow {
+    plugins: Option<Vec<u8>>,
+    version: Option<i64>,
+}
+
+/// A player's plugin state: none for a player last saved before plugins (no row); a row of
+/// another version than the state's is a save still being flushed (transient, as for stats).
+fn plugins_from_row(version: u64, row: Option<PluginsRow>) -> Result<SavedPlugins, StoreError> {
+    const T: &str = "player_plugins";
+    let Some(row) = row else {
+        return Ok(SavedPlugins::default());
+    };
+    let row_version: u64 = in_range(T, "version", row.version)?;
+    if row_version != version {
+        return Err(StoreError::Unavailable(format!(
+            "player_state at version {version} but player_plugins at {row_version}: \
+             a save is still being flushed"
+        )));
+    }
+    let bytes = row.plugins.unwrap_or_default();
+    SavedPlugins::from_bytes(&bytes).ok_or_else(|| {
+        bad(
+            T,
+            format_args!(
+                "plugins: {} bytes that are not saved plugin records",
+                bytes.len()
+            ),
+        )
+    })
+}
+
+#[derive(Debug, DeserializeRow)]
 struct StatsRow {
     kills: Option<i64>,
     deaths: Option<i64>,
@@ -737,6 +794,7 @@ fn state_from_rows(state: StateRow, stats: Option<StatsRow>) -> Result<PlayerSta
             xp: in_range(S, "xp", stats.xp)?,
         },
         version: Version::from_raw(version),
+        plugins: SavedPlugins::default(),
     })
 }
 
@@ -827,16 +885,19 @@ impl ColdStore for ScyllaStore {
 
     async fn load_player(&self, player: PlayerId) -> Result<Option<StoredPlayer>, StoreError> {
         let p = &self.inner.prepared;
-        let (state, stats, profile) = tokio::join!(
+        let (state, stats, plugins, profile) = tokio::join!(
             self.inner.select_one(&p.select_state, player),
             self.inner.select_one(&p.select_stats, player),
+            self.inner.select_one(&p.select_plugins, player),
             self.inner.select_one(&p.select_profile, player),
         );
         let Some(state_row) = first_row::<StateRow>("player_state", state?)? else {
             return Ok(None);
         };
         let stats_row = first_row::<StatsRow>("player_stats", stats?)?;
-        let state = state_from_rows(state_row, stats_row)?;
+        let mut state = state_from_rows(state_row, stats_row)?;
+        let plugins_row = first_row::<PluginsRow>("player_plugins", plugins?)?;
+        state.plugins = plugins_from_row(state.version.raw(), plugins_row)?;
         let profile = first_row::<ProfileRow>("player_profiles", profile?)?
             .map(|row| profile_from_row(player, row))
             .transpose()?;
