@@ -203,7 +203,9 @@ pub fn build_zone_of(config: &Config, hosted: &HostedZone) -> anyhow::Result<Zon
         zone_config.rules = Rules::from_toml_str(&text)
             .with_context(|| format!("rules file {}", path.display()))?;
     }
-    Zone::new(zone_config, hosted.seed).with_context(|| format!("building zone {}", hosted.zone))
+    let game = crate::game::game_of(&z.plugins).context("zone.plugins")?;
+    Zone::with_game(zone_config, hosted.seed, &game)
+        .with_context(|| format!("building zone {}", hosted.zone))
 }
 
 /// Opens the stores `config` names: Redis or the in-process hot store, ScyllaDB or the
@@ -782,6 +784,7 @@ fn start_demo_bots(
     let grid = config.grid()?;
     let first = zones.first().context("no zone to simulate")?;
     let (bots_stop, bots_stop_rx) = watch::channel(false);
+    let game_wire = crate::game::wire_of(&config.zone.plugins).context("zone.plugins")?;
     let bots = (config.bots > 0).then(|| {
         let bot_config = BotConfig {
             server: first.public_address,
@@ -795,6 +798,7 @@ fn start_demo_bots(
             roam: config.is_world().then_some(grid),
             layout: None,
             stand: false,
+            game: game_wire.clone(),
         };
         let (key, rx) = (key.clone(), bots_stop_rx.clone());
         tokio::spawn(async move { Ok(run_crowd(bot_config, &key, rx).await?) })

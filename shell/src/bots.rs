@@ -11,16 +11,21 @@ use std::time::Duration;
 use crate::socket::DatagramSocket;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
+use zone_capture::{Flag, PlantFlag};
 use zone_core::client::interpolation::{Interpolator, Rendered};
 use zone_core::client::prediction::{Predictor, Smoothing};
 use zone_core::client::timesync::TimeSync;
 use zone_core::client::{ClientEvent as GameEvent, ClientSession};
+use zone_core::game::WireLayout;
 use zone_core::netcode::{Client, ClientEvent, ClientState, Key};
-use zone_core::protocol::NetEntity;
 use zone_core::protocol::ServerMessage;
+use zone_core::protocol::{NetEntity, NetKind};
 use zone_core::rng::{self, Purpose};
 use zone_core::world::WorldGrid;
-use zone_core::{AbilityId, AbilityUse, PlayerId, PlayerInput, Vec2, ZoneConfig, ZoneId};
+use zone_core::{AbilityId, AbilityUse, EntityId, PlayerId, PlayerInput, Vec2, ZoneConfig, ZoneId};
+
+/// How far a bot goes out of its way to capture a point it sees, units.
+const CAPTURE_REACH: f32 = 20.0;
 
 use crate::tokens::{TokenRequest, mint};
 
@@ -52,6 +57,9 @@ pub struct BotConfig {
     /// Without a world to roam: stand where they spawned (fighting back at whoever comes
     /// close) instead of walking about at random. A player who stays in one zone for long.
     pub stand: bool,
+    /// The server's game (its plugins' wire layout): the bots declare it, read the plugins'
+    /// state and, where the game has capture points, walk to a nearby point and capture it.
+    pub game: WireLayout,
 }
 
 /// What one bot saw.
@@ -73,6 +81,10 @@ pub struct BotReport {
     pub wire_bytes_out: u64,
     /// Most entities in view at once.
     pub max_visible: usize,
+    /// Plugin actions sent (capture flags planted).
+    pub actions_sent: u64,
+    /// The server runs another game than `BotConfig::game`.
+    pub game_mismatch: bool,
     /// Hits involving this bot (combat log).
     pub hits: u64,
     /// Server packets the session refused.
@@ -320,7 +332,7 @@ async fn play_shard(
         };
         let socket = std::net::UdpSocket::bind(bind)?;
         socket.set_nonblocking(true)?;
-        bots.push((Bot::new(player, &token, epoch), socket, false));
+        bots.push((Bot::new(player, &token, epoch, &config.game), socket, false));
     }
     let mut ticker = step_interval(&config);
     let deadline = config.duration.map(|d| epoch + d);
@@ -472,11 +484,11 @@ enum Next {
 }
 
 impl Bot {
-    fn new(player: u64, token: &[u8; 2048], epoch: Instant) -> Self {
+    fn new(player: u64, token: &[u8; 2048], epoch: Instant, game: &WireLayout) -> Self {
         Self {
             player,
             client: Client::new(epoch.elapsed(), token),
-            session: ClientSession::new(PlayerId(player)),
+            session: ClientSession::with_game(PlayerId(player), game.clone()),
             report: BotReport {
                 player,
                 ..BotReport::default()
@@ -587,6 +599,15 @@ impl Bot {
         while let Some(ev) = self.session.poll_event() {
             match ev {
                 GameEvent::Message(ServerMessage::Welcome { .. }) => self.report.welcomed = true,
+                GameEvent::GameMismatch { ours, theirs } => {
+                    tracing::warn!(
+                        player = self.player,
+                        ?ours,
+                        ?theirs,
+                        "the server runs another game than the bots"
+                    );
+                    self.report.game_mismatch = true;
+                }
                 GameEvent::Message(ServerMessage::Hit { .. }) => self.report.hits += 1,
                 GameEvent::Message(ServerMessage::Goodbye { .. }) => {
                     self.report.server_closed = true
@@ -610,7 +631,8 @@ impl Bot {
                 self.outbox_list.push((to, a, self.outbox.len()));
             }
             self.client = Client::new(self.now(), &r.token[..]);
-            self.session = ClientSession::new(PlayerId(self.player));
+            self.session =
+                ClientSession::with_game(PlayerId(self.player), self.session.wire().clone());
             self.forget_zone();
             self.report.redirects += 1;
             self.report.lost = None;
@@ -697,6 +719,23 @@ impl Bot {
     }
 
     /// Chooses this tick's input and sends it with the acks.
+    /// The nearest capture point in view within [`CAPTURE_REACH`] whose flag is not this
+    /// bot's: its id, where it is and its flag.
+    fn capture_goal(&self, me: &NetEntity) -> Option<(EntityId, Vec2, Flag)> {
+        let at = self.session.position_vec(me);
+        self.session
+            .entities()
+            .iter()
+            .filter(|e| e.kind == NetKind::Prop)
+            .filter_map(|e| {
+                let flag = self.session.component::<Flag>(e.id)?;
+                let spot = self.session.position_vec(e);
+                (flag.owner != Some(me.id) && spot.distance(at) < CAPTURE_REACH)
+                    .then_some((e.id, spot, flag))
+            })
+            .min_by(|a, b| a.1.distance(at).total_cmp(&b.1.distance(at)))
+    }
+
     fn play(&mut self, config: &BotConfig, me: Option<NetEntity>) {
         self.n += 1;
         let mut d = rng::stream(config.seed, self.player, self.n, Purpose::Script);
@@ -721,6 +760,25 @@ impl Bot {
                         Vec2::new(a.cos(), a.sin())
                     };
                     self.run = d.below(3) == 0;
+                }
+            }
+        }
+        // A capture point nearby that is not ours: walk onto it, plant a flag, hold it.
+        if let Some(me) = me
+            && let Some((point, spot, flag)) = self.capture_goal(&me)
+        {
+            let at = self.session.position_vec(&me);
+            let to = spot - at;
+            if to.length() > 1.5 {
+                self.dir = to.normalize_or_zero();
+                self.run = to.length() > 6.0;
+            } else {
+                self.dir = Vec2::ZERO;
+                if flag.claimant != Some(me.id)
+                    && self.n.is_multiple_of(30)
+                    && self.session.send_action(&PlantFlag { point }).is_ok()
+                {
+                    self.report.actions_sent += 1;
                 }
             }
         }
@@ -808,7 +866,7 @@ pub async fn play_on<S: DatagramSocket>(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<BotReport, BotError> {
     let epoch = Instant::now();
-    let mut bot = Bot::new(player, &token, epoch);
+    let mut bot = Bot::new(player, &token, epoch, &config.game);
     let mut ticker = step_interval(config);
     let deadline = config.duration.map(|d| epoch + d);
     let mut buf = vec![0u8; 2048];

@@ -54,6 +54,9 @@ pub struct ZoneSection {
     pub npcs: u32,
     /// Gameplay rules file (TOML); built-in defaults when absent.
     pub rules_file: Option<PathBuf>,
+    /// Game plugins every zone runs after the built-in game, by name (see
+    /// [`crate::game::KNOWN_PLUGINS`]); the demo world runs the example capture points.
+    pub plugins: Vec<String>,
 }
 
 /// The world: `columns x rows` zones of `zone.arena_size` tiles, numbered row by row from
@@ -212,6 +215,7 @@ impl Default for ZoneSection {
             arena_size: 128,
             npcs: 100,
             rules_file: None,
+            plugins: vec![zone_capture::NAME.to_owned()],
         }
     }
 }
@@ -470,6 +474,9 @@ impl Config {
 
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(e) = crate::game::game_of(&self.zone.plugins) {
+            return Err(invalid("zone.plugins", e.to_string()));
+        }
         if let Some(url) = &self.admin.public_url
             && !crate::admin::neighbours::is_page_url(url)
         {

@@ -25,6 +25,7 @@ pub mod flood;
 /// corpus test enable it).
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod game;
 pub mod host;
 pub mod identity;
 pub mod keys;

@@ -125,6 +125,10 @@ struct RunArgs {
     /// Rules file (TOML).
     #[arg(long, env = "ZONE_RULES")]
     rules: Option<PathBuf>,
+    /// Game plugins after the built-in game, comma-separated (`""`: none; default: the demo's
+    /// `example.capture`).
+    #[arg(long, env = "ZONE_PLUGINS", value_delimiter = ',')]
+    plugins: Option<Vec<String>>,
     /// Most connected clients.
     #[arg(long, env = "ZONE_MAX_CLIENTS")]
     max_clients: Option<usize>,
@@ -316,6 +320,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(v) = args.rules {
         config.zone.rules_file = Some(v);
     }
+    if let Some(v) = args.plugins {
+        config.zone.plugins = v.into_iter().filter(|p| !p.trim().is_empty()).collect();
+    }
     if let Some(v) = args.snapshot_hz {
         config.net.snapshot_hz = Some(v);
     }
@@ -496,6 +503,7 @@ async fn bots(args: BotArgs) -> anyhow::Result<()> {
             tick_hz: args.tick_hz,
             duration: Some(Duration::from_secs(args.seconds)),
             seed: 1,
+            game: zone_shell::game::wire_of(&config.zone.plugins)?,
         },
         &key,
         stop,

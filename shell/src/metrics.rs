@@ -39,6 +39,16 @@ pub struct Reason {
     pub reason: std::borrow::Cow<'static, str>,
 }
 
+/// The labels of a game plugin's action count: the action's name and `accepted` or the
+/// reason it was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionOutcome {
+    /// The action ([`zone_core::game::Action::NAME`]; `unknown` for a kind no plugin has).
+    pub action: std::borrow::Cow<'static, str>,
+    /// `accepted`, or the refusal's [`zone_core::game::ActionError::reason`].
+    pub outcome: std::borrow::Cow<'static, str>,
+}
+
 /// A `direction` label (`in` or `out`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Direction {
@@ -92,6 +102,10 @@ pub struct Metrics {
     pub netcode_dropped: Vec<Counter>,
     /// Inputs refused by the zone, by reason.
     pub inputs_rejected: Family<Reason, Counter>,
+    /// Game plugins' client actions, by action and outcome.
+    pub plugin_actions: Family<ActionOutcome, Counter>,
+    /// Plugin state that did not load on join (`load_refused`) or fit a save (`save_full`).
+    pub plugin_state_errors: Family<Reason, Counter>,
     /// Combat hits.
     pub combat_events: Counter,
     /// Inputs that arrived after the tick they were stamped for.
@@ -192,6 +206,8 @@ impl Metrics {
                 .collect(),
             dropped,
             inputs_rejected: Family::default(),
+            plugin_actions: Family::default(),
+            plugin_state_errors: Family::default(),
             combat_events: Counter::default(),
             inputs_late: Counter::default(),
             lag_rewinds: Counter::default(),
@@ -286,6 +302,18 @@ impl Metrics {
                 "Inputs refused by the zone, by reason",
                 Zone,
                 &self.inputs_rejected,
+            ),
+            (
+                "plugin_actions",
+                "Game plugins' client actions, by action and outcome (accepted or the reason refused)",
+                Zone,
+                &self.plugin_actions,
+            ),
+            (
+                "plugin_state_errors",
+                "Plugin state that did not load on join or did not fit a save",
+                Zone,
+                &self.plugin_state_errors,
             ),
             ("combat_events", "Combat hits", Zone, &self.combat_events),
             (
@@ -476,6 +504,9 @@ pub struct HostExport {
     denied_logged_at: Option<std::time::Instant>,
     replication_seen: ReplicationMetrics,
     waits: Vec<std::time::Duration>,
+    /// Plugin action counts exported so far: (action, outcome) -> count.
+    actions_seen: std::collections::BTreeMap<(&'static str, &'static str), u64>,
+    plugin_errors_seen: (u64, u64),
 }
 
 /// Adds to `family` what `now` counted beyond `seen`, labelled by each reason.
@@ -498,6 +529,43 @@ fn export_counts<K: Label>(
 }
 
 impl HostExport {
+    /// Game plugins' action counts and state errors.
+    fn export_plugins(&mut self, zone: &zone_core::Zone, m: &Metrics) {
+        let mut add = |action: &'static str, outcome: &'static str, n: u64| {
+            let before = self.actions_seen.entry((action, outcome)).or_insert(0);
+            if n > *before {
+                m.plugin_actions
+                    .get_or_create(&ActionOutcome {
+                        action: action.into(),
+                        outcome: outcome.into(),
+                    })
+                    .inc_by(n - *before);
+                *before = n;
+            }
+        };
+        for count in zone.action_counts() {
+            add(count.action, "accepted", count.accepted);
+            for (reason, n) in &count.refused {
+                add(count.action, reason, *n);
+            }
+        }
+        add("unknown", "unknown_kind", zone.unknown_actions());
+        let (loads, saves) = zone.plugin_state_errors();
+        for (label, n, seen) in [
+            ("load_refused", loads, &mut self.plugin_errors_seen.0),
+            ("save_full", saves, &mut self.plugin_errors_seen.1),
+        ] {
+            if n > *seen {
+                m.plugin_state_errors
+                    .get_or_create(&Reason {
+                        reason: label.into(),
+                    })
+                    .inc_by(n - *seen);
+                *seen = n;
+            }
+        }
+    }
+
     /// Brings `m` up to date with `host`.
     pub fn export(&mut self, host: &mut ZoneHost, m: &Metrics) {
         host.swap_handoff_waits(&mut self.waits);
@@ -538,6 +606,7 @@ impl HostExport {
                 *before = n;
             }
         }
+        self.export_plugins(host.zone(), m);
         m.entities.set(now.entities as i64);
         m.ghosts.set(now.ghosts as i64);
         m.clients.set(host.client_count() as i64);
@@ -602,6 +671,11 @@ impl HostExport {
                 "inputs_redundant",
                 now.inputs_redundant,
                 &mut seen.inputs_redundant,
+            ),
+            (
+                "game_mismatches",
+                now.game_mismatches,
+                &mut seen.game_mismatches,
             ),
         ] {
             if now > *seen {

@@ -556,6 +556,7 @@ async fn bot(
         roam: roam.then(|| grid(shared.grid)),
         layout: None,
         stand: !roam,
+        game: Default::default(),
     };
     let (stop_tx, mut stop) = watch::channel(false);
     {
@@ -641,6 +642,7 @@ async fn second_login(shared: Arc<Shared>, player: u64, seed: u64) -> turmoil::R
         roam: None,
         layout: None,
         stand: false,
+        game: Default::default(),
     };
     let token = token(player, server)?;
     let socket = SimUdp(turmoil::net::UdpSocket::bind(("0.0.0.0", 0)).await?);

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use zone_core::game::Game;
 use zone_core::netcode::Key;
 use zone_core::protocol::NetEntity;
 use zone_core::world::WorldGrid;
@@ -141,6 +142,9 @@ pub struct RunConfig {
     /// A planted bug: the cold-store adapter silently drops every tenth combat record of a
     /// batch while reporting success. The invariants must catch it.
     pub lose_writes: bool,
+    /// The game the zone runs (a team's plugins under the same faults); the bots declare it
+    /// and, where it has capture points, capture them.
+    pub game: Game,
 }
 
 impl Default for RunConfig {
@@ -149,6 +153,7 @@ impl Default for RunConfig {
             bots: 20,
             seconds: 60,
             lose_writes: false,
+            game: Game::default(),
         }
     }
 }
@@ -162,6 +167,8 @@ pub struct Outcome {
     pub events_checked: usize,
     /// Player saves checked.
     pub saves_checked: usize,
+    /// Of those, saves that carry game-plugin state (checked with the rest of the state).
+    pub plugin_saves_checked: usize,
     /// Client views compared with the server's state.
     pub views_checked: usize,
     /// Client predictions reconciled with the server's avatar.
@@ -174,6 +181,9 @@ pub struct Outcome {
     pub event_log: Vec<(u64, u128, u16, bool)>,
     /// The zone's state hash when the last incarnation shut down.
     pub final_hash: u64,
+    /// Game-plugin actions the last incarnation of the zone accepted (from the bots, over
+    /// the wire).
+    pub plugin_actions_accepted: u64,
     /// Largest gap between two tick starts seen, microseconds.
     pub max_tick_gap_us: u64,
 }
@@ -184,6 +194,7 @@ type PresenceProbe = (Option<Vec<PlayerId>>, Vec<PlayerId>);
 /// State shared between the test and every host incarnation.
 #[derive(Debug, Default)]
 struct World {
+    game: Game,
     disk: Arc<SimFs>,
     cold: Arc<Mutex<ColdData>>,
     stop: AtomicBool,
@@ -191,6 +202,7 @@ struct World {
     runs: AtomicU64,
     max_gap_us: AtomicU64,
     final_hash: AtomicU64,
+    plugin_actions_accepted: AtomicU64,
     presence_after: Mutex<Option<PresenceProbe>>,
     lose_writes: bool,
     /// The server's quantized entities of recent ticks, by (run, tick).
@@ -336,7 +348,11 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
         },
         stats,
     )?;
-    let zone = Zone::new(ZoneConfig::arena(ZONE, ZONE_TILES, ZONE_TILES, 120), seed)?;
+    let zone = Zone::with_game(
+        ZoneConfig::arena(ZONE, ZONE_TILES, ZONE_TILES, 120),
+        seed,
+        &world.game,
+    )?;
     let ip = turmoil::lookup("zone");
     let mut host = ZoneHost::new(
         zone,
@@ -483,6 +499,10 @@ async fn zone_server(world: Arc<World>, seed: u64) -> turmoil::Result {
     world
         .final_hash
         .store(host.zone().state_hash(), Ordering::SeqCst);
+    let accepted = host.zone().action_counts().iter().map(|c| c.accepted).sum();
+    world
+        .plugin_actions_accepted
+        .store(accepted, Ordering::SeqCst);
     world.zone_done.store(true, Ordering::SeqCst);
     // Stay up (a host that returns would be restarted by nothing; keep the address bound).
     std::future::pending::<()>().await;
@@ -500,6 +520,7 @@ async fn bot(world: Arc<World>, player: u64, seed: u64, dup: bool) -> turmoil::R
         // The zone's map, so the bots predict walls exactly.
         layout: Some(WorldGrid::of_tiles(1, 1, ZONE_TILES, ZONE.0)?),
         stand: false,
+        game: world.game.wire()?,
         protocol_id: PROTOCOL,
         first_player: player,
         count: 1,
@@ -561,6 +582,7 @@ async fn bot(world: Arc<World>, player: u64, seed: u64, dup: bool) -> turmoil::R
 pub fn run(scenario: Scenario, seed: u64, rc: &RunConfig) -> Outcome {
     let world = Arc::new(World {
         lose_writes: rc.lose_writes,
+        game: rc.game.clone(),
         ..World::default()
     });
     let seconds = scenario.seconds(rc);
@@ -811,6 +833,10 @@ fn check(
         }
     }
     out.saves_checked = newest.len();
+    out.plugin_saves_checked = newest
+        .values()
+        .filter(|s| !s.state.plugins.is_empty())
+        .count();
     for (player, save) in &newest {
         match cold.saves.get(player) {
             Some(stored) if stored.state == save.state => {}
@@ -896,6 +922,7 @@ fn check(
         .map(|c| (c.run, c.event.id.0, c.event.damage, c.event.killed))
         .collect();
     out.final_hash = world.final_hash.load(Ordering::SeqCst);
+    out.plugin_actions_accepted = world.plugin_actions_accepted.load(Ordering::SeqCst);
 }
 
 /// Seeds to run: `SIM_SEED=S` replays one, `SIM_SEEDS=N` runs N, else `default`.

@@ -573,6 +573,8 @@ fn outage_rows(r: &mut Report, seconds: u64) -> anyhow::Result<()> {
             .build()?;
         let out = rt.block_on(async {
             let mut config = zone_shell::config::Config::default();
+            // The built-in game alone, as in every run before plugins: figures stay comparable.
+            config.zone.plugins.clear();
             config.net.bind = "127.0.0.1:0".parse()?;
             config.admin.bind = "127.0.0.1:0".parse()?;
             config.data_dir = dir.clone();
@@ -597,6 +599,7 @@ fn outage_rows(r: &mut Report, seconds: u64) -> anyhow::Result<()> {
                 roam: None,
                 layout: None,
                 stand: false,
+                game: Default::default(),
                 protocol_id: running.protocol_id,
                 first_player: 1,
                 count: 100,
@@ -831,6 +834,8 @@ fn serve_child(args: &[String]) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let mut config = zone_shell::config::Config::default();
+        // The built-in game alone, as in every run before plugins: figures stay comparable.
+        config.zone.plugins.clear();
         config.net.bind = "127.0.0.1:0".parse()?;
         config.admin.bind = "127.0.0.1:0".parse()?;
         config.data_dir = dir;
@@ -875,6 +880,8 @@ fn world_rows(r: &mut Report, bots: u32, seconds: u64) -> anyhow::Result<()> {
         .build()?;
     let out = rt.block_on(async {
         let mut config = zone_shell::config::Config::default();
+        // The built-in game alone, as in every run before plugins: figures stay comparable.
+        config.zone.plugins.clear();
         config.net.bind = "127.0.0.1:0".parse()?;
         config.admin.bind = "127.0.0.1:0".parse()?;
         config.data_dir = dir.clone();
@@ -886,6 +893,7 @@ fn world_rows(r: &mut Report, bots: u32, seconds: u64) -> anyhow::Result<()> {
             roam: Some(config.grid()?),
             layout: None,
             stand: false,
+            game: Default::default(),
             protocol_id: running.protocol_id,
             first_player: 1,
             count: bots,
@@ -1011,6 +1019,7 @@ fn e2e_rows(r: &mut Report, bots: u32, seconds: u64) -> anyhow::Result<()> {
                 roam: None,
                 layout: Some(layout),
                 stand: false,
+                game: Default::default(),
                 protocol_id: zone_shell::config::Config::default().net.protocol_id,
                 first_player: 1,
                 count: bots,

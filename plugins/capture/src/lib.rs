@@ -35,6 +35,9 @@ use zone_core::{EntityId, Zone};
 pub use action::{PlantFlag, PlantRefused};
 pub use components::{CapturePoint, CaptureRules, CaptureScore, Flag};
 
+/// The plugin's name ([`ZonePlugin::name`]).
+pub const NAME: &str = "example.capture";
+
 /// The plugin: where the points are, as fractions of the map (so one layout fits every zone
 /// of a world), and the rules.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,7 +64,7 @@ impl CapturePoints {
 
 impl ZonePlugin for CapturePoints {
     fn name(&self) -> &'static str {
-        "example.capture"
+        NAME
     }
 
     fn declare(&self, wire: &mut Wire) {

@@ -94,6 +94,7 @@ async fn roam(running: &Running, config: &Config, seconds: u64) -> zone_shell::b
         roam: Some(config.grid().unwrap()),
         layout: None,
         stand: false,
+        game: zone_shell::game::demo_wire(),
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let key = running.private_key.clone();
@@ -190,6 +191,7 @@ async fn client(
         roam: None,
         layout: None,
         stand: false,
+        game: zone_shell::game::demo_wire(),
     };
     let token = mint(
         &TokenRequest {

@@ -604,6 +604,7 @@ async fn the_server_keeps_ticking_through_a_redis_restart_and_loses_nothing() {
         roam: None,
         layout: None,
         stand: false,
+        game: zone_shell::game::demo_wire(),
         protocol_id: running.protocol_id,
         first_player: 500,
         count: 8,
@@ -722,6 +723,7 @@ async fn a_zone_plays_through_a_25_second_redis_outage_on_the_default_lease() {
         roam: None,
         layout: None,
         stand: false,
+        game: zone_shell::game::demo_wire(),
         protocol_id: running.protocol_id,
         first_player: 700,
         count: 6,
@@ -915,6 +917,7 @@ async fn a_world_split_over_two_servers_sharing_redis_hands_players_from_one_to_
         roam: Some(grid),
         layout: None,
         stand: false,
+        game: zone_shell::game::demo_wire(),
     };
     let key = running[0].0.private_key.clone();
     let crowd = tokio::spawn(async move { run_crowd(bots, &key, stop).await });

@@ -79,6 +79,7 @@ async fn a_sentinel_failover_under_play_keeps_the_zone_ticking_and_its_lease() {
         roam: None,
         layout: None,
         stand: false,
+        game: zone_shell::game::demo_wire(),
         protocol_id: running.protocol_id,
         first_player: 800,
         count: 6,

@@ -31,6 +31,7 @@ fn bots(running: &Running, count: u32, first: u64, seconds: f64) -> BotConfig {
         roam: None,
         layout: None,
         stand: false,
+        game: zone_shell::game::demo_wire(),
         protocol_id: running.protocol_id,
         first_player: first,
         count,

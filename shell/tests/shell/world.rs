@@ -32,6 +32,7 @@ fn roaming_bots(running: &Running, config: &Config, count: u32) -> BotConfig {
         roam: Some(config.grid().unwrap()),
         layout: None,
         stand: false,
+        game: zone_shell::game::demo_wire(),
     }
 }
 
