@@ -26,6 +26,11 @@ use zone_core::{AbilityId, AbilityUse, EntityId, PlayerId, PlayerInput, Vec2, Zo
 
 /// How far a bot goes out of its way to capture a point it sees, units.
 const CAPTURE_REACH: f32 = 20.0;
+/// Steps (ticks) a bot plays before it first goes for a capture point, and rests between two
+/// pursuits: bots mostly roam (and cross borders), and capture now and then.
+const CAPTURE_REST: u64 = 1_800;
+/// Steps a bot spends on one pursuit at most (walking there, holding the point).
+const CAPTURE_PURSUIT: u64 = 600;
 
 use crate::tokens::{TokenRequest, mint};
 
@@ -439,6 +444,10 @@ struct Bot {
     outbox_list: Vec<(SocketAddr, usize, usize)>,
     /// Clock, prediction and interpolation of the zone played in (from its welcome on).
     responsive: Option<Responsive>,
+    /// The step the current capture pursuit began at, if one is on.
+    capture_since: Option<u64>,
+    /// No pursuit before this step.
+    capture_rest_until: u64,
 }
 
 /// A game client's responsive half, as a bot runs it: the server's clock, the own avatar
@@ -504,6 +513,8 @@ impl Bot {
             outbox: Vec::with_capacity(4 * 1_300),
             outbox_list: Vec::with_capacity(4),
             responsive: None,
+            capture_since: None,
+            capture_rest_until: CAPTURE_REST,
         }
     }
 
@@ -763,10 +774,17 @@ impl Bot {
                 }
             }
         }
-        // A capture point nearby that is not ours: walk onto it, plant a flag, hold it.
-        if let Some(me) = me
-            && let Some((point, spot, flag)) = self.capture_goal(&me)
+        // Now and then, a capture point nearby that is not ours: walk onto it, plant a flag,
+        // hold it (at most CAPTURE_PURSUIT steps, then CAPTURE_REST steps of roaming).
+        let goal = me
+            .filter(|_| self.n >= self.capture_rest_until)
+            .and_then(|me| Some((me, self.capture_goal(&me)?)));
+        let since = goal.map(|_| *self.capture_since.get_or_insert(self.n));
+        if goal.is_none() && self.capture_since.is_some()
+            || since.is_some_and(|s| self.n - s > CAPTURE_PURSUIT)
         {
+            (self.capture_since, self.capture_rest_until) = (None, self.n + CAPTURE_REST);
+        } else if let Some((me, (point, spot, flag))) = goal {
             let at = self.session.position_vec(&me);
             let to = spot - at;
             if to.length() > 1.5 {

@@ -41,6 +41,9 @@ pub struct Dot {
     pub max_health: u16,
     /// Alive or dead.
     pub alive: bool,
+    /// A capture point ([`zone_capture::Flag`]): its owner's entity id (0: none) and the
+    /// current capture's percent; `None` for anything else.
+    pub flag: Option<[u32; 2]>,
 }
 
 /// The state of the entity a viewer asked about, beyond its [`Dot`].
@@ -111,6 +114,7 @@ impl MapSample {
         let zone = host.zone();
         self.tick = zone.current_tick();
         self.dots.clear();
+        let wire = zone.wire();
         self.dots.extend(zone.entities().map(|e| Dot {
             id: e.id.0,
             player: match e.kind {
@@ -122,6 +126,10 @@ impl MapSample {
             health: e.health,
             max_health: e.max_health,
             alive: e.alive,
+            flag: (e.kind == EntityKind::Prop)
+                .then(|| wire.component::<zone_capture::Flag>(&e.ext)?.ok())
+                .flatten()
+                .map(|f| [f.owner.map_or(0, |o| o.0), u32::from(f.percent)]),
         }));
         self.detail = detail.and_then(|id| {
             let dot = *self.dot(id)?;

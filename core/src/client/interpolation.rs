@@ -47,6 +47,9 @@ pub struct Rendered {
     pub max_health: u16,
     /// Alive.
     pub alive: bool,
+    /// Game plugins' replicated state, as of the snapshot drawn from (discrete, not
+    /// interpolated); read it typed with [`crate::game::WireLayout::component`].
+    pub ext: crate::protocol::Ext,
 }
 
 /// Running totals, for metrics and the report.
@@ -227,6 +230,7 @@ fn drawn(e: &NetEntity, pos: Vec2) -> Rendered {
         health: e.health,
         max_health: e.max_health,
         alive: e.alive,
+        ext: e.ext,
     }
 }
 

@@ -114,3 +114,32 @@ pub fn points(zone: &Zone) -> impl Iterator<Item = (EntityId, CapturePoint, Flag
     found.sort_by_key(|(_, p, _)| p.index);
     found.into_iter()
 }
+
+/// The fuzz target `fuzz/fuzz_targets/capture.rs` (and its corpus replay in `cargo test`):
+/// the first byte picks the plant-flag decoder, the flag's codec, or the whole action path of
+/// a zone running the plugin, built with [`zone_core::game::kit`]'s fuzz entries.
+pub fn fuzz(data: &[u8]) {
+    use zone_core::game::kit;
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    match which % 3 {
+        0 => kit::fuzz_action::<PlantFlag>(rest),
+        1 => kit::fuzz_replicated::<Flag>(rest),
+        _ => {
+            let game = zone_core::game::Game::default().with(CapturePoints::demo());
+            let config = zone_core::ZoneConfig::arena(zone_core::ZoneId(1), 32, 32, 0);
+            let Ok(mut zone) = Zone::with_game(config, 1, &game) else {
+                return;
+            };
+            let player = zone_core::PlayerId(1);
+            let mut state = zone.new_character(player);
+            if let Some((_, point, _)) = points(&zone).next() {
+                (state.x, state.y) = (point.center.x, point.center.y);
+            }
+            if zone.join(player, state).is_ok() {
+                kit::fuzz_zone_actions(&mut zone, player, rest);
+            }
+        }
+    }
+}

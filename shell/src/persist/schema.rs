@@ -231,7 +231,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_file_splits_into_the_keyspace_and_five_tables() {
+    fn the_file_splits_into_the_keyspace_and_six_tables() {
         let stmts = split_statements(SCHEMA_CQL);
         let heads: Vec<&str> = stmts
             .iter()
@@ -243,6 +243,7 @@ mod tests {
                 "CREATE KEYSPACE IF NOT EXISTS zone",
                 "CREATE TABLE IF NOT EXISTS zone.combat_events (",
                 "CREATE TABLE IF NOT EXISTS zone.player_state (",
+                "CREATE TABLE IF NOT EXISTS zone.player_plugins (",
                 "CREATE TABLE IF NOT EXISTS zone.player_stats (",
                 "CREATE TABLE IF NOT EXISTS zone.player_profiles (",
                 "CREATE TABLE IF NOT EXISTS zone.zone_fences (",
@@ -263,7 +264,7 @@ mod tests {
     #[test]
     fn keyspace_and_replication_factor_are_substituted() {
         let stmts = statements("mmo_eu1", 5).expect("statements");
-        assert_eq!(stmts.len(), 6);
+        assert_eq!(stmts.len(), 7);
         assert!(stmts[0].starts_with("CREATE KEYSPACE IF NOT EXISTS mmo_eu1\n"));
         assert!(
             stmts[0].contains("'replication_factor': 5}"),
@@ -272,8 +273,8 @@ mod tests {
         );
         assert!(stmts[0].contains("'NetworkTopologyStrategy'"));
         assert!(stmts[1].starts_with("CREATE TABLE IF NOT EXISTS mmo_eu1.combat_events ("));
-        assert!(stmts[4].starts_with("CREATE TABLE IF NOT EXISTS mmo_eu1.player_profiles ("));
-        assert!(stmts[5].starts_with("CREATE TABLE IF NOT EXISTS mmo_eu1.zone_fences ("));
+        assert!(stmts[5].starts_with("CREATE TABLE IF NOT EXISTS mmo_eu1.player_profiles ("));
+        assert!(stmts[6].starts_with("CREATE TABLE IF NOT EXISTS mmo_eu1.zone_fences ("));
         for s in &stmts {
             let (_, left) = replace_identifier(s, TEMPLATE_KEYSPACE, "x");
             assert_eq!(left, 0, "the template keyspace survived in {s}");

@@ -759,18 +759,69 @@ fn the_spool_knows_each_players_newest_unflushed_save_across_zones_and_restarts(
     spool.close();
 }
 
-/// A frame as every spool has held it since the first release: byte 0 is `0x5A` (record
-/// version 1), then length, CRC32 of sequence number and payload, sequence number, payload.
+/// A frame as every spool has held it since the first release: byte 0 is `0x59 + version`
+/// (`0x5A`: record version 1), then length, CRC32 of sequence number and payload, sequence
+/// number, payload.
 fn first_version_frame(seq: u64, payload: &[u8]) -> Vec<u8> {
+    frame_of_version(1, seq, payload)
+}
+
+fn frame_of_version(version: u8, seq: u64, payload: &[u8]) -> Vec<u8> {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&seq.to_le_bytes());
     crc.update(payload);
-    let mut frame = vec![0x5A];
+    let mut frame = vec![0x59 + version];
     frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     frame.extend_from_slice(&crc.finalize().to_le_bytes());
     frame.extend_from_slice(&seq.to_le_bytes());
     frame.extend_from_slice(payload);
     frame
+}
+
+/// A save's payload as record version 1 wrote it: the state without plugin state.
+fn v1_save(player: u64, version: u64, x: f32) -> Vec<u8> {
+    #[derive(bincode::Encode)]
+    struct State {
+        x: f32,
+        y: f32,
+        facing: f32,
+        health: u16,
+        stats: zone_core::PlayerStats,
+        version: Version,
+    }
+    #[derive(bincode::Encode)]
+    struct Save {
+        zone: ZoneId,
+        player: PlayerId,
+        state: State,
+        fence: u64,
+        unix_ms: u64,
+    }
+    #[derive(bincode::Encode)]
+    enum V1 {
+        #[allow(dead_code)]
+        Combat(u8),
+        PlayerSave(Save),
+    }
+    let Record::PlayerSave(s) = save(player, version, x) else {
+        unreachable!()
+    };
+    let st = s.state;
+    let v1 = V1::PlayerSave(Save {
+        zone: s.zone,
+        player: s.player,
+        state: State {
+            x: st.x,
+            y: st.y,
+            facing: st.facing,
+            health: st.health,
+            stats: st.stats,
+            version: st.version,
+        },
+        fence: s.fence,
+        unix_ms: s.unix_ms,
+    });
+    bincode::encode_to_vec(v1, bincode::config::standard()).unwrap()
 }
 
 fn encoded(r: &Record) -> Vec<u8> {
@@ -784,16 +835,23 @@ fn frames_are_written_as_spools_have_always_held_them_so_old_spools_replay() {
     let payload = encoded(&save(3, 11, 4.5));
     let mut written = Vec::new();
     zone_shell::persist::spool::write_frame(&mut written, 42, &payload);
-    assert_eq!(written, first_version_frame(42, &payload));
+    // Record version 2 (player states with plugin state): the same frame layout.
+    assert_eq!(written, frame_of_version(2, 42, &payload));
 
+    // A spool of version 1 frames (written before plugin state) replays, next to new ones.
     let dir = tempfile::tempdir().unwrap();
     let mut old = first_version_frame(1, &encoded(&combat(1, 5, 0)));
-    old.extend(first_version_frame(2, &payload));
+    old.extend(first_version_frame(2, &v1_save(3, 10, 4.0)));
+    old.extend(frame_of_version(2, 3, &payload));
     std::fs::write(dir.path().join(format!("seg-{:020}.log", 1)), &old).unwrap();
     let (spool, recovery) = open(dir.path(), 1 << 30);
     assert_eq!(
         recovery.records,
-        vec![(1, combat(1, 5, 0)), (2, save(3, 11, 4.5))]
+        vec![
+            (1, combat(1, 5, 0)),
+            (2, save(3, 10, 4.0)),
+            (3, save(3, 11, 4.5))
+        ]
     );
     assert!(recovery.undecodable.is_empty());
     assert!(spool.close().is_empty());
@@ -804,10 +862,10 @@ fn a_frame_of_a_newer_record_version_is_kept_for_the_dead_letter_not_skipped_as_
     let dir = tempfile::tempdir().unwrap();
     let future = b"a record encoded by a newer server".to_vec();
     let mut frame2 = first_version_frame(2, &future);
-    frame2[0] = 0x5B; // record version 2, unknown here
-    let mut bytes = first_version_frame(1, &encoded(&save(1, 1, 1.0)));
+    frame2[0] = 0x5C; // record version 3, unknown here
+    let mut bytes = frame_of_version(2, 1, &encoded(&save(1, 1, 1.0)));
     bytes.extend(&frame2);
-    bytes.extend(first_version_frame(3, &encoded(&save(1, 2, 2.0))));
+    bytes.extend(frame_of_version(2, 3, &encoded(&save(1, 2, 2.0))));
     std::fs::write(dir.path().join(format!("seg-{:020}.log", 1)), &bytes).unwrap();
 
     let (spool, recovery) = open(dir.path(), 1 << 30);
@@ -824,7 +882,7 @@ fn a_frame_of_a_newer_record_version_is_kept_for_the_dead_letter_not_skipped_as_
         vec![(
             2,
             future,
-            zone_shell::persist::RecordError::UnknownVersion(2)
+            zone_shell::persist::RecordError::UnknownVersion(3)
         )]
     );
     assert!(spool.close().is_empty());

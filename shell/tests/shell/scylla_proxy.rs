@@ -307,7 +307,7 @@ impl FakeNode {
             state.partition_keys.insert(name.clone(), pk);
             state.tables.insert(name, cols);
         }
-        assert_eq!(state.tables.len(), 5, "{:?}", state.tables.keys());
+        assert_eq!(state.tables.len(), 6, "{:?}", state.tables.keys());
         Self {
             ip,
             state: Arc::new(Mutex::new(state)),
@@ -921,7 +921,7 @@ async fn an_invalid_record_is_rejected_with_its_index_and_the_rest_is_written() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_player_reads_three_tables_and_refuses_bad_rows() {
+async fn load_player_reads_four_tables_and_refuses_bad_rows() {
     let _live = crate::support::live(module_path!());
     let h = Harness::start().await;
     assert_eq!(h.store.load_player(PlayerId(5)).await.expect("load"), None);
@@ -964,6 +964,34 @@ async fn load_player_reads_three_tables_and_refuses_bad_rows() {
     assert_eq!(loaded.state.version.raw(), 9);
     assert_eq!(loaded.state.stats.damage_dealt, 300);
     assert_eq!(loaded.profile.expect("profile").name, "ayla");
+    assert!(
+        loaded.state.plugins.is_empty(),
+        "no player_plugins row: saved before plugins"
+    );
+
+    // Plugin state of the same save is loaded with it; one of another version is a save
+    // still being flushed (retry); bytes that are not records are a bad row.
+    let mut plugins = zone_core::SavedPlugins::default();
+    plugins.push(0x1234, 2, &[7, 0, 0, 0]).unwrap();
+    let plugins_row = |bytes: &[u8], version: i64| {
+        row(&[
+            ("plugins", Some(bytes.to_vec())),
+            ("version", be_i64(version)),
+        ])
+    };
+    h.fake
+        .set_rows("player_plugins", vec![plugins_row(plugins.as_bytes(), 9)]);
+    let loaded = h.store.load_player(PlayerId(5)).await.expect("load");
+    assert_eq!(loaded.expect("a player").state.plugins, plugins);
+    h.fake
+        .set_rows("player_plugins", vec![plugins_row(plugins.as_bytes(), 8)]);
+    let err = h.store.load_player(PlayerId(5)).await.expect_err("in flight");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    h.fake
+        .set_rows("player_plugins", vec![plugins_row(&[0x34, 0x12, 2, 9], 9)]);
+    let err = h.store.load_player(PlayerId(5)).await.expect_err("bad plugin bytes");
+    assert!(matches!(err, StoreError::BadRow(_)), "{err:?}");
+    h.fake.set_rows("player_plugins", vec![]);
 
     h.fake.set_rows("player_state", vec![state(-4)]);
     let err = h.store.load_player(PlayerId(5)).await.expect_err("bad row");
