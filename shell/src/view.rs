@@ -115,21 +115,23 @@ impl MapSample {
         self.tick = zone.current_tick();
         self.dots.clear();
         let wire = zone.wire();
-        self.dots.extend(zone.entities().map(|e| Dot {
-            id: e.id.0,
-            player: match e.kind {
-                EntityKind::Player(p) => Some(p.0),
-                EntityKind::Npc | EntityKind::Prop => None,
-            },
-            x: e.position.x,
-            y: e.position.y,
-            health: e.health,
-            max_health: e.max_health,
-            alive: e.alive,
-            flag: (e.kind == EntityKind::Prop)
-                .then(|| wire.component::<zone_capture::Flag>(&e.ext)?.ok())
-                .flatten()
-                .map(|f| [f.owner.map_or(0, |o| o.0), u32::from(f.percent)]),
+        self.dots.extend(zone.entities().map(|e| {
+            Dot {
+                id: e.id.0,
+                player: match e.kind {
+                    EntityKind::Player(p) => Some(p.0),
+                    EntityKind::Npc | EntityKind::Prop => None,
+                },
+                x: e.position.x,
+                y: e.position.y,
+                health: e.health,
+                max_health: e.max_health,
+                alive: e.alive,
+                flag: (e.kind == EntityKind::Prop)
+                    .then(|| wire.component::<zone_capture::Flag>(&e.ext)?.ok())
+                    .flatten()
+                    .map(|f| [f.owner.map_or(0, |o| o.0), u32::from(f.percent)]),
+            }
         }));
         self.detail = detail.and_then(|id| {
             let dot = *self.dot(id)?;

@@ -5,7 +5,8 @@
 
 #[test]
 fn the_capture_corpus_survives() {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/capture");
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/capture");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("fuzz corpus {} missing: {e}", dir.display()))
         .map(|e| e.unwrap().path())

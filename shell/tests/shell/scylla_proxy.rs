@@ -985,11 +985,19 @@ async fn load_player_reads_four_tables_and_refuses_bad_rows() {
     assert_eq!(loaded.expect("a player").state.plugins, plugins);
     h.fake
         .set_rows("player_plugins", vec![plugins_row(plugins.as_bytes(), 8)]);
-    let err = h.store.load_player(PlayerId(5)).await.expect_err("in flight");
+    let err = h
+        .store
+        .load_player(PlayerId(5))
+        .await
+        .expect_err("in flight");
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     h.fake
         .set_rows("player_plugins", vec![plugins_row(&[0x34, 0x12, 2, 9], 9)]);
-    let err = h.store.load_player(PlayerId(5)).await.expect_err("bad plugin bytes");
+    let err = h
+        .store
+        .load_player(PlayerId(5))
+        .await
+        .expect_err("bad plugin bytes");
     assert!(matches!(err, StoreError::BadRow(_)), "{err:?}");
     h.fake.set_rows("player_plugins", vec![]);
 
