@@ -171,3 +171,36 @@ fn section_10_3_an_avatar_section() {
     assert_eq!(buf, bytes);
     assert_eq!(ServerPacket::decode(&bytes), Ok(p));
 }
+
+#[test]
+fn section_5_6_a_prop_spawn_with_plugin_state() {
+    // The standing spawn of section 10.2 as a capture point (a prop, no health) owned by
+    // entity 5: flags 0x1A (prop, alive, ext), then the ext block `01 04 05 00 00 00`.
+    let mut bytes = [0u8; zone_core::protocol::EXT_BYTES];
+    bytes[0] = 5;
+    let p = ServerPacket {
+        tick: 7,
+        spawns: vec![NetEntity {
+            id: EntityId(9),
+            kind: NetKind::Prop,
+            alive: true,
+            x: 640,
+            y: -128,
+            anchor: 0,
+            vx: 0,
+            vy: 0,
+            facing: 128,
+            health: 0,
+            max_health: 0,
+            ext: Ext { present: 1, bytes },
+        }],
+        ..ServerPacket::default()
+    };
+    let mut buf = Vec::new();
+    p.encode(&mut buf);
+    assert_eq!(
+        buf,
+        hex("03 01 07 00 00 10 01 09 1A FB 00 05 FB FF 00 80 00 00 01 04 05 00 00 00")
+    );
+    assert_eq!(ServerPacket::decode(&buf), Ok(p));
+}

@@ -1,47 +1,18 @@
 //! A warm, busy zone (1,000 players, 5,000 NPCs, combat going on) allocates nothing per tick;
 //! replicating it to 1,000 clients allocates only when a view outgrows every buffer so far.
 //!
-//! A counting global allocator counts heap allocations made by this test's thread only, so
-//! other test threads cannot disturb the count.
+//! The kit's counting global allocator (`zone_kit::CountingAllocator`, what game teams use on
+//! their plugins) counts heap allocations made by this test's thread only, so other test
+//! threads cannot disturb the count.
 
 #![allow(clippy::unwrap_used)]
 
 mod testkit;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; only adds a thread-local counter.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use zone_kit::{CountingAllocator, allocations};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCS.with(Cell::get)
-}
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 #[test]
 fn warm_busy_zone_allocates_nothing_per_tick() {
