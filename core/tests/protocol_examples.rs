@@ -175,7 +175,8 @@ fn section_10_3_an_avatar_section() {
 #[test]
 fn section_5_6_a_prop_spawn_with_plugin_state() {
     // The standing spawn of section 10.2 as a capture point (a prop, no health) owned by
-    // entity 5: flags 0x1A (prop, alive, ext), then the ext block `01 04 05 00 00 00`.
+    // entity 5: flags 0x1A (prop, alive, ext), then the ext block `01 01 05` (trailing zero
+    // bytes are not sent).
     let mut bytes = [0u8; zone_core::protocol::EXT_BYTES];
     bytes[0] = 5;
     let p = ServerPacket {
@@ -200,7 +201,7 @@ fn section_5_6_a_prop_spawn_with_plugin_state() {
     p.encode(&mut buf);
     assert_eq!(
         buf,
-        hex("03 01 07 00 00 10 01 09 1A FB 00 05 FB FF 00 80 00 00 01 04 05 00 00 00")
+        hex("03 01 07 00 00 10 01 09 1A FB 00 05 FB FF 00 80 00 00 01 01 05")
     );
     assert_eq!(ServerPacket::decode(&buf), Ok(p));
 }

@@ -26,8 +26,10 @@ use zone_core::{AbilityId, AbilityUse, EntityId, PlayerId, PlayerInput, Vec2, Zo
 
 /// How far a bot goes out of its way to capture a point it sees, units.
 const CAPTURE_REACH: f32 = 20.0;
-/// Steps (ticks) a bot plays before it first goes for a capture point, and rests between two
-/// pursuits: bots mostly roam (and cross borders), and capture now and then.
+/// One bot in this many goes for capture points (where the game has them); the others only
+/// roam and fight, so a crowd still crosses borders.
+const CAPTURERS: u64 = 4;
+/// Steps (ticks) a capturing bot rests between two pursuits, roaming.
 const CAPTURE_REST: u64 = 1_800;
 /// Steps a bot spends on one pursuit at most (walking there, holding the point).
 const CAPTURE_PURSUIT: u64 = 600;
@@ -514,7 +516,11 @@ impl Bot {
             outbox_list: Vec::with_capacity(4),
             responsive: None,
             capture_since: None,
-            capture_rest_until: CAPTURE_REST,
+            capture_rest_until: if player.is_multiple_of(CAPTURERS) {
+                0
+            } else {
+                u64::MAX
+            },
         }
     }
 
@@ -774,8 +780,8 @@ impl Bot {
                 }
             }
         }
-        // Now and then, a capture point nearby that is not ours: walk onto it, plant a flag,
-        // hold it (at most CAPTURE_PURSUIT steps, then CAPTURE_REST steps of roaming).
+        // For one bot in CAPTURERS, a capture point nearby that is not its own: walk onto it,
+        // plant a flag, hold it (at most CAPTURE_PURSUIT steps, then CAPTURE_REST of roaming).
         let goal = me
             .filter(|_| self.n >= self.capture_rest_until)
             .and_then(|me| Some((me, self.capture_goal(&me)?)));
