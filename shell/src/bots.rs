@@ -798,7 +798,10 @@ impl Bot {
                 self.run = to.length() > 6.0;
             } else {
                 self.dir = Vec2::ZERO;
-                if flag.claimant != Some(me.id)
+                // Plant on a free point while alive; a point someone else is capturing is
+                // contested by standing on it.
+                if me.alive
+                    && flag.claimant.is_none()
                     && self.n.is_multiple_of(30)
                     && self.session.send_action(&PlantFlag { point }).is_ok()
                 {
