@@ -748,20 +748,21 @@ impl Zone {
         if usize::from(used) >= ACTIONS_PER_PLAYER_TICK {
             return Err(ActionError::QueueFull { action });
         }
-        let by = Submitter {
-            entity,
-            id,
-            player,
-            tick,
-        };
-        (self.game.actions[index].submit)(&mut self.world, by, payload)?;
+        // Every attempt spends the budget, refused or not: decoding and validating are the
+        // work it bounds.
         if let Some(mut b) = self.world.get_mut::<ActionBudget>(entity) {
             *b = ActionBudget {
                 tick,
                 used: used + 1,
             };
         }
-        Ok(())
+        let by = Submitter {
+            entity,
+            id,
+            player,
+            tick,
+        };
+        (self.game.actions[index].submit)(&mut self.world, by, payload)
     }
 
     /// Accepted and refused actions of every registered kind since the zone was built, in

@@ -378,10 +378,21 @@ impl ZoneHost {
                     bump(&mut self.stats.dropped, HostDrop::ClientRateLimit);
                     return;
                 }
-                if let Err(PacketError::Decode(e)) =
-                    self.rep.handle_packet(&mut self.zone, player, data)
-                {
-                    bump(&mut self.stats.decode_errors, e.name());
+                match self.rep.handle_packet(&mut self.zone, player, data) {
+                    Err(PacketError::Decode(e)) => bump(&mut self.stats.decode_errors, e.name()),
+                    Err(PacketError::GameMismatch { client }) => {
+                        // It cannot read what this zone sends about its plugins: it has been
+                        // told (goodbye 3, and its own check of the server's game) and goes.
+                        warn!(
+                            player = player.0,
+                            client_hash = client,
+                            server_hash = self.zone.wire().protocol_hash(),
+                            "client runs another game (plugins): disconnected"
+                        );
+                        let _ = self.net.disconnect(client_index);
+                        self.drain_net_events();
+                    }
+                    Ok(()) | Err(PacketError::UnknownClient) => {}
                 }
             }
             ServerEvent::ClientConnected {

@@ -15,8 +15,8 @@ use crate::{EntityId, PlayerId};
 /// Most payload bytes of one action.
 pub const MAX_ACTION_BYTES: usize = 64;
 
-/// Most actions one player may queue for one tick (of all kinds); more are refused
-/// ([`ActionError::QueueFull`]).
+/// Most actions one player may hand the zone for one tick (of all kinds; refused ones count
+/// too); more are refused ([`ActionError::QueueFull`]) without being decoded.
 pub const ACTIONS_PER_PLAYER_TICK: usize = 4;
 
 /// A plugin's reason to refuse an action: a small enum whose variants name themselves (the
@@ -199,7 +199,7 @@ pub struct ActionCount {
     /// Accepted.
     pub accepted: u64,
     /// Refused, by [`ActionError::reason`] (in the order first seen).
-    pub refused: SmallVec<[(&'static str, u64); 6]>,
+    pub refused: SmallVec<[(&'static str, u64); 10]>,
 }
 
 impl ActionCount {

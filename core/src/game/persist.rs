@@ -6,7 +6,9 @@
 //! Schema story: each component names a schema `VERSION`; a save writes the current one, and
 //! [`Persistent::load`] receives the version a record was written in, so adding a field later
 //! means bumping `VERSION` and reading the older layout with a default for the new field.
-//! Records of plugins a server does not run are carried through its saves unchanged.
+//! Records of plugins a server does not run, and records its plugins cannot read (a newer
+//! schema written by a newer server), are carried through its saves unchanged: nothing saved
+//! is lost by a server that does not understand it.
 
 use bevy_ecs::prelude::*;
 
@@ -82,8 +84,9 @@ impl SaveBuf<'_> {
     }
 }
 
-/// The saved records of plugins this zone does not run (or whose record did not load): kept on
-/// the avatar and saved again unchanged.
+/// The saved records of plugins this zone does not run, or whose record did not load: kept on
+/// the avatar and saved again unchanged (a plugin whose record is carried plays with its join
+/// default and does not overwrite the record).
 #[derive(Component, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CarriedPlugins(pub SavedPlugins);
 
@@ -141,20 +144,28 @@ impl PersistEntry {
     }
 }
 
-/// Writes an avatar's plugin state into `out`: the carried records, then every registered
-/// component it has. `Err` if it does not fit (the save keeps what fitted).
+/// Writes an avatar's plugin state into `out`: every registered component it has (they fit:
+/// checked when the game was built), then the carried records while they fit. A registered
+/// component whose tag is carried is not saved: the record it could not read stays as it was.
+/// `Err` if something did not fit (the save keeps what fitted).
 pub(crate) fn save_all(
     entries: &[PersistEntry],
     e: &EntityRef<'_>,
     out: &mut SavedPlugins,
 ) -> Result<(), SaveFull> {
     out.clear();
-    if let Some(carried) = e.get::<CarriedPlugins>() {
-        *out = carried.0;
-    }
+    let carried = e.get::<CarriedPlugins>().map(|c| &c.0);
     let mut result = Ok(());
     for entry in entries {
+        if carried.is_some_and(|c| c.records().any(|(tag, _, _)| tag == entry.tag)) {
+            continue;
+        }
         if let Err(full) = (entry.save)(e, out) {
+            result = Err(full);
+        }
+    }
+    for (tag, version, body) in carried.into_iter().flat_map(SavedPlugins::records) {
+        if let Err(full) = out.push(tag, version, body) {
             result = Err(full);
         }
     }
@@ -171,14 +182,19 @@ pub(crate) fn load_all(
     let mut carried = SavedPlugins::default();
     let mut refused = 0;
     for (tag, version, body) in saved.records() {
-        match entries.iter().find(|p| p.tag == tag) {
-            // A record its plugin cannot read is counted; the plugin's value (its join
-            // default) is saved in its place.
-            Some(entry) => refused += u64::from((entry.load)(e, version, body).is_err()),
-            // It came from a save, so it fits one.
-            None => {
-                let _ = carried.push(tag, version, body);
+        let loaded = match entries.iter().find(|p| p.tag == tag) {
+            Some(entry) => {
+                let ok = (entry.load)(e, version, body).is_ok();
+                // A record its plugin cannot read is counted and carried: the plugin plays
+                // with its join default, and the record is saved again as it came.
+                refused += u64::from(!ok);
+                ok
             }
+            None => false,
+        };
+        if !loaded {
+            // It came from a save, so it fits one.
+            let _ = carried.push(tag, version, body);
         }
     }
     if !carried.is_empty() {

@@ -961,3 +961,63 @@ fn read_header(r: &mut WireReader<'_>, kind: u8) -> Result<(), DecodeError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::wire::{SMALL_BYTES, SmallBytes};
+    use crate::protocol::{EXT_BYTES, Ext};
+
+    /// The largest update and spawn bodies fit the inline buffer the tracker prepares them in.
+    #[test]
+    fn the_largest_record_bodies_fit_small_bytes() {
+        let ext = Ext {
+            present: 0xFF,
+            bytes: [0xFF; EXT_BYTES],
+        };
+        let a = NetEntity {
+            id: EntityId(u32::MAX),
+            kind: NetKind::Prop,
+            x: i32::MIN,
+            y: i32::MAX,
+            anchor: 1,
+            vx: i16::MIN,
+            vy: i16::MIN,
+            facing: 0,
+            health: 0,
+            max_health: 0,
+            alive: false,
+            ext: Ext::default(),
+        };
+        let b = NetEntity {
+            x: i32::MAX,
+            y: i32::MIN,
+            anchor: 2,
+            vx: i16::MAX,
+            vy: i16::MAX,
+            facing: 255,
+            health: u16::MAX,
+            max_health: u16::MAX,
+            alive: true,
+            ext,
+            ..a
+        };
+        let mut full = Vec::new();
+        write_update_body(&a, &b, u32::MAX, &mut full);
+        assert!(
+            full.len() <= SMALL_BYTES,
+            "update body {} bytes",
+            full.len()
+        );
+        let mut small = SmallBytes::default();
+        let mask = write_update_body(&a, &b, u32::MAX, &mut small);
+        assert_eq!((small.as_slice(), mask), (full.as_slice(), 15));
+        let mut spawn = Vec::new();
+        write_spawn_body(&b, &mut spawn);
+        assert!(
+            spawn.len() <= SMALL_BYTES,
+            "spawn body {} bytes",
+            spawn.len()
+        );
+    }
+}

@@ -190,20 +190,23 @@ impl ByteSink for Vec<u8> {
     }
 }
 
-/// Up to 39 bytes kept inline (prepared record bodies: an update is at most 37 bytes, a
-/// spawn 35, plugin state included); bytes past the end are dropped and flagged, which the
-/// encoders' size bounds rule out.
+/// Most bytes of a prepared record body: an update is at most 41 bytes (track pair 9,
+/// velocity deltas 5 + 5, facing 1, health 3 + 3, life 1, plugin state 2 + 12), a spawn 38.
+pub const SMALL_BYTES: usize = 41;
+
+/// Up to [`SMALL_BYTES`] bytes kept inline (prepared record bodies); bytes past the end are
+/// dropped and flagged, which the encoders' size bounds rule out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SmallBytes {
     len: u8,
-    bytes: [u8; 39],
+    bytes: [u8; SMALL_BYTES],
 }
 
 impl Default for SmallBytes {
     fn default() -> Self {
         Self {
             len: 0,
-            bytes: [0; 39],
+            bytes: [0; SMALL_BYTES],
         }
     }
 }

@@ -339,6 +339,24 @@ impl Replicator {
         if p.ping.is_some() {
             link.pong = p.ping;
         }
+        // A client that declares another game is refused before anything it sent is used.
+        let ours = zone.wire().protocol_hash();
+        let mut refused = None;
+        let declared = p.reliable.iter().find_map(|m| match m {
+            ClientMessage::Game { protocol_hash } if *protocol_hash != ours => Some(*protocol_hash),
+            _ => None,
+        });
+        if let Some(hash) = declared
+            && !link.game_refused
+        {
+            link.game_refused = true;
+            self.metrics.game_mismatches += 1;
+            let bye = ServerMessage::Goodbye {
+                reason: crate::protocol::GOODBYE_GAME_MISMATCH,
+            };
+            let _ = link.reliable_tx.send(bye);
+            refused = Some(hash);
+        }
         for input in &p.inputs {
             if link.game_refused {
                 break;
@@ -369,25 +387,11 @@ impl Replicator {
         } = self;
         let first = decoded.reliable.len() - fresh;
         let mut allowed = 0;
-        let mut refused = None;
         for m in decoded.reliable.get(first..).unwrap_or_default() {
             let text = match m {
                 ClientMessage::Chat { text } => text,
-                ClientMessage::Game { protocol_hash } => {
-                    if *protocol_hash != zone.wire().protocol_hash()
-                        && let Some(link) = clients.get_mut(ci)
-                        && !link.game_refused
-                    {
-                        link.game_refused = true;
-                        metrics.game_mismatches += 1;
-                        let bye = ServerMessage::Goodbye {
-                            reason: crate::protocol::GOODBYE_GAME_MISMATCH,
-                        };
-                        let _ = link.reliable_tx.send(bye);
-                        refused = Some(*protocol_hash);
-                    }
-                    continue;
-                }
+                // Checked above, before the packet's inputs.
+                ClientMessage::Game { .. } => continue,
                 ClientMessage::Action { kind, payload } => {
                     // Typed, counted and bounded by the zone (per player and tick).
                     if clients.get(ci).is_some_and(|l| !l.game_refused) {
@@ -396,7 +400,7 @@ impl Replicator {
                     continue;
                 }
             };
-            if text.len() > MAX_CHAT {
+            if text.len() > MAX_CHAT || clients.get(ci).is_none_or(|l| l.game_refused) {
                 continue;
             }
             let Some(link) = clients.get_mut(ci) else {

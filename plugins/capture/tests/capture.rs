@@ -329,6 +329,15 @@ fn older_and_corrupt_saved_scores_load_as_the_schema_says() {
     zone.join(PlayerId(2), state).unwrap();
     assert_eq!(score(&zone, 2), CaptureScore::default());
     assert_eq!(zone.plugin_state_errors(), (1, 0));
+    // ...and the record it could not read is saved again as it came (a newer server may
+    // read it), not overwritten by the default.
+    let kept = zone.leave(PlayerId(2)).unwrap();
+    let kept: Vec<_> = kept
+        .plugins
+        .records()
+        .map(|(t, v, b)| (t, v, b.to_vec()))
+        .collect();
+    assert_eq!(kept, [(score_tag, 9, vec![1, 2])]);
     // Saved again: the current version.
     let out = zone.leave(PlayerId(1)).unwrap();
     let records: Vec<_> = out

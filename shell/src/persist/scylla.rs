@@ -471,12 +471,10 @@ type CombatChunk = Vec<(usize, CombatValues)>;
 enum Unit {
     /// Combat events of one partition, with their indexes in the caller's batch.
     Combat(Vec<(usize, CombatValues)>),
-    /// A player's state row.
-    State(usize, StateValues),
-    /// A player's stats row.
-    Stats(usize, StatsValues),
-    /// A player's plugin state row.
-    Plugins(usize, PluginsValues),
+    /// A player's save: its plugin state row first, then its state and stats rows (a state
+    /// row without a plugin row of the same or a newer version then means a save from before
+    /// plugins, never a plugin row still in flight).
+    Save(usize, Box<(PluginsValues, StateValues, StatsValues)>),
     /// A profile row.
     Profile(usize, ProfileValues),
 }
@@ -501,9 +499,7 @@ fn plan(batch: &[Record]) -> Result<Vec<Unit>, StoreError> {
             }
             Record::PlayerSave(s) => {
                 let (state, stats, plugins) = save_values(s).map_err(|r| reject(index, r))?;
-                units.push(Unit::State(index, state));
-                units.push(Unit::Stats(index, stats));
-                units.push(Unit::Plugins(index, plugins));
+                units.push(Unit::Save(index, Box::new((plugins, state, stats))));
             }
             Record::Profile(p) => {
                 let values = profile_values(p).map_err(|r| reject(index, r))?;
@@ -531,16 +527,23 @@ impl Inner {
     async fn run(&self, unit: Unit) -> Result<(), (usize, Failure)> {
         let p = &self.prepared;
         match unit {
-            Unit::State(i, v) => self.execute(&p.insert_state, v).await.map_err(|f| (i, f))?,
-            Unit::Stats(i, v) => self.execute(&p.insert_stats, v).await.map_err(|f| (i, f))?,
-            Unit::Plugins(i, v) => self
-                .execute(&p.insert_plugins, v)
-                .await
-                .map_err(|f| (i, f))?,
-            Unit::Profile(i, v) => self
-                .execute(&p.insert_profile, v)
-                .await
-                .map_err(|f| (i, f))?,
+            Unit::Save(i, values) => {
+                let (plugins, state, stats) = *values;
+                self.execute(&p.insert_plugins, plugins)
+                    .await
+                    .map_err(|f| (i, f))?;
+                self.execute(&p.insert_state, state)
+                    .await
+                    .map_err(|f| (i, f))?;
+                self.execute(&p.insert_stats, stats)
+                    .await
+                    .map_err(|f| (i, f))?;
+            }
+            Unit::Profile(i, v) => {
+                self.execute(&p.insert_profile, v)
+                    .await
+                    .map_err(|f| (i, f))?;
+            }
             Unit::Combat(items) => return self.run_combat(items).await,
         };
         Ok(())

@@ -19,7 +19,8 @@ pub const MAX_GHOSTS: usize = 4_096;
 pub const MAX_BUS_MESSAGE: usize = 256 * 1024;
 /// The format of the messages this build sends: the first byte of every message. A message
 /// of another version is refused with a typed error, so formats can evolve zone by zone.
-pub const BUS_VERSION: u8 = 1;
+/// Version 2: player states carry plugin state, ghosts the plugins' replicated state and props.
+pub const BUS_VERSION: u8 = 2;
 
 /// Why a handoff was refused by the zone asked to take the player.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
